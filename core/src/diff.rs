@@ -1,0 +1,367 @@
+//! Desired vs live for one object: the list of changes (field by field, list items matched by
+//! merge key), plus a JSON Patch and a unified text diff of the normalised objects.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::normalize::ignore::IgnoreRule;
+use crate::normalize::merge_keys::{item_key, list_key, selector};
+use crate::normalize::{
+    equivalent, Attribution, LiveContext, LiveOnly, Managers, Prepared, TrackingKeys,
+};
+use crate::path::{FieldPath, Selector, Step};
+use crate::redact::{is_secret, Redactor};
+
+/// What happened to live relative to Git: `add` — live has a field Git does not; `remove` — live
+/// lacks a field Git has; `replace` — the values differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Add,
+    Remove,
+    Replace,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Remove => "remove",
+            Op::Replace => "replace",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Op> {
+        match text {
+            "add" => Some(Op::Add),
+            "remove" => Some(Op::Remove),
+            "replace" => Some(Op::Replace),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: FieldPath,
+    pub op: Op,
+    pub desired: Option<Value>,
+    pub live: Option<Value>,
+    pub attribution: Attribution,
+}
+
+/// The outcome of comparing one pair.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub changes: Vec<Change>,
+    /// Normalised desired object, aligned to live (equivalent values, list order).
+    pub desired: Value,
+    /// Normalised live object (defaults removed); built only when there are changes.
+    pub live: Option<Value>,
+}
+
+/// Everything the comparison needs besides the two objects.
+pub struct CompareOptions<'a> {
+    pub managers: &'a Managers,
+    pub tracking: &'a TrackingKeys,
+    pub ignore: &'a [IgnoreRule],
+}
+
+/// Compare a desired object with its live counterpart.
+pub fn compare(
+    desired: &Prepared,
+    live: &Prepared,
+    options: &CompareOptions<'_>,
+    redactor: &mut Redactor,
+) -> Comparison {
+    let mut d = desired.object.clone();
+    let mut l = live.object.clone();
+    // Argo CD adds its tracking label at apply time; only compare it when Git sets it too.
+    if label(&d, &options.tracking.label).is_none() {
+        remove_label(&mut l, &options.tracking.label);
+    }
+    for rule in options.ignore.iter().filter(|r| r.applies_to(&desired.key)) {
+        rule.apply(&mut d, &mut l, live.ownership.as_ref());
+    }
+    if is_secret(&desired.key.group, &desired.key.kind) {
+        redactor.redact_secret(&mut d);
+        redactor.redact_secret(&mut l);
+    }
+    let ctx = LiveContext {
+        kind: &desired.key.kind,
+        live: &l,
+        ownership: live.ownership.as_ref(),
+        last_applied: live.last_applied.as_ref(),
+        managers: options.managers,
+    };
+    let mut walk = Walk {
+        ctx,
+        changes: Vec::new(),
+        defaults: Vec::new(),
+        path: FieldPath::root(),
+    };
+    walk.values(&mut d, &l);
+    let Walk {
+        changes, defaults, ..
+    } = walk;
+    let live_normalised = (!changes.is_empty()).then(|| {
+        let mut normalised = l.clone();
+        for path in defaults.iter().rev() {
+            remove_at(&mut normalised, &path.0);
+        }
+        normalised
+    });
+    Comparison {
+        changes,
+        desired: d,
+        live: live_normalised,
+    }
+}
+
+fn label<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    object.get("metadata")?.get("labels")?.get(key)
+}
+
+fn remove_label(object: &mut Value, key: &str) {
+    if let Some(Value::Object(labels)) =
+        object.get_mut("metadata").and_then(|m| m.get_mut("labels"))
+    {
+        labels.remove(key);
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+struct Walk<'a> {
+    ctx: LiveContext<'a>,
+    changes: Vec<Change>,
+    /// Live-only paths judged to be defaults: taken out of the normalised live object.
+    defaults: Vec<FieldPath>,
+    path: FieldPath,
+}
+
+impl Walk<'_> {
+    fn last_field(&self, from_end: usize) -> Option<&str> {
+        let steps = &self.path.0;
+        let i = steps.len().checked_sub(1 + from_end)?;
+        match &steps[i] {
+            Step::Field(f) => Some(f),
+            Step::Item { .. } => None,
+        }
+    }
+
+    fn record(
+        &mut self,
+        op: Op,
+        desired: Option<&Value>,
+        live: Option<&Value>,
+        attribution: Attribution,
+    ) {
+        self.changes.push(Change {
+            path: self.path.clone(),
+            op,
+            desired: desired.cloned(),
+            live: live.cloned(),
+            attribution,
+        });
+    }
+
+    fn values(&mut self, d: &mut Value, l: &Value) {
+        match (d, l) {
+            (Value::Object(dm), Value::Object(lm)) => self.objects(dm, lm),
+            (Value::Array(da), Value::Array(la)) => self.arrays(da, la),
+            (d, l) => {
+                let field = self.last_field(0);
+                let parent = self.last_field(1);
+                if equivalent(parent, field, d, l) {
+                    if d != l {
+                        *d = l.clone();
+                    }
+                } else {
+                    let attribution = self.ctx.owner_of(&self.path);
+                    self.record(Op::Replace, Some(d), Some(l), attribution);
+                }
+            }
+        }
+    }
+
+    fn objects(&mut self, dm: &mut Map<String, Value>, lm: &Map<String, Value>) {
+        let keys: Vec<String> = dm.keys().cloned().collect();
+        for k in keys {
+            self.path.0.push(Step::Field(k.clone()));
+            match (lm.get(&k), dm.get_mut(&k)) {
+                (Some(lv), Some(dv)) => self.values(dv, lv),
+                (None, Some(dv)) => {
+                    if is_empty(dv) {
+                        dm.remove(&k);
+                    } else {
+                        let dv = dv.clone();
+                        self.record(Op::Remove, Some(&dv), None, Attribution::unknown());
+                    }
+                }
+                _ => {}
+            }
+            self.path.0.pop();
+        }
+        for (k, lv) in lm {
+            if dm.contains_key(k) {
+                continue;
+            }
+            self.path.0.push(Step::Field(k.clone()));
+            self.live_only(lv, Some(lm), false);
+            self.path.0.pop();
+        }
+    }
+
+    fn live_only(&mut self, lv: &Value, parent: Option<&Map<String, Value>>, is_item: bool) {
+        if is_empty(lv) {
+            self.defaults.push(self.path.clone());
+            return;
+        }
+        match self.ctx.live_only(&self.path, lv, parent, is_item) {
+            LiveOnly::Default => self.defaults.push(self.path.clone()),
+            LiveOnly::Drift(attribution) => self.record(Op::Add, None, Some(lv), attribution),
+            LiveOnly::Descend => {
+                let Value::Object(map) = lv else {
+                    self.record(Op::Add, None, Some(lv), Attribution::unknown());
+                    return;
+                };
+                let (changes_before, defaults_before) = (self.changes.len(), self.defaults.len());
+                for (k, v) in map {
+                    self.path.0.push(Step::Field(k.clone()));
+                    self.live_only(v, Some(map), false);
+                    self.path.0.pop();
+                }
+                if self.changes.len() == changes_before {
+                    // Nothing inside was drift: drop the whole subtree as one default.
+                    self.defaults.truncate(defaults_before);
+                    self.defaults.push(self.path.clone());
+                }
+            }
+        }
+    }
+
+    fn arrays(&mut self, da: &mut Vec<Value>, la: &[Value]) {
+        let field = self.last_field(0).unwrap_or_default().to_string();
+        if let Some(key) = list_key(&field, da, la) {
+            self.keyed_arrays(da, la, key);
+            return;
+        }
+        let common = da.len().min(la.len());
+        for (i, (dv, lv)) in da.iter_mut().zip(la).enumerate() {
+            self.path.0.push(Step::Item {
+                selector: Selector::Index(i),
+                index: i,
+            });
+            self.values(dv, lv);
+            self.path.0.pop();
+        }
+        // Items beyond the common length in a list without keys change the list's value: they
+        // are never server defaults, so they are drift attributed to the list's owner.
+        for (i, lv) in la.iter().enumerate().skip(common) {
+            self.path.0.push(Step::Item {
+                selector: Selector::Index(i),
+                index: i,
+            });
+            let attribution = self.ctx.owner_of(&self.path);
+            self.record(Op::Add, None, Some(lv), attribution);
+            self.path.0.pop();
+        }
+        for (i, dv) in da.iter().enumerate().skip(common) {
+            self.path.0.push(Step::Item {
+                selector: Selector::Index(i),
+                index: i,
+            });
+            self.record(Op::Remove, Some(dv), None, Attribution::unknown());
+            self.path.0.pop();
+        }
+    }
+
+    fn keyed_arrays(&mut self, da: &mut Vec<Value>, la: &[Value], key: &[&str]) {
+        let mut desired: Vec<Option<Value>> = std::mem::take(da).into_iter().map(Some).collect();
+        let desired_keys: Vec<Option<Vec<String>>> = desired
+            .iter()
+            .map(|v| v.as_ref().and_then(|v| item_key(v, key)))
+            .collect();
+        let mut aligned = Vec::with_capacity(desired.len());
+        for (li, lv) in la.iter().enumerate() {
+            let lk = item_key(lv, key);
+            self.path.0.push(Step::Item {
+                selector: selector(lv, key),
+                index: li,
+            });
+            let matched = desired_keys
+                .iter()
+                .position(|dk| dk.is_some() && *dk == lk)
+                .and_then(|di| desired[di].take());
+            match matched {
+                Some(mut dv) => {
+                    self.values(&mut dv, lv);
+                    aligned.push(dv);
+                }
+                None => self.live_only(lv, None, true),
+            }
+            self.path.0.pop();
+        }
+        // Items in Git but not in live go after live's own, where a patch would append them.
+        for (next_index, dv) in (la.len()..).zip(desired.into_iter().flatten()) {
+            self.path.0.push(Step::Item {
+                selector: selector(&dv, key),
+                index: next_index,
+            });
+            self.record(Op::Remove, Some(&dv), None, Attribution::unknown());
+            self.path.0.pop();
+            aligned.push(dv);
+        }
+        *da = aligned;
+    }
+}
+
+/// Remove the value at a live path; containers that the removal empties go too.
+fn remove_at(value: &mut Value, steps: &[Step]) -> bool {
+    let Some((step, rest)) = steps.split_first() else {
+        return false;
+    };
+    match (step, value) {
+        (Step::Field(name), Value::Object(map)) => {
+            if rest.is_empty() {
+                map.remove(name);
+            } else if let Some(child) = map.get_mut(name) {
+                if remove_at(child, rest) {
+                    map.remove(name);
+                }
+            }
+            map.is_empty()
+        }
+        (Step::Item { index, .. }, Value::Array(items)) => {
+            if *index < items.len() && (rest.is_empty() || remove_at(&mut items[*index], rest)) {
+                items.remove(*index);
+            }
+            items.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// A JSON Patch (RFC 6902) turning the normalised live object into the normalised desired one.
+pub fn patch(live: &Value, desired: &Value) -> json_patch::Patch {
+    json_patch::diff(live, desired)
+}
+
+/// A unified diff of the normalised objects as YAML, live first (as `kubectl diff` shows it).
+pub fn text_diff(label: &str, live: &Value, desired: &Value) -> String {
+    let live_text = serde_yaml::to_string(live).unwrap_or_default();
+    let desired_text = serde_yaml::to_string(desired).unwrap_or_default();
+    similar::TextDiff::from_lines(&live_text, &desired_text)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("live/{label}"), &format!("desired/{label}"))
+        .to_string()
+}

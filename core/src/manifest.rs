@@ -1,0 +1,755 @@
+//! Parse YAML/JSON text into Kubernetes objects with a `ResourceKey` and the place they came from.
+//!
+//! Sources are handed in as bytes with a name; walking directories and reading stdin is the caller's
+//! job. Multi-document YAML is split on `---` lines the way kubectl's YAML reader does, `kind: List`
+//! (and any `*List`, what `kubectl get -o yaml` prints) is expanded into its items, and a large List
+//! is parsed one item at a time so that a 50 MB dump never exists as one parsed tree.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Identity of a Kubernetes object: the API version is deliberately not part of it, because the
+/// same object is served under several versions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub group: String,
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.kind)?;
+        } else {
+            write!(f, "{}.{}", self.kind, self.group)?;
+        }
+        if self.namespace.is_empty() {
+            write!(f, " {}", self.name)
+        } else {
+            write!(f, " {}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// Where a document came from, for error messages and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Arc<str>,
+    /// 1-based index of the document in its source (sections between `---` lines).
+    pub document: usize,
+    /// 1-based index of the item when the document is a List.
+    pub item: Option<usize>,
+    /// 1-based line where the document (or item) starts.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.source, self.document)?;
+        if let Some(item) = self.item {
+            write!(f, ", item {item}")?;
+        }
+        write!(f, " (line {})", self.line)
+    }
+}
+
+/// One Kubernetes object as written in a source.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub key: ResourceKey,
+    pub api_version: String,
+    pub object: Value,
+    pub origin: Origin,
+    /// Whether the document named its namespace; if not, `resolve_namespace` fills it in.
+    pub namespace_given: bool,
+}
+
+impl Resource {
+    /// Build a resource from a parsed object, checking the fields that make up its identity.
+    pub fn from_object(object: Value, origin: Origin) -> Result<Resource> {
+        let invalid = |message: String| Error::InvalidManifest {
+            origin: origin.clone(),
+            message,
+        };
+        let Value::Object(map) = &object else {
+            return Err(invalid(format!(
+                "expected a Kubernetes object (a mapping), found {}",
+                type_name(&object)
+            )));
+        };
+        let api_version = required_string(map, "apiVersion").map_err(&invalid)?;
+        let kind = required_string(map, "kind").map_err(&invalid)?;
+        let metadata = match map.get("metadata") {
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "metadata must be a mapping, found {}",
+                    type_name(other)
+                )))
+            }
+            None => return Err(invalid("missing metadata".to_string())),
+        };
+        let name = match metadata.get("name") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                let hint = if metadata.contains_key("generateName") {
+                    " (generateName gives no stable identity to compare against)"
+                } else {
+                    ""
+                };
+                return Err(invalid(format!("missing metadata.name{hint}")));
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "metadata.name must be a string, found {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let namespace = match metadata.get("namespace") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "metadata.namespace must be a string, found {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let group = match api_version.rsplit_once('/') {
+            Some((group, _)) => group.to_string(),
+            None => String::new(),
+        };
+        Ok(Resource {
+            key: ResourceKey {
+                group,
+                kind,
+                namespace: namespace.clone().unwrap_or_default(),
+                name,
+            },
+            api_version,
+            namespace_given: namespace.is_some(),
+            object,
+            origin,
+        })
+    }
+}
+
+fn required_string(map: &Map<String, Value>, field: &str) -> std::result::Result<String, String> {
+    match map.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(format!("missing {field}")),
+        Some(other) => Err(format!(
+            "{field} must be a string, found {}",
+            type_name(other)
+        )),
+    }
+}
+
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Parse every object in one source and hand each to `sink` as soon as it is parsed, so that the
+/// caller can shrink it (drop `managedFields`, `status`) before the next one is built.
+pub fn parse_source(
+    source_name: &str,
+    bytes: &[u8],
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<()> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        Error::DecodeUtf8 {
+            source_name: source_name.to_string(),
+            line: bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1,
+            offset,
+        }
+    })?;
+    let source: Arc<str> = Arc::from(source_name);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if looks_like_json(source_name, text) {
+        parse_json(&source, text, sink)
+    } else {
+        parse_yaml(&source, text, sink)
+    }
+}
+
+/// Convenience wrapper collecting every object of one source.
+pub fn parse_manifests(source_name: &str, bytes: &[u8]) -> Result<Vec<Resource>> {
+    let mut out = Vec::new();
+    parse_source(source_name, bytes, &mut |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn looks_like_json(source_name: &str, text: &str) -> bool {
+    if source_name.ends_with(".json") {
+        return true;
+    }
+    matches!(text.trim_start().chars().next(), Some('{') | Some('['))
+}
+
+fn parse_json(
+    source: &Arc<str>,
+    text: &str,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<()> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut document = 0;
+    loop {
+        let start = stream.byte_offset();
+        let next = stream.next();
+        let Some(next) = next else { break };
+        document += 1;
+        let line = line_of_offset(text, skip_whitespace(text, start));
+        let origin = Origin {
+            source: source.clone(),
+            document,
+            item: None,
+            line,
+        };
+        let value = next.map_err(|e| Error::ParseManifest {
+            origin: Origin {
+                line: e.line(),
+                ..origin.clone()
+            },
+            message: format!("invalid JSON: {e}"),
+        })?;
+        emit_document(value, origin, sink)?;
+    }
+    Ok(())
+}
+
+fn skip_whitespace(text: &str, from: usize) -> usize {
+    from + text[from..].len() - text[from..].trim_start().len()
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A section of a YAML stream between separator lines.
+struct Section<'a> {
+    first_line: usize,
+    text: &'a str,
+}
+
+/// Split on `---` lines followed only by blanks or a comment, as kubectl's YAML reader does. A
+/// separator carrying content (`--- |`) stays inside its section; serde_yaml's own multi-document
+/// reader handles that case.
+fn split_sections(text: &str) -> Vec<Section<'_>> {
+    let mut sections = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let is_separator = trimmed.strip_prefix("---").is_some_and(|rest| {
+            let rest = rest.trim_start();
+            rest.is_empty() || rest.starts_with('#')
+        });
+        if is_separator {
+            sections.push(Section {
+                first_line,
+                text: &text[start..offset],
+            });
+            start = offset + line.len();
+            first_line = index + 2;
+        }
+        offset += line.len();
+    }
+    sections.push(Section {
+        first_line,
+        text: &text[start..],
+    });
+    sections
+}
+
+fn parse_yaml(
+    source: &Arc<str>,
+    text: &str,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<()> {
+    let mut document = 0;
+    for (index, section) in split_sections(text).into_iter().enumerate() {
+        if is_blank_yaml(section.text) {
+            // kubectl skips empty documents (a leading `---`, comments only); so do we, but the
+            // numbering still counts them so that "document N" matches what a person counts.
+            if index > 0 || !section.text.trim().is_empty() {
+                document += 1;
+            }
+            continue;
+        }
+        document += 1;
+        let origin = Origin {
+            source: source.clone(),
+            document,
+            item: None,
+            line: section.first_line + leading_blank_lines(section.text),
+        };
+        if let Some(split) = split_list(section.text) {
+            if parse_split_list(&split, &origin, section.first_line, sink)? {
+                continue;
+            }
+        }
+        let mut inner_docs = 0;
+        for de in serde_yaml::Deserializer::from_str(section.text) {
+            inner_docs += 1;
+            let value = serde_yaml::Value::deserialize(de)
+                .map_err(|e| yaml_error(&e, &origin, section.first_line))?;
+            let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
+                origin: origin.clone(),
+                message,
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let origin = Origin {
+                document: document + inner_docs - 1,
+                ..origin.clone()
+            };
+            emit_document(value, origin, sink)?;
+        }
+        document += inner_docs.saturating_sub(1);
+    }
+    Ok(())
+}
+
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "..."
+    })
+}
+
+fn leading_blank_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| {
+            let t = l.trim();
+            t.is_empty() || t.starts_with('#')
+        })
+        .count()
+}
+
+fn yaml_error(e: &serde_yaml::Error, origin: &Origin, first_line: usize) -> Error {
+    let line = e
+        .location()
+        .map(|l| first_line + l.line() - 1)
+        .unwrap_or(origin.line);
+    // serde_yaml appends "at line X column Y" relative to the section; we give the absolute line.
+    let message = e.to_string();
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    Error::ParseManifest {
+        origin: Origin {
+            line,
+            ..origin.clone()
+        },
+        message: format!("invalid YAML: {message}"),
+    }
+}
+
+fn emit_document(
+    value: Value,
+    origin: Origin,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<()> {
+    match value {
+        Value::Object(mut map) if is_list_kind(&map) => {
+            let items = match map.remove("items") {
+                Some(Value::Array(items)) => items,
+                None | Some(Value::Null) => Vec::new(),
+                Some(other) => {
+                    return Err(Error::InvalidManifest {
+                        origin,
+                        message: format!(
+                            "items of a List must be a list, found {}",
+                            type_name(&other)
+                        ),
+                    })
+                }
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                let origin = Origin {
+                    item: Some(i + 1),
+                    ..origin.clone()
+                };
+                sink(Resource::from_object(item, origin)?)?;
+            }
+            Ok(())
+        }
+        // A bare JSON array of objects: treat as the items of a List.
+        Value::Array(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let origin = Origin {
+                    item: Some(i + 1),
+                    ..origin.clone()
+                };
+                sink(Resource::from_object(item, origin)?)?;
+            }
+            Ok(())
+        }
+        other => sink(Resource::from_object(other, origin)?),
+    }
+}
+
+fn is_list_kind(map: &Map<String, Value>) -> bool {
+    matches!(map.get("kind"), Some(Value::String(k)) if k.ends_with("List"))
+        && matches!(
+            map.get("items"),
+            Some(Value::Array(_)) | None | Some(Value::Null)
+        )
+        && !matches!(map.get("metadata"), Some(Value::Object(m)) if m.contains_key("name") && map.get("items").is_none())
+}
+
+/// A List document cut into its header and its items, each item a one-element block sequence.
+struct SplitList<'a> {
+    header: String,
+    items: Vec<(usize, &'a str)>,
+}
+
+/// Cut a `kubectl get -o yaml` style List into item texts without parsing it. Only the shape
+/// `items:` at column 0 followed by `- ` entries at one indentation is recognised; any surprise
+/// (an anchor, an item that does not parse on its own) makes the caller parse the whole document.
+fn split_list(text: &str) -> Option<SplitList<'_>> {
+    // Anchors and aliases are the one YAML feature that can tie one item to another, so a
+    // document using them is parsed whole.
+    if !text.contains("\nitems:") && !text.starts_with("items:") {
+        return None;
+    }
+    if text.lines().any(has_anchor_or_alias) {
+        return None;
+    }
+    let lines: Vec<(usize, &str)> = {
+        let mut offset = 0;
+        text.split_inclusive('\n')
+            .map(|l| {
+                let start = offset;
+                offset += l.len();
+                (start, l)
+            })
+            .collect()
+    };
+    let items_line = lines.iter().position(|(_, l)| l.trim_end() == "items:")?;
+    let mut header = String::new();
+    for (_, l) in &lines[..items_line] {
+        header.push_str(l);
+    }
+    let mut items = Vec::new();
+    let mut indent: Option<usize> = None;
+    let mut current: Option<(usize, usize)> = None; // (line index, byte start)
+    let mut end_line = lines.len();
+    for (index, (start, line)) in lines.iter().enumerate().skip(items_line + 1) {
+        let content = line.trim_end();
+        let stripped = content.trim_start();
+        if stripped.is_empty() || stripped.starts_with('#') {
+            continue;
+        }
+        let col = content.len() - stripped.len();
+        let is_entry = stripped == "-" || stripped.starts_with("- ");
+        match indent {
+            None if is_entry => indent = Some(col),
+            None => return None,
+            Some(i) if col < i || (col == i && !is_entry) => {
+                end_line = index;
+                break;
+            }
+            _ => {}
+        }
+        if is_entry && Some(col) == indent {
+            if let Some((first, byte_start)) = current.take() {
+                items.push((first, &text[byte_start..*start]));
+            }
+            current = Some((index, *start));
+        }
+    }
+    let tail_start = lines.get(end_line).map(|(s, _)| *s).unwrap_or(text.len());
+    if let Some((first, byte_start)) = current.take() {
+        items.push((first, &text[byte_start..tail_start]));
+    }
+    for (_, l) in &lines[end_line.min(lines.len())..] {
+        header.push_str(l);
+    }
+    Some(SplitList { header, items })
+}
+
+/// Whether a line carries a YAML anchor (`&a`) or alias (`*a`) as a node property: right after a
+/// `- ` or `: ` indicator, a flow opener or separator, or at the start of the line.
+fn has_anchor_or_alias(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        if b != b'&' && b != b'*' {
+            return false;
+        }
+        let followed = bytes.get(i + 1).is_some_and(|c| !c.is_ascii_whitespace());
+        let before = line[..i].trim_end();
+        let after_indicator = before.is_empty()
+            || before.ends_with(['-', ':', '[', ',', '{'])
+            || before.ends_with("<<");
+        followed
+            && after_indicator
+            && (i == 0 || bytes[i - 1].is_ascii_whitespace() || b"[{,".contains(&bytes[i - 1]))
+    })
+}
+
+/// Parse a pre-split List; returns false when the header says it is not a List after all, so that
+/// the caller parses the document whole.
+fn parse_split_list(
+    split: &SplitList<'_>,
+    origin: &Origin,
+    first_line: usize,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<bool> {
+    let Ok(header) = serde_yaml::from_str::<serde_yaml::Value>(&split.header) else {
+        return Ok(false);
+    };
+    let is_list = header
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .is_some_and(|k| k.ends_with("List"));
+    if !is_list || split.items.is_empty() {
+        return Ok(false);
+    }
+    for (i, (line_index, text)) in split.items.iter().enumerate() {
+        let item_origin = Origin {
+            item: Some(i + 1),
+            line: first_line + line_index,
+            ..origin.clone()
+        };
+        let mut seq: Vec<serde_yaml::Value> = serde_yaml::from_str(text)
+            .map_err(|e| yaml_error(&e, &item_origin, first_line + line_index))?;
+        let Some(value) = seq.pop() else {
+            return Ok(false);
+        };
+        let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
+            origin: item_origin.clone(),
+            message,
+        })?;
+        sink(Resource::from_object(value, item_origin)?)?;
+    }
+    Ok(true)
+}
+
+/// Convert a YAML value to JSON the way Kubernetes' YAML reader does: tags are dropped, scalar
+/// mapping keys become strings.
+fn yaml_to_json(value: serde_yaml::Value) -> std::result::Result<Value, String> {
+    use serde_yaml::Value as Y;
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("number {n} cannot be represented in JSON"))?
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_json)
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Null => "null".to_string(),
+                    other => {
+                        return Err(format!(
+                            "mapping key must be a scalar, found {}",
+                            match other {
+                                Y::Sequence(_) => "a list",
+                                Y::Mapping(_) => "a mapping",
+                                _ => "a tagged value",
+                            }
+                        ))
+                    }
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => yaml_to_json(tagged.value)?,
+    })
+}
+
+/// Which kinds are cluster-scoped: a built-in table for Kubernetes' own kinds, extended by what a
+/// run can learn (CustomResourceDefinitions it sees, live objects served without a namespace).
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    cluster: BTreeSet<(String, String)>,
+    namespaced: BTreeSet<(String, String)>,
+}
+
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("", "ComponentStatus"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("networking.k8s.io", "IngressClass"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("policy", "PodSecurityPolicy"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+];
+
+impl Default for Scopes {
+    fn default() -> Self {
+        Scopes {
+            cluster: CLUSTER_SCOPED
+                .iter()
+                .map(|(g, k)| (g.to_string(), k.to_string()))
+                .collect(),
+            namespaced: BTreeSet::new(),
+        }
+    }
+}
+
+impl Scopes {
+    pub fn is_cluster_scoped(&self, group: &str, kind: &str) -> bool {
+        let key = (group.to_string(), kind.to_string());
+        self.cluster.contains(&key) && !self.namespaced.contains(&key)
+    }
+
+    /// Learn a kind's scope from a CustomResourceDefinition.
+    pub fn learn_crd(&mut self, key: &ResourceKey, object: &Value) {
+        if key.group != "apiextensions.k8s.io" || key.kind != "CustomResourceDefinition" {
+            return;
+        }
+        let spec = object.get("spec");
+        let group = spec.and_then(|s| s.get("group")).and_then(Value::as_str);
+        let kind = spec
+            .and_then(|s| s.get("names"))
+            .and_then(|n| n.get("kind"))
+            .and_then(Value::as_str);
+        let scope = spec.and_then(|s| s.get("scope")).and_then(Value::as_str);
+        if let (Some(g), Some(k), Some(scope)) = (group, kind, scope) {
+            let key = (g.to_string(), k.to_string());
+            if scope == "Cluster" {
+                self.namespaced.remove(&key);
+                self.cluster.insert(key);
+            } else {
+                self.cluster.remove(&key);
+                self.namespaced.insert(key);
+            }
+        }
+    }
+}
+
+/// Give a namespaced object without a namespace the default one, and take the namespace off a
+/// cluster-scoped object (the API server ignores it there). The object's own
+/// `metadata.namespace` is kept in step so that it does not show up as a difference. Both the
+/// desired and the live side go through the same rule, so they agree on every key.
+pub fn resolve_namespace(
+    key: &mut ResourceKey,
+    object: &mut Value,
+    namespace_given: bool,
+    default_namespace: &str,
+    scopes: &Scopes,
+) {
+    let metadata = object.get_mut("metadata").and_then(Value::as_object_mut);
+    if scopes.is_cluster_scoped(&key.group, &key.kind) {
+        key.namespace.clear();
+        if let Some(m) = metadata {
+            m.remove("namespace");
+        }
+    } else if !namespace_given || key.namespace.is_empty() {
+        key.namespace = default_namespace.to_string();
+        if let Some(m) = metadata {
+            m.insert(
+                "namespace".to_string(),
+                Value::String(default_namespace.to_string()),
+            );
+        }
+    }
+}
+
+/// Anything that has an identity and a place it came from.
+pub trait Located {
+    fn key(&self) -> &ResourceKey;
+    fn origin(&self) -> &Origin;
+}
+
+impl Located for Resource {
+    fn key(&self) -> &ResourceKey {
+        &self.key
+    }
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+/// Index a set of objects by key, refusing two documents that name the same object: silently
+/// keeping one would hide drift in the other.
+pub fn index_by_key<T: Located>(items: Vec<T>) -> Result<BTreeMap<ResourceKey, T>> {
+    let mut out: BTreeMap<ResourceKey, T> = BTreeMap::new();
+    for item in items {
+        if let Some(first) = out.get(item.key()) {
+            return Err(Error::DuplicateResource(Box::new((
+                item.key().clone(),
+                first.origin().clone(),
+                item.origin().clone(),
+            ))));
+        }
+        out.insert(item.key().clone(), item);
+    }
+    Ok(out)
+}

@@ -1,0 +1,294 @@
+//! Field ownership from `metadata.managedFields` (server-side apply's FieldsV1 sets): who wrote a
+//! field, so that a field present only in live can be told apart as a server default (no owner),
+//! a GitOps or system write, or an out-of-band change by someone else.
+
+use serde_json::{Map, Value};
+
+use crate::path::{FieldPath, Step};
+
+/// One element of a FieldsV1 path: `f:name`, `k:{"name":"web"}`, `v:"value"` or `i:3`.
+#[derive(Debug, Clone, PartialEq)]
+enum Element {
+    Field(String),
+    Key(Map<String, Value>),
+    Value(Value),
+    Index(usize),
+}
+
+/// A node of a manager's field set. A node with no children is an owned leaf; `dot` marks a
+/// node (list item, map) whose existence itself is owned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldNode {
+    dot: bool,
+    children: Vec<(Element, FieldNode)>,
+}
+
+impl FieldNode {
+    fn parse(value: &Value) -> FieldNode {
+        let mut node = FieldNode::default();
+        let Value::Object(map) = value else {
+            return node;
+        };
+        for (key, child) in map {
+            if key == "." {
+                node.dot = true;
+                continue;
+            }
+            let element = match key.split_at(key.len().min(2)) {
+                ("f:", name) => Element::Field(name.to_string()),
+                ("k:", json) => match serde_json::from_str(json) {
+                    Ok(Value::Object(m)) => Element::Key(m),
+                    _ => continue,
+                },
+                ("v:", json) => match serde_json::from_str(json) {
+                    Ok(v) => Element::Value(v),
+                    _ => continue,
+                },
+                ("i:", index) => match index.parse() {
+                    Ok(i) => Element::Index(i),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            node.children.push((element, FieldNode::parse(child)));
+        }
+        node
+    }
+
+    /// Owned as a whole: a leaf, or a node whose existence the manager owns.
+    pub fn is_whole(&self) -> bool {
+        self.dot || self.children.is_empty()
+    }
+
+    fn field(&self, name: &str) -> Option<&FieldNode> {
+        self.children.iter().find_map(|(e, n)| match e {
+            Element::Field(f) if f == name => Some(n),
+            _ => None,
+        })
+    }
+
+    fn item(&self, index: usize, item: &Value) -> Option<&FieldNode> {
+        self.children.iter().find_map(|(e, n)| {
+            let hit = match e {
+                Element::Key(keys) => key_matches(keys, item, false),
+                Element::Value(v) => v == item,
+                Element::Index(i) => *i == index,
+                Element::Field(_) => false,
+            };
+            hit.then_some(n)
+        })
+    }
+}
+
+/// Whether a list item carries the key fields of a `k:` element. On the desired side, key fields
+/// the server defaults (a port's `protocol`) may be missing: `lenient` lets them be.
+fn key_matches(keys: &Map<String, Value>, item: &Value, lenient: bool) -> bool {
+    let mut matched = 0;
+    for (k, v) in keys {
+        match item.get(k) {
+            Some(have) if have == v => matched += 1,
+            Some(have) if have.as_str().is_some() && have.as_str() == v.as_str() => matched += 1,
+            None if lenient => {}
+            _ => return false,
+        }
+    }
+    matched > 0
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagerEntry {
+    pub manager: String,
+    pub operation: String,
+    pub time: Option<String>,
+    fields: FieldNode,
+}
+
+/// All managers' field sets for one live object.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    entries: Vec<ManagerEntry>,
+}
+
+/// A manager found to own (part of) a path, and whether it owns the node as a whole.
+pub struct Owner<'a> {
+    pub entry: &'a ManagerEntry,
+    pub whole: bool,
+}
+
+impl Ownership {
+    /// Read `metadata.managedFields`; entries for the status subresource are left out (status is
+    /// never compared).
+    pub fn from_managed_fields(managed: &Value) -> Option<Ownership> {
+        let items = managed.as_array()?;
+        let entries = items
+            .iter()
+            .filter(|e| e.get("subresource").and_then(Value::as_str) != Some("status"))
+            .filter_map(|e| {
+                Some(ManagerEntry {
+                    manager: e.get("manager")?.as_str()?.to_string(),
+                    operation: e
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    time: e.get("time").and_then(Value::as_str).map(str::to_string),
+                    fields: FieldNode::parse(e.get("fieldsV1")?),
+                })
+            })
+            .collect();
+        Some(Ownership { entries })
+    }
+
+    /// Managers whose field set reaches `path` (the node or anything below it) in `live`.
+    pub fn owners<'a>(&'a self, live: &Value, path: &FieldPath) -> Vec<Owner<'a>> {
+        self.entries
+            .iter()
+            // An entry with no fields (left after dropping status) owns nothing.
+            .filter(|entry| !entry.fields.children.is_empty())
+            .filter_map(|entry| {
+                find(&entry.fields, live, &path.0).map(|node| Owner {
+                    entry,
+                    whole: node.is_whole(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn entries(&self) -> &[ManagerEntry] {
+        &self.entries
+    }
+
+    /// Remove every field a manager owns from both objects (Argo CD's
+    /// `ignoreDifferences.managedFieldsManagers`): those fields are that manager's business.
+    pub fn strip_manager(&self, manager: &str, live: &mut Value, desired: &mut Value) {
+        for entry in self.entries.iter().filter(|e| e.manager == manager) {
+            strip(&entry.fields, live, false);
+            strip(&entry.fields, desired, true);
+        }
+    }
+}
+
+fn find<'a>(node: &'a FieldNode, live: &Value, steps: &[Step]) -> Option<&'a FieldNode> {
+    let Some((step, rest)) = steps.split_first() else {
+        return Some(node);
+    };
+    // A leaf owns its whole value: an atomic list or map, and everything inside it.
+    if node.children.is_empty() {
+        return Some(node);
+    }
+    match step {
+        Step::Field(name) => {
+            let child = node.field(name)?;
+            find(child, live.get(name.as_str()).unwrap_or(&Value::Null), rest)
+        }
+        Step::Item { index, .. } => {
+            let item = live.get(*index)?;
+            let child = node.item(*index, item)?;
+            find(child, item, rest)
+        }
+    }
+}
+
+/// Remove what `node` owns from `value`; returns whether the value became empty and should be
+/// removed by the caller. `lenient` is for the desired side, where list items may lack key fields
+/// the server defaults.
+fn strip(node: &FieldNode, value: &mut Value, lenient: bool) -> bool {
+    match value {
+        Value::Object(map) => {
+            for (element, child) in &node.children {
+                let Element::Field(name) = element else {
+                    continue;
+                };
+                let remove = match map.get_mut(name) {
+                    Some(_) if child.children.is_empty() => true,
+                    Some(v) => strip(child, v, lenient),
+                    None => false,
+                };
+                if remove {
+                    map.remove(name);
+                }
+            }
+            map.is_empty()
+        }
+        Value::Array(items) => {
+            let mut remove = Vec::new();
+            for (index, item) in items.iter_mut().enumerate() {
+                let child = node.children.iter().find_map(|(e, n)| {
+                    let hit = match e {
+                        Element::Key(keys) => key_matches(keys, item, lenient),
+                        Element::Value(v) => v == item,
+                        Element::Index(i) => *i == index,
+                        Element::Field(_) => false,
+                    };
+                    hit.then_some(n)
+                });
+                let Some(child) = child else { continue };
+                if child.children.is_empty() || strip(child, item, lenient) {
+                    remove.push(index);
+                }
+            }
+            for index in remove.into_iter().rev() {
+                items.remove(index);
+            }
+            items.is_empty()
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ownership() -> Ownership {
+        Ownership::from_managed_fields(&json!([
+            {"manager": "argocd-controller", "operation": "Apply", "time": "2024-01-01T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2024-01-02T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"web\"}": {"f:env": {".": {}, "k:{\"name\":\"DEBUG\"}": {".": {}, "f:name": {}, "f:value": {}}}}}}}}}}
+        ]))
+        .unwrap()
+    }
+
+    fn live() -> Value {
+        json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx", "env": [{"name": "DEBUG", "value": "1"}],
+             "terminationMessagePath": "/dev/termination-log"}]}}}})
+    }
+
+    #[test]
+    fn owners_are_found_by_list_key() {
+        let own = ownership();
+        let live = live();
+        let path = FieldPath::parse("spec.template.spec.containers[0].env[0]").unwrap();
+        let owners = own.owners(&live, &path);
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].entry.manager, "kubectl-edit");
+        assert!(owners[0].whole);
+        let default =
+            FieldPath::parse("spec.template.spec.containers[0].terminationMessagePath").unwrap();
+        assert!(own.owners(&live, &default).is_empty());
+    }
+
+    #[test]
+    fn stripping_a_manager_removes_its_fields_from_both_sides() {
+        let own = ownership();
+        let mut live = live();
+        let mut desired = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx", "env": [{"name": "DEBUG", "value": "0"}]}]}}}});
+        own.strip_manager("kubectl-edit", &mut live, &mut desired);
+        assert!(live
+            .pointer("/spec/template/spec/containers/0/env")
+            .is_none());
+        assert!(desired
+            .pointer("/spec/template/spec/containers/0/env")
+            .is_none());
+        assert_eq!(
+            live.pointer("/spec/template/spec/containers/0/image"),
+            Some(&json!("nginx"))
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Normalisation: what makes a live object equal to its desired manifest when nothing really
+//! drifted. Per object (`prepare`): server-owned fields, nulls, Secret `stringData`. Per pair (used
+//! by the diff walk): equivalent values, server defaults versus out-of-band additions, and
+//! `ignoreDifferences`.
+
+pub mod defaults;
+pub mod ignore;
+pub mod managed;
+pub mod merge_keys;
+pub mod quantity;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::manifest::{Origin, Resource, ResourceKey};
+use crate::path::{FieldPath, Step};
+use managed::Ownership;
+
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
+pub const DEFAULT_TRACKING_LABEL: &str = "app.kubernetes.io/instance";
+pub const DEFAULT_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+
+/// Which field managers are whose (see DOMAIN: Argo CD's client-side apply writes as
+/// `kubectl-client-side-apply`, which a person running `kubectl apply` also does).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Managers {
+    /// Managers that apply Git: a field only they own, present only in live, is not drift.
+    #[serde(default = "Managers::default_gitops")]
+    pub gitops: Vec<String>,
+    /// Kubernetes' own controllers: fields only they add (a PVC's volumeName) are not drift.
+    #[serde(default = "Managers::default_system")]
+    pub system: Vec<String>,
+    /// Managers that cannot tell GitOps from a person: their writes are reported as ambiguous.
+    #[serde(default = "Managers::default_ambiguous")]
+    pub ambiguous: Vec<String>,
+}
+
+impl Managers {
+    fn default_gitops() -> Vec<String> {
+        [
+            "argocd-controller",
+            "kubectl-client-side-apply",
+            "argocd-application-controller",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn default_system() -> Vec<String> {
+        ["kube-controller-manager", "kube-scheduler", "kubelet"]
+            .map(String::from)
+            .to_vec()
+    }
+    fn default_ambiguous() -> Vec<String> {
+        vec!["kubectl-client-side-apply".to_string()]
+    }
+}
+
+impl Default for Managers {
+    fn default() -> Self {
+        Managers {
+            gitops: Managers::default_gitops(),
+            system: Managers::default_system(),
+            ambiguous: Managers::default_ambiguous(),
+        }
+    }
+}
+
+/// How Argo CD marks the live objects it tracks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackingKeys {
+    #[serde(default = "TrackingKeys::default_label")]
+    pub label: String,
+    #[serde(default = "TrackingKeys::default_annotation")]
+    pub annotation: String,
+}
+
+impl TrackingKeys {
+    fn default_label() -> String {
+        DEFAULT_TRACKING_LABEL.to_string()
+    }
+    fn default_annotation() -> String {
+        DEFAULT_TRACKING_ANNOTATION.to_string()
+    }
+}
+
+impl Default for TrackingKeys {
+    fn default() -> Self {
+        TrackingKeys {
+            label: TrackingKeys::default_label(),
+            annotation: TrackingKeys::default_annotation(),
+        }
+    }
+}
+
+/// What tracking marks a live object carries.
+#[derive(Debug, Clone, Default)]
+pub struct Tracking {
+    /// Value of the tracking-id annotation (`<app>:<group>/<Kind>:<namespace>/<name>`).
+    pub annotation: Option<String>,
+    /// Value of the instance label.
+    pub label: Option<String>,
+    /// Has ownerReferences: a child of another object (a ReplicaSet, a Pod), never "extra".
+    pub owned: bool,
+}
+
+impl Tracking {
+    /// The Argo CD application this object belongs to, if it says so. A tracking-id that names
+    /// another object (copied annotations) does not count, as in Argo CD.
+    pub fn app(&self, key: &ResourceKey) -> Option<&str> {
+        if self.owned {
+            return None;
+        }
+        if let Some(id) = &self.annotation {
+            let (app, rest) = id.split_once(':')?;
+            let expected = format!("{}/{}:{}/{}", key.group, key.kind, key.namespace, key.name);
+            return (rest == expected).then_some(app);
+        }
+        self.label.as_deref()
+    }
+}
+
+/// An object ready to compare: server-owned fields gone, with what the pairwise step needs kept
+/// aside (ownership, last-applied configuration, tracking).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub key: ResourceKey,
+    pub api_version: String,
+    pub origin: Origin,
+    pub object: Value,
+    pub ownership: Option<Ownership>,
+    /// Parsed last-applied configuration; may hold Secret values, so it is never output.
+    pub last_applied: Option<Value>,
+    pub tracking: Tracking,
+    pub namespace_given: bool,
+}
+
+impl crate::manifest::Located for Prepared {
+    fn key(&self) -> &ResourceKey {
+        &self.key
+    }
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+impl Prepared {
+    /// See [`crate::manifest::resolve_namespace`].
+    pub fn resolve_namespace(&mut self, default_namespace: &str, scopes: &crate::manifest::Scopes) {
+        crate::manifest::resolve_namespace(
+            &mut self.key,
+            &mut self.object,
+            self.namespace_given,
+            default_namespace,
+            scopes,
+        );
+    }
+}
+
+/// Strip what the server owns and keep aside what the comparison needs.
+pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
+    let Resource {
+        key,
+        api_version,
+        mut object,
+        origin,
+        namespace_given,
+    } = resource;
+    let mut ownership = None;
+    let mut last_applied = None;
+    let mut tracking = Tracking::default();
+    if let Value::Object(map) = &mut object {
+        map.remove("status");
+        map.remove("apiVersion");
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            if let Some(managed) = meta.remove("managedFields") {
+                ownership = Ownership::from_managed_fields(&managed);
+            }
+            for field in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "selfLink",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                // Set by controllers that adopt an object; Git never holds them.
+                "ownerReferences",
+            ] {
+                if field == "ownerReferences" && meta.contains_key(field) {
+                    tracking.owned = true;
+                }
+                meta.remove(field);
+            }
+            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+                if let Some(Value::String(text)) = annotations.remove(LAST_APPLIED) {
+                    last_applied = serde_json::from_str(&text).ok();
+                }
+                annotations.remove(DEPLOYMENT_REVISION);
+                if let Some(Value::String(id)) = annotations.remove(&tracking_keys.annotation) {
+                    tracking.annotation = Some(id);
+                }
+            }
+            if let Some(Value::Object(labels)) = meta.get("labels") {
+                tracking.label = labels
+                    .get(&tracking_keys.label)
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+        }
+        if key.group.is_empty() && key.kind == "Secret" {
+            merge_string_data(map);
+        }
+    }
+    remove_nulls(&mut object);
+    Prepared {
+        key,
+        api_version,
+        origin,
+        object,
+        ownership,
+        last_applied,
+        tracking,
+        namespace_given,
+    }
+}
+
+/// `stringData` is write-only: the server merges it into `data` (base64) and never returns it.
+fn merge_string_data(secret: &mut Map<String, Value>) {
+    let Some(Value::Object(string_data)) = secret.remove("stringData") else {
+        return;
+    };
+    let data = secret
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Value::Object(data) = data {
+        for (k, v) in string_data {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
+/// A null in a manifest means "absent" to the API server.
+fn remove_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(remove_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(remove_nulls),
+        _ => {}
+    }
+}
+
+/// Whether two leaves that differ as JSON mean the same to Kubernetes: `1` and `1.0`, a port
+/// given as `"8080"` or `8080`, quantities in any notation.
+pub fn equivalent(
+    parent: Option<&str>,
+    field: Option<&str>,
+    desired: &Value,
+    live: &Value,
+) -> bool {
+    if desired == live {
+        return true;
+    }
+    if let Some(field) = field {
+        if quantity::is_quantity_field(parent, field) {
+            if let (Some(a), Some(b)) = (
+                quantity::Quantity::from_value(desired),
+                quantity::Quantity::from_value(live),
+            ) {
+                return a == b;
+            }
+        }
+    }
+    match (desired, live) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => {
+            is_plain_number(s) && s.parse::<f64>().ok() == n.as_f64()
+        }
+        _ => false,
+    }
+}
+
+fn is_plain_number(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+}
+
+/// How sure we are of who made a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributionKind {
+    /// `managedFields` names the manager.
+    Exact,
+    /// The manager is shared by Argo CD and people (`kubectl-client-side-apply`).
+    Ambiguous,
+    /// Nothing says who: no `managedFields`, or a field removed from live.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub manager: Option<String>,
+    pub kind: AttributionKind,
+    pub time: Option<String>,
+}
+
+impl Attribution {
+    pub fn unknown() -> Attribution {
+        Attribution {
+            manager: None,
+            kind: AttributionKind::Unknown,
+            time: None,
+        }
+    }
+}
+
+/// The verdict on a field present only in live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveOnly {
+    /// Filled in by the server or a system controller: not drift.
+    Default,
+    /// Added out of band.
+    Drift(Attribution),
+    /// Mixed: look at the fields inside one by one.
+    Descend,
+}
+
+/// What the pairwise step knows about the live side of one pair.
+pub struct LiveContext<'a> {
+    pub kind: &'a str,
+    pub live: &'a Value,
+    pub ownership: Option<&'a Ownership>,
+    pub last_applied: Option<&'a Value>,
+    pub managers: &'a Managers,
+}
+
+impl LiveContext<'_> {
+    /// Decide whether a field found only in live is a default or drift. `is_item` says the value is
+    /// a whole list item: an item is judged as one (a container added is one change).
+    pub fn live_only(
+        &self,
+        path: &FieldPath,
+        value: &Value,
+        parent: Option<&Map<String, Value>>,
+        is_item: bool,
+    ) -> LiveOnly {
+        let descendable = !is_item && matches!(value, Value::Object(m) if !m.is_empty());
+        if let Some(ownership) = self.ownership {
+            let owners = ownership.owners(self.live, path);
+            if owners.is_empty() {
+                return LiveOnly::Default;
+            }
+            let managers = self.managers;
+            let out_of_band: Vec<_> = owners
+                .iter()
+                .filter(|o| {
+                    !managers.gitops.contains(&o.entry.manager)
+                        && !managers.system.contains(&o.entry.manager)
+                })
+                .collect();
+            if !out_of_band.is_empty() {
+                if descendable && !out_of_band.iter().any(|o| o.whole) {
+                    return LiveOnly::Descend;
+                }
+                let latest = out_of_band
+                    .iter()
+                    .max_by(|a, b| a.entry.time.cmp(&b.entry.time))
+                    .map(|o| o.entry);
+                return LiveOnly::Drift(self.attribution(latest));
+            }
+            if self.in_last_applied(path) {
+                let csa = owners
+                    .iter()
+                    .find(|o| managers.ambiguous.contains(&o.entry.manager))
+                    .map(|o| o.entry);
+                return LiveOnly::Drift(match csa {
+                    Some(entry) => self.attribution(Some(entry)),
+                    None => Attribution {
+                        manager: Some("kubectl-client-side-apply".to_string()),
+                        kind: AttributionKind::Ambiguous,
+                        time: None,
+                    },
+                });
+            }
+            return LiveOnly::Default;
+        }
+        if self.in_last_applied(path) {
+            // Only `kubectl apply` writes the last-applied annotation; Argo CD's client-side apply
+            // writes exactly Git, so a field there but not in Git was applied by someone, or Git
+            // moved on since the last sync.
+            return LiveOnly::Drift(Attribution {
+                manager: Some("kubectl-client-side-apply".to_string()),
+                kind: AttributionKind::Ambiguous,
+                time: None,
+            });
+        }
+        if defaults::is_api_default(self.kind, path, value, parent) {
+            return LiveOnly::Default;
+        }
+        if descendable {
+            return LiveOnly::Descend;
+        }
+        LiveOnly::Drift(Attribution::unknown())
+    }
+
+    /// Who last wrote a field present on both sides (or only in live): the manager owning the
+    /// leaf; the most recent one if several share it.
+    pub fn owner_of(&self, path: &FieldPath) -> Attribution {
+        let Some(ownership) = self.ownership else {
+            return Attribution::unknown();
+        };
+        let owners = ownership.owners(self.live, path);
+        let latest = owners
+            .iter()
+            .filter(|o| o.whole)
+            .chain(owners.iter())
+            .max_by(|a, b| (a.whole, &a.entry.time).cmp(&(b.whole, &b.entry.time)))
+            .map(|o| o.entry);
+        self.attribution(latest)
+    }
+
+    fn attribution(&self, entry: Option<&managed::ManagerEntry>) -> Attribution {
+        match entry {
+            None => Attribution::unknown(),
+            Some(e) => Attribution {
+                manager: Some(e.manager.clone()),
+                kind: if self.managers.ambiguous.contains(&e.manager) {
+                    AttributionKind::Ambiguous
+                } else {
+                    AttributionKind::Exact
+                },
+                time: e.time.clone(),
+            },
+        }
+    }
+
+    fn in_last_applied(&self, path: &FieldPath) -> bool {
+        let Some(root) = self.last_applied else {
+            return false;
+        };
+        resolve(root, self.live, path).is_some()
+    }
+}
+
+/// Find the value at a live path inside another object (last-applied, desired): list items are
+/// found by their merge key, read from the live item the path points at.
+pub fn resolve<'a>(root: &'a Value, live: &Value, path: &FieldPath) -> Option<&'a Value> {
+    let mut here = root;
+    let mut live_here = Some(live);
+    for step in &path.0 {
+        match step {
+            Step::Field(name) => {
+                here = here.get(name.as_str())?;
+                live_here = live_here.and_then(|l| l.get(name.as_str()));
+            }
+            Step::Item { selector, index } => {
+                let items = here.as_array()?;
+                let position = merge_keys::find_item(items, selector).or_else(|| {
+                    // A live item named by index: look for an equal item.
+                    let live_item = live_here?.get(*index)?;
+                    items.iter().position(|i| i == live_item)
+                })?;
+                here = &items[position];
+                live_here = live_here.and_then(|l| l.get(*index));
+            }
+        }
+    }
+    Some(here)
+}
