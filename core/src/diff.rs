@@ -102,8 +102,12 @@ pub fn compare(
     };
     walk.values(&mut d, &l);
     let Walk {
-        changes, defaults, ..
+        mut changes,
+        defaults,
+        ..
     } = walk;
+    // Report in path order, whatever order the walk met them in (Git's fields, then live's).
+    changes.sort_by(|a, b| compare_steps(&a.path.0, &b.path.0));
     let live_normalised = (!changes.is_empty()).then(|| {
         let mut normalised = l.clone();
         for path in defaults.iter().rev() {
@@ -116,6 +120,21 @@ pub fn compare(
         desired: d,
         live: live_normalised,
     }
+}
+
+fn compare_steps(a: &[Step], b: &[Step]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = match (x, y) {
+            (Step::Field(x), Step::Field(y)) => x.cmp(y),
+            (Step::Item { index: x, .. }, Step::Item { index: y, .. }) => x.cmp(y),
+            (Step::Field(_), Step::Item { .. }) => std::cmp::Ordering::Less,
+            (Step::Item { .. }, Step::Field(_)) => std::cmp::Ordering::Greater,
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn label<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {

@@ -1,0 +1,142 @@
+//! Properties of the engine over generated Kubernetes-like objects:
+//! - an object compared with itself shows no drift;
+//! - the JSON Patch turns the normalised live object into the normalised desired one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use argo_drift_core::diff::{compare, CompareOptions};
+use argo_drift_core::manifest::{Origin, Resource};
+use argo_drift_core::normalize::{prepare, Managers, Prepared, TrackingKeys};
+use argo_drift_core::redact::Redactor;
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+fn prepared(object: Value) -> Prepared {
+    let origin = Origin {
+        source: "generated".into(),
+        document: 1,
+        item: None,
+        line: 1,
+    };
+    prepare(
+        Resource::from_object(object, origin).unwrap(),
+        &TrackingKeys::default(),
+    )
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<bool>().prop_map(Value::from),
+        (-5i64..5000).prop_map(Value::from),
+        "[a-z0-9./:-]{0,12}".prop_map(Value::from),
+        Just(json!("100m")),
+        Just(json!("1Gi")),
+    ]
+}
+
+fn free_value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-zA-Z.]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+fn env() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map("[A-Z_]{1,6}", "[a-z0-9]{0,6}", 0..4).prop_map(|m| {
+        Value::Array(
+            m.into_iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect(),
+        )
+    })
+}
+
+fn container() -> impl Strategy<Value = (String, Value)> {
+    (
+        "[a-z]{1,6}",
+        "(nginx|envoy|app):[0-9]\\.[0-9]{1,2}",
+        env(),
+        prop::option::of(prop_oneof![
+            Just("250m"),
+            Just("1"),
+            Just("1000m"),
+            Just("0.5")
+        ]),
+        prop::option::of(free_value()),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(|(name, image, env, cpu, extra, privileged)| {
+            let mut c = json!({"name": name, "image": image, "env": env});
+            if let Some(cpu) = cpu {
+                c["resources"] = json!({"limits": {"cpu": cpu}});
+            }
+            if let Some(extra) = extra {
+                c["x-extra"] = extra;
+            }
+            if let Some(p) = privileged {
+                c["securityContext"] = json!({"privileged": p});
+            }
+            (name, c)
+        })
+}
+
+prop_compose! {
+    fn deployment()(
+        replicas in 0u32..5,
+        labels in prop::collection::btree_map("[a-z]{1,6}", "[a-z0-9]{0,6}", 0..3),
+        containers in prop::collection::btree_map("[a-z]{1,6}", container(), 1..4),
+        extra in prop::option::of(free_value()),
+        args in prop::collection::vec("[a-z-]{1,6}", 0..3),
+    ) -> Value {
+        let containers: Vec<Value> = containers.into_values().map(|(name, mut c)| {
+            c["name"] = json!(name);
+            c["args"] = json!(args);
+            c
+        }).collect();
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "labels": labels},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}}
+        });
+        if let Some(extra) = extra {
+            d["spec"]["x-extra"] = extra;
+        }
+        d
+    }
+}
+
+fn options<'a>(managers: &'a Managers, tracking: &'a TrackingKeys) -> CompareOptions<'a> {
+    CompareOptions {
+        managers,
+        tracking,
+        ignore: &[],
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn an_object_compared_with_itself_has_no_drift(object in deployment()) {
+        let (managers, tracking) = (Managers::default(), TrackingKeys::default());
+        let p = prepared(object);
+        let result = compare(&p, &p, &options(&managers, &tracking), &mut Redactor::new());
+        prop_assert!(result.changes.is_empty(), "{:?}", result.changes);
+    }
+
+    #[test]
+    fn the_patch_turns_normalised_live_into_normalised_desired(desired in deployment(), live in deployment()) {
+        let (managers, tracking) = (Managers::default(), TrackingKeys::default());
+        let result = compare(&prepared(desired), &prepared(live), &options(&managers, &tracking), &mut Redactor::new());
+        if let Some(mut normalised_live) = result.live.clone() {
+            prop_assert!(!result.changes.is_empty());
+            let patch = argo_drift_core::diff::patch(&normalised_live, &result.desired);
+            json_patch::patch(&mut normalised_live, &patch).unwrap();
+            prop_assert_eq!(normalised_live, result.desired);
+        } else {
+            prop_assert!(result.changes.is_empty());
+        }
+    }
+}
