@@ -1,0 +1,416 @@
+//! The `argo-drift` binary as a user runs it: exit codes, output formats, errors, stdin, help.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_argo-drift"));
+    c.env_remove("NO_COLOR").env("ARGO_DRIFT_COLOR", "never");
+    c
+}
+
+fn example(side: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/offline")
+        .join(side)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: shop\ndata:\n  a: \"1\"\n";
+
+#[test]
+fn the_bundled_example_reports_its_drift_and_exits_1() {
+    let desired = example("desired");
+    let live = example("live");
+    let o = run(&[
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let summary = &report["summary"];
+    assert_eq!(summary["resources"], 7);
+    assert_eq!(summary["synced"], 2);
+    assert_eq!(summary["modified"], 3);
+    assert_eq!(summary["missing"], 1);
+    assert_eq!(summary["extra"], 1);
+    assert_eq!(summary["severity"], "critical");
+    let web = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Deployment")
+        .unwrap();
+    for key in [
+        "group",
+        "version",
+        "kind",
+        "namespace",
+        "name",
+        "status",
+        "severity",
+        "changes",
+    ] {
+        assert!(web.get(key).is_some(), "resource lacks {key}");
+    }
+    let image = web["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "spec.template.spec.containers[name=web].image")
+        .unwrap();
+    for key in [
+        "path", "field", "op", "desired", "live", "severity", "rule", "manager",
+    ] {
+        assert!(image.get(key).is_some(), "change lacks {key}");
+    }
+    assert_eq!(image["path"], "/spec/template/spec/containers/0/image");
+    assert_eq!(image["op"], "replace");
+    assert_eq!(image["severity"], "high");
+    assert_eq!(image["manager"], "kubectl-edit");
+    assert_eq!(web["version"], "v1");
+    // The patch and diff of a modified resource are there, and the rotated password is not.
+    assert!(web["patch"].as_array().is_some_and(|p| !p.is_empty()));
+    let text = stdout(&o);
+    assert!(
+        !text.contains("VHIwdWI0ZG9y")
+            && !text.contains("Tr0ub4dor")
+            && !text.contains("correct-horse")
+    );
+}
+
+#[test]
+fn text_and_yaml_outputs() {
+    let (desired, live) = (example("desired"), example("live"));
+    let o = run(&[
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+        "--show-diff",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(
+        text.contains("Deployment.apps shop/web modified [high]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by kubectl-edit at 2024-05-03T22:41:55Z; rule container-image"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+++ desired/Deployment.apps shop/web"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "7 resources: 2 synced, 3 modified, 1 missing, 1 extra; highest severity critical"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour when asked for none");
+    let o = run(&[
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+        "-o",
+        "yaml",
+        "--color",
+        "always",
+    ]);
+    let report: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["summary"]["missing"], 1);
+    let o = run(&[
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+        "--color",
+        "always",
+    ]);
+    assert!(stdout(&o).contains("\u{1b}["), "colour when asked for");
+}
+
+#[test]
+fn fail_on_sets_the_threshold() {
+    let (desired, live) = (example("desired"), example("live"));
+    let (d, l) = (desired.to_str().unwrap(), live.to_str().unwrap());
+    assert_eq!(
+        run(&["diff", "--desired", d, "--live", l, "--fail-on", "critical"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cm = write(dir.path(), "cm.yaml", CM);
+    let labelled = write(
+        dir.path(),
+        "live.yaml",
+        &CM.replace(
+            "  namespace: shop\n",
+            "  namespace: shop\n  labels: {team: x}\n",
+        ),
+    );
+    let (cm, labelled) = (cm.to_str().unwrap(), labelled.to_str().unwrap());
+    // A label added is low: below --fail-on medium the run passes, at info it fails.
+    assert_eq!(
+        run(&[
+            "diff",
+            "--desired",
+            cm,
+            "--live",
+            labelled,
+            "--fail-on",
+            "medium"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["diff", "--desired", cm, "--live", labelled])
+            .status
+            .code(),
+        Some(1)
+    );
+    // In sync: 0.
+    let o = run(&["diff", "--desired", cm, "--live", cm]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("No drift."));
+    let bad = run(&["diff", "--desired", cm, "--live", cm, "--fail-on", "urgent"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("urgent"));
+}
+
+#[test]
+fn stdin_and_namespace_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(
+        dir.path(),
+        "git/app/cm.yaml",
+        &CM.replace("  namespace: shop\n", ""),
+    );
+    let _ignored = write(dir.path(), "git/README.md", "not a manifest");
+    let mut child = bin()
+        .args([
+            "diff",
+            "--desired",
+            dir.path().join("git").to_str().unwrap(),
+            "--live",
+            "-",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(CM.replace("\"1\"", "\"2\"").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["resources"][0]["namespace"], "shop");
+    assert_eq!(report["resources"][0]["changes"][0]["field"], "data.a");
+    let _ = desired;
+    let twice = run(&["diff", "--desired", "-", "--live", "-"]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(stderr(&twice).contains("stdin"));
+}
+
+#[test]
+fn errors_name_the_file_document_and_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.yaml", CM);
+    let broken = write(
+        dir.path(),
+        "broken.yaml",
+        &format!("{CM}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x\n"),
+    );
+    let o = run(&[
+        "diff",
+        "--desired",
+        broken.to_str().unwrap(),
+        "--live",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
+    let dup = write(dir.path(), "dup.yaml", &format!("{CM}---\n{CM}"));
+    let o = run(&[
+        "diff",
+        "--desired",
+        dup.to_str().unwrap(),
+        "--live",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("ConfigMap shop/cfg is defined twice"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "diff",
+        "--desired",
+        "/nonexistent/x.yaml",
+        "--live",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/x.yaml"), "{}", stderr(&o));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&[
+        "diff",
+        "--desired",
+        empty.to_str().unwrap(),
+        "--live",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds no *.yaml"), "{}", stderr(&o));
+}
+
+#[test]
+fn policy_explain_names_the_rule_and_why() {
+    let o = run(&[
+        "policy",
+        "explain",
+        "--kind",
+        "Deployment",
+        "--path",
+        "spec.template.spec.containers[name=web].image",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("kind:     Deployment.apps"), "{text}");
+    assert!(
+        text.contains("severity: high") && text.contains("rule:     container-image"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "privileged: path spec.template.spec.containers[name=web].image is under none of"
+        ),
+        "{text}"
+    );
+    let o = run(&[
+        "policy",
+        "explain",
+        "--kind",
+        "Pod",
+        "--path",
+        "spec.securityContext.runAsUser",
+        "--live-value",
+        "0",
+    ]);
+    assert!(
+        stdout(&o).contains("rule:     run-as-root"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "policy",
+        "explain",
+        "--kind",
+        "Pod",
+        "--path",
+        "spec.securityContext.runAsUser",
+        "--live-value",
+        "1000",
+    ]);
+    assert!(stdout(&o).contains("rule:     default"), "{}", stdout(&o));
+    let o = run(&[
+        "policy", "explain", "--kind", "Secret", "--status", "missing",
+    ]);
+    assert!(stdout(&o).contains("severity: critical"), "{}", stdout(&o));
+    let o = run(&[
+        "policy",
+        "explain",
+        "--kind",
+        "Deployment",
+        "--path",
+        "spec..x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn policy_validate_accepts_the_default_and_names_problems() {
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policy.yaml");
+    let o = run(&["policy", "validate", default.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("valid ("));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "p.yaml",
+        "severity:\n  rules:\n  - name: x\n    paths: [\"**.containers[\"]\n    severity: high\n",
+    );
+    let o = run(&["policy", "validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("p.yaml: severity.rules[0].paths[0]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["policy", "validate", "/nonexistent.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["diff", "--help"],
+        vec!["policy", "--help"],
+        vec!["policy", "explain", "--help"],
+        vec!["policy", "validate", "--help"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&o).contains("Usage:"), "{args:?}");
+    }
+    assert!(stdout(&run(&["diff", "--help"])).contains("ARGO_DRIFT_FAIL_ON"));
+}
