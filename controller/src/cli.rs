@@ -90,7 +90,7 @@ pub struct DiffArgs {
     /// Count as extra only live objects tracked by this Argo CD application (any app otherwise).
     #[arg(long, env = "ARGO_DRIFT_APP")]
     pub app: Option<String>,
-    /// In text output, also print a unified diff of each modified object.
+    /// Also give a unified diff of each modified object (in text, JSON and YAML output).
     #[arg(long, env = "ARGO_DRIFT_SHOW_DIFF")]
     pub show_diff: bool,
     /// In text output, also list resources that are in sync.

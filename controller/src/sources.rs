@@ -12,14 +12,16 @@ use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
 /// How deep a directory walk may go: a guard against symlink loops.
 const MAX_DEPTH: usize = 64;
 
-/// Load and prepare every object under `paths`. `role` ("desired", "live") names the set in
-/// errors; `stdin_taken` makes sure `-` is read once across all sets.
-pub fn load(
+/// Load and prepare every object under `paths`, handing each to `sink` as soon as it is parsed.
+/// `role` ("desired", "live") names the set in errors; `stdin_taken` makes sure `-` is read once
+/// across all sets. Returns how many objects were read.
+pub fn for_each(
     paths: &[PathBuf],
     role: &str,
     tracking: &TrackingKeys,
     stdin_taken: &mut bool,
-) -> anyhow::Result<Vec<Prepared>> {
+    sink: &mut dyn FnMut(Prepared) -> argo_drift_core::Result<()>,
+) -> anyhow::Result<usize> {
     let mut files = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -46,7 +48,7 @@ pub fn load(
             files.push(Some(path.clone()));
         }
     }
-    let mut objects = Vec::new();
+    let mut count = 0;
     for file in files {
         let (name, bytes) = match &file {
             None => {
@@ -61,14 +63,14 @@ pub fn load(
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
             ),
         };
-        let before = objects.len();
+        let before = count;
         parse_source(&name, &bytes, &mut |resource| {
-            objects.push(prepare(resource, tracking));
-            Ok(())
+            count += 1;
+            sink(prepare(resource, tracking))
         })?;
-        tracing::debug!(file = %name, objects = objects.len() - before, bytes = bytes.len(), "loaded {role} manifests");
+        tracing::debug!(file = %name, objects = count - before, bytes = bytes.len(), "loaded {role} manifests");
     }
-    Ok(objects)
+    Ok(count)
 }
 
 fn is_manifest(path: &Path) -> bool {

@@ -162,6 +162,23 @@ impl Rule {
         )
     }
 
+    /// Whether this rule matches a field; the allocation-free twin of `mismatch`.
+    fn matches(&self, key: &ResourceKey, path: &FieldPath, op: Op, live: Option<&Value>) -> bool {
+        !self.resource_level()
+            && self.kind_matches(key)
+            && (self.spec.ops.is_empty() || self.spec.ops.contains(&op))
+            && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path)))
+            && (self.spec.live_values.is_empty()
+                || live.is_some_and(|v| self.spec.live_values.contains(v)))
+    }
+
+    fn kind_matches(&self, key: &ResourceKey) -> bool {
+        (self.spec.groups.is_empty()
+            || self.spec.groups.iter().any(|g| g == "*" || *g == key.group))
+            && (self.spec.kinds.is_empty()
+                || self.spec.kinds.iter().any(|k| k == "*" || *k == key.kind))
+    }
+
     /// Why this rule does not match a field, or None when it does.
     fn mismatch(
         &self,
@@ -311,7 +328,7 @@ impl Classifier {
     pub fn classify_resource(&self, key: &ResourceKey, status: Status) -> Verdict {
         self.rules
             .iter()
-            .find(|r| r.spec.status == Some(status) && r.mismatch_kind(key).is_none())
+            .find(|r| r.spec.status == Some(status) && r.kind_matches(key))
             .map(|r| Verdict {
                 severity: r.spec.severity,
                 rule: r.spec.name.clone(),
@@ -330,7 +347,16 @@ impl Classifier {
         op: Op,
         live: Option<&Value>,
     ) -> Verdict {
-        self.explain_field(key, path, op, live).verdict
+        match self.rules.iter().find(|r| r.matches(key, path, op, live)) {
+            Some(rule) => Verdict {
+                severity: rule.spec.severity,
+                rule: rule.spec.name.clone(),
+            },
+            None => Verdict {
+                severity: self.default,
+                rule: DEFAULT_RULE.to_string(),
+            },
+        }
     }
 
     pub fn explain_field(

@@ -1,6 +1,8 @@
 //! Desired vs live for one object: the list of changes (field by field, list items matched by
 //! merge key), plus a JSON Patch and a unified text diff of the normalised objects.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -75,21 +77,24 @@ pub fn compare(
     redactor: &mut Redactor,
 ) -> Comparison {
     let mut d = desired.object.clone();
-    let mut l = live.object.clone();
+    // The live object is only copied when something has to change in it.
+    let mut l = Cow::Borrowed(&live.object);
     // Argo CD adds its tracking label at apply time; only compare it when Git sets it too.
-    if label(&d, &options.tracking.label).is_none() {
-        remove_label(&mut l, &options.tracking.label);
+    if label(&d, &options.tracking.label).is_none() && label(&l, &options.tracking.label).is_some()
+    {
+        remove_label(l.to_mut(), &options.tracking.label);
     }
     for rule in options.ignore.iter().filter(|r| r.applies_to(&desired.key)) {
-        rule.apply(&mut d, &mut l, live.ownership.as_ref());
+        rule.apply(&mut d, l.to_mut(), live.ownership.as_ref());
     }
     if is_secret(&desired.key.group, &desired.key.kind) {
         redactor.redact_secret(&mut d);
-        redactor.redact_secret(&mut l);
+        redactor.redact_secret(l.to_mut());
     }
+    let l: &Value = &l;
     let ctx = LiveContext {
         kind: &desired.key.kind,
-        live: &l,
+        live: l,
         ownership: live.ownership.as_ref(),
         last_applied: live.last_applied.as_ref(),
         managers: options.managers,
@@ -100,7 +105,7 @@ pub fn compare(
         defaults: Vec::new(),
         path: FieldPath::root(),
     };
-    walk.values(&mut d, &l);
+    walk.values(&mut d, l);
     let Walk {
         mut changes,
         defaults,
@@ -375,12 +380,30 @@ pub fn patch(live: &Value, desired: &Value) -> json_patch::Patch {
 }
 
 /// A unified diff of the normalised objects as YAML, live first (as `kubectl diff` shows it).
+/// Keys are sorted so that Git's key order and the server's do not show up as differences.
 pub fn text_diff(label: &str, live: &Value, desired: &Value) -> String {
-    let live_text = serde_yaml::to_string(live).unwrap_or_default();
-    let desired_text = serde_yaml::to_string(desired).unwrap_or_default();
+    let live_text = serde_yaml::to_string(&sorted(live)).unwrap_or_default();
+    let desired_text = serde_yaml::to_string(&sorted(desired)).unwrap_or_default();
     similar::TextDiff::from_lines(&live_text, &desired_text)
         .unified_diff()
         .context_radius(3)
         .header(&format!("live/{label}"), &format!("desired/{label}"))
         .to_string()
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }

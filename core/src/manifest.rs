@@ -445,26 +445,31 @@ fn split_list(text: &str) -> Option<SplitList<'_>> {
     if text.lines().any(has_anchor_or_alias) {
         return None;
     }
-    let lines: Vec<(usize, &str)> = {
-        let mut offset = 0;
-        text.split_inclusive('\n')
-            .map(|l| {
-                let start = offset;
-                offset += l.len();
-                (start, l)
-            })
-            .collect()
-    };
-    let items_line = lines.iter().position(|(_, l)| l.trim_end() == "items:")?;
+    // One pass over the lines, without collecting them: a dump has millions.
     let mut header = String::new();
-    for (_, l) in &lines[..items_line] {
-        header.push_str(l);
-    }
     let mut items = Vec::new();
     let mut indent: Option<usize> = None;
-    let mut current: Option<(usize, usize)> = None; // (line index, byte start)
-    let mut end_line = lines.len();
-    for (index, (start, line)) in lines.iter().enumerate().skip(items_line + 1) {
+    let mut current: Option<(usize, usize)> = None; // (line index, byte start) of the open item
+    let mut state = 0; // 0: before `items:`, 1: inside the items, 2: after them
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let start = offset;
+        offset += line.len();
+        match state {
+            0 => {
+                if line.trim_end() == "items:" {
+                    state = 1;
+                } else {
+                    header.push_str(line);
+                }
+                continue;
+            }
+            2 => {
+                header.push_str(line);
+                continue;
+            }
+            _ => {}
+        }
         let content = line.trim_end();
         let stripped = content.trim_start();
         if stripped.is_empty() || stripped.starts_with('#') {
@@ -476,24 +481,27 @@ fn split_list(text: &str) -> Option<SplitList<'_>> {
             None if is_entry => indent = Some(col),
             None => return None,
             Some(i) if col < i || (col == i && !is_entry) => {
-                end_line = index;
-                break;
+                if let Some((first, byte_start)) = current.take() {
+                    items.push((first, &text[byte_start..start]));
+                }
+                state = 2;
+                header.push_str(line);
+                continue;
             }
             _ => {}
         }
         if is_entry && Some(col) == indent {
             if let Some((first, byte_start)) = current.take() {
-                items.push((first, &text[byte_start..*start]));
+                items.push((first, &text[byte_start..start]));
             }
-            current = Some((index, *start));
+            current = Some((index, start));
         }
     }
-    let tail_start = lines.get(end_line).map(|(s, _)| *s).unwrap_or(text.len());
-    if let Some((first, byte_start)) = current.take() {
-        items.push((first, &text[byte_start..tail_start]));
+    if state == 0 {
+        return None;
     }
-    for (_, l) in &lines[end_line.min(lines.len())..] {
-        header.push_str(l);
+    if let Some((first, byte_start)) = current.take() {
+        items.push((first, &text[byte_start..]));
     }
     Some(SplitList { header, items })
 }

@@ -36,22 +36,23 @@ impl Redactor {
 
     /// Replace every value of a Secret's `data` (and `stringData`, should one remain) by its mask.
     pub fn redact_secret(&mut self, secret: &mut Value) {
-        if let Some(Value::Object(data)) = secret.get_mut("data") {
-            for v in data.values_mut() {
-                let masked = match &*v {
-                    Value::String(s) => self.mask_base64(s),
-                    other => self.mask_for(false, other.to_string().into_bytes()),
+        for (field, base64) in [("data", true), ("stringData", false)] {
+            let Some(Value::Object(data)) = secret.get_mut(field) else {
+                continue;
+            };
+            // Sorted, so that mask numbers do not depend on the order keys were written in.
+            let mut keys: Vec<String> = data.keys().cloned().collect();
+            keys.sort();
+            for key in keys {
+                let Some(v) = data.get_mut(&key) else {
+                    continue;
+                };
+                let masked = match (&*v, base64) {
+                    (Value::String(s), true) => self.mask_base64(s),
+                    (Value::String(s), false) => self.mask_for(true, s.as_bytes().to_vec()),
+                    (other, _) => self.mask_for(false, other.to_string().into_bytes()),
                 };
                 *v = Value::String(masked);
-            }
-        }
-        if let Some(Value::Object(data)) = secret.get_mut("stringData") {
-            for v in data.values_mut() {
-                let bytes = match &*v {
-                    Value::String(s) => s.as_bytes().to_vec(),
-                    other => other.to_string().into_bytes(),
-                };
-                *v = Value::String(self.mask_for(true, bytes));
             }
         }
     }

@@ -75,7 +75,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
         &policy,
         &AnalyseOptions {
             app,
-            without_patches: false,
+            patches: true,
+            text_diffs: true,
         },
     );
     let actual = serde_json::to_value(&report).unwrap();
