@@ -394,28 +394,27 @@ fn emit_document(
                     })
                 }
             };
-            for (i, item) in items.into_iter().enumerate() {
-                let origin = Origin {
-                    item: Some(i + 1),
-                    ..origin.clone()
-                };
-                sink(Resource::from_object(item, origin)?)?;
-            }
-            Ok(())
+            emit_items(items, &origin, sink)
         }
         // A bare JSON array of objects: treat as the items of a List.
-        Value::Array(items) => {
-            for (i, item) in items.into_iter().enumerate() {
-                let origin = Origin {
-                    item: Some(i + 1),
-                    ..origin.clone()
-                };
-                sink(Resource::from_object(item, origin)?)?;
-            }
-            Ok(())
-        }
+        Value::Array(items) => emit_items(items, &origin, sink),
         other => sink(Resource::from_object(other, origin)?),
     }
+}
+
+fn emit_items(
+    items: Vec<Value>,
+    origin: &Origin,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<()> {
+    for (i, item) in items.into_iter().enumerate() {
+        let origin = Origin {
+            item: Some(i + 1),
+            ..origin.clone()
+        };
+        sink(Resource::from_object(item, origin)?)?;
+    }
+    Ok(())
 }
 
 fn is_list_kind(map: &Map<String, Value>) -> bool {
