@@ -40,6 +40,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Two documents name the same object.
+    pub fn duplicate(key: &ResourceKey, first: &Origin, second: &Origin) -> Error {
+        Error::DuplicateResource(Box::new((key.clone(), first.clone(), second.clone())))
+    }
+
     /// A short, stable label for metrics and Kubernetes Event reasons.
     pub fn category(&self) -> &'static str {
         match self {

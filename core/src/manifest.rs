@@ -750,11 +750,7 @@ pub fn index_by_key<T: Located>(items: Vec<T>) -> Result<BTreeMap<ResourceKey, T
     let mut out: BTreeMap<ResourceKey, T> = BTreeMap::new();
     for item in items {
         if let Some(first) = out.get(item.key()) {
-            return Err(Error::DuplicateResource(Box::new((
-                item.key().clone(),
-                first.origin().clone(),
-                item.origin().clone(),
-            ))));
+            return Err(Error::duplicate(item.key(), first.origin(), item.origin()));
         }
         out.insert(item.key().clone(), item);
     }

@@ -112,16 +112,19 @@ fn version_of(api_version: &str) -> String {
         .to_string()
 }
 
-/// Compare every desired object with its live counterpart and classify what differs.
+/// Compare every desired object with its live counterpart and classify what differs. The keys
+/// are unique by construction (see `manifest::index_by_key`).
 pub fn analyse(
-    desired: &BTreeMap<ResourceKey, Prepared>,
+    desired: BTreeMap<ResourceKey, Prepared>,
     live: &BTreeMap<ResourceKey, Prepared>,
     policy: &Policy,
     options: &AnalyseOptions,
 ) -> DriftReport {
     let mut analyser = Analyser::new(policy, options.clone());
-    for d in desired.values() {
-        analyser.add_desired(d.clone());
+    for d in desired.into_values() {
+        analyser
+            .desired
+            .insert(d.key.clone(), Pending::new(Stored::Parsed(Box::new(d))));
     }
     for l in live.values() {
         analyser.observe_live(l);
@@ -133,10 +136,19 @@ pub fn analyse(
 /// a parsed object takes 10 to 25 times the space of its text.
 enum Stored {
     Parsed(Box<Prepared>),
+    /// `prepared.object` is null; the object is `json`.
     Compact {
         prepared: Box<Prepared>,
         json: Vec<u8>,
     },
+}
+
+impl Stored {
+    fn prepared(&self) -> &Prepared {
+        match self {
+            Stored::Parsed(p) | Stored::Compact { prepared: p, .. } => p,
+        }
+    }
 }
 
 struct Pending {
@@ -144,12 +156,20 @@ struct Pending {
     seen: bool,
 }
 
+impl Pending {
+    fn new(stored: Stored) -> Pending {
+        Pending {
+            stored,
+            seen: false,
+        }
+    }
+}
+
 /// Analysis one live object at a time: desired objects are added first, then each live object is
 /// compared as it arrives and can be dropped at once, so a large live dump is never held whole.
 pub struct Analyser<'p> {
     policy: &'p Policy,
     options: AnalyseOptions,
-    compact: bool,
     desired: BTreeMap<ResourceKey, Pending>,
     redactor: Redactor,
     resources: Vec<ResourceReport>,
@@ -160,46 +180,10 @@ impl<'p> Analyser<'p> {
         Analyser {
             policy,
             options,
-            compact: false,
             desired: BTreeMap::new(),
             redactor: Redactor::new(),
             resources: Vec::new(),
         }
-    }
-
-    /// Keep desired objects as compact JSON until their live counterpart arrives: slower, and
-    /// far smaller.
-    pub fn compact_desired(mut self) -> Self {
-        self.compact = true;
-        self
-    }
-
-    pub fn desired_key(&self, key: &ResourceKey) -> bool {
-        self.desired.contains_key(key)
-    }
-
-    /// Add a desired object; the caller has checked its key is unique.
-    pub fn add_desired(&mut self, mut prepared: Prepared) {
-        let stored = if self.compact {
-            let json = serde_json::to_vec(&prepared.object).unwrap_or_default();
-            prepared.object = Value::Null;
-            Stored::Compact {
-                prepared: Box::new(prepared),
-                json,
-            }
-        } else {
-            Stored::Parsed(Box::new(prepared))
-        };
-        let key = match &stored {
-            Stored::Parsed(p) | Stored::Compact { prepared: p, .. } => p.key.clone(),
-        };
-        self.desired.insert(
-            key,
-            Pending {
-                stored,
-                seen: false,
-            },
-        );
     }
 
     /// Add a desired object already compacted by the caller (`prepared.object` left null, the
@@ -211,14 +195,12 @@ impl<'p> Analyser<'p> {
         mut json: Vec<u8>,
     ) -> crate::Result<()> {
         if let Some(first) = self.desired.get(&prepared.key) {
-            let first = match &first.stored {
-                Stored::Parsed(p) | Stored::Compact { prepared: p, .. } => p.origin.clone(),
-            };
-            return Err(crate::Error::DuplicateResource(Box::new((
-                prepared.key.clone(),
+            let first = &first.stored.prepared().origin;
+            return Err(crate::Error::duplicate(
+                &prepared.key,
                 first,
-                prepared.origin.clone(),
-            ))));
+                &prepared.origin,
+            ));
         }
         json.shrink_to_fit();
         let key = prepared.key.clone();
@@ -274,9 +256,7 @@ impl<'p> Analyser<'p> {
             if pending.seen {
                 continue;
             }
-            let d = match &pending.stored {
-                Stored::Parsed(p) | Stored::Compact { prepared: p, .. } => p,
-            };
+            let d = pending.stored.prepared();
             let verdict = classifier.classify_resource(key, Status::Missing);
             let mut report =
                 base_report(key, &d.api_version, &d.origin.to_string(), Status::Missing);

@@ -70,7 +70,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
         p.resolve_namespace(namespace.trim(), &scopes);
     }
     let report = analyse(
-        &index_by_key(desired).unwrap(),
+        index_by_key(desired).unwrap(),
         &index_by_key(live).unwrap(),
         &policy,
         &AnalyseOptions {

@@ -82,11 +82,7 @@ fn check_unique(
     origin: &Origin,
 ) -> argo_drift_core::Result<()> {
     if let Some(first) = seen.get(key) {
-        return Err(Error::DuplicateResource(Box::new((
-            key.clone(),
-            first.clone(),
-            origin.clone(),
-        ))));
+        return Err(Error::duplicate(key, first, origin));
     }
     seen.insert(key.clone(), origin.clone());
     Ok(())
