@@ -19,6 +19,20 @@ fn example(side: &str) -> PathBuf {
         .join(side)
 }
 
+/// `argo-drift diff` on the bundled example, with extra flags.
+fn diff_example(extra: &[&str]) -> Output {
+    let (desired, live) = (example("desired"), example("live"));
+    let mut args = vec![
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
 }
@@ -42,17 +56,7 @@ const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  nam
 
 #[test]
 fn the_bundled_example_reports_its_drift_and_exits_1() {
-    let desired = example("desired");
-    let live = example("live");
-    let o = run(&[
-        "diff",
-        "--desired",
-        desired.to_str().unwrap(),
-        "--live",
-        live.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let o = diff_example(&["-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let summary = &report["summary"];
@@ -108,15 +112,7 @@ fn the_bundled_example_reports_its_drift_and_exits_1() {
 
 #[test]
 fn text_and_yaml_outputs() {
-    let (desired, live) = (example("desired"), example("live"));
-    let o = run(&[
-        "diff",
-        "--desired",
-        desired.to_str().unwrap(),
-        "--live",
-        live.to_str().unwrap(),
-        "--show-diff",
-    ]);
+    let o = diff_example(&["--show-diff"]);
     assert_eq!(o.status.code(), Some(1));
     let text = stdout(&o);
     assert!(
@@ -138,39 +134,17 @@ fn text_and_yaml_outputs() {
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "no colour when asked for none");
-    let o = run(&[
-        "diff",
-        "--desired",
-        desired.to_str().unwrap(),
-        "--live",
-        live.to_str().unwrap(),
-        "-o",
-        "yaml",
-        "--color",
-        "always",
-    ]);
+    let o = diff_example(&["-o", "yaml", "--color", "always"]);
     let report: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["summary"]["missing"], 1);
-    let o = run(&[
-        "diff",
-        "--desired",
-        desired.to_str().unwrap(),
-        "--live",
-        live.to_str().unwrap(),
-        "--color",
-        "always",
-    ]);
+    let o = diff_example(&["--color", "always"]);
     assert!(stdout(&o).contains("\u{1b}["), "colour when asked for");
 }
 
 #[test]
 fn fail_on_sets_the_threshold() {
-    let (desired, live) = (example("desired"), example("live"));
-    let (d, l) = (desired.to_str().unwrap(), live.to_str().unwrap());
     assert_eq!(
-        run(&["diff", "--desired", d, "--live", l, "--fail-on", "critical"])
-            .status
-            .code(),
+        diff_example(&["--fail-on", "critical"]).status.code(),
         Some(1)
     );
     let dir = tempfile::tempdir().unwrap();

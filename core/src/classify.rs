@@ -464,3 +464,72 @@ fn for_each_leaf(base: &FieldPath, value: &Value, visit: &mut dyn FnMut(&FieldPa
     let mut path = base.clone();
     walk(&mut path, value, visit, true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use serde_json::json;
+
+    /// `classify_field` (the fast path) and `explain_field` (what `policy explain` prints) are two
+    /// readings of the same rules: they must never disagree.
+    #[test]
+    fn classification_and_explanation_agree() {
+        let policy = Policy::builtin().unwrap();
+        let classifier = &policy.classifier;
+        let kinds = [
+            ("apps", "Deployment"),
+            ("", "Service"),
+            ("", "Secret"),
+            ("", "ConfigMap"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("networking.k8s.io", "Ingress"),
+            ("", "PersistentVolume"),
+            ("example.com", "Widget"),
+        ];
+        let paths = [
+            "spec.replicas",
+            "spec.template.spec.containers[name=web].image",
+            "spec.template.spec.containers[name=web].securityContext.runAsUser",
+            "spec.template.spec.securityContext.runAsNonRoot",
+            "spec.template.spec.hostNetwork",
+            "spec.template.spec.volumes[name=h].hostPath.path",
+            "spec.selector.app",
+            "spec.externalIPs[0]",
+            "spec.type",
+            "spec.rules[0].host",
+            "data.password",
+            "rules[1]",
+            "subjects[name=x]",
+            "metadata.labels.team",
+            "spec.template.metadata.labels.app",
+            "spec.hostPath.path",
+            "spec.size",
+        ];
+        let lives = [None, Some(json!(0)), Some(json!(false)), Some(json!("x"))];
+        let mut checked = 0;
+        for (group, kind) in kinds {
+            let key = ResourceKey {
+                group: group.into(),
+                kind: kind.into(),
+                namespace: "n".into(),
+                name: "x".into(),
+            };
+            for path in paths {
+                let path = FieldPath::parse(path).unwrap();
+                for op in [Op::Add, Op::Remove, Op::Replace] {
+                    for live in &lives {
+                        let fast = classifier.classify_field(&key, &path, op, live.as_ref());
+                        let explained = classifier
+                            .explain_field(&key, &path, op, live.as_ref())
+                            .verdict;
+                        assert_eq!(fast, explained, "{kind} {path} {op:?} {live:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, kinds.len() * paths.len() * 3 * lives.len());
+    }
+}

@@ -1,6 +1,7 @@
 //! Properties of the engine over generated Kubernetes-like objects:
 //! - an object compared with itself shows no drift;
-//! - the JSON Patch turns the normalised live object into the normalised desired one.
+//! - the JSON Patch turns the normalised live object into the normalised desired one;
+//! - a change planted in the live copy of an object is reported, exactly and alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use argo_drift_core::diff::{compare, CompareOptions};
@@ -53,9 +54,9 @@ fn env() -> impl Strategy<Value = Value> {
     })
 }
 
-fn container() -> impl Strategy<Value = (String, Value)> {
+/// A container without its name: the Deployment names it, uniquely.
+fn container() -> impl Strategy<Value = Value> {
     (
-        "[a-z]{1,6}",
         "(nginx|envoy|app):[0-9]\\.[0-9]{1,2}",
         env(),
         prop::option::of(prop_oneof![
@@ -67,8 +68,8 @@ fn container() -> impl Strategy<Value = (String, Value)> {
         prop::option::of(free_value()),
         prop::option::of(any::<bool>()),
     )
-        .prop_map(|(name, image, env, cpu, extra, privileged)| {
-            let mut c = json!({"name": name, "image": image, "env": env});
+        .prop_map(|(image, env, cpu, extra, privileged)| {
+            let mut c = json!({"image": image, "env": env});
             if let Some(cpu) = cpu {
                 c["resources"] = json!({"limits": {"cpu": cpu}});
             }
@@ -78,7 +79,7 @@ fn container() -> impl Strategy<Value = (String, Value)> {
             if let Some(p) = privileged {
                 c["securityContext"] = json!({"privileged": p});
             }
-            (name, c)
+            c
         })
 }
 
@@ -90,7 +91,8 @@ prop_compose! {
         extra in prop::option::of(free_value()),
         args in prop::collection::vec("[a-z-]{1,6}", 0..3),
     ) -> Value {
-        let containers: Vec<Value> = containers.into_values().map(|(name, mut c)| {
+        let containers: Vec<Value> = containers.into_iter().map(|(name, mut c)| {
+            // The map key is unique, as container names must be.
             c["name"] = json!(name);
             c["args"] = json!(args);
             c
@@ -138,5 +140,40 @@ proptest! {
         } else {
             prop_assert!(result.changes.is_empty());
         }
+    }
+
+    #[test]
+    fn a_planted_image_change_is_the_one_change_reported(object in deployment(), pick in any::<prop::sample::Index>()) {
+        let (managers, tracking) = (Managers::default(), TrackingKeys::default());
+        let mut live = object.clone();
+        let containers = live["spec"]["template"]["spec"]["containers"].as_array_mut().unwrap();
+        let i = pick.index(containers.len());
+        let name = containers[i]["name"].as_str().unwrap().to_string();
+        let old = containers[i]["image"].clone();
+        containers[i]["image"] = json!("registry.example/planted:9.9");
+        let result = compare(&prepared(object), &prepared(live), &options(&managers, &tracking), &mut Redactor::new());
+        prop_assert_eq!(result.changes.len(), 1, "{:?}", result.changes);
+        let change = &result.changes[0];
+        prop_assert_eq!(change.path.to_string(), format!("spec.template.spec.containers[name={name}].image"));
+        prop_assert_eq!(change.path.pointer(), format!("/spec/template/spec/containers/{i}/image"));
+        prop_assert_eq!(change.op, argo_drift_core::diff::Op::Replace);
+        prop_assert_eq!(change.desired.clone(), Some(old));
+        prop_assert_eq!(change.live.clone(), Some(json!("registry.example/planted:9.9")));
+    }
+
+    #[test]
+    fn a_planted_env_var_is_reported_as_added(object in deployment(), pick in any::<prop::sample::Index>()) {
+        let (managers, tracking) = (Managers::default(), TrackingKeys::default());
+        let mut live = object.clone();
+        let containers = live["spec"]["template"]["spec"]["containers"].as_array_mut().unwrap();
+        let i = pick.index(containers.len());
+        let name = containers[i]["name"].as_str().unwrap().to_string();
+        containers[i]["env"].as_array_mut().unwrap().push(json!({"name": "planted", "value": "1"}));
+        let result = compare(&prepared(object), &prepared(live), &options(&managers, &tracking), &mut Redactor::new());
+        prop_assert_eq!(result.changes.len(), 1, "{:?}", result.changes);
+        let change = &result.changes[0];
+        prop_assert_eq!(change.path.to_string(), format!("spec.template.spec.containers[name={name}].env[name=planted]"));
+        prop_assert_eq!(change.op, argo_drift_core::diff::Op::Add);
+        prop_assert_eq!(change.desired.clone(), None);
     }
 }
