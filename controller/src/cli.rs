@@ -1,7 +1,9 @@
 //! Command-line arguments (clap derive). Every flag can also come from an `ARGO_DRIFT_*`
 //! environment variable.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argo_drift_core::Severity;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,6 +48,77 @@ pub enum Command {
     /// Inspect and check severity policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the live drift controller: watch opted-in Argo CD Applications (label
+    /// argo-drift.io/enabled=true), compare Git with the cluster on every change, and publish
+    /// reports (ConfigMap argo-drift-report-<app>), Events, metrics and logs.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces whose Applications are watched: Argo CD's own, plus any used for "apps in any
+    /// namespace".
+    #[arg(long = "app-namespace", env = "ARGO_DRIFT_APP_NAMESPACES", value_delimiter = ',', default_value = "argocd", value_name = "NS")]
+    pub app_namespaces: Vec<String>,
+    /// Argo CD's own namespace: its repository Secrets live there, and its applications are
+    /// named by bare name in tracking marks.
+    #[arg(long, env = "ARGO_DRIFT_CONTROL_PLANE_NAMESPACE", default_value = "argocd", value_name = "NS")]
+    pub control_plane_namespace: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// How often to look at the policy file for changes.
+    #[arg(long, env = "ARGO_DRIFT_POLICY_RELOAD", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub policy_reload: Duration,
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "ARGO_DRIFT_ADMIN_ADDR", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Where Git clones are kept (one bare clone per repository URL).
+    #[arg(long, env = "ARGO_DRIFT_REPO_CACHE", default_value = "/tmp/argo-drift/repos", value_name = "DIR")]
+    pub repo_cache: PathBuf,
+    /// Fetch a branch or tag again when its last fetch is older than this (commits are fetched once).
+    #[arg(long, env = "ARGO_DRIFT_GIT_REFRESH", default_value = "3m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub git_refresh: Duration,
+    /// Analyse every application again this often even without a change.
+    #[arg(long, env = "ARGO_DRIFT_RESYNC", default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub resync: Duration,
+    /// How long to wait for a new watch's first list before the analysis fails and is retried.
+    #[arg(long, env = "ARGO_DRIFT_WATCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub watch_timeout: Duration,
+    /// Applications analysed at the same time.
+    #[arg(long, env = "ARGO_DRIFT_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    pub concurrency: u16,
+    /// Argo CD API server URL (https://argocd-server.argocd.svc): needed for Helm, Kustomize,
+    /// plugin and multi-source applications, whose manifests only Argo CD renders.
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_SERVER", value_name = "URL")]
+    pub argocd_server: Option<String>,
+    /// Argo CD API token (prefer the environment variable; it is never logged).
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub argocd_token: Option<String>,
+    /// Accept any TLS certificate from the Argo CD API server.
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
+    pub argocd_insecure: bool,
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "ARGO_DRIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "ARGO_DRIFT_LEASE_NAME", default_value = "argo-drift-controller", value_name = "NAME")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the control plane namespace).
+    #[arg(long, env = "ARGO_DRIFT_LEASE_NAMESPACE", value_name = "NS")]
+    pub lease_namespace: Option<String>,
+    /// A leader that has not renewed for this long loses the lease.
+    #[arg(long, env = "ARGO_DRIFT_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease and in Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity(), value_name = "NAME")]
+    pub identity: String,
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "argo-drift".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,9 +1,19 @@
-//! argo-drift's I/O side: reading manifests from files and stdin, the command line, rendering
-//! reports. The drift logic itself lives in `argo-drift-core`.
+//! argo-drift's I/O side: the command line, manifests from files and stdin, and the live
+//! controller (Kubernetes watches, Git, reports, Events, metrics). The drift logic itself lives in `argo-drift-core`.
 
+pub mod admin;
+pub mod application;
+pub mod argocd;
 pub mod cli;
 pub mod commands;
+pub mod error;
+pub mod leader;
+pub mod live;
+pub mod metrics;
 pub mod output;
+pub mod publish;
+pub mod reconcile;
+pub mod repo;
 pub mod sources;
 pub mod telemetry;
 
@@ -17,5 +27,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Diff(diff) => commands::diff::run(&diff, &args.global),
         Command::Policy(PolicyCommand::Explain(explain)) => commands::policy::explain(&explain),
         Command::Policy(PolicyCommand::Validate(validate)) => commands::policy::validate(&validate),
+        Command::Run(run) => commands::run::run(&run),
     }
 }

@@ -84,6 +84,7 @@ fn bench(c: &mut Criterion) {
                         app: None,
                         patches,
                         text_diffs,
+                        ..Default::default()
                     };
                     let report = analyse(d, &l, &policy, &options);
                     // Hand the live set and the report back so that freeing them is not timed as

@@ -67,6 +67,8 @@ pub struct CompareOptions<'a> {
     pub managers: &'a Managers,
     pub tracking: &'a TrackingKeys,
     pub ignore: &'a [IgnoreRule],
+    /// The application's own `spec.ignoreDifferences`, applied after the policy's.
+    pub app_ignore: &'a [IgnoreRule],
 }
 
 /// Compare a desired object with its live counterpart.
@@ -84,7 +86,8 @@ pub fn compare(
     {
         remove_label(l.to_mut(), &options.tracking.label);
     }
-    for rule in options.ignore.iter().filter(|r| r.applies_to(&desired.key)) {
+    let rules = options.ignore.iter().chain(options.app_ignore);
+    for rule in rules.filter(|r| r.applies_to(&desired.key)) {
         rule.apply(&mut d, l.to_mut(), live.ownership.as_ref());
     }
     if is_secret(&desired.key.group, &desired.key.kind) {

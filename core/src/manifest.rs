@@ -689,14 +689,19 @@ impl Scopes {
             .and_then(Value::as_str);
         let scope = spec.and_then(|s| s.get("scope")).and_then(Value::as_str);
         if let (Some(g), Some(k), Some(scope)) = (group, kind, scope) {
-            let key = (g.to_string(), k.to_string());
-            if scope == "Cluster" {
-                self.namespaced.remove(&key);
-                self.cluster.insert(key);
-            } else {
-                self.cluster.remove(&key);
-                self.namespaced.insert(key);
-            }
+            self.learn(g, k, scope == "Cluster");
+        }
+    }
+
+    /// Record a kind's scope as the API server's discovery reports it.
+    pub fn learn(&mut self, group: &str, kind: &str, cluster_scoped: bool) {
+        let key = (group.to_string(), kind.to_string());
+        if cluster_scoped {
+            self.namespaced.remove(&key);
+            self.cluster.insert(key);
+        } else {
+            self.cluster.remove(&key);
+            self.namespaced.insert(key);
         }
     }
 }

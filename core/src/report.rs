@@ -11,6 +11,7 @@ use crate::classify::{Severity, Status};
 use crate::config::Policy;
 use crate::diff::{compare, patch, text_diff, CompareOptions, Op};
 use crate::manifest::ResourceKey;
+use crate::normalize::ignore::IgnoreRule;
 use crate::normalize::{AttributionKind, Prepared};
 use crate::redact::Redactor;
 
@@ -102,6 +103,8 @@ pub struct AnalyseOptions {
     pub patches: bool,
     /// Add a unified text diff to each modified resource (YAML rendering: the costly part).
     pub text_diffs: bool,
+    /// The application's `spec.ignoreDifferences`, compiled; added to the policy's own.
+    pub app_ignore: std::sync::Arc<Vec<IgnoreRule>>,
 }
 
 fn version_of(api_version: &str) -> String {
@@ -349,6 +352,7 @@ fn modified_report(
         managers: &policy.managers,
         tracking: &policy.tracking,
         ignore: &policy.ignore,
+        app_ignore: &options.app_ignore,
     };
     let comparison = compare(d, l, &compare_options, redactor);
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);

@@ -77,6 +77,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
             app,
             patches: true,
             text_diffs: true,
+            ..Default::default()
         },
     );
     let actual = serde_json::to_value(&report).unwrap();

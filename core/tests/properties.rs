@@ -114,6 +114,7 @@ fn options<'a>(managers: &'a Managers, tracking: &'a TrackingKeys) -> CompareOpt
         managers,
         tracking,
         ignore: &[],
+        app_ignore: &[],
     }
 }
 

@@ -38,6 +38,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         app: args.app.clone(),
         patches: true,
         text_diffs: args.show_diff,
+        ..Default::default()
     };
     let mut analyser = Analyser::new(&policy, options);
     let desired_count = desired.len();

@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod policy;
+pub mod run;
 
 use anyhow::Context;
 use argo_drift_core::Policy;

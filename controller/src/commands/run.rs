@@ -1,0 +1,325 @@
+//! `argo-drift run`: the long-running controller. Wires the pieces together: admin server, leader
+//! election, the Application controller, live watches, Git, policy reloads, graceful shutdown.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use tokio::sync::{mpsc, watch};
+
+use crate::application::{self, OPT_IN_LABEL};
+use crate::argocd::ArgoCd;
+use crate::cli::{PolicyArgs, RunArgs};
+use crate::leader::Elector;
+use crate::live::{LiveState, Trigger};
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::reconcile::{self, Context, Settings};
+use crate::repo::Repos;
+use crate::{admin, reconcile::error_policy};
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = Client::try_default()
+            .await
+            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+        let shutdown = shutdown_signal();
+        serve(client, args, shutdown).await
+    })
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    let _ = tx.send(true);
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Run the controller until `shutdown` turns true. Public so that tests and the benchmark run it
+/// in-process against a real API server.
+pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<ExitCode> {
+    let policy_path = args.policy.policy.clone();
+    let policy = super::load_policy(&args.policy)?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = admin::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin port {}", args.admin_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "admin server: /metrics /healthz /readyz");
+    tokio::spawn(admin::serve(listener, metrics.clone(), ready.clone(), stopped(shutdown.clone())));
+
+    let lease_namespace = args.lease_namespace.clone().unwrap_or_else(|| args.control_plane_namespace.clone());
+    let elector = args.leader_election.then(|| {
+        Elector::new(
+            client.clone(),
+            &lease_namespace,
+            &args.lease_name,
+            &args.identity,
+            args.lease_duration,
+        )
+    });
+    let (lost_tx, lost_rx) = watch::channel(false);
+    if let Some(elector) = &elector {
+        tracing::info!(identity = elector.identity(), lease = %args.lease_name, "waiting to become leader");
+        loop {
+            if *shutdown.borrow() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            match elector.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election"),
+            }
+            let mut s = shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(elector.duration() / 4) => {}
+                _ = s.changed() => {}
+            }
+        }
+        tracing::info!(identity = elector.identity(), "became leader");
+    }
+
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<Trigger>();
+    let live = LiveState::new(client.clone(), policy.tracking.clone(), trigger_tx.clone(), metrics.clone());
+    let argocd = match &args.argocd_server {
+        Some(server) => Some(ArgoCd::new(
+            server,
+            args.argocd_token.clone().unwrap_or_default(),
+            args.argocd_insecure,
+        )?),
+        None => None,
+    };
+    let repo_secrets = repo_secrets(&client, &args.control_plane_namespace);
+    let ctx = Arc::new(Context::new(
+        Settings {
+            resync: args.resync,
+            watch_timeout: args.watch_timeout,
+            control_plane_namespace: args.control_plane_namespace.clone(),
+        },
+        policy,
+        Arc::new(Repos::new(args.repo_cache.clone(), args.git_refresh)),
+        argocd,
+        live,
+        Publisher::new(client.clone(), Some(args.identity.clone())),
+        metrics.clone(),
+        Some(repo_secrets),
+    ));
+
+    let resource = application::api_resource();
+    let apps: Api<DynamicObject> = match args.app_namespaces.as_slice() {
+        [one] => Api::namespaced_with(client.clone(), one, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let config = watcher::Config::default().labels(&format!("{OPT_IN_LABEL}=true"));
+    let namespaces = args.app_namespaces.clone();
+    let trigger_ctx = ctx.clone();
+    let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
+        trigger_ctx.note_change(&t.app, t.seen);
+        t.app
+    });
+    let controller = Controller::new_with(apps, config, resource.clone())
+        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .reconcile_on(triggers);
+    let store = controller.store();
+
+    tokio::spawn(readiness(store.clone(), ctx.clone(), ready.clone(), namespaces.clone()));
+    if let Some(path) = policy_path.clone() {
+        tokio::spawn(reload_policy(path, args.policy_reload, ctx.clone(), store.clone(), trigger_tx.clone()));
+    }
+    if let Some(elector) = elector.as_ref() {
+        tokio::spawn(keep_lease(
+            Elector::new(client.clone(), &lease_namespace, &args.lease_name, elector.identity(), elector.duration()),
+            lost_tx,
+        ));
+    }
+    let mut lost = lost_rx.clone();
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = stopped(shutdown) => {}
+                _ = lost.wait_for(|l| *l) => {}
+            }
+        }
+    };
+    controller
+        .graceful_shutdown_on(stop)
+        .run(
+            move |app, ctx| {
+                let allowed = namespaces.is_empty()
+                    || namespaces.len() == 1
+                    || namespaces.iter().any(|n| Some(n) == app.metadata.namespace.as_ref());
+                async move {
+                    if !allowed {
+                        return Ok(controller::Action::await_change());
+                    }
+                    reconcile::reconcile(app, ctx).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+
+    if *lost_rx.borrow() {
+        tracing::error!("lost the leader lease; stopping so that a standby takes over");
+        return Ok(ExitCode::from(3));
+    }
+    if let Some(elector) = elector {
+        if let Err(e) = elector.release().await {
+            tracing::warn!(error = %e, "could not release the leader lease");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Argo CD's repository Secrets, watched so that credentials are at hand without an API call
+/// per analysis.
+fn repo_secrets(client: &Client, namespace: &str) -> reflector::Store<Secret> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watching repository Secrets");
+            }
+        }
+    });
+    reader
+}
+
+/// Ready once the Applications are listed and each opted-in one has been analysed once.
+async fn readiness(
+    store: reflector::Store<DynamicObject>,
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+    namespaces: Vec<String>,
+) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        let apps: Vec<_> = store
+            .state()
+            .iter()
+            .filter(|a| namespaces.len() <= 1 || namespaces.iter().any(|n| Some(n) == a.metadata.namespace.as_ref()))
+            .map(|a| ObjectRef::from_obj_with(a.as_ref(), application::api_resource()))
+            .collect();
+        let done = {
+            let reconciled = ctx.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+            apps.iter().all(|a| reconciled.contains(a))
+        };
+        if done {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!(applications = apps.len(), "first full analysis done: ready");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Renew the lease; if it cannot be renewed within its duration, say so (the caller stops).
+async fn keep_lease(elector: Elector, lost: watch::Sender<bool>) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(elector.duration() / 3).await;
+        match elector.try_acquire().await {
+            Ok(true) => last_renewed = Instant::now(),
+            Ok(false) => {
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the leader lease");
+                if last_renewed.elapsed() >= elector.duration() {
+                    let _ = lost.send(true);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Re-read the policy file when it changes (a ConfigMap volume swaps a symlink, so the
+/// modification time and size are compared rather than relying on inotify). A bad file is
+/// logged and the running policy kept.
+async fn reload_policy(
+    path: std::path::PathBuf,
+    every: Duration,
+    ctx: Arc<Context>,
+    store: reflector::Store<DynamicObject>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    };
+    let mut last = stamp(&path);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match super::load_policy(&PolicyArgs { policy: Some(path.clone()) }) {
+            Ok(policy) => {
+                tracing::info!(file = %path.display(), "policy reloaded; analysing every application again");
+                ctx.set_policy(policy);
+                for app in store.state() {
+                    let app = ObjectRef::from_obj_with(app.as_ref(), application::api_resource());
+                    let _ = triggers.send(Trigger { app, seen: Instant::now() });
+                }
+            }
+            Err(e) => tracing::error!(file = %path.display(), error = %format!("{e:#}"), "policy not reloaded; keeping the previous one"),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! What can go wrong while watching and analysing an application, with a short category for
+//! metric labels and Event reasons, and whether retrying can help.
+
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Application {app}: {message}")]
+    InvalidApplication { app: String, message: String },
+    #[error("Application {app}: {message}")]
+    UnsupportedSource { app: String, message: String },
+    #[error("fetching {url} at {revision:?}: {source}")]
+    FetchRepo {
+        url: String,
+        revision: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{url} at {revision:?}, path {path:?}: {message}")]
+    RenderSource {
+        url: String,
+        revision: String,
+        path: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Manifest(#[from] argo_drift_core::Error),
+    #[error("Kubernetes API, {context}: {source}")]
+    Kube {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{api_version} {kind} is not served by the cluster: {message}")]
+    Discover {
+        api_version: String,
+        kind: String,
+        message: String,
+    },
+    #[error("Argo CD API {path}: {message}")]
+    ArgoCd {
+        path: String,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("waiting for the watch on {what}: not synced after {seconds} s")]
+    WatchNotReady { what: String, seconds: u64 },
+}
+
+impl Error {
+    pub fn kube(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Kube { context, source }
+    }
+
+    /// A short, stable name: a metric label and an Event reason suffix.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::InvalidApplication { .. } => "invalid_application",
+            Error::UnsupportedSource { .. } => "unsupported_source",
+            Error::FetchRepo { .. } => "fetch_repo",
+            Error::RenderSource { .. } => "render_source",
+            Error::Manifest(e) => e.category(),
+            Error::Kube { .. } => "kube_api",
+            Error::Discover { .. } => "discovery",
+            Error::ArgoCd { .. } => "argocd_api",
+            Error::WatchNotReady { .. } => "watch_not_ready",
+        }
+    }
+
+    /// Whether trying again later can succeed without anyone changing the Application or Git:
+    /// network and API failures can; a malformed spec or manifest waits for a change.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::FetchRepo { .. }
+                | Error::Kube { .. }
+                | Error::Discover { .. }
+                | Error::ArgoCd { .. }
+                | Error::WatchNotReady { .. }
+        )
+    }
+}

@@ -1,0 +1,302 @@
+//! Live state: one reflector per (kind, namespace) that some application needs, shared between
+//! applications. Every change a watch sees is turned into a trigger for exactly the applications
+//! that hold that object in Git or track it (annotation or label), so an out-of-band edit
+//! re-analyses only its own application.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argo_drift_core::manifest::ResourceKey;
+use argo_drift_core::normalize::TrackingKeys;
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery::{pinned_kind, Scope};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+pub type AppRef = ObjectRef<DynamicObject>;
+
+/// A live change that concerns an application, and when it was seen.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub app: AppRef,
+    pub seen: Instant,
+}
+
+/// A kind as the API server serves it.
+#[derive(Debug)]
+pub struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchKey {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for WatchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() { "core" } else { &self.group };
+        write!(f, "{group}/{}/{}", self.version, self.kind)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " in {ns}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Watch {
+    store: Store<DynamicObject>,
+    ready: watch::Receiver<bool>,
+}
+
+/// Which applications care about which objects.
+#[derive(Default)]
+struct Interest {
+    by_key: HashMap<ResourceKey, HashSet<AppRef>>,
+    /// Application names as tracking marks name them.
+    by_name: HashMap<String, HashSet<AppRef>>,
+    by_watch: HashMap<WatchKey, HashSet<AppRef>>,
+    registered: HashMap<AppRef, (Vec<ResourceKey>, String, Vec<WatchKey>)>,
+}
+
+pub struct LiveState {
+    client: Client,
+    tracking: TrackingKeys,
+    kinds: Mutex<HashMap<(String, String), Arc<Kind>>>,
+    watches: Mutex<HashMap<WatchKey, Arc<Watch>>>,
+    interest: Arc<Mutex<Interest>>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    metrics: Arc<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the controller down with a poisoned lock; the maps stay
+    // consistent because every update is a single insert or remove.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LiveState {
+    pub fn new(
+        client: Client,
+        tracking: TrackingKeys,
+        triggers: mpsc::UnboundedSender<Trigger>,
+        metrics: Arc<Metrics>,
+    ) -> LiveState {
+        LiveState {
+            client,
+            tracking,
+            kinds: Mutex::default(),
+            watches: Mutex::default(),
+            interest: Arc::default(),
+            triggers,
+            metrics,
+        }
+    }
+
+    /// Resolve an apiVersion and kind through discovery (cached).
+    pub async fn kind(&self, api_version: &str, kind: &str) -> Result<Arc<Kind>> {
+        let cache_key = (api_version.to_string(), kind.to_string());
+        if let Some(k) = lock(&self.kinds).get(&cache_key) {
+            return Ok(k.clone());
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = pinned_kind(&self.client, &gvk).await.map_err(|e| Error::Discover {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            message: e.to_string(),
+        })?;
+        let k = Arc::new(Kind {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        });
+        lock(&self.kinds).insert(cache_key, k.clone());
+        Ok(k)
+    }
+
+    /// Record what an application needs and start any watch not running yet. Returns once every
+    /// watch it needs has listed its objects, or fails after `timeout`.
+    pub async fn register(
+        &self,
+        app: &AppRef,
+        tracking_name: &str,
+        keys: Vec<ResourceKey>,
+        needed: Vec<(Arc<Kind>, WatchKey)>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let watch_keys: Vec<WatchKey> = needed.iter().map(|(_, w)| w.clone()).collect();
+        {
+            let mut interest = lock(&self.interest);
+            interest.unregister(app);
+            for k in &keys {
+                interest.by_key.entry(k.clone()).or_default().insert(app.clone());
+            }
+            interest
+                .by_name
+                .entry(tracking_name.to_string())
+                .or_default()
+                .insert(app.clone());
+            for w in &watch_keys {
+                interest.by_watch.entry(w.clone()).or_default().insert(app.clone());
+            }
+            interest
+                .registered
+                .insert(app.clone(), (keys, tracking_name.to_string(), watch_keys));
+        }
+        for (kind, key) in needed {
+            let watch = self.ensure_watch(&kind, &key);
+            let mut ready = watch.ready.clone();
+            let waited = tokio::time::timeout(timeout, ready.wait_for(|r| *r)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return Err(Error::WatchNotReady {
+                    what: key.to_string(),
+                    seconds: timeout.as_secs(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn unregister(&self, app: &AppRef) {
+        lock(&self.interest).unregister(app);
+    }
+
+    /// The objects a running watch holds now.
+    pub fn objects(&self, key: &WatchKey) -> Vec<Arc<DynamicObject>> {
+        lock(&self.watches)
+            .get(key)
+            .map(|w| w.store.state())
+            .unwrap_or_default()
+    }
+
+    fn ensure_watch(&self, kind: &Kind, key: &WatchKey) -> Arc<Watch> {
+        let mut watches = lock(&self.watches);
+        if let Some(w) = watches.get(key) {
+            return w.clone();
+        }
+        let api: Api<DynamicObject> = match &key.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
+            None => Api::all_with(self.client.clone(), &kind.resource),
+        };
+        let writer = reflector::store::Writer::new(kind.resource.clone());
+        let store = writer.as_reader();
+        let (ready_tx, ready_rx) = watch::channel(false);
+        // kube-runtime's watcher re-lists on 410 Gone and backs off with jitter on errors.
+        let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
+        let interest = self.interest.clone();
+        let triggers = self.triggers.clone();
+        let tracking = self.tracking.clone();
+        let metrics = self.metrics.clone();
+        let watch_key = key.clone();
+        let label = key.to_string();
+        tokio::spawn(
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                let mut listed = false;
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
+                            let apps = lock(&interest).apps_for(&o, &watch_key, &tracking);
+                            send(&triggers, apps);
+                        }
+                        Ok(Event::Init) if listed => {
+                            metrics.watch_restarts.get_or_create(&vec![("kind".into(), watch_key.kind.clone())]).inc();
+                            tracing::info!(watch = %label, "watch re-listing");
+                        }
+                        Ok(Event::InitDone) => {
+                            listed = true;
+                            let _ = ready_tx.send(true);
+                            // After a re-list (410 Gone, API server restart) changes may have been
+                            // missed: every application on this watch is analysed again.
+                            let apps = lock(&interest).by_watch.get(&watch_key).cloned().unwrap_or_default();
+                            send(&triggers, apps);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            metrics.watch_errors.get_or_create(&vec![("kind".into(), watch_key.kind.clone())]).inc();
+                            tracing::warn!(watch = %label, error = %e, "watch error; retrying with backoff");
+                        }
+                    }
+                }
+            },
+        );
+        let w = Arc::new(Watch { store, ready: ready_rx });
+        watches.insert(key.clone(), w.clone());
+        w
+    }
+}
+
+fn send(triggers: &mpsc::UnboundedSender<Trigger>, apps: HashSet<AppRef>) {
+    let seen = Instant::now();
+    for app in apps {
+        let _ = triggers.send(Trigger { app, seen });
+    }
+}
+
+impl Interest {
+    fn unregister(&mut self, app: &AppRef) {
+        let Some((keys, name, watches)) = self.registered.remove(app) else {
+            return;
+        };
+        for k in keys {
+            remove_from(&mut self.by_key, &k, app);
+        }
+        remove_from(&mut self.by_name, &name, app);
+        for w in watches {
+            remove_from(&mut self.by_watch, &w, app);
+        }
+    }
+
+    fn apps_for(&self, o: &DynamicObject, watch: &WatchKey, tracking: &TrackingKeys) -> HashSet<AppRef> {
+        let mut apps = HashSet::new();
+        let key = ResourceKey {
+            group: watch.group.clone(),
+            kind: watch.kind.clone(),
+            namespace: o.metadata.namespace.clone().unwrap_or_default(),
+            name: o.metadata.name.clone().unwrap_or_default(),
+        };
+        if let Some(a) = self.by_key.get(&key) {
+            apps.extend(a.iter().cloned());
+        }
+        let annotation = o
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&tracking.annotation))
+            .and_then(|v| v.split(':').next());
+        let label = o.metadata.labels.as_ref().and_then(|l| l.get(&tracking.label));
+        for name in annotation.into_iter().chain(label.map(String::as_str)) {
+            if let Some(a) = self.by_name.get(name) {
+                // Only applications that watch this kind and namespace can see the object.
+                let on_watch = self.by_watch.get(watch);
+                apps.extend(a.iter().filter(|app| on_watch.is_some_and(|w| w.contains(*app))).cloned());
+            }
+        }
+        apps
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<AppRef>>, key: &K, app: &AppRef) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(app);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The controller's Prometheus metrics (prometheus-client), registered once and shared.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Resources not in sync, by application and severity.
+    pub drifted_resources: Family<Labels, Gauge>,
+    /// From the watch event of a live change to the written report.
+    pub detection_latency: Histogram,
+    pub reconcile_errors: Family<Labels, Counter>,
+    pub reconciles: Family<Labels, Counter>,
+    pub watch_restarts: Family<Labels, Counter>,
+    pub watch_errors: Family<Labels, Counter>,
+    pub events_emitted: Family<Labels, Counter>,
+    pub git_fetches: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("argo_drift");
+        let drifted_resources = Family::<Labels, Gauge>::default();
+        registry.register(
+            "drifted_resources",
+            "Resources out of sync with Git, by application and severity",
+            drifted_resources.clone(),
+        );
+        let detection_latency = Histogram::new(
+            [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
+        );
+        registry.register(
+            "detection_latency_seconds",
+            "Time from a live change seen by a watch to the updated drift report",
+            detection_latency.clone(),
+        );
+        let reconcile_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed analyses, by error category",
+            reconcile_errors.clone(),
+        );
+        let reconciles = Family::<Labels, Counter>::default();
+        registry.register("reconciles", "Analyses run, by result", reconciles.clone());
+        let watch_restarts = Family::<Labels, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Watches that re-listed (410 Gone, API server restart), by kind",
+            watch_restarts.clone(),
+        );
+        let watch_errors = Family::<Labels, Counter>::default();
+        registry.register("watch_errors", "Watch stream errors, by kind", watch_errors.clone());
+        let events_emitted = Family::<Labels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events written, by reason",
+            events_emitted.clone(),
+        );
+        let git_fetches = Counter::default();
+        registry.register("git_fetches", "Git fetches run", git_fetches.clone());
+        Metrics {
+            registry,
+            drifted_resources,
+            detection_latency,
+            reconcile_errors,
+            reconciles,
+            watch_restarts,
+            watch_errors,
+            events_emitted,
+            git_fetches,
+        }
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

@@ -1,0 +1,286 @@
+//! Where a drift report goes: one ConfigMap per application (server-side apply under our own
+//! field manager, written only when its content changes) and a Kubernetes Event on the
+//! Application when the drift itself changes.
+
+use argo_drift_core::report::DriftReport;
+use argo_drift_core::{Severity, Status};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub const FIELD_MANAGER: &str = "argo-drift";
+pub const REPORT_LABEL: &str = "argo-drift.io/report";
+pub const APP_LABEL: &str = "argo-drift.io/app";
+pub const SEVERITY_LABEL: &str = "argo-drift.io/severity";
+pub const FINGERPRINT_ANNOTATION: &str = "argo-drift.io/drift-fingerprint";
+pub const REPORT_KEY: &str = "report.json";
+/// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
+pub const REPORT_LIMIT: usize = 900 * 1024;
+
+pub fn report_name(app: &str) -> String {
+    format!("argo-drift-report-{app}")
+}
+
+/// What the report ConfigMap holds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<'a> {
+    pub application: &'a str,
+    pub namespace: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<&'a str>,
+    /// Set when the analysis could not run: the report then holds no resources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
+    #[serde(flatten)]
+    pub report: &'a DriftReport,
+}
+
+/// What was last published for an application.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub fingerprint: String,
+    pub drifted: bool,
+    /// Digest of the report text last written by this process (`None` when read back).
+    pub text_hash: Option<String>,
+}
+
+pub struct Publisher {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Publisher {
+    pub fn new(client: Client, instance: Option<String>) -> Publisher {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Publisher {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+
+    /// What an earlier run (maybe another replica) published, so a restart does not repeat Events.
+    pub async fn previous(&self, namespace: &str, app: &str) -> Result<Option<Published>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let cm = api
+            .get_opt(&report_name(app))
+            .await
+            .map_err(Error::kube(format!("reading ConfigMap {namespace}/{}", report_name(app))))?;
+        Ok(cm.map(|cm| {
+            let fingerprint = cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(FINGERPRINT_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            let drifted = cm
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SEVERITY_LABEL))
+                .is_some_and(|s| s != "none");
+            Published {
+                fingerprint,
+                drifted,
+                text_hash: None,
+            }
+        }))
+    }
+
+    /// Write the report ConfigMap; `owner` makes it go away with its Application.
+    pub async fn write_report(
+        &self,
+        owner: &ObjectReference,
+        envelope: &Envelope<'_>,
+        severity_label: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
+        let namespace = envelope.namespace;
+        let name = report_name(envelope.application);
+        let text = fit_report(envelope);
+        let cm = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {
+                    REPORT_LABEL: "true",
+                    APP_LABEL: envelope.application,
+                    SEVERITY_LABEL: severity_label,
+                    "app.kubernetes.io/managed-by": "argo-drift",
+                },
+                "annotations": {FINGERPRINT_ANNOTATION: fingerprint},
+                "ownerReferences": [{
+                    "apiVersion": owner.api_version,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                }],
+            },
+            "data": {REPORT_KEY: text},
+        });
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm))
+            .await
+            .map_err(Error::kube(format!("writing ConfigMap {namespace}/{name}")))?;
+        Ok(())
+    }
+
+    pub async fn event(&self, on: &ObjectReference, type_: EventType, reason: &str, note: String) -> Result<()> {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: "AnalyseDrift".into(),
+            secondary: None,
+        };
+        self.recorder
+            .publish(&event, on)
+            .await
+            .map_err(Error::kube(format!("writing Event {reason}")))
+    }
+}
+
+/// The report as JSON, made to fit a ConfigMap: patches and text diffs go first, then the
+/// least severe resources, and the envelope says what was left out.
+pub fn fit_report(envelope: &Envelope<'_>) -> String {
+    let text = serde_json::to_string(envelope).unwrap_or_default();
+    if text.len() <= REPORT_LIMIT {
+        return text;
+    }
+    let mut report = envelope.report.clone();
+    for r in &mut report.resources {
+        r.patch = None;
+        r.diff = None;
+    }
+    report.resources.sort_by(|a, b| b.severity.cmp(&a.severity));
+    let total = report.resources.len();
+    loop {
+        let omitted = total - report.resources.len();
+        let note = format!(
+            "the full report exceeds the ConfigMap limit: patches and text diffs removed{}",
+            if omitted > 0 {
+                format!(", {omitted} of {total} resources (the least severe) left out")
+            } else {
+                String::new()
+            }
+        );
+        let cut = Envelope {
+            truncated: Some(note),
+            report: &report,
+            error: envelope.error.clone(),
+            ..*envelope
+        };
+        let text = serde_json::to_string(&cut).unwrap_or_default();
+        if text.len() <= REPORT_LIMIT || report.resources.is_empty() {
+            return text;
+        }
+        let keep = report.resources.len() * 3 / 4;
+        report.resources.truncate(keep);
+    }
+}
+
+/// A stable digest of what drifts (not of when it was seen): the same drift gives the same
+/// fingerprint across restarts, so Events are not repeated.
+pub fn fingerprint(report: &DriftReport) -> String {
+    let drifted: Vec<_> = report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+        .map(|r| (r.key().to_string(), r.status, r.severity, &r.changes))
+        .collect();
+    fnv(&serde_json::to_vec(&drifted).unwrap_or_default())
+}
+
+/// A digest of a whole report as written, to skip writes that would change nothing.
+pub fn fingerprint_text(envelope: &Envelope<'_>) -> String {
+    fnv(&serde_json::to_vec(envelope).unwrap_or_default())
+}
+
+pub fn fingerprint_str(text: &str) -> String {
+    fnv(text.as_bytes())
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms, unlike `DefaultHasher`.
+fn fnv(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The severity label of a report: the highest severity of anything not in sync, or `none`.
+pub fn severity_label(report: &DriftReport) -> String {
+    let drifted: Vec<Severity> = report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+        .map(|r| r.severity)
+        .collect();
+    match drifted.into_iter().max() {
+        Some(s) => s.to_string(),
+        None => "none".to_string(),
+    }
+}
+
+/// "high drift in 2 resources: apps/Deployment shop/web spec.replicas (high, kubectl-scale); …"
+pub fn drift_message(report: &DriftReport) -> String {
+    let mut drifted: Vec<_> = report.resources.iter().filter(|r| r.status != Status::Synced).collect();
+    drifted.sort_by(|a, b| b.severity.cmp(&a.severity));
+    let worst = drifted.first().map(|r| r.severity.to_string()).unwrap_or_default();
+    let mut parts = Vec::new();
+    for r in drifted.iter().take(5) {
+        let key = r.key().to_string();
+        if r.changes.is_empty() {
+            parts.push(format!("{key} {} ({})", r.status.as_str(), r.severity));
+            continue;
+        }
+        let mut changes: Vec<_> = r.changes.iter().collect();
+        changes.sort_by(|a, b| b.severity.cmp(&a.severity));
+        let fields: Vec<String> = changes
+            .iter()
+            .take(3)
+            .map(|c| match &c.manager {
+                Some(m) => format!("{} ({}, {m})", c.field, c.severity),
+                None => format!("{} ({})", c.field, c.severity),
+            })
+            .collect();
+        parts.push(format!("{key} {}", fields.join(", ")));
+    }
+    let more = drifted.len().saturating_sub(5);
+    let mut text = format!(
+        "{worst} drift in {} resource{}: {}",
+        drifted.len(),
+        if drifted.len() == 1 { "" } else { "s" },
+        parts.join("; ")
+    );
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    text
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - 1;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}

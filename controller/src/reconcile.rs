@@ -1,0 +1,522 @@
+//! One application, end to end: read it, render its desired state from Git (or Argo CD), read its
+//! live objects from the shared watches, analyse with the core engine, publish the report.
+//! The shape is kube-runtime's: `reconcile` returns an `Action`, `error_policy` decides retries.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use argo_drift_core::manifest::{index_by_key, parse_source, Origin, Resource, ResourceKey, Scopes};
+use argo_drift_core::normalize::ignore::IgnoreRule;
+use argo_drift_core::normalize::{prepare, Prepared};
+use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
+use argo_drift_core::{Policy, Severity, Status};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Resource as _;
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::application::{self, Application, SourceKind};
+use crate::argocd::ArgoCd;
+use crate::error::{Error, Result};
+use crate::live::{AppRef, Kind, LiveState, WatchKey};
+use crate::metrics::{labels, Metrics};
+use crate::publish::{self, Envelope, Published, Publisher};
+use crate::repo::{Credentials, Repos};
+
+pub struct Settings {
+    /// Analyse every application again this often even without a change (Git may move).
+    pub resync: Duration,
+    /// How long to wait for a new watch's first list.
+    pub watch_timeout: Duration,
+    /// Argo CD's own namespace: its applications are tracked by bare name, others as `ns_name`.
+    pub control_plane_namespace: String,
+}
+
+pub struct Context {
+    pub settings: Settings,
+    pub policy: RwLock<Arc<Policy>>,
+    pub repos: Arc<Repos>,
+    pub argocd: Option<ArgoCd>,
+    pub live: LiveState,
+    pub publisher: Publisher,
+    pub metrics: Arc<Metrics>,
+    /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository|repo-creds`).
+    pub repo_secrets: Option<Store<Secret>>,
+    /// The earliest live change not yet reflected in an application's report.
+    pub pending: Mutex<HashMap<AppRef, Instant>>,
+    published: Mutex<HashMap<AppRef, Published>>,
+    /// Applications analysed at least once (for readiness).
+    pub reconciled: Mutex<HashSet<AppRef>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: Settings,
+        policy: Policy,
+        repos: Arc<Repos>,
+        argocd: Option<ArgoCd>,
+        live: LiveState,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+        repo_secrets: Option<Store<Secret>>,
+    ) -> Context {
+        Context {
+            settings,
+            policy: RwLock::new(Arc::new(policy)),
+            repos,
+            argocd,
+            live,
+            publisher,
+            metrics,
+            repo_secrets,
+            pending: Mutex::default(),
+            published: Mutex::default(),
+            reconciled: Mutex::default(),
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    /// Note a live change for an application; the oldest one counts for latency.
+    pub fn note_change(&self, app: &AppRef, seen: Instant) {
+        lock(&self.pending).entry(app.clone()).or_insert(seen);
+    }
+}
+
+fn app_ref(object: &DynamicObject) -> AppRef {
+    ObjectRef::from_obj_with(object, application::api_resource())
+}
+
+#[instrument(skip_all, fields(app = %app_ref(&object)))]
+pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    let app = app_ref(&object);
+    let since = lock(&ctx.pending).remove(&app);
+    let started = Instant::now();
+    let result = analyse_app(&object, &app, &ctx).await;
+    lock(&ctx.reconciled).insert(app.clone());
+    match result {
+        Ok(()) => {
+            ctx.metrics.reconciles.get_or_create(&labels(&[("result", "ok")])).inc();
+            if let Some(since) = since {
+                ctx.metrics.detection_latency.observe(since.elapsed().as_secs_f64());
+            }
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "analysed");
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+        Err(e) => {
+            ctx.metrics.reconciles.get_or_create(&labels(&[("result", "error")])).inc();
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&labels(&[("category", e.category())]))
+                .inc();
+            if let Some(since) = since {
+                ctx.note_change(&app, since);
+            }
+            if !e.is_transient() {
+                // Said once on the application itself, where its owners look.
+                if let Err(pe) = publish_failure(&object, &app, &ctx, &e).await {
+                    tracing::warn!(error = %pe, "could not publish the failure");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Transient failures retry with a growing delay; invalid input waits for the next change of
+/// the Application (or Git, at the next resync).
+pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(app = %app_ref(&object), category = error.category(), error = %error, "analysis failed");
+    if error.is_transient() {
+        // kube-runtime's controller has no per-object backoff state; a jittered delay keeps many
+        // failing applications from retrying in lockstep.
+        let jitter = Duration::from_millis(u64::from(std::process::id() ^ Instant::now().elapsed().subsec_nanos()) % 2000);
+        Action::requeue(Duration::from_secs(5) + jitter)
+    } else {
+        Action::requeue(ctx.settings.resync)
+    }
+}
+
+async fn analyse_app(object: &DynamicObject, app_ref: &AppRef, ctx: &Context) -> Result<()> {
+    let app = Application::parse(object)?;
+    let policy = ctx.policy();
+    let app_ignore = compile_ignores(&app)?;
+    let (resources, revision) = desired(&app, ctx).await?;
+
+    // Scopes come from discovery, so that a namespace is filled in exactly where the server
+    // would fill it in.
+    let mut scopes = Scopes::default();
+    let mut kinds: BTreeMap<(String, String), Arc<Kind>> = BTreeMap::new();
+    for r in &resources {
+        let id = (r.api_version.clone(), r.key.kind.clone());
+        if kinds.contains_key(&id) {
+            continue;
+        }
+        let kind = ctx.live.kind(&r.api_version, &r.key.kind).await?;
+        scopes.learn(&r.key.group, &r.key.kind, !kind.namespaced);
+        kinds.insert(id, kind);
+    }
+    let default_namespace = if app.destination_namespace.is_empty() {
+        "default"
+    } else {
+        &app.destination_namespace
+    };
+    let mut prepared = Vec::with_capacity(resources.len());
+    let mut needed: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
+    for r in resources {
+        let kind = kinds[&(r.api_version.clone(), r.key.kind.clone())].clone();
+        let mut p = prepare(r, &policy.tracking);
+        p.resolve_namespace(default_namespace, &scopes);
+        let key = WatchKey {
+            group: kind.resource.group.clone(),
+            version: kind.resource.version.clone(),
+            kind: kind.resource.kind.clone(),
+            namespace: kind.namespaced.then(|| p.key.namespace.clone()),
+        };
+        needed.entry(key.to_string()).or_insert((kind, key));
+        prepared.push(p);
+    }
+    let desired = index_by_key(prepared)?;
+    let tracking_name = tracking_name(&app, &ctx.settings.control_plane_namespace);
+    let needed: Vec<_> = needed.into_values().collect();
+    let watch_keys: Vec<WatchKey> = needed.iter().map(|(_, k)| k.clone()).collect();
+    ctx.live
+        .register(
+            app_ref,
+            &tracking_name,
+            desired.keys().cloned().collect(),
+            needed,
+            ctx.settings.watch_timeout,
+        )
+        .await?;
+
+    let live = live_objects(ctx, &watch_keys, &desired, &tracking_name, &policy)?;
+    let options = AnalyseOptions {
+        app: Some(tracking_name),
+        patches: true,
+        text_diffs: false,
+        app_ignore: Arc::new(app_ignore),
+    };
+    let report = analyse(desired, &live, &policy, &options);
+    publish_report(object, app_ref, &app, ctx, &report, revision.as_deref()).await
+}
+
+/// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
+/// namespace, and as `<namespace>_<name>` otherwise ("apps in any namespace").
+fn tracking_name(app: &Application, control_plane: &str) -> String {
+    if app.namespace == control_plane || app.namespace.is_empty() {
+        app.name.clone()
+    } else {
+        format!("{}_{}", app.namespace, app.name)
+    }
+}
+
+fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
+    let mut rules = Vec::new();
+    for (i, spec) in app.ignore_differences.iter().enumerate() {
+        let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| Error::InvalidApplication {
+            app: format!("{}/{}", app.namespace, app.name),
+            message: format!("spec.ignoreDifferences[{i}].{key}: {message}"),
+        })?;
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// The application's manifests and the revision they were read at.
+async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Option<String>)> {
+    let app_name = format!("{}/{}", app.namespace, app.name);
+    let needs_argocd = app.sources.len() > 1
+        || app
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, Some(SourceKind::Rendered(_))));
+    if needs_argocd {
+        return from_argocd(app, ctx, "multi-source, Helm, Kustomize and plugin sources").await;
+    }
+    let source = &app.sources[0];
+    let revision = app.revision(source);
+    let credentials = ctx.repo_secrets.as_ref().and_then(|s| credentials_for(s, &source.repo_url));
+    let repos = ctx.repos.clone();
+    let (url, path, kind) = (source.repo_url.clone(), source.path.clone(), source.kind.clone());
+    let rev = revision.clone();
+    let fetches_before = repos.fetch_count();
+    let rendered = tokio::task::spawn_blocking(move || repos.render(&url, &rev, &path, kind.as_ref(), credentials.as_ref()))
+        .await
+        .map_err(|e| Error::RenderSource {
+            url: source.repo_url.clone(),
+            revision: revision.clone(),
+            path: source.path.clone(),
+            message: format!("the Git task failed: {e}"),
+        })??;
+    ctx.metrics.git_fetches.inc_by(ctx.repos.fetch_count() - fetches_before);
+    if let Some((tool, file)) = rendered.tool {
+        return from_argocd(app, ctx, &format!("{tool} sources ({file} at {:?})", source.path)).await;
+    }
+    let mut resources = Vec::new();
+    for (path, bytes) in &rendered.files {
+        let name = format!("{}@{}:{path}", source.repo_url, short(&rendered.commit.to_string()));
+        parse_source(&name, bytes, &mut |r| {
+            resources.push(r);
+            Ok(())
+        })?;
+    }
+    tracing::debug!(app = %app_name, files = rendered.files.len(), objects = resources.len(), "rendered from Git");
+    Ok((resources, Some(rendered.commit.to_string())))
+}
+
+async fn from_argocd(app: &Application, ctx: &Context, what: &str) -> Result<(Vec<Resource>, Option<String>)> {
+    let Some(argocd) = &ctx.argocd else {
+        return Err(Error::UnsupportedSource {
+            app: format!("{}/{}", app.namespace, app.name),
+            message: format!(
+                "{what} are rendered by Argo CD; give --argocd-server (and a token) to read its manifests"
+            ),
+        });
+    };
+    let m = argocd.manifests(&app.name, &app.namespace, None).await?;
+    let mut resources = Vec::new();
+    for (i, text) in m.manifests.iter().enumerate() {
+        let name = format!("argocd:{}/{} manifest {}", app.namespace, app.name, i + 1);
+        parse_source(&name, text.as_bytes(), &mut |r| {
+            resources.push(r);
+            Ok(())
+        })?;
+    }
+    Ok((resources, (!m.revision.is_empty()).then_some(m.revision)))
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Argo CD's repository Secrets: an exact `repository` match first, then the longest matching
+/// `repo-creds` URL prefix (credential templates).
+pub fn credentials_for(secrets: &Store<Secret>, url: &str) -> Option<Credentials> {
+    let normal = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_lowercase();
+    let wanted = normal(url);
+    let field = |s: &Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(k)).cloned())
+    };
+    let kind_of = |s: &Secret| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("argocd.argoproj.io/secret-type"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let secrets = secrets.state();
+    let exact = secrets
+        .iter()
+        .find(|s| kind_of(s) == "repository" && field(s, "url").is_some_and(|u| normal(&u) == wanted));
+    let chosen = exact.or_else(|| {
+        secrets
+            .iter()
+            .filter(|s| kind_of(s) == "repo-creds")
+            .filter_map(|s| field(s, "url").map(|u| (u, s)))
+            .filter(|(u, _)| url.starts_with(u.as_str()))
+            .max_by_key(|(u, _)| u.len())
+            .map(|(_, s)| s)
+    })?;
+    Some(Credentials {
+        username: field(chosen, "username"),
+        password: field(chosen, "password"),
+        ssh_private_key: field(chosen, "sshPrivateKey"),
+    })
+}
+
+/// The live objects the analysis needs: the counterparts of desired objects and whatever the
+/// application's tracking marks claim.
+fn live_objects(
+    ctx: &Context,
+    watches: &[WatchKey],
+    desired: &BTreeMap<ResourceKey, Prepared>,
+    tracking_name: &str,
+    policy: &Policy,
+) -> Result<BTreeMap<ResourceKey, Prepared>> {
+    let source: Arc<str> = Arc::from("live");
+    let mut live = BTreeMap::new();
+    for w in watches {
+        for o in ctx.live.objects(w) {
+            let key = ResourceKey {
+                group: w.group.clone(),
+                kind: w.kind.clone(),
+                namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                name: o.metadata.name.clone().unwrap_or_default(),
+            };
+            if !desired.contains_key(&key) && !tracked_by(&o, tracking_name, policy) {
+                continue;
+            }
+            if o.metadata.labels.as_ref().is_some_and(|l| l.contains_key(publish::REPORT_LABEL)) {
+                continue; // our own reports are never part of an application
+            }
+            let value = serde_json::to_value(&*o).unwrap_or(Value::Null);
+            let origin = Origin {
+                source: source.clone(),
+                document: 1,
+                item: None,
+                line: 1,
+            };
+            let resource = Resource::from_object(value, origin)?;
+            live.insert(key, prepare(resource, &policy.tracking));
+        }
+    }
+    Ok(live)
+}
+
+fn tracked_by(o: &DynamicObject, app: &str, policy: &Policy) -> bool {
+    let annotation = o
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&policy.tracking.annotation))
+        .and_then(|v| v.split(':').next());
+    let label = o.metadata.labels.as_ref().and_then(|l| l.get(&policy.tracking.label));
+    annotation == Some(app) || label.map(String::as_str) == Some(app)
+}
+
+fn owner_reference(object: &DynamicObject) -> ObjectReference {
+    object.object_ref(&application::api_resource())
+}
+
+async fn previous(ctx: &Context, app_ref: &AppRef, app: &Application) -> Result<Published> {
+    let cached = lock(&ctx.published).get(app_ref).cloned();
+    if let Some(p) = cached {
+        return Ok(p);
+    }
+    Ok(ctx.publisher.previous(&app.namespace, &app.name).await?.unwrap_or_default())
+}
+
+async fn publish_report(
+    object: &DynamicObject,
+    app_ref: &AppRef,
+    app: &Application,
+    ctx: &Context,
+    report: &DriftReport,
+    revision: Option<&str>,
+) -> Result<()> {
+    let fingerprint = publish::fingerprint(report);
+    let severity = publish::severity_label(report);
+    let drifted = report.resources.iter().any(|r| r.status != Status::Synced);
+    update_gauges(ctx, app, report);
+    let before = previous(ctx, app_ref, app).await?;
+    let envelope = Envelope {
+        application: &app.name,
+        namespace: &app.namespace,
+        revision,
+        error: None,
+        truncated: None,
+        report,
+    };
+    let text_hash = publish::fingerprint_text(&envelope);
+    let now = Published {
+        fingerprint: fingerprint.clone(),
+        drifted,
+        text_hash: Some(text_hash),
+    };
+    if before.text_hash == now.text_hash && before.fingerprint == now.fingerprint {
+        return Ok(()); // nothing new: no write, no Event
+    }
+    let owner = owner_reference(object);
+    ctx.publisher.write_report(&owner, &envelope, &severity, &fingerprint).await?;
+    let event = if drifted && fingerprint != before.fingerprint {
+        Some((EventType::Warning, "DriftDetected", publish::drift_message(report)))
+    } else if !drifted && before.drifted {
+        Some((
+            EventType::Normal,
+            "DriftResolved",
+            format!("all {} resources match Git again", report.summary.resources),
+        ))
+    } else {
+        None
+    };
+    if let Some((type_, reason, note)) = event {
+        tracing::info!(reason, severity = %severity, message = %note, "drift changed");
+        ctx.publisher.event(&owner, type_, reason, note).await?;
+        ctx.metrics.events_emitted.get_or_create(&labels(&[("reason", reason)])).inc();
+    }
+    lock(&ctx.published).insert(app_ref.clone(), now);
+    Ok(())
+}
+
+fn update_gauges(ctx: &Context, app: &Application, report: &DriftReport) {
+    let name = format!("{}/{}", app.namespace, app.name);
+    let mut counts: BTreeMap<Severity, i64> = Severity::ALL.into_iter().map(|s| (s, 0)).collect();
+    for r in report.resources.iter().filter(|r| r.status != Status::Synced) {
+        *counts.entry(r.severity).or_default() += 1;
+    }
+    for (severity, n) in counts {
+        ctx.metrics
+            .drifted_resources
+            .get_or_create(&labels(&[("app", &name), ("severity", severity.as_str())]))
+            .set(n);
+    }
+}
+
+/// A failure that needs someone to change the Application or Git: written into the report
+/// ConfigMap and said once as an Event, not on every retry.
+async fn publish_failure(object: &DynamicObject, app_ref: &AppRef, ctx: &Context, error: &Error) -> Result<()> {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let message = error.to_string();
+    let fingerprint = format!("error:{}", publish::fingerprint_str(&message));
+    let cached = lock(&ctx.published).get(app_ref).cloned();
+    let before = match cached {
+        Some(p) => p,
+        None => ctx.publisher.previous(&namespace, &name).await?.unwrap_or_default(),
+    };
+    if before.fingerprint == fingerprint {
+        return Ok(());
+    }
+    let empty = DriftReport {
+        summary: Default::default(),
+        resources: Vec::new(),
+    };
+    let envelope = Envelope {
+        application: &name,
+        namespace: &namespace,
+        revision: None,
+        error: Some(message.clone()),
+        truncated: None,
+        report: &empty,
+    };
+    let owner = owner_reference(object);
+    ctx.publisher.write_report(&owner, &envelope, "unknown", &fingerprint).await?;
+    ctx.publisher
+        .event(&owner, EventType::Warning, "DriftAnalysisFailed", format!("{}: {message}", error.category()))
+        .await?;
+    ctx.metrics
+        .events_emitted
+        .get_or_create(&labels(&[("reason", "DriftAnalysisFailed")]))
+        .inc();
+    lock(&ctx.published).insert(
+        app_ref.clone(),
+        Published {
+            fingerprint,
+            drifted: before.drifted,
+            text_hash: None,
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Desired state from Git: one bare clone per repository URL, shared by every application that
+//! uses it, fetched only when the wanted revision is not there yet (or a branch name is older
+//! than the refresh interval), and rendered the way Argo CD's *directory* source reads a path.
+//!
+//! Everything here blocks (libgit2); callers run it on `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::{AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use globset::GlobMatcher;
+
+use crate::application::{DirectoryOptions, SourceKind};
+use crate::error::{Error, Result};
+
+/// Credentials for one repository, as Argo CD keeps them in repository Secrets.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    /// An HTTPS password or token.
+    pub password: Option<String>,
+    pub ssh_private_key: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets are never printed, not even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ssh_private_key", &self.ssh_private_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The manifest files of one application path at one commit.
+#[derive(Debug)]
+pub struct Rendered {
+    pub commit: Oid,
+    /// (path inside the repository, contents), in path order.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Set when the path holds a Helm chart or a Kustomization (the tool, and the file that
+    /// says so): then only Argo CD can render it, and `files` is empty.
+    pub tool: Option<(&'static str, &'static str)>,
+}
+
+#[derive(Default)]
+struct RepoState {
+    lock: Arc<Mutex<()>>,
+    last_fetch: Option<Instant>,
+}
+
+pub struct Repos {
+    root: PathBuf,
+    refresh: Duration,
+    state: Mutex<HashMap<String, RepoState>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl Repos {
+    /// `root` holds the clones; a branch or tag is fetched again when its last fetch is older
+    /// than `refresh` (a commit is never fetched twice).
+    pub fn new(root: PathBuf, refresh: Duration) -> Repos {
+        Repos {
+            root,
+            refresh,
+            state: Mutex::new(HashMap::new()),
+            fetches: Default::default(),
+        }
+    }
+
+    /// How many fetches have run: lets tests and metrics see clones being reused.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Read `path` at `revision` as Argo CD's directory source would.
+    pub fn render(
+        &self,
+        url: &str,
+        revision: &str,
+        path: &str,
+        kind: Option<&SourceKind>,
+        credentials: Option<&Credentials>,
+    ) -> Result<Rendered> {
+        let lock = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.entry(url.to_string()).or_default().lock.clone()
+        };
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let fail = |source: git2::Error| Error::FetchRepo {
+            url: url.to_string(),
+            revision: revision.to_string(),
+            source,
+        };
+        let dir = self.root.join(repo_dir_name(url));
+        let repo = match Repository::open_bare(&dir) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(&self.root).map_err(|e| fail(git2::Error::from_str(&e.to_string())))?;
+                Repository::init_bare(&dir).map_err(fail)?
+            }
+        };
+        let stale = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .get(url)
+                .and_then(|s| s.last_fetch)
+                .is_none_or(|t| t.elapsed() >= self.refresh)
+        };
+        let commit = match resolve_local(&repo, revision) {
+            Some(oid) if is_commit_id(revision) || !stale => oid,
+            _ => {
+                self.fetch(&repo, url, credentials).map_err(fail)?;
+                resolve_local(&repo, revision).ok_or_else(|| {
+                    fail(git2::Error::from_str("no such branch, tag or commit in the repository"))
+                })?
+            }
+        };
+        let render_fail = |message: String| Error::RenderSource {
+            url: url.to_string(),
+            revision: revision.to_string(),
+            path: path.to_string(),
+            message,
+        };
+        let tree = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| render_fail(e.message().to_string()))?;
+        let clean = path.trim_matches('/');
+        let tree = if clean.is_empty() || clean == "." {
+            tree
+        } else {
+            let entry = tree
+                .get_path(Path::new(clean))
+                .map_err(|_| render_fail("the path does not exist in the repository".into()))?;
+            entry
+                .to_object(&repo)
+                .and_then(|o| o.peel_to_tree())
+                .map_err(|_| render_fail("the path is not a directory".into()))?
+        };
+        let options = match kind {
+            Some(SourceKind::Directory(o)) => o.clone(),
+            Some(SourceKind::Rendered(tool)) => {
+                return Err(render_fail(format!("{tool} sources are rendered by Argo CD, not read from Git")))
+            }
+            None => {
+                // Argo CD decides the source type by the files it finds at the path.
+                for (file, tool) in [
+                    ("Chart.yaml", "Helm"),
+                    ("kustomization.yaml", "Kustomize"),
+                    ("kustomization.yml", "Kustomize"),
+                    ("Kustomization", "Kustomize"),
+                ] {
+                    if tree.get_name(file).is_some() {
+                        return Ok(Rendered {
+                            commit,
+                            files: Vec::new(),
+                            tool: Some((tool, file)),
+                        });
+                    }
+                }
+                DirectoryOptions::default()
+            }
+        };
+        let globs = Globs::new(&options).map_err(render_fail)?;
+        let mut files = Vec::new();
+        collect(&repo, &tree, clean, "", &options, &globs, &mut files).map_err(|e| render_fail(e.message().to_string()))?;
+        Ok(Rendered {
+            commit,
+            files,
+            tool: None,
+        })
+    }
+
+    fn fetch(&self, repo: &Repository, url: &str, credentials: Option<&Credentials>) -> std::result::Result<(), git2::Error> {
+        let mut callbacks = RemoteCallbacks::new();
+        let mut attempts = 0;
+        callbacks.credentials(move |_url, username_from_url, allowed| {
+            // libgit2 asks again after a refusal; a second try with the same secret would loop.
+            attempts += 1;
+            if attempts > 1 {
+                return Err(git2::Error::from_str("authentication failed with the repository's credentials"));
+            }
+            let Some(c) = credentials else {
+                return Err(git2::Error::from_str("the repository asks for credentials and none are configured"));
+            };
+            let user = c.username.as_deref().or(username_from_url).unwrap_or("git");
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &c.ssh_private_key {
+                    return Cred::ssh_key_from_memory(user, None, key, None);
+                }
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(password) = &c.password {
+                    return Cred::userpass_plaintext(user, password);
+                }
+            }
+            Err(git2::Error::from_str("no credential of the kind the repository asks for"))
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(AutotagOption::All);
+        let mut remote = repo.remote_anonymous(url)?;
+        remote.fetch(
+            &[
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*",
+                "+HEAD:refs/remotes/origin/HEAD",
+            ],
+            Some(&mut options),
+            None,
+        )?;
+        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.entry(url.to_string()).or_default().last_fetch = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// A stable directory name per URL; credentials in a URL never reach the filesystem.
+fn repo_dir_name(url: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut h);
+    let tail: String = url
+        .rsplit('/')
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .take(40)
+        .collect();
+    format!("{:016x}-{tail}", h.finish())
+}
+
+fn is_commit_id(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn resolve_local(repo: &Repository, revision: &str) -> Option<Oid> {
+    if is_commit_id(revision) {
+        let oid = Oid::from_str(revision).ok()?;
+        return repo.find_commit(oid).ok().map(|c| c.id());
+    }
+    let candidates: Vec<String> = if revision.is_empty() || revision == "HEAD" {
+        vec!["refs/remotes/origin/HEAD".into()]
+    } else {
+        vec![
+            format!("refs/remotes/origin/{revision}"),
+            format!("refs/tags/{revision}"),
+            revision.to_string(),
+        ]
+    };
+    candidates.iter().find_map(|name| {
+        repo.find_reference(name)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok())
+            .map(|c| c.id())
+    })
+}
+
+struct Globs {
+    include: Option<GlobMatcher>,
+    exclude: Option<GlobMatcher>,
+}
+
+impl Globs {
+    fn new(options: &DirectoryOptions) -> std::result::Result<Globs, String> {
+        let compile = |field: &str, pattern: &Option<String>| -> std::result::Result<Option<GlobMatcher>, String> {
+            pattern
+                .as_deref()
+                .map(|p| {
+                    globset::Glob::new(p)
+                        .map(|g| g.compile_matcher())
+                        .map_err(|e| format!("directory.{field} {p:?}: {e}"))
+                })
+                .transpose()
+        };
+        Ok(Globs {
+            include: compile("include", &options.include)?,
+            exclude: compile("exclude", &options.exclude)?,
+        })
+    }
+
+    /// Argo CD matches both globs against the path relative to the application's path, and `*`
+    /// crosses directories there.
+    fn admits(&self, relative: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(relative))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(relative))
+    }
+}
+
+fn collect(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    base: &str,
+    prefix: &str,
+    options: &DirectoryOptions,
+    globs: &Globs,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> std::result::Result<(), git2::Error> {
+    for entry in tree.iter() {
+        let Ok(name) = entry.name() else { continue };
+        let relative = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        match entry.kind() {
+            Some(ObjectType::Tree) if options.recurse => {
+                let sub = entry.to_object(repo)?.peel_to_tree()?;
+                collect(repo, &sub, base, &relative, options, globs, out)?;
+            }
+            // Symbolic links (mode 120000) are not followed: they may point outside the path.
+            Some(ObjectType::Blob) if entry.filemode() != 0o120000 => {
+                let manifest = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+                if manifest && globs.admits(&relative) {
+                    let blob = entry.to_object(repo)?.peel_to_blob()?;
+                    let full = if base.is_empty() {
+                        relative
+                    } else {
+                        format!("{base}/{relative}")
+                    };
+                    out.push((full, blob.content().to_vec()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
