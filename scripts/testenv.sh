@@ -166,7 +166,7 @@ start_apiserver() {
     --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,DefaultStorageClass,ResourceQuota \
     --disable-admission-plugins ServiceAccount \
-    --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+    --endpoint-reconciler-type none --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
     --cert-dir "$state/pki" >"$state/kube-apiserver.log" 2>&1 &
   echo $! >"$state/kube-apiserver.pid"
 }
@@ -209,8 +209,12 @@ up() {
     echo "export KUBECONFIG=$KUBECONFIG"
     return 0
   fi
-  build
+  command -v curl >/dev/null || need_packages curl
   mkdir -p "$state"
+  # Test binaries may call `up` at the same time; one of them does the work.
+  exec 9>"$state.lock"
+  flock 9
+  build
   certificates
   start_etcd
   start_apiserver

@@ -34,12 +34,17 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Admin { metrics, ready });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn metrics_page(State(admin): State<Admin>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         admin.metrics.encode(),
     )
 }
@@ -48,6 +53,9 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
     if admin.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first analysis of every application is not done\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first analysis of every application is not done\n",
+        )
     }
 }

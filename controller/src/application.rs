@@ -80,7 +80,8 @@ impl Application {
         let mut sources = Vec::new();
         if let Some(list) = spec.get("sources").and_then(Value::as_array) {
             for (i, s) in list.iter().enumerate() {
-                sources.push(parse_source(s).map_err(|m| invalid(format!("spec.sources[{i}].{m}")))?);
+                sources
+                    .push(parse_source(s).map_err(|m| invalid(format!("spec.sources[{i}].{m}")))?);
             }
         }
         if sources.is_empty() {
@@ -141,7 +142,9 @@ fn parse_source(s: &Value) -> std::result::Result<Source, String> {
     } else if s.get("plugin").is_some() {
         Some(SourceKind::Rendered("plugin"))
     } else if let Some(d) = s.get("directory") {
-        if d.get("jsonnet").is_some_and(|j| j.as_object().is_some_and(|o| !o.is_empty())) {
+        if d.get("jsonnet")
+            .is_some_and(|j| j.as_object().is_some_and(|o| !o.is_empty()))
+        {
             Some(SourceKind::Rendered("Jsonnet"))
         } else {
             let glob = |field: &str| {
@@ -218,8 +221,10 @@ mod tests {
 
     #[test]
     fn a_malformed_application_names_the_field() {
-        let err = Application::parse(&app(serde_json::json!({"spec": {"source": {"repoURL": 3}}})))
-            .unwrap_err();
+        let err = Application::parse(&app(
+            serde_json::json!({"spec": {"source": {"repoURL": 3}}}),
+        ))
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "Application argocd/web: spec.source.repoURL: expected a string, found 3"
@@ -228,7 +233,11 @@ mod tests {
             "spec": {"source": {"repoURL": "x"}, "ignoreDifferences": [{"group": "apps"}]}
         })))
         .unwrap_err();
-        assert!(err.to_string().contains("spec.ignoreDifferences[0]: missing field `kind`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("spec.ignoreDifferences[0]: missing field `kind`"),
+            "{err}"
+        );
         let err = Application::parse(&app(serde_json::json!({}))).unwrap_err();
         assert!(err.to_string().contains("spec is missing"), "{err}");
     }

@@ -16,7 +16,9 @@ pub struct ArgoCd {
 
 impl std::fmt::Debug for ArgoCd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArgoCd").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("ArgoCd")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,12 @@ impl ArgoCd {
     }
 
     /// `GET /api/v1/applications/{name}/manifests`
-    pub async fn manifests(&self, app: &str, app_namespace: &str, revision: Option<&str>) -> Result<Manifests> {
+    pub async fn manifests(
+        &self,
+        app: &str,
+        app_namespace: &str,
+        revision: Option<&str>,
+    ) -> Result<Manifests> {
         let path = format!("/api/v1/applications/{app}/manifests");
         let mut query = vec![("appNamespace", app_namespace)];
         if let Some(r) = revision {
@@ -82,18 +89,29 @@ impl ArgoCd {
             .await
             .map_err(|e| fail(None, without_url(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| fail(Some(status.as_u16()), without_url(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| fail(Some(status.as_u16()), without_url(&e)))?;
         if !status.is_success() {
             let message = match serde_json::from_slice::<ApiError>(&body) {
                 Ok(e) if !e.message.is_empty() || !e.error.is_empty() => {
-                    let text = if e.message.is_empty() { e.error } else { e.message };
+                    let text = if e.message.is_empty() {
+                        e.error
+                    } else {
+                        e.message
+                    };
                     format!("{status}: {text} (code {})", e.code)
                 }
-                _ => format!("{status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])),
+                _ => format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                ),
             };
             return Err(fail(Some(status.as_u16()), message));
         }
-        serde_json::from_slice(&body).map_err(|e| fail(Some(status.as_u16()), format!("unexpected response: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| fail(Some(status.as_u16()), format!("unexpected response: {e}")))
     }
 }
 

@@ -58,11 +58,22 @@ pub enum Command {
 pub struct RunArgs {
     /// Namespaces whose Applications are watched: Argo CD's own, plus any used for "apps in any
     /// namespace".
-    #[arg(long = "app-namespace", env = "ARGO_DRIFT_APP_NAMESPACES", value_delimiter = ',', default_value = "argocd", value_name = "NS")]
+    #[arg(
+        long = "app-namespace",
+        env = "ARGO_DRIFT_APP_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "argocd",
+        value_name = "NS"
+    )]
     pub app_namespaces: Vec<String>,
     /// Argo CD's own namespace: its repository Secrets live there, and its applications are
     /// named by bare name in tracking marks.
-    #[arg(long, env = "ARGO_DRIFT_CONTROL_PLANE_NAMESPACE", default_value = "argocd", value_name = "NS")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_CONTROL_PLANE_NAMESPACE",
+        default_value = "argocd",
+        value_name = "NS"
+    )]
     pub control_plane_namespace: String,
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -70,10 +81,20 @@ pub struct RunArgs {
     #[arg(long, env = "ARGO_DRIFT_POLICY_RELOAD", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub policy_reload: Duration,
     /// Address of the admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "ARGO_DRIFT_ADMIN_ADDR", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_ADMIN_ADDR",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
     pub admin_addr: SocketAddr,
     /// Where Git clones are kept (one bare clone per repository URL).
-    #[arg(long, env = "ARGO_DRIFT_REPO_CACHE", default_value = "/tmp/argo-drift/repos", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_REPO_CACHE",
+        default_value = "/tmp/argo-drift/repos",
+        value_name = "DIR"
+    )]
     pub repo_cache: PathBuf,
     /// Fetch a branch or tag again when its last fetch is older than this (commits are fetched once).
     #[arg(long, env = "ARGO_DRIFT_GIT_REFRESH", default_value = "3m", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -85,14 +106,24 @@ pub struct RunArgs {
     #[arg(long, env = "ARGO_DRIFT_WATCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub watch_timeout: Duration,
     /// Applications analysed at the same time.
-    #[arg(long, env = "ARGO_DRIFT_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_CONCURRENCY",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     pub concurrency: u16,
     /// Argo CD API server URL (https://argocd-server.argocd.svc): needed for Helm, Kustomize,
     /// plugin and multi-source applications, whose manifests only Argo CD renders.
     #[arg(long, env = "ARGO_DRIFT_ARGOCD_SERVER", value_name = "URL")]
     pub argocd_server: Option<String>,
     /// Argo CD API token (prefer the environment variable; it is never logged).
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_ARGOCD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub argocd_token: Option<String>,
     /// Accept any TLS certificate from the Argo CD API server.
     #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
@@ -101,7 +132,12 @@ pub struct RunArgs {
     #[arg(long, env = "ARGO_DRIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub leader_election: bool,
     /// Name of the leader election Lease.
-    #[arg(long, env = "ARGO_DRIFT_LEASE_NAME", default_value = "argo-drift-controller", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_LEASE_NAME",
+        default_value = "argo-drift-controller",
+        value_name = "NAME"
+    )]
     pub lease_name: String,
     /// Namespace of the Lease (default: the control plane namespace).
     #[arg(long, env = "ARGO_DRIFT_LEASE_NAMESPACE", value_name = "NS")]

@@ -20,7 +20,13 @@ pub struct Elector {
 }
 
 impl Elector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Elector {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> Elector {
         Elector {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -42,8 +48,17 @@ impl Elector {
     pub async fn try_acquire(&self) -> Result<bool> {
         let now = Timestamp::now();
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
-        let context = format!("Lease {}/{}", self.api.namespace().unwrap_or_default(), self.name);
-        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(Error::kube(&context))? else {
+        let context = format!(
+            "Lease {}/{}",
+            self.api.namespace().unwrap_or_default(),
+            self.name
+        );
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(Error::kube(&context))?
+        else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -77,13 +92,21 @@ impl Elector {
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(seconds),
-            acquire_time: if ours { spec.acquire_time.clone() } else { Some(MicroTime(now)) },
+            acquire_time: if ours {
+                spec.acquire_time.clone()
+            } else {
+                Some(MicroTime(now))
+            },
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(!ours)),
             ..spec
         });
         // `replace` carries the resourceVersion we read: a concurrent taker makes it fail with 409.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(Error::kube(context)(e)),
@@ -93,16 +116,27 @@ impl Elector {
     /// Give the lease up at shutdown so a standby takes over at once instead of after expiry.
     pub async fn release(&self) -> Result<()> {
         let context = format!("Lease {}", self.name);
-        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(Error::kube(&context))? else {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(Error::kube(&context))?
+        else {
             return Ok(());
         };
-        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
         }
         spec.holder_identity = None;
         spec.renew_time = None;
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
             Err(e) => Err(Error::kube(context)(e)),
         }

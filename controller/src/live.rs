@@ -46,9 +46,23 @@ pub struct WatchKey {
     pub namespace: Option<String>,
 }
 
+impl WatchKey {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
 impl std::fmt::Display for WatchKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         write!(f, "{group}/{}/{}", self.version, self.kind)?;
         if let Some(ns) = &self.namespace {
             write!(f, " in {ns}")?;
@@ -117,11 +131,14 @@ impl LiveState {
             None => ("", api_version),
         };
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, caps) = pinned_kind(&self.client, &gvk).await.map_err(|e| Error::Discover {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-            message: e.to_string(),
-        })?;
+        let (resource, caps) =
+            pinned_kind(&self.client, &gvk)
+                .await
+                .map_err(|e| Error::Discover {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    message: e.to_string(),
+                })?;
         let k = Arc::new(Kind {
             resource,
             namespaced: caps.scope == Scope::Namespaced,
@@ -145,7 +162,11 @@ impl LiveState {
             let mut interest = lock(&self.interest);
             interest.unregister(app);
             for k in &keys {
-                interest.by_key.entry(k.clone()).or_default().insert(app.clone());
+                interest
+                    .by_key
+                    .entry(k.clone())
+                    .or_default()
+                    .insert(app.clone());
             }
             interest
                 .by_name
@@ -153,7 +174,11 @@ impl LiveState {
                 .or_default()
                 .insert(app.clone());
             for w in &watch_keys {
-                interest.by_watch.entry(w.clone()).or_default().insert(app.clone());
+                interest
+                    .by_watch
+                    .entry(w.clone())
+                    .or_default()
+                    .insert(app.clone());
             }
             interest
                 .registered
@@ -198,45 +223,59 @@ impl LiveState {
         let store = writer.as_reader();
         let (ready_tx, ready_rx) = watch::channel(false);
         // kube-runtime's watcher re-lists on 410 Gone and backs off with jitter on errors.
-        let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
+        let stream = reflector::reflector(
+            writer,
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+        );
         let interest = self.interest.clone();
         let triggers = self.triggers.clone();
         let tracking = self.tracking.clone();
         let metrics = self.metrics.clone();
         let watch_key = key.clone();
         let label = key.to_string();
-        tokio::spawn(
-            async move {
-                let mut stream = std::pin::pin!(stream);
-                let mut listed = false;
-                while let Some(event) = stream.next().await {
-                    match event {
-                        Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
-                            let apps = lock(&interest).apps_for(&o, &watch_key, &tracking);
-                            send(&triggers, apps);
-                        }
-                        Ok(Event::Init) if listed => {
-                            metrics.watch_restarts.get_or_create(&vec![("kind".into(), watch_key.kind.clone())]).inc();
-                            tracing::info!(watch = %label, "watch re-listing");
-                        }
-                        Ok(Event::InitDone) => {
-                            listed = true;
-                            let _ = ready_tx.send(true);
-                            // After a re-list (410 Gone, API server restart) changes may have been
-                            // missed: every application on this watch is analysed again.
-                            let apps = lock(&interest).by_watch.get(&watch_key).cloned().unwrap_or_default();
-                            send(&triggers, apps);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            metrics.watch_errors.get_or_create(&vec![("kind".into(), watch_key.kind.clone())]).inc();
-                            tracing::warn!(watch = %label, error = %e, "watch error; retrying with backoff");
-                        }
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut listed = false;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
+                        let apps = lock(&interest).apps_for(&o, &watch_key, &tracking);
+                        send(&triggers, apps);
+                    }
+                    Ok(Event::Init) if listed => {
+                        metrics
+                            .watch_restarts
+                            .get_or_create(&vec![("kind".into(), watch_key.kind.clone())])
+                            .inc();
+                        tracing::info!(watch = %label, "watch re-listing");
+                    }
+                    Ok(Event::InitDone) => {
+                        listed = true;
+                        let _ = ready_tx.send(true);
+                        // After a re-list (410 Gone, API server restart) changes may have been
+                        // missed: every application on this watch is analysed again.
+                        let apps = lock(&interest)
+                            .by_watch
+                            .get(&watch_key)
+                            .cloned()
+                            .unwrap_or_default();
+                        send(&triggers, apps);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        metrics
+                            .watch_errors
+                            .get_or_create(&vec![("kind".into(), watch_key.kind.clone())])
+                            .inc();
+                        tracing::warn!(watch = %label, error = %e, "watch error; retrying with backoff");
                     }
                 }
-            },
-        );
-        let w = Arc::new(Watch { store, ready: ready_rx });
+            }
+        });
+        let w = Arc::new(Watch {
+            store,
+            ready: ready_rx,
+        });
         watches.insert(key.clone(), w.clone());
         w
     }
@@ -263,7 +302,12 @@ impl Interest {
         }
     }
 
-    fn apps_for(&self, o: &DynamicObject, watch: &WatchKey, tracking: &TrackingKeys) -> HashSet<AppRef> {
+    fn apps_for(
+        &self,
+        o: &DynamicObject,
+        watch: &WatchKey,
+        tracking: &TrackingKeys,
+    ) -> HashSet<AppRef> {
         let mut apps = HashSet::new();
         let key = ResourceKey {
             group: watch.group.clone(),
@@ -280,19 +324,31 @@ impl Interest {
             .as_ref()
             .and_then(|a| a.get(&tracking.annotation))
             .and_then(|v| v.split(':').next());
-        let label = o.metadata.labels.as_ref().and_then(|l| l.get(&tracking.label));
+        let label = o
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&tracking.label));
         for name in annotation.into_iter().chain(label.map(String::as_str)) {
             if let Some(a) = self.by_name.get(name) {
                 // Only applications that watch this kind and namespace can see the object.
                 let on_watch = self.by_watch.get(watch);
-                apps.extend(a.iter().filter(|app| on_watch.is_some_and(|w| w.contains(*app))).cloned());
+                apps.extend(
+                    a.iter()
+                        .filter(|app| on_watch.is_some_and(|w| w.contains(*app)))
+                        .cloned(),
+                );
             }
         }
         apps
     }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<AppRef>>, key: &K, app: &AppRef) {
+fn remove_from<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, HashSet<AppRef>>,
+    key: &K,
+    app: &AppRef,
+) {
     if let Some(set) = map.get_mut(key) {
         set.remove(app);
         if set.is_empty() {

@@ -38,9 +38,8 @@ impl Metrics {
             "Resources out of sync with Git, by application and severity",
             drifted_resources.clone(),
         );
-        let detection_latency = Histogram::new(
-            [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter(),
-        );
+        let detection_latency =
+            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register(
             "detection_latency_seconds",
             "Time from a live change seen by a watch to the updated drift report",
@@ -61,7 +60,11 @@ impl Metrics {
             watch_restarts.clone(),
         );
         let watch_errors = Family::<Labels, Counter>::default();
-        registry.register("watch_errors", "Watch stream errors, by kind", watch_errors.clone());
+        registry.register(
+            "watch_errors",
+            "Watch stream errors, by kind",
+            watch_errors.clone(),
+        );
         let events_emitted = Family::<Labels, Counter>::default();
         registry.register(
             "events",
@@ -93,5 +96,8 @@ impl Metrics {
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -5,8 +5,11 @@
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::{Severity, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+pub use kube::runtime::events::EventType;
 use kube::Client;
 use serde::Serialize;
 
@@ -53,18 +56,16 @@ pub struct Published {
 
 pub struct Publisher {
     client: Client,
-    recorder: Recorder,
+    controller: String,
+    instance: String,
 }
 
 impl Publisher {
-    pub fn new(client: Client, instance: Option<String>) -> Publisher {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance,
-        };
+    pub fn new(client: Client, instance: String) -> Publisher {
         Publisher {
-            recorder: Recorder::new(client.clone(), reporter),
             client,
+            controller: format!("argo-drift.io/{FIELD_MANAGER}"),
+            instance,
         }
     }
 
@@ -74,7 +75,10 @@ impl Publisher {
         let cm = api
             .get_opt(&report_name(app))
             .await
-            .map_err(Error::kube(format!("reading ConfigMap {namespace}/{}", report_name(app))))?;
+            .map_err(Error::kube(format!(
+                "reading ConfigMap {namespace}/{}",
+                report_name(app)
+            )))?;
         Ok(cm.map(|cm| {
             let fingerprint = cm
                 .metadata
@@ -131,24 +135,59 @@ impl Publisher {
             "data": {REPORT_KEY: text},
         });
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm))
-            .await
-            .map_err(Error::kube(format!("writing ConfigMap {namespace}/{name}")))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .map_err(Error::kube(format!("writing ConfigMap {namespace}/{name}")))?;
         Ok(())
     }
 
-    pub async fn event(&self, on: &ObjectReference, type_: EventType, reason: &str, note: String) -> Result<()> {
-        let event = Event {
-            type_,
-            reason: reason.into(),
+    /// Write an Event about `on`. Every call creates one: drift Events are already written only
+    /// when the drift changes, and each carries its own message. (kube-runtime's `Recorder`
+    /// folds repeats into a series that keeps the first message, which would hide new drift.)
+    pub async fn event(
+        &self,
+        on: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let namespace = on
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    on.name.as_deref().unwrap_or("object"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(match type_ {
+                EventType::Normal => "Normal".into(),
+                EventType::Warning => "Warning".into(),
+            }),
+            reason: Some(reason.into()),
+            action: Some("AnalyseDrift".into()),
             note: Some(truncate(note, 1000)),
-            action: "AnalyseDrift".into(),
-            secondary: None,
+            regarding: Some(on.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         };
-        self.recorder
-            .publish(&event, on)
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event)
             .await
-            .map_err(Error::kube(format!("writing Event {reason}")))
+            .map_err(Error::kube(format!("writing Event {reason}")))?;
+        Ok(())
     }
 }
 
@@ -164,7 +203,9 @@ pub fn fit_report(envelope: &Envelope<'_>) -> String {
         r.patch = None;
         r.diff = None;
     }
-    report.resources.sort_by(|a, b| b.severity.cmp(&a.severity));
+    report
+        .resources
+        .sort_by_key(|r| std::cmp::Reverse(r.severity));
     let total = report.resources.len();
     loop {
         let omitted = total - report.resources.len();
@@ -238,9 +279,16 @@ pub fn severity_label(report: &DriftReport) -> String {
 
 /// "high drift in 2 resources: apps/Deployment shop/web spec.replicas (high, kubectl-scale); …"
 pub fn drift_message(report: &DriftReport) -> String {
-    let mut drifted: Vec<_> = report.resources.iter().filter(|r| r.status != Status::Synced).collect();
-    drifted.sort_by(|a, b| b.severity.cmp(&a.severity));
-    let worst = drifted.first().map(|r| r.severity.to_string()).unwrap_or_default();
+    let mut drifted: Vec<_> = report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+        .collect();
+    drifted.sort_by_key(|r| std::cmp::Reverse(r.severity));
+    let worst = drifted
+        .first()
+        .map(|r| r.severity.to_string())
+        .unwrap_or_default();
     let mut parts = Vec::new();
     for r in drifted.iter().take(5) {
         let key = r.key().to_string();
@@ -249,7 +297,7 @@ pub fn drift_message(report: &DriftReport) -> String {
             continue;
         }
         let mut changes: Vec<_> = r.changes.iter().collect();
-        changes.sort_by(|a, b| b.severity.cmp(&a.severity));
+        changes.sort_by_key(|c| std::cmp::Reverse(c.severity));
         let fields: Vec<String> = changes
             .iter()
             .take(3)

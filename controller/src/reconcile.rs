@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argo_drift_core::manifest::{index_by_key, parse_source, Origin, Resource, ResourceKey, Scopes};
+use argo_drift_core::manifest::{
+    index_by_key, parse_source, Origin, Resource, ResourceKey, Scopes,
+};
 use argo_drift_core::normalize::ignore::IgnoreRule;
 use argo_drift_core::normalize::{prepare, Prepared};
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
@@ -86,7 +88,10 @@ impl Context {
     }
 
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_policy(&self, policy: Policy) {
@@ -112,15 +117,26 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     lock(&ctx.reconciled).insert(app.clone());
     match result {
         Ok(()) => {
-            ctx.metrics.reconciles.get_or_create(&labels(&[("result", "ok")])).inc();
+            ctx.metrics
+                .reconciles
+                .get_or_create(&labels(&[("result", "ok")]))
+                .inc();
             if let Some(since) = since {
-                ctx.metrics.detection_latency.observe(since.elapsed().as_secs_f64());
+                ctx.metrics
+                    .detection_latency
+                    .observe(since.elapsed().as_secs_f64());
             }
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "analysed");
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "analysed"
+            );
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(e) => {
-            ctx.metrics.reconciles.get_or_create(&labels(&[("result", "error")])).inc();
+            ctx.metrics
+                .reconciles
+                .get_or_create(&labels(&[("result", "error")]))
+                .inc();
             ctx.metrics
                 .reconcile_errors
                 .get_or_create(&labels(&[("category", e.category())]))
@@ -146,7 +162,9 @@ pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>
     if error.is_transient() {
         // kube-runtime's controller has no per-object backoff state; a jittered delay keeps many
         // failing applications from retrying in lockstep.
-        let jitter = Duration::from_millis(u64::from(std::process::id() ^ Instant::now().elapsed().subsec_nanos()) % 2000);
+        let jitter = Duration::from_millis(
+            u64::from(std::process::id() ^ Instant::now().elapsed().subsec_nanos()) % 2000,
+        );
         Action::requeue(Duration::from_secs(5) + jitter)
     } else {
         Action::requeue(ctx.settings.resync)
@@ -230,9 +248,11 @@ fn tracking_name(app: &Application, control_plane: &str) -> String {
 fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
     let mut rules = Vec::new();
     for (i, spec) in app.ignore_differences.iter().enumerate() {
-        let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| Error::InvalidApplication {
-            app: format!("{}/{}", app.namespace, app.name),
-            message: format!("spec.ignoreDifferences[{i}].{key}: {message}"),
+        let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| {
+            Error::InvalidApplication {
+                app: format!("{}/{}", app.namespace, app.name),
+                message: format!("spec.ignoreDifferences[{i}].{key}: {message}"),
+            }
         })?;
         rules.push(rule);
     }
@@ -252,26 +272,46 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
     }
     let source = &app.sources[0];
     let revision = app.revision(source);
-    let credentials = ctx.repo_secrets.as_ref().and_then(|s| credentials_for(s, &source.repo_url));
+    let credentials = ctx
+        .repo_secrets
+        .as_ref()
+        .and_then(|s| credentials_for(s, &source.repo_url));
     let repos = ctx.repos.clone();
-    let (url, path, kind) = (source.repo_url.clone(), source.path.clone(), source.kind.clone());
+    let (url, path, kind) = (
+        source.repo_url.clone(),
+        source.path.clone(),
+        source.kind.clone(),
+    );
     let rev = revision.clone();
     let fetches_before = repos.fetch_count();
-    let rendered = tokio::task::spawn_blocking(move || repos.render(&url, &rev, &path, kind.as_ref(), credentials.as_ref()))
-        .await
-        .map_err(|e| Error::RenderSource {
-            url: source.repo_url.clone(),
-            revision: revision.clone(),
-            path: source.path.clone(),
-            message: format!("the Git task failed: {e}"),
-        })??;
-    ctx.metrics.git_fetches.inc_by(ctx.repos.fetch_count() - fetches_before);
+    let rendered = tokio::task::spawn_blocking(move || {
+        repos.render(&url, &rev, &path, kind.as_ref(), credentials.as_ref())
+    })
+    .await
+    .map_err(|e| Error::RenderSource {
+        url: source.repo_url.clone(),
+        revision: revision.clone(),
+        path: source.path.clone(),
+        message: format!("the Git task failed: {e}"),
+    })??;
+    ctx.metrics
+        .git_fetches
+        .inc_by(ctx.repos.fetch_count() - fetches_before);
     if let Some((tool, file)) = rendered.tool {
-        return from_argocd(app, ctx, &format!("{tool} sources ({file} at {:?})", source.path)).await;
+        return from_argocd(
+            app,
+            ctx,
+            &format!("{tool} sources ({file} at {:?})", source.path),
+        )
+        .await;
     }
     let mut resources = Vec::new();
     for (path, bytes) in &rendered.files {
-        let name = format!("{}@{}:{path}", source.repo_url, short(&rendered.commit.to_string()));
+        let name = format!(
+            "{}@{}:{path}",
+            source.repo_url,
+            short(&rendered.commit.to_string())
+        );
         parse_source(&name, bytes, &mut |r| {
             resources.push(r);
             Ok(())
@@ -281,7 +321,11 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
     Ok((resources, Some(rendered.commit.to_string())))
 }
 
-async fn from_argocd(app: &Application, ctx: &Context, what: &str) -> Result<(Vec<Resource>, Option<String>)> {
+async fn from_argocd(
+    app: &Application,
+    ctx: &Context,
+    what: &str,
+) -> Result<(Vec<Resource>, Option<String>)> {
     let Some(argocd) = &ctx.argocd else {
         return Err(Error::UnsupportedSource {
             app: format!("{}/{}", app.namespace, app.name),
@@ -309,7 +353,11 @@ fn short(commit: &str) -> &str {
 /// Argo CD's repository Secrets: an exact `repository` match first, then the longest matching
 /// `repo-creds` URL prefix (credential templates).
 pub fn credentials_for(secrets: &Store<Secret>, url: &str) -> Option<Credentials> {
-    let normal = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_lowercase();
+    let normal = |u: &str| {
+        u.trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_lowercase()
+    };
     let wanted = normal(url);
     let field = |s: &Secret, k: &str| {
         s.data
@@ -327,9 +375,9 @@ pub fn credentials_for(secrets: &Store<Secret>, url: &str) -> Option<Credentials
             .unwrap_or_default()
     };
     let secrets = secrets.state();
-    let exact = secrets
-        .iter()
-        .find(|s| kind_of(s) == "repository" && field(s, "url").is_some_and(|u| normal(&u) == wanted));
+    let exact = secrets.iter().find(|s| {
+        kind_of(s) == "repository" && field(s, "url").is_some_and(|u| normal(&u) == wanted)
+    });
     let chosen = exact.or_else(|| {
         secrets
             .iter()
@@ -368,10 +416,19 @@ fn live_objects(
             if !desired.contains_key(&key) && !tracked_by(&o, tracking_name, policy) {
                 continue;
             }
-            if o.metadata.labels.as_ref().is_some_and(|l| l.contains_key(publish::REPORT_LABEL)) {
+            if o.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(publish::REPORT_LABEL))
+            {
                 continue; // our own reports are never part of an application
             }
-            let value = serde_json::to_value(&*o).unwrap_or(Value::Null);
+            let mut value = serde_json::to_value(&*o).unwrap_or(Value::Null);
+            // Items of a list or watch may come without their type; the watch knows it.
+            if let Value::Object(map) = &mut value {
+                map.insert("apiVersion".into(), Value::String(w.api_version()));
+                map.insert("kind".into(), Value::String(w.kind.clone()));
+            }
             let origin = Origin {
                 source: source.clone(),
                 document: 1,
@@ -392,7 +449,11 @@ fn tracked_by(o: &DynamicObject, app: &str, policy: &Policy) -> bool {
         .as_ref()
         .and_then(|a| a.get(&policy.tracking.annotation))
         .and_then(|v| v.split(':').next());
-    let label = o.metadata.labels.as_ref().and_then(|l| l.get(&policy.tracking.label));
+    let label = o
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(&policy.tracking.label));
     annotation == Some(app) || label.map(String::as_str) == Some(app)
 }
 
@@ -405,7 +466,11 @@ async fn previous(ctx: &Context, app_ref: &AppRef, app: &Application) -> Result<
     if let Some(p) = cached {
         return Ok(p);
     }
-    Ok(ctx.publisher.previous(&app.namespace, &app.name).await?.unwrap_or_default())
+    Ok(ctx
+        .publisher
+        .previous(&app.namespace, &app.name)
+        .await?
+        .unwrap_or_default())
 }
 
 async fn publish_report(
@@ -439,9 +504,15 @@ async fn publish_report(
         return Ok(()); // nothing new: no write, no Event
     }
     let owner = owner_reference(object);
-    ctx.publisher.write_report(&owner, &envelope, &severity, &fingerprint).await?;
+    ctx.publisher
+        .write_report(&owner, &envelope, &severity, &fingerprint)
+        .await?;
     let event = if drifted && fingerprint != before.fingerprint {
-        Some((EventType::Warning, "DriftDetected", publish::drift_message(report)))
+        Some((
+            EventType::Warning,
+            "DriftDetected",
+            publish::drift_message(report),
+        ))
     } else if !drifted && before.drifted {
         Some((
             EventType::Normal,
@@ -454,7 +525,10 @@ async fn publish_report(
     if let Some((type_, reason, note)) = event {
         tracing::info!(reason, severity = %severity, message = %note, "drift changed");
         ctx.publisher.event(&owner, type_, reason, note).await?;
-        ctx.metrics.events_emitted.get_or_create(&labels(&[("reason", reason)])).inc();
+        ctx.metrics
+            .events_emitted
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
     }
     lock(&ctx.published).insert(app_ref.clone(), now);
     Ok(())
@@ -463,7 +537,11 @@ async fn publish_report(
 fn update_gauges(ctx: &Context, app: &Application, report: &DriftReport) {
     let name = format!("{}/{}", app.namespace, app.name);
     let mut counts: BTreeMap<Severity, i64> = Severity::ALL.into_iter().map(|s| (s, 0)).collect();
-    for r in report.resources.iter().filter(|r| r.status != Status::Synced) {
+    for r in report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+    {
         *counts.entry(r.severity).or_default() += 1;
     }
     for (severity, n) in counts {
@@ -476,7 +554,12 @@ fn update_gauges(ctx: &Context, app: &Application, report: &DriftReport) {
 
 /// A failure that needs someone to change the Application or Git: written into the report
 /// ConfigMap and said once as an Event, not on every retry.
-async fn publish_failure(object: &DynamicObject, app_ref: &AppRef, ctx: &Context, error: &Error) -> Result<()> {
+async fn publish_failure(
+    object: &DynamicObject,
+    app_ref: &AppRef,
+    ctx: &Context,
+    error: &Error,
+) -> Result<()> {
     let name = object.metadata.name.clone().unwrap_or_default();
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let message = error.to_string();
@@ -484,7 +567,11 @@ async fn publish_failure(object: &DynamicObject, app_ref: &AppRef, ctx: &Context
     let cached = lock(&ctx.published).get(app_ref).cloned();
     let before = match cached {
         Some(p) => p,
-        None => ctx.publisher.previous(&namespace, &name).await?.unwrap_or_default(),
+        None => ctx
+            .publisher
+            .previous(&namespace, &name)
+            .await?
+            .unwrap_or_default(),
     };
     if before.fingerprint == fingerprint {
         return Ok(());
@@ -502,9 +589,16 @@ async fn publish_failure(object: &DynamicObject, app_ref: &AppRef, ctx: &Context
         report: &empty,
     };
     let owner = owner_reference(object);
-    ctx.publisher.write_report(&owner, &envelope, "unknown", &fingerprint).await?;
     ctx.publisher
-        .event(&owner, EventType::Warning, "DriftAnalysisFailed", format!("{}: {message}", error.category()))
+        .write_report(&owner, &envelope, "unknown", &fingerprint)
+        .await?;
+    ctx.publisher
+        .event(
+            &owner,
+            EventType::Warning,
+            "DriftAnalysisFailed",
+            format!("{}: {message}", error.category()),
+        )
         .await?;
     ctx.metrics
         .events_emitted

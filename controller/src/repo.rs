@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use git2::{AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use git2::{
+    AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository,
+};
 use globset::GlobMatcher;
 
 use crate::application::{DirectoryOptions, SourceKind};
@@ -30,7 +32,10 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ssh_private_key", &self.ssh_private_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "ssh_private_key",
+                &self.ssh_private_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -99,7 +104,8 @@ impl Repos {
         let repo = match Repository::open_bare(&dir) {
             Ok(r) => r,
             Err(_) => {
-                std::fs::create_dir_all(&self.root).map_err(|e| fail(git2::Error::from_str(&e.to_string())))?;
+                std::fs::create_dir_all(&self.root)
+                    .map_err(|e| fail(git2::Error::from_str(&e.to_string())))?;
                 Repository::init_bare(&dir).map_err(fail)?
             }
         };
@@ -115,7 +121,9 @@ impl Repos {
             _ => {
                 self.fetch(&repo, url, credentials).map_err(fail)?;
                 resolve_local(&repo, revision).ok_or_else(|| {
-                    fail(git2::Error::from_str("no such branch, tag or commit in the repository"))
+                    fail(git2::Error::from_str(
+                        "no such branch, tag or commit in the repository",
+                    ))
                 })?
             }
         };
@@ -144,7 +152,9 @@ impl Repos {
         let options = match kind {
             Some(SourceKind::Directory(o)) => o.clone(),
             Some(SourceKind::Rendered(tool)) => {
-                return Err(render_fail(format!("{tool} sources are rendered by Argo CD, not read from Git")))
+                return Err(render_fail(format!(
+                    "{tool} sources are rendered by Argo CD, not read from Git"
+                )))
             }
             None => {
                 // Argo CD decides the source type by the files it finds at the path.
@@ -167,7 +177,8 @@ impl Repos {
         };
         let globs = Globs::new(&options).map_err(render_fail)?;
         let mut files = Vec::new();
-        collect(&repo, &tree, clean, "", &options, &globs, &mut files).map_err(|e| render_fail(e.message().to_string()))?;
+        collect(&repo, &tree, clean, "", &options, &globs, &mut files)
+            .map_err(|e| render_fail(e.message().to_string()))?;
         Ok(Rendered {
             commit,
             files,
@@ -175,17 +186,26 @@ impl Repos {
         })
     }
 
-    fn fetch(&self, repo: &Repository, url: &str, credentials: Option<&Credentials>) -> std::result::Result<(), git2::Error> {
+    fn fetch(
+        &self,
+        repo: &Repository,
+        url: &str,
+        credentials: Option<&Credentials>,
+    ) -> std::result::Result<(), git2::Error> {
         let mut callbacks = RemoteCallbacks::new();
         let mut attempts = 0;
         callbacks.credentials(move |_url, username_from_url, allowed| {
             // libgit2 asks again after a refusal; a second try with the same secret would loop.
             attempts += 1;
             if attempts > 1 {
-                return Err(git2::Error::from_str("authentication failed with the repository's credentials"));
+                return Err(git2::Error::from_str(
+                    "authentication failed with the repository's credentials",
+                ));
             }
             let Some(c) = credentials else {
-                return Err(git2::Error::from_str("the repository asks for credentials and none are configured"));
+                return Err(git2::Error::from_str(
+                    "the repository asks for credentials and none are configured",
+                ));
             };
             let user = c.username.as_deref().or(username_from_url).unwrap_or("git");
             if allowed.contains(CredentialType::SSH_KEY) {
@@ -198,7 +218,9 @@ impl Repos {
                     return Cred::userpass_plaintext(user, password);
                 }
             }
-            Err(git2::Error::from_str("no credential of the kind the repository asks for"))
+            Err(git2::Error::from_str(
+                "no credential of the kind the repository asks for",
+            ))
         });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
@@ -213,7 +235,8 @@ impl Repos {
             Some(&mut options),
             None,
         )?;
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.entry(url.to_string()).or_default().last_fetch = Some(Instant::now());
         Ok(())
@@ -269,7 +292,9 @@ struct Globs {
 
 impl Globs {
     fn new(options: &DirectoryOptions) -> std::result::Result<Globs, String> {
-        let compile = |field: &str, pattern: &Option<String>| -> std::result::Result<Option<GlobMatcher>, String> {
+        let compile = |field: &str,
+                       pattern: &Option<String>|
+         -> std::result::Result<Option<GlobMatcher>, String> {
             pattern
                 .as_deref()
                 .map(|p| {
@@ -316,7 +341,9 @@ fn collect(
             }
             // Symbolic links (mode 120000) are not followed: they may point outside the path.
             Some(ObjectType::Blob) if entry.filemode() != 0o120000 => {
-                let manifest = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+                let manifest = [".yaml", ".yml", ".json"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext));
                 if manifest && globs.admits(&relative) {
                     let blob = entry.to_object(repo)?.peel_to_blob()?;
                     let full = if base.is_empty() {

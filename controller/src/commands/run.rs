@@ -48,14 +48,15 @@ fn shutdown_signal() -> watch::Receiver<bool> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    let _ = tx.send(true);
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -75,7 +76,11 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Run the controller until `shutdown` turns true. Public so that tests and the benchmark run it
 /// in-process against a real API server.
-pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<ExitCode> {
+pub async fn serve(
+    client: Client,
+    args: &RunArgs,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<ExitCode> {
     let policy_path = args.policy.policy.clone();
     let policy = super::load_policy(&args.policy)?;
     let metrics = Arc::new(Metrics::new());
@@ -84,9 +89,17 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
         .await
         .with_context(|| format!("binding the admin port {}", args.admin_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "admin server: /metrics /healthz /readyz");
-    tokio::spawn(admin::serve(listener, metrics.clone(), ready.clone(), stopped(shutdown.clone())));
+    tokio::spawn(admin::serve(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+        stopped(shutdown.clone()),
+    ));
 
-    let lease_namespace = args.lease_namespace.clone().unwrap_or_else(|| args.control_plane_namespace.clone());
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| args.control_plane_namespace.clone());
     let elector = args.leader_election.then(|| {
         Elector::new(
             client.clone(),
@@ -118,7 +131,12 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
     }
 
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<Trigger>();
-    let live = LiveState::new(client.clone(), policy.tracking.clone(), trigger_tx.clone(), metrics.clone());
+    let live = LiveState::new(
+        client.clone(),
+        policy.tracking.clone(),
+        trigger_tx.clone(),
+        metrics.clone(),
+    );
     let argocd = match &args.argocd_server {
         Some(server) => Some(ArgoCd::new(
             server,
@@ -138,7 +156,7 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
         Arc::new(Repos::new(args.repo_cache.clone(), args.git_refresh)),
         argocd,
         live,
-        Publisher::new(client.clone(), Some(args.identity.clone())),
+        Publisher::new(client.clone(), args.identity.clone()),
         metrics.clone(),
         Some(repo_secrets),
     ));
@@ -148,7 +166,9 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
         [one] => Api::namespaced_with(client.clone(), one, &resource),
         _ => Api::all_with(client.clone(), &resource),
     };
-    let config = watcher::Config::default().labels(&format!("{OPT_IN_LABEL}=true"));
+    let selector = format!("{OPT_IN_LABEL}=true");
+    let config = watcher::Config::default().labels(&selector);
+    let apps_for_list = apps.clone();
     let namespaces = args.app_namespaces.clone();
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
@@ -160,13 +180,31 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
         .reconcile_on(triggers);
     let store = controller.store();
 
-    tokio::spawn(readiness(store.clone(), ctx.clone(), ready.clone(), namespaces.clone()));
+    tokio::spawn(readiness(
+        apps_for_list,
+        selector,
+        ctx.clone(),
+        ready.clone(),
+        namespaces.clone(),
+    ));
     if let Some(path) = policy_path.clone() {
-        tokio::spawn(reload_policy(path, args.policy_reload, ctx.clone(), store.clone(), trigger_tx.clone()));
+        tokio::spawn(reload_policy(
+            path,
+            args.policy_reload,
+            ctx.clone(),
+            store.clone(),
+            trigger_tx.clone(),
+        ));
     }
     if let Some(elector) = elector.as_ref() {
         tokio::spawn(keep_lease(
-            Elector::new(client.clone(), &lease_namespace, &args.lease_name, elector.identity(), elector.duration()),
+            Elector::new(
+                client.clone(),
+                &lease_namespace,
+                &args.lease_name,
+                elector.identity(),
+                elector.duration(),
+            ),
             lost_tx,
         ));
     }
@@ -186,7 +224,9 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
             move |app, ctx| {
                 let allowed = namespaces.is_empty()
                     || namespaces.len() == 1
-                    || namespaces.iter().any(|n| Some(n) == app.metadata.namespace.as_ref());
+                    || namespaces
+                        .iter()
+                        .any(|n| Some(n) == app.metadata.namespace.as_ref());
                 async move {
                     if !allowed {
                         return Ok(controller::Action::await_change());
@@ -213,7 +253,9 @@ pub async fn serve(client: Client, args: &RunArgs, shutdown: watch::Receiver<boo
     Ok(ExitCode::SUCCESS)
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -221,7 +263,8 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::UnboundedReceiver<T>) -> i
 /// per analysis.
 fn repo_secrets(client: &Client, namespace: &str) -> reflector::Store<Secret> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let config = watcher::Config::default().labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
+    let config = watcher::Config::default()
+        .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
     tokio::spawn(async move {
@@ -235,33 +278,50 @@ fn repo_secrets(client: &Client, namespace: &str) -> reflector::Store<Secret> {
     reader
 }
 
-/// Ready once the Applications are listed and each opted-in one has been analysed once.
+/// Ready once each opted-in Application that existed at start has been analysed once. The list
+/// is read directly (one call) rather than from the controller's cache, whose first-list signal
+/// is not exposed.
 async fn readiness(
-    store: reflector::Store<DynamicObject>,
+    apps: Api<DynamicObject>,
+    selector: String,
     ctx: Arc<Context>,
     ready: Arc<AtomicBool>,
     namespaces: Vec<String>,
 ) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+    let params = kube::api::ListParams::default().labels(&selector);
+    let listed = loop {
+        match apps.list(&params).await {
+            Ok(list) => break list.items,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing Applications for readiness");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let wanted: Vec<_> = listed
+        .iter()
+        .filter(|a| {
+            namespaces.len() <= 1
+                || namespaces
+                    .iter()
+                    .any(|n| Some(n) == a.metadata.namespace.as_ref())
+        })
+        .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
+        .collect();
     loop {
-        let apps: Vec<_> = store
-            .state()
-            .iter()
-            .filter(|a| namespaces.len() <= 1 || namespaces.iter().any(|n| Some(n) == a.metadata.namespace.as_ref()))
-            .map(|a| ObjectRef::from_obj_with(a.as_ref(), application::api_resource()))
-            .collect();
         let done = {
             let reconciled = ctx.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-            apps.iter().all(|a| reconciled.contains(a))
+            wanted.iter().all(|a| reconciled.contains(a))
         };
         if done {
             ready.store(true, Ordering::Relaxed);
-            tracing::info!(applications = apps.len(), "first full analysis done: ready");
+            tracing::info!(
+                applications = wanted.len(),
+                "first full analysis done: ready"
+            );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -310,16 +370,23 @@ async fn reload_policy(
             continue;
         }
         last = now;
-        match super::load_policy(&PolicyArgs { policy: Some(path.clone()) }) {
+        match super::load_policy(&PolicyArgs {
+            policy: Some(path.clone()),
+        }) {
             Ok(policy) => {
                 tracing::info!(file = %path.display(), "policy reloaded; analysing every application again");
                 ctx.set_policy(policy);
                 for app in store.state() {
                     let app = ObjectRef::from_obj_with(app.as_ref(), application::api_resource());
-                    let _ = triggers.send(Trigger { app, seen: Instant::now() });
+                    let _ = triggers.send(Trigger {
+                        app,
+                        seen: Instant::now(),
+                    });
                 }
             }
-            Err(e) => tracing::error!(file = %path.display(), error = %format!("{e:#}"), "policy not reloaded; keeping the previous one"),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %format!("{e:#}"), "policy not reloaded; keeping the previous one")
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Values the API server fills in for Kubernetes' own kinds. Used only when a live object carries no
-//! `managedFields` (for instance `kubectl get -o yaml` output, which hides them): then a field
-//! present only in live is a server default if this table says so.
+//! Values the API server fills in for Kubernetes' own kinds. When a live object carries no
+//! `managedFields` (for instance `kubectl get -o yaml` output, which hides them), a field present
+//! only in live is a server default if this table says so. With `managedFields`, a field owned by
+//! an out-of-band manager is still no drift when it holds the fixed default value.
 
 use std::sync::OnceLock;
 
@@ -170,11 +171,32 @@ pub fn is_api_default(
     value: &Value,
     parent: Option<&Map<String, Value>>,
 ) -> bool {
+    matches_default(kind, path, value, parent, true)
+}
+
+/// Whether `value` is the fixed default of the field: as above, but an allocated value
+/// (clusterIP, nodePort) does not count, since a client can choose it.
+pub fn is_default_value(
+    kind: &str,
+    path: &FieldPath,
+    value: &Value,
+    parent: Option<&Map<String, Value>>,
+) -> bool {
+    matches_default(kind, path, value, parent, false)
+}
+
+fn matches_default(
+    kind: &str,
+    path: &FieldPath,
+    value: &Value,
+    parent: Option<&Map<String, Value>>,
+    allocated: bool,
+) -> bool {
     table().iter().any(|d| {
         d.kinds.contains(&kind)
             && d.pattern.matches_exactly(path)
             && match &d.expected {
-                Expected::Any => true,
+                Expected::Any => allocated,
                 Expected::Equals(v) => v == value,
                 Expected::SameAs(sibling) => parent.and_then(|p| p.get(*sibling)) == Some(value),
                 Expected::ImagePullPolicy => {

@@ -376,6 +376,12 @@ impl LiveContext<'_> {
                 })
                 .collect();
             if !out_of_band.is_empty() {
+                // A request that sets one field makes its manager own the defaults the server
+                // filled in with it (`type: NodePort` brings `externalTrafficPolicy: Cluster`).
+                // A value equal to the API default changes nothing, whoever owns it.
+                if defaults::is_default_value(self.kind, path, value, parent) {
+                    return LiveOnly::Default;
+                }
                 if descendable && !out_of_band.iter().any(|o| o.whole) {
                     return LiveOnly::Descend;
                 }

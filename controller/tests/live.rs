@@ -1,0 +1,669 @@
+//! The live controller against a real kube-apiserver: Git in, out-of-band changes by other field
+//! managers, reports, Events and metrics out.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const WEB: &[(&str, &str)] = &[
+    (
+        "apps/web/deployment.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+          protocol: TCP
+        env:
+        - name: MODE
+          value: production
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+"#,
+    ),
+    (
+        "apps/web/service.yaml",
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+    protocol: TCP
+"#,
+    ),
+    (
+        "apps/web/secret.yaml",
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: web-creds
+type: Opaque
+data:
+  password: c2VjcmV0LXZhbHVl
+"#,
+    ),
+    (
+        "apps/web/rbac.yaml",
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: web-reader
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+"#,
+    ),
+    (
+        "apps/web/README.md",
+        "not a manifest: skipped like Argo CD does\n",
+    ),
+];
+
+/// Apply Git's objects as Argo CD's server-side apply does: under `argocd-controller`, with the
+/// tracking annotation.
+async fn sync_like_argocd(client: &kube::Client, app: &str, ns: &str, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        if !path.ends_with(".yaml") {
+            continue;
+        }
+        let mut v: Value = serde_yaml::from_str(text).unwrap();
+        let (group, kind, name) = (
+            v["apiVersion"]
+                .as_str()
+                .unwrap()
+                .split_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or("")
+                .to_string(),
+            v["kind"].as_str().unwrap().to_string(),
+            v["metadata"]["name"].as_str().unwrap().to_string(),
+        );
+        v["metadata"]["annotations"] =
+            json!({"argocd.argoproj.io/tracking-id": format!("{app}:{group}/{kind}:{ns}/{name}")});
+        apply(client, ns, v, "argocd-controller").await;
+    }
+}
+
+fn resource<'a>(report: &'a Value, kind: &str, name: &str) -> &'a Value {
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not in the report: {report:#}"))
+}
+
+fn change<'a>(r: &'a Value, field: &str) -> Option<&'a Value> {
+    r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == field)
+}
+
+async fn wait_change(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    kind: &str,
+    name: &str,
+    field: &str,
+) -> Value {
+    wait_for(
+        &format!("{kind} {name} {field} in the report"),
+        WAIT,
+        || async {
+            let (_, report) = report(client, ns, app).await?;
+            let r = resource(&report, kind, name);
+            change(r, field).cloned()
+        },
+    )
+    .await
+}
+
+async fn wait_event(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    reason: &str,
+    contains: &str,
+) -> String {
+    wait_for(
+        &format!("Event {reason} mentioning {contains}"),
+        WAIT,
+        || async {
+            events(client, ns, app)
+                .await
+                .into_iter()
+                .find(|(r, note)| r == reason && note.contains(contains))
+                .map(|(_, note)| note)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_reverting_resolves_them(
+) {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("shop.git"));
+    for (path, text) in WEB {
+        repo.write(path, text);
+    }
+    let commit = repo.commit("web");
+    sync_like_argocd(&client, "web", &shop, WEB).await;
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &argocd,
+        &argo_drift_controller::application::api_resource(),
+    );
+    let mut app = application("web", &repo.url(), "apps/web", &shop, Some(&commit));
+    app["spec"]["source"]["directory"] = json!({"recurse": true});
+    apply(&client, &argocd, app, "argocd-server").await;
+
+    let controller = Running::start(&client, &argocd, &[]).await;
+
+    // Pure server defaults (strategy, clusterIP, sessionAffinity, dnsPolicy, ...) are no drift.
+    let (cm, first) = wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "web").await
+    })
+    .await;
+    assert_eq!(severity_label(&cm), "none", "{first:#}");
+    assert_eq!(first["summary"]["resources"], 4, "{first:#}");
+    assert_eq!(first["summary"]["synced"], 4, "{first:#}");
+    assert_eq!(first["revision"], commit.as_str());
+    assert_eq!(
+        cm.metadata.labels.as_ref().unwrap()["argo-drift.io/report"],
+        "true"
+    );
+    assert_eq!(
+        cm.metadata.labels.as_ref().unwrap()["argo-drift.io/app"],
+        "web"
+    );
+    assert!(
+        events(&client, &argocd, "web").await.is_empty(),
+        "no drift, no Event"
+    );
+    let (status, _) = wait_for("readiness", WAIT, || async {
+        let r = controller.get("/readyz").await;
+        (r.0 == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(status, 200);
+
+    let deployments = dynamic(&client, &shop, "apps/v1", "Deployment").await;
+    // kubectl scale
+    deployments
+        .patch(
+            "web",
+            &manager("kubectl-scale"),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(
+        &client,
+        &argocd,
+        "web",
+        "Deployment",
+        "web",
+        "spec.replicas",
+    )
+    .await;
+    assert_eq!(
+        (c["desired"].clone(), c["live"].clone()),
+        (json!(2), json!(5))
+    );
+    assert_eq!(c["severity"], "low");
+    assert_eq!(c["manager"], "kubectl-scale");
+    wait_event(&client, &argocd, "web", "DriftDetected", "spec.replicas").await;
+
+    // kubectl set image
+    deployments
+        .patch(
+            "web",
+            &manager("kubectl-set"),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.26-evil"}]}}}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(
+        &client,
+        &argocd,
+        "web",
+        "Deployment",
+        "web",
+        "spec.template.spec.containers[name=nginx].image",
+    )
+    .await;
+    assert_eq!(c["live"], "nginx:1.26-evil");
+    assert_eq!(c["severity"], "high");
+    assert_eq!(c["manager"], "kubectl-set");
+
+    // kubectl edit adds an environment variable
+    deployments
+        .patch(
+            "web",
+            &manager("kubectl-edit"),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "env": [{"name": "DEBUG", "value": "1"}]}]}}}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(
+        &client,
+        &argocd,
+        "web",
+        "Deployment",
+        "web",
+        "spec.template.spec.containers[name=nginx].env[name=DEBUG]",
+    )
+    .await;
+    assert_eq!(c["op"], "add");
+    assert_eq!(c["severity"], "medium");
+    assert_eq!(c["manager"], "kubectl-edit");
+
+    // Service type change: the nodePort the server allocates is not drift of its own.
+    let services = dynamic(&client, &shop, "v1", "Service").await;
+    services
+        .patch(
+            "web",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"spec": {"type": "NodePort"}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(&client, &argocd, "web", "Service", "web", "spec.type").await;
+    assert_eq!(
+        (c["live"].clone(), c["severity"].clone()),
+        (json!("NodePort"), json!("medium"))
+    );
+    let (_, r) = report(&client, &argocd, "web").await.unwrap();
+    let svc = resource(&r, "Service", "web");
+    assert_eq!(
+        svc["changes"].as_array().unwrap().len(),
+        1,
+        "only the type: {svc:#}"
+    );
+
+    // RBAC rule added
+    let roles = dynamic(&client, &shop, "rbac.authorization.k8s.io/v1", "Role").await;
+    roles
+        .patch(
+            "web-reader",
+            &manager("kubectl-edit"),
+            &Patch::<Value>::Json(serde_json::from_value(json!([
+                {"op": "add", "path": "/rules/-", "value": {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}}
+            ])).unwrap()),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(&client, &argocd, "web", "Role", "web-reader", "rules[1]").await;
+    assert_eq!(c["severity"], "critical");
+    assert_eq!(c["manager"], "kubectl-edit");
+
+    // Secret deleted
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &shop);
+    secrets
+        .delete("web-creds", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (cm, r) = wait_for("the Secret reported missing", WAIT, || async {
+        let (cm, r) = report(&client, &argocd, "web").await?;
+        (resource(&r, "Secret", "web-creds")["status"] == "missing").then_some((cm, r))
+    })
+    .await;
+    assert_eq!(resource(&r, "Secret", "web-creds")["severity"], "critical");
+    assert_eq!(severity_label(&cm), "critical");
+    // Secret values never reach the report.
+    assert!(!serde_json::to_string(&r)
+        .unwrap()
+        .contains("c2VjcmV0LXZhbHVl"));
+    let note = wait_event(&client, &argocd, "web", "DriftDetected", "web-creds").await;
+    assert!(note.starts_with("critical drift in 4 resources"), "{note}");
+
+    let (_, metrics) = controller.get("/metrics").await;
+    let app_label = format!("app=\"{argocd}/web\"");
+    let critical = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("argo_drift_drifted_resources")
+                && l.contains(&app_label)
+                && l.contains("severity=\"critical\"")
+        })
+        .unwrap_or_else(|| panic!("no drifted_resources metric:\n{metrics}"));
+    assert!(critical.ends_with(" 2"), "{critical}");
+    assert!(
+        metrics.contains("argo_drift_detection_latency_seconds_count"),
+        "{metrics}"
+    );
+
+    // Revert everything, as a sync by Argo CD would: drift resolved.
+    for (kind, name) in [
+        ("Deployment", "web"),
+        ("Service", "web"),
+        ("Role", "web-reader"),
+    ] {
+        let api = match kind {
+            "Deployment" => &deployments,
+            "Service" => &services,
+            _ => &roles,
+        };
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    sync_like_argocd(&client, "web", &shop, WEB).await;
+    wait_event(&client, &argocd, "web", "DriftResolved", "match Git").await;
+    let (cm, r) = report(&client, &argocd, "web").await.unwrap();
+    assert_eq!(severity_label(&cm), "none", "{r:#}");
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+    drop(apps);
+}
+
+fn manager(name: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+async fn dynamic(
+    client: &kube::Client,
+    ns: &str,
+    api_version: &str,
+    kind: &str,
+) -> Api<DynamicObject> {
+    dynamic_api(
+        client,
+        ns,
+        &json!({"apiVersion": api_version, "kind": kind}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothing_else() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("config.git"));
+    repo.write(
+        "cm/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: info\n",
+    );
+    repo.write(
+        "cm/nested/ignored.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nested\n",
+    );
+    repo.commit("settings");
+    let daemon = GitDaemon::start(base.path());
+    let url = format!("git://127.0.0.1:{}/config.git", daemon.port);
+    apply_yaml(
+        &client,
+        &shop,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: info\n",
+        "argocd-controller",
+    )
+    .await;
+    // Tracked by label (older Argo CD installs), not in Git: extra.
+    apply_yaml(
+        &client,
+        &shop,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leftover\n  labels:\n    app.kubernetes.io/instance: settings\n",
+        "argocd-controller",
+    )
+    .await;
+    // No synced revision yet: targetRevision (a branch) is used.
+    apply(
+        &client,
+        &argocd,
+        application("settings", &url, "cm", &shop, None),
+        "argocd-server",
+    )
+    .await;
+    let broken = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "broken", "labels": {"argo-drift.io/enabled": "true"}},
+        "spec": {"source": {"repoURL": 42}, "destination": {"namespace": shop}}
+    });
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &argocd,
+        &argo_drift_controller::application::api_resource(),
+    );
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(broken).unwrap(),
+    )
+    .await
+    .unwrap();
+    // Not opted in: never analysed.
+    let mut ignored = application("ignored", &url, "cm", &shop, None);
+    ignored["metadata"]["labels"] = json!({});
+    apply(&client, &argocd, ignored, "argocd-server").await;
+
+    // Branches are fetched again at every analysis, so the chart commit below is seen.
+    let controller = Running::start(&client, &argocd, &["--git-refresh", "0s"]).await;
+    let (cm, r) = wait_for(
+        "the settings report with the extra object",
+        WAIT,
+        || async {
+            let (cm, r) = report(&client, &argocd, "settings").await?;
+            (r["summary"]["extra"] == 1).then_some((cm, r))
+        },
+    )
+    .await;
+    assert_eq!(
+        r["summary"]["synced"], 1,
+        "nested/ is not read without recurse: {r:#}"
+    );
+    assert_eq!(resource(&r, "ConfigMap", "leftover")["status"], "extra");
+    assert_eq!(severity_label(&cm), "info");
+    assert_eq!(r["revision"].as_str().unwrap().len(), 40);
+
+    let (_, b) = wait_for("the broken app's report", WAIT, || async {
+        report(&client, &argocd, "broken").await
+    })
+    .await;
+    assert_eq!(
+        b["error"],
+        format!("Application {argocd}/broken: spec.source.repoURL: expected a string, found 42")
+    );
+    wait_event(&client, &argocd, "broken", "DriftAnalysisFailed", "repoURL").await;
+    assert!(report(&client, &argocd, "ignored").await.is_none());
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_reconcile_errors_total{category=\"invalid_application\"}"),
+        "{metrics}"
+    );
+
+    // A Helm chart in Git without an Argo CD server: said clearly, on that app only.
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    );
+    repo.commit("chart");
+    apply(
+        &client,
+        &argocd,
+        application("chart", &url, "chart", &shop, None),
+        "argocd-server",
+    )
+    .await;
+    let (_, c) = wait_for("the chart app's report", WAIT, || async {
+        report(&client, &argocd, "chart").await
+    })
+    .await;
+    let error = c["error"].as_str().unwrap();
+    assert!(
+        error.contains("Helm sources (Chart.yaml") && error.contains("--argocd-server"),
+        "{error}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_ignore_differences_and_a_reloaded_policy_change_the_report() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("r"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  a: \"1\"\n  b: \"2\"\n";
+    repo.write("flags.yaml", cm);
+    let commit = repo.commit("flags");
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    let mut app = application("flags", &repo.url(), "", &shop, Some(&commit));
+    app["spec"]["ignoreDifferences"] = json!([{"kind": "ConfigMap", "jsonPointers": ["/data/b"]}]);
+    apply(&client, &argocd, app, "argocd-server").await;
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, "severity:\n  default: medium\n").unwrap();
+    let controller = Running::start(
+        &client,
+        &argocd,
+        &[
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--policy-reload",
+            "200ms",
+        ],
+    )
+    .await;
+    wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "flags").await
+    })
+    .await;
+    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+    configmaps
+        .patch(
+            "flags",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"a": "9", "b": "9"}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(&client, &argocd, "flags", "ConfigMap", "flags", "data.a").await;
+    assert_eq!(c["severity"], "medium");
+    let (_, r) = report(&client, &argocd, "flags").await.unwrap();
+    assert!(
+        change(resource(&r, "ConfigMap", "flags"), "data.b").is_none(),
+        "ignored by the app: {r:#}"
+    );
+
+    std::fs::write(
+        &policy_file,
+        "severity:\n  default: medium\n  rules:\n  - name: flags-are-critical\n    kinds: [ConfigMap]\n    paths: [data]\n    severity: critical\n",
+    )
+    .unwrap();
+    wait_for("the reloaded policy's severity", WAIT, || async {
+        let (_, r) = report(&client, &argocd, "flags").await?;
+        let c = change(resource(&r, "ConfigMap", "flags"), "data.a")?.clone();
+        (c["rule"] == "flags-are-critical" && c["severity"] == "critical").then_some(())
+    })
+    .await;
+    // A broken policy file is refused and the running policy kept.
+    std::fs::write(&policy_file, "severity: [").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _) = controller.get("/healthz").await;
+    assert_eq!(status, 200);
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
+    use argo_drift_controller::leader::Elector;
+    let client = client().await;
+    let ns = fresh_namespace(&client, "lease").await;
+    let a = Elector::new(
+        client.clone(),
+        &ns,
+        "argo-drift",
+        "replica-a",
+        Duration::from_secs(30),
+    );
+    let b = Elector::new(
+        client.clone(),
+        &ns,
+        "argo-drift",
+        "replica-b",
+        Duration::from_secs(30),
+    );
+    assert!(a.try_acquire().await.unwrap());
+    assert!(
+        !b.try_acquire().await.unwrap(),
+        "the lease is held and fresh"
+    );
+    assert!(a.try_acquire().await.unwrap(), "renewing our own lease");
+    a.release().await.unwrap();
+    assert!(b.try_acquire().await.unwrap(), "a released lease is free");
+    assert!(!a.try_acquire().await.unwrap());
+
+    // An expired lease is taken over.
+    let c = Elector::new(
+        client.clone(),
+        &ns,
+        "short",
+        "replica-c",
+        Duration::from_secs(1),
+    );
+    let d = Elector::new(
+        client.clone(),
+        &ns,
+        "short",
+        "replica-d",
+        Duration::from_secs(1),
+    );
+    assert!(c.try_acquire().await.unwrap());
+    assert!(!d.try_acquire().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(d.try_acquire().await.unwrap(), "expired");
+
+    // A controller whose lease is held elsewhere waits and writes nothing.
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let holder = Elector::new(
+        client.clone(),
+        &argocd,
+        "argo-drift-controller",
+        "someone-else",
+        Duration::from_secs(60),
+    );
+    assert!(holder.try_acquire().await.unwrap());
+    let standby = Running::start(&client, &argocd, &[]).await;
+    let (status, _) = wait_for("the standby's health endpoint", WAIT, || async {
+        let r = standby.get("/healthz").await;
+        (r.0 == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(status, 200);
+    let (ready, _) = standby.get("/readyz").await;
+    assert_eq!(ready, 503, "a standby does not report ready");
+    assert_eq!(standby.stop().await, std::process::ExitCode::SUCCESS);
+}

@@ -1,0 +1,409 @@
+//! Shared pieces of the integration tests: the real API server from `scripts/testenv.sh` (or
+//! the cluster in KUBECONFIG), fresh namespaces, Git repositories made on the spot, server-side
+//! apply under a chosen field manager, and the controller running in-process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use argo_drift_controller::cli::{Args, Command as Cmd};
+use clap::Parser;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::pinned_kind;
+use kube::{Client, Config};
+use serde_json::{json, Value};
+
+static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The kubeconfig of the test cluster: KUBECONFIG when set, else the project's own API server,
+/// started (and built, the first time) by `scripts/testenv.sh up`.
+pub fn kubeconfig() -> PathBuf {
+    KUBECONFIG
+        .get_or_init(|| {
+            if let Ok(k) = std::env::var("KUBECONFIG") {
+                if !k.is_empty() {
+                    return PathBuf::from(k);
+                }
+            }
+            let out = Command::new(root().join("scripts/testenv.sh"))
+                .arg("up")
+                .output()
+                .expect("running scripts/testenv.sh up");
+            assert!(
+                out.status.success(),
+                "scripts/testenv.sh up failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with("export KUBECONFIG="))
+                .unwrap();
+            PathBuf::from(line.trim_start_matches("export KUBECONFIG="))
+        })
+        .clone()
+}
+
+pub async fn client() -> Client {
+    // Controller logs in test output: RUST_LOG=argo_drift_controller=debug to see more.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("argo_drift_controller=info")
+            }),
+        )
+        .with_test_writer()
+        .try_init();
+    let kc = Kubeconfig::read_from(kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    install_crds(&client).await;
+    client
+}
+
+/// The project's minimal Argo CD CRDs (idempotent), for clusters the script did not start.
+async fn install_crds(client: &Client) {
+    for name in ["applications", "appprojects", "applicationsets"] {
+        let path = root().join(format!("deploy/testenv/crds/argoproj.io_{name}.yaml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        apply_yaml(client, "", &text, "argo-drift-tests").await;
+    }
+    // Established takes a moment after the first install.
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &argo_drift_controller::application::api_resource(),
+    );
+    wait_for("the Application CRD", Duration::from_secs(20), || async {
+        api.list(&Default::default()).await.ok()
+    })
+    .await;
+}
+
+pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{:x}", rand_u32());
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &ns).await.unwrap();
+    name
+}
+
+pub fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    h.finish() as u32
+}
+
+/// Server-side apply every document of `yaml` under `manager` (namespace filled in for
+/// namespaced kinds when `namespace` is not empty).
+pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str, manager: &str) {
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if value.is_null() {
+            continue;
+        }
+        apply(client, namespace, value, manager).await;
+    }
+}
+
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    mut value: Value,
+    manager: &str,
+) -> DynamicObject {
+    let api = dynamic_api(client, namespace, &value).await;
+    let name = value["metadata"]["name"].as_str().unwrap().to_string();
+    if let Some(m) = value["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+}
+
+pub async fn dynamic_api(client: &Client, namespace: &str, value: &Value) -> Api<DynamicObject> {
+    let api_version = value["apiVersion"].as_str().unwrap();
+    let kind = value["kind"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let (ar, caps) = pinned_kind(client, &gvk).await.unwrap();
+    if caps.scope == kube::discovery::Scope::Namespaced && !namespace.is_empty() {
+        Api::namespaced_with(client.clone(), namespace, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    }
+}
+
+/// Poll `check` until it gives a value or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Git repository made by the test, committed with the git CLI.
+pub struct GitRepo {
+    pub dir: PathBuf,
+}
+
+impl GitRepo {
+    pub fn new(dir: &Path) -> GitRepo {
+        std::fs::create_dir_all(dir).unwrap();
+        let repo = GitRepo {
+            dir: dir.to_path_buf(),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        let p = self.dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Commit everything; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
+
+/// `git daemon` serving a directory of repositories over git:// on loopback.
+pub struct GitDaemon {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        // `git daemon` would fork `git-daemon` and leave it running when killed: start the real
+        // one, so that dropping this stops the server (and frees the test's output pipes).
+        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args([
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                &base.display().to_string(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "git daemon did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The controller, in-process, until dropped.
+pub struct Running {
+    shutdown: tokio::sync::watch::Sender<bool>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<std::process::ExitCode>>>,
+    pub admin: String,
+    pub repo_cache: tempfile::TempDir,
+}
+
+impl Running {
+    pub async fn start(client: &Client, app_namespace: &str, extra: &[&str]) -> Running {
+        let repo_cache = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut argv: Vec<String> = [
+            "argo-drift",
+            "run",
+            "--app-namespace",
+            app_namespace,
+            "--control-plane-namespace",
+            app_namespace,
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+            "--repo-cache",
+            &repo_cache.path().display().to_string(),
+            "--lease-duration",
+            "4s",
+            "--identity",
+            &format!("test-{}", rand_u32()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let Cmd::Run(args) = Args::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let client = client.clone();
+        let handle = tokio::spawn(async move {
+            argo_drift_controller::commands::run::serve(client, &args, rx).await
+        });
+        Running {
+            shutdown: tx,
+            handle: Some(handle),
+            admin: format!("http://127.0.0.1:{port}"),
+            repo_cache,
+        }
+    }
+
+    /// Stop gracefully and return the exit code the binary would have.
+    pub async fn stop(mut self) -> std::process::ExitCode {
+        let _ = self.shutdown.send(true);
+        let handle = self.handle.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("{}{path}", self.admin)).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The report ConfigMap of an application, parsed.
+pub async fn report(client: &Client, namespace: &str, app: &str) -> Option<(ConfigMap, Value)> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm = api
+        .get_opt(&format!("argo-drift-report-{app}"))
+        .await
+        .ok()??;
+    let text = cm.data.as_ref()?.get("report.json")?.clone();
+    Some((cm, serde_json::from_str(&text).unwrap()))
+}
+
+pub fn severity_label(cm: &ConfigMap) -> String {
+    cm.metadata.labels.as_ref().unwrap()["argo-drift.io/severity"].clone()
+}
+
+/// Events about an application: (reason, note), oldest first.
+pub async fn events(client: &Client, namespace: &str, app: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let mut list: Vec<_> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(app))
+        .collect();
+    list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    list.into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// An Application opted in to argo-drift, read from `repo_url` at `path`.
+pub fn application(
+    name: &str,
+    repo_url: &str,
+    path: &str,
+    destination: &str,
+    revision: Option<&str>,
+) -> Value {
+    let mut app = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "labels": {"argo-drift.io/enabled": "true"}},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": repo_url, "path": path, "targetRevision": "main"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": destination}
+        }
+    });
+    if let Some(r) = revision {
+        app["status"] = json!({"sync": {"status": "Synced", "revision": r}});
+    }
+    app
+}
