@@ -1,0 +1,272 @@
+//! Live benchmark against the real API server: N applications with M tracked objects each, the
+//! `argo-drift` binary running as its own process; out-of-band writes one at a time, timed until
+//! the application's report ConfigMap shows them. Prints latency percentiles and the controller's
+//! resident memory.
+//!
+//!   cargo bench -p argo-drift-controller --bench live
+//!   BENCH_APPS=50 BENCH_OBJECTS=1000,10000 BENCH_WRITES=200 cargo bench -p argo-drift-controller --bench live
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use support::*;
+
+fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benches; nothing to list here
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let apps = env_list("BENCH_APPS", "50")[0];
+        let writes = env_list("BENCH_WRITES", "200")[0];
+        for total in env_list("BENCH_OBJECTS", "1000,10000") {
+            run(apps, total / apps, writes).await;
+        }
+    });
+}
+
+fn configmap(app: usize, j: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{j}\n  labels: {{app: app-{app}, tier: bench}}\ndata:\n  level: info\n  owner: team-{app}\n  settings.json: '{{\"retries\": 3, \"timeout\": \"30s\", \"item\": {j}}}'\n"
+    )
+}
+
+fn deployment(app: usize) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{app}}}\n  template:\n    metadata:\n      labels: {{app: app-{app}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n          protocol: TCP\n"
+    )
+}
+
+async fn run(apps: usize, per_app: usize, writes: usize) {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "bench-argocd").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("bench"));
+    let mut namespaces = Vec::new();
+    let setup = Instant::now();
+    for a in 0..apps {
+        let ns = fresh_namespace(&client, &format!("bench-{a}")).await;
+        let mut text = deployment(a);
+        for j in 1..per_app {
+            text.push_str("---\n");
+            text.push_str(&configmap(a, j));
+        }
+        repo.write(&format!("apps/app-{a}/all.yaml"), &text);
+        namespaces.push((ns, text));
+    }
+    let commit = repo.commit("bench");
+    // Apply as Argo CD would, 16 requests at a time.
+    let docs: Vec<(String, serde_json::Value)> = namespaces
+        .iter()
+        .flat_map(|(ns, text)| {
+            serde_yaml::Deserializer::from_str(text)
+                .map(|d| {
+                    (
+                        ns.clone(),
+                        <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let total = docs.len();
+    futures::stream::iter(docs)
+        .for_each_concurrent(16, |(ns, v)| {
+            let client = client.clone();
+            async move {
+                apply(&client, &ns, v, "argocd-controller").await;
+            }
+        })
+        .await;
+    for (a, (ns, _)) in namespaces.iter().enumerate() {
+        let app = application(
+            &format!("app-{a}"),
+            &repo.url(),
+            &format!("apps/app-{a}"),
+            ns,
+            Some(&commit),
+        );
+        apply(&client, &argocd, app, "argocd-server").await;
+    }
+    eprintln!(
+        "bench: {apps} apps, {total} objects applied in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let port = free_port();
+    let cache = tempfile::tempdir().unwrap();
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_argo-drift"))
+        .args([
+            "run",
+            "--app-namespace",
+            &argocd,
+            "--control-plane-namespace",
+            &argocd,
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+            "--repo-cache",
+            &cache.path().display().to_string(),
+            "--leader-election",
+            "false",
+            "--log-level",
+            "warn",
+        ])
+        .env("KUBECONFIG", kubeconfig())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let ready = wait_for("controller readiness", Duration::from_secs(600), || async {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let _ = ready;
+    let first_sync = started.elapsed();
+    let rss_ready = rss(controller.id());
+
+    // Every report update, as it lands.
+    let reports: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let watch = tokio::spawn(async move {
+        let stream = watcher::watcher(
+            reports,
+            watcher::Config::default().labels("argo-drift.io/report=true"),
+        );
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(event)) = stream.try_next().await {
+            if let watcher::Event::Apply(cm) = event {
+                let app = cm
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("argo-drift.io/app"))
+                    .cloned()
+                    .unwrap_or_default();
+                let text = cm
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("report.json"))
+                    .cloned()
+                    .unwrap_or_default();
+                let _ = tx.send((app, text));
+            }
+        }
+    });
+
+    let mut latencies = Vec::with_capacity(writes);
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    for k in 0..writes {
+        let a = k % apps;
+        let j = 1 + (k * 7) % (per_app - 1).max(1);
+        let marker = format!("bench-{k}-{}", rand_u32());
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a].0);
+        while rx.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        cms.patch(
+            &format!("cm-{j}"),
+            &edit,
+            &Patch::Merge(json!({"data": {"level": marker}})),
+        )
+        .await
+        .unwrap();
+        let app = format!("app-{a}");
+        loop {
+            let (who, text) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("no report update within 30 s")
+                .unwrap();
+            if who == app && text.contains(&marker) {
+                latencies.push(t0.elapsed());
+                break;
+            }
+        }
+    }
+    watch.abort();
+    let rss_after = rss(controller.id());
+    let hwm = hwm(controller.id());
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = controller.kill();
+    let _ = controller.wait();
+
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("live bench: {apps} apps x {per_app} objects = {total} tracked objects");
+    println!(
+        "  first full analysis (start to /readyz): {:.2} s",
+        first_sync.as_secs_f64()
+    );
+    println!(
+        "  out-of-band write -> updated report, {} writes: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "  controller RSS: {:.1} MiB when ready, {:.1} MiB after the writes, peak {:.1} MiB",
+        rss_ready, rss_after, hwm
+    );
+    let counts: HashMap<&str, &str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("argo_drift_detection_latency_seconds_count")
+                || l.starts_with("argo_drift_detection_latency_seconds_sum")
+        })
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    println!("  controller's own histogram: {counts:?}");
+}
+
+fn status_field(pid: u32, field: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn rss(pid: u32) -> f64 {
+    status_field(pid, "VmRSS:")
+}
+
+fn hwm(pid: u32) -> f64 {
+    status_field(pid, "VmHWM:")
+}
