@@ -137,14 +137,13 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let ready = wait_for("controller readiness", Duration::from_secs(600), || async {
+    wait_for("controller readiness", Duration::from_secs(600), || async {
         let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
             .await
             .ok()?;
         r.status().is_success().then_some(())
     })
     .await;
-    let _ = ready;
     let first_sync = started.elapsed();
     let rss_ready = rss(controller.id());
 
