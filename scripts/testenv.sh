@@ -6,6 +6,7 @@
 #   scripts/testenv.sh env    print `export KUBECONFIG=...` for a running environment
 #   scripts/testenv.sh down   stop it and delete its state (the cached binary stays)
 #   scripts/testenv.sh build  only build and cache kube-apiserver
+#   scripts/testenv.sh restart-apiserver [SECONDS]   stop the API server, wait, start it again
 #
 # With KUBECONFIG already set (kind, k3d, a real cluster), `up` checks that cluster answers, installs
 # the test CRDs there and starts nothing.
@@ -238,11 +239,24 @@ down() {
   say "stopped and removed $state"
 }
 
+# Stop and start kube-apiserver alone (etcd keeps the data): the resilience tests use it.
+restart_apiserver() {
+  alive kube-apiserver || die "not running: scripts/testenv.sh up"
+  kill "$(cat "$state/kube-apiserver.pid")"
+  for _ in $(seq 1 100); do alive kube-apiserver || break; sleep 0.1; done
+  alive kube-apiserver && kill -9 "$(cat "$state/kube-apiserver.pid")"
+  sleep "${2:-0}"
+  start_apiserver
+  wait_ready
+  say "kube-apiserver restarted"
+}
+
 case "${1:-}" in
   up) up ;;
+  restart-apiserver) restart_apiserver "$@" ;;
   down) down ;;
   build) build ;;
   env) [ -f "$state/kubeconfig" ] || die "not running: scripts/testenv.sh up"; echo "export KUBECONFIG=$state/kubeconfig" ;;
-  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
