@@ -667,3 +667,106 @@ async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
     assert_eq!(ready, 503, "a standby does not report ready");
     assert_eq!(standby.stop().await, std::process::ExitCode::SUCCESS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_token() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let rendered = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "redis-config", "namespace": shop, "labels": {"helm.sh/chart": "redis-1.2.3"}},
+        "data": {"maxmemory": "256mb"}
+    });
+    apply(&client, &shop, rendered.clone(), "argocd-controller").await;
+    let fake = FakeArgoCd::start(
+        "s3cret-token",
+        [("redis".to_string(), vec![rendered])].into(),
+    )
+    .await;
+    let helm = |name: &str| {
+        let mut app = application(name, "https://charts.example.com", "", &shop, None);
+        app["spec"]["source"] = json!({"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "1.2.3"});
+        app
+    };
+    apply(&client, &argocd, helm("redis"), "argocd-server").await;
+    apply(&client, &argocd, helm("unknown"), "argocd-server").await;
+    let controller = Running::start(
+        &client,
+        &argocd,
+        &[
+            "--argocd-server",
+            &fake.url,
+            "--argocd-token",
+            "s3cret-token",
+        ],
+    )
+    .await;
+    let (cm, r) = wait_for("the Helm app's report", WAIT, || async {
+        report(&client, &argocd, "redis").await
+    })
+    .await;
+    assert_eq!(severity_label(&cm), "none", "{r:#}");
+    assert_eq!(r["summary"]["synced"], 1);
+    assert_eq!(r["revision"], "4f8a1c2e9b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39");
+    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+    configmaps
+        .patch(
+            "redis-config",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"maxmemory": "8gb"}})),
+        )
+        .await
+        .unwrap();
+    let c = wait_change(
+        &client,
+        &argocd,
+        "redis",
+        "ConfigMap",
+        "redis-config",
+        "data.maxmemory",
+    )
+    .await;
+    assert_eq!(c["live"], "8gb");
+    // Argo CD's own error for an application it does not know, retried as transient.
+    let (_, metrics) = wait_for("the Argo CD API error counted", WAIT, || async {
+        let m = controller.get("/metrics").await;
+        m.1.contains("category=\"argocd_api\"").then_some(m)
+    })
+    .await;
+    assert!(metrics.contains("argo_drift_reconcile_errors_total{category=\"argocd_api\"}"));
+    controller.stop().await;
+
+    // A wrong token: Argo CD's 401 is reported with its message and code, the token never.
+    let argocd2 = fresh_namespace(&client, "argocd").await;
+    apply(&client, &argocd2, helm("redis"), "argocd-server").await;
+    let client2 = client.clone();
+    let wrong = Running::start(
+        &client2,
+        &argocd2,
+        &[
+            "--argocd-server",
+            &fake.url,
+            "--argocd-token",
+            "wrong-token",
+        ],
+    )
+    .await;
+    wait_for("the 401 counted", WAIT, || async {
+        let m = wrong.get("/metrics").await.1;
+        m.contains("category=\"argocd_api\"").then_some(())
+    })
+    .await;
+    let err = argo_drift_controller::argocd::ArgoCd::new(&fake.url, "wrong-token".into(), false)
+        .unwrap()
+        .manifests("redis", &argocd2, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "Argo CD API /api/v1/applications/redis/manifests: 401 Unauthorized: invalid session: token signature is invalid (code 16)"
+    );
+    assert!(!err.contains("wrong-token"));
+    wrong.stop().await;
+}

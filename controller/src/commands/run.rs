@@ -27,6 +27,9 @@ use crate::reconcile::{self, Context, Settings};
 use crate::repo::Repos;
 use crate::{admin, reconcile::error_policy};
 
+/// How long running analyses may take to finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -218,7 +221,7 @@ pub async fn serve(
             }
         }
     };
-    controller
+    let running = controller
         .graceful_shutdown_on(stop)
         .run(
             move |app, ctx| {
@@ -237,8 +240,24 @@ pub async fn serve(
             error_policy,
             ctx,
         )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .for_each(|_| futures::future::ready(()));
+
+    // Running analyses get a moment to finish; kube-runtime's controller can also wait forever
+    // when stopped before its first list, and Kubernetes would then kill us mid-write.
+    let deadline = {
+        let (mut s, mut l) = (shutdown.clone(), lost_rx.clone());
+        async move {
+            tokio::select! {
+                _ = s.wait_for(|v| *v) => {}
+                _ = l.wait_for(|v| *v) => {}
+            }
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    tokio::select! {
+        _ = running => {}
+        _ = deadline => tracing::warn!("analyses still running {SHUTDOWN_GRACE:?} after shutdown; stopping anyway"),
+    }
 
     if *lost_rx.borrow() {
         tracing::error!("lost the leader lease; stopping so that a standby takes over");
