@@ -54,7 +54,12 @@ pub struct Context {
     published: Mutex<HashMap<AppRef, Published>>,
     /// Applications analysed at least once (for readiness).
     pub reconciled: Mutex<HashSet<AppRef>>,
+    /// Failed analyses in a row, per application.
+    failures: Mutex<HashMap<AppRef, u32>>,
 }
+
+/// After this many failed analyses in a row, a transient failure is published on the app.
+const TRANSIENT_FAILURES_REPORTED: u32 = 3;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -84,6 +89,7 @@ impl Context {
             pending: Mutex::default(),
             published: Mutex::default(),
             reconciled: Mutex::default(),
+            failures: Mutex::default(),
         }
     }
 
@@ -117,6 +123,7 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     lock(&ctx.reconciled).insert(app.clone());
     match result {
         Ok(()) => {
+            lock(&ctx.failures).remove(&app);
             ctx.metrics
                 .reconciles
                 .get_or_create(&labels(&[("result", "ok")]))
@@ -144,7 +151,15 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
             if let Some(since) = since {
                 ctx.note_change(&app, since);
             }
-            if !e.is_transient() {
+            let failures = {
+                let mut f = lock(&ctx.failures);
+                let n = f.entry(app.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            // Invalid input at once; a transient failure (Git unreachable, credentials refused,
+            // Argo CD down) once it has lasted a few attempts, so that a blip stays quiet.
+            if !e.is_transient() || failures >= TRANSIENT_FAILURES_REPORTED {
                 // Said once on the application itself, where its owners look.
                 if let Err(pe) = publish_failure(&object, &app, &ctx, &e).await {
                     tracing::warn!(error = %pe, "could not publish the failure");
@@ -155,20 +170,31 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     }
 }
 
-/// Transient failures retry with a growing delay; invalid input waits for the next change of
-/// the Application (or Git, at the next resync).
+/// Transient failures retry with a growing delay (1 s, 2 s, 4 s, … up to 5 minutes, plus
+/// jitter so that many failing applications do not retry in lockstep); invalid input waits for
+/// the next change of the Application (or Git, at the next resync).
 pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(app = %app_ref(&object), category = error.category(), error = %error, "analysis failed");
-    if error.is_transient() {
-        // kube-runtime's controller has no per-object backoff state; a jittered delay keeps many
-        // failing applications from retrying in lockstep.
-        let jitter = Duration::from_millis(
-            u64::from(std::process::id() ^ Instant::now().elapsed().subsec_nanos()) % 2000,
-        );
-        Action::requeue(Duration::from_secs(5) + jitter)
-    } else {
-        Action::requeue(ctx.settings.resync)
+    let app = app_ref(&object);
+    tracing::warn!(app = %app, category = error.category(), error = %error, "analysis failed");
+    if !error.is_transient() {
+        return Action::requeue(ctx.settings.resync);
     }
+    let failures = lock(&ctx.failures).get(&app).copied().unwrap_or(1);
+    Action::requeue(retry_delay(failures, jitter_ms()))
+}
+
+fn retry_delay(failures: u32, jitter_ms: u64) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(9));
+    base.min(Duration::from_secs(300)) + Duration::from_millis(jitter_ms % 1000)
+}
+
+/// Up to a second of jitter; the clock's nanoseconds are random enough to spread retries.
+fn jitter_ms() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos / 1_000_000)
 }
 
 async fn analyse_app(object: &DynamicObject, app_ref: &AppRef, ctx: &Context) -> Result<()> {
@@ -613,4 +639,24 @@ async fn publish_failure(
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes_with_jitter() {
+        let secs = |n| retry_delay(n, 0).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(4)], [1, 2, 4, 8]);
+        assert_eq!(secs(9), 256);
+        assert_eq!(secs(10), 300);
+        assert_eq!(secs(60), 300);
+        assert_eq!(retry_delay(1, 999), Duration::from_millis(1999));
+        assert_eq!(
+            retry_delay(1, 1500),
+            Duration::from_millis(1500),
+            "jitter stays under a second"
+        );
+    }
 }

@@ -770,3 +770,68 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     assert!(!err.contains("wrong-token"));
     wrong.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_secret() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("private.git"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: private\ndata:\n  k: v\n";
+    repo.write("app/cm.yaml", cm);
+    let commit = repo.commit("private");
+    let server = GitHttp::start(base.path(), "deploy-bot", "glpat-0123456789");
+    let url = format!("http://127.0.0.1:{}/private.git", server.port);
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    apply(
+        &client,
+        &argocd,
+        application("private", &url, "app", &shop, Some(&commit)),
+        "argocd-server",
+    )
+    .await;
+    let controller = Running::start(&client, &argocd, &[]).await;
+
+    // No credentials yet: after a few attempts the failure is said on the app.
+    let (_, r) = wait_for("the credentials failure on the app", WAIT, || async {
+        let (cm, r) = report(&client, &argocd, "private").await?;
+        r["error"].is_string().then_some((cm, r))
+    })
+    .await;
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains(&url) && error.contains("credentials"),
+        "{error}"
+    );
+
+    // Argo CD's repository Secret: the next retry reads the repository with its token.
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "repo-private", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "username": "deploy-bot", "password": "glpat-0123456789"}
+    });
+    apply(&client, &argocd, secret, "argocd-server").await;
+    let (cm, r) = wait_for(
+        "the private repository's report",
+        Duration::from_secs(40),
+        || async {
+            let (cm, r) = report(&client, &argocd, "private").await?;
+            (r["summary"]["synced"] == 1).then_some((cm, r))
+        },
+    )
+    .await;
+    assert_eq!(severity_label(&cm), "none", "{r:#}");
+    assert!(r.get("error").is_none());
+    // The token is in no report, Event or metric.
+    let (_, metrics) = controller.get("/metrics").await;
+    let events = events(&client, &argocd, "private").await;
+    for text in [
+        serde_json::to_string(&r).unwrap(),
+        metrics,
+        format!("{events:?}"),
+    ] {
+        assert!(!text.contains("glpat-0123456789"));
+    }
+    controller.stop().await;
+}

@@ -485,3 +485,82 @@ impl Drop for FakeArgoCd {
         self.task.abort();
     }
 }
+
+/// Git's smart HTTP protocol (`git http-backend`) behind HTTP basic auth, on loopback: how Git
+/// hosts take an HTTPS token (plain HTTP here; the credential exchange is the same).
+pub struct GitHttp {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+const GIT_HTTP_SERVER: &str = r#"
+import base64, http.server, os, subprocess, sys
+port, root, user, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+expected = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def handle_one(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
+                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER=user,
+                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)))
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            k, _, v = line.partition(": ")
+            if k.lower() == "status": status = int(v.split()[0])
+            elif k: headers.append((k, v))
+        self.send_response(status)
+        for k, v in headers: self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+    do_GET = handle_one
+    do_POST = handle_one
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+impl GitHttp {
+    pub fn start(root: &Path, user: &str, token: &str) -> GitHttp {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-c",
+                GIT_HTTP_SERVER,
+                &port.to_string(),
+                &root.display().to_string(),
+                user,
+                token,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "git HTTP server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        GitHttp { child, port }
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
