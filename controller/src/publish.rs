@@ -332,3 +332,192 @@ fn truncate(mut text: String, max: usize) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argo_drift_core::diff::Op;
+    use argo_drift_core::normalize::AttributionKind;
+    use argo_drift_core::report::{ChangeReport, ResourceReport, Summary};
+    use serde_json::json;
+
+    fn resource(
+        name: &str,
+        status: Status,
+        severity: Severity,
+        changes: Vec<ChangeReport>,
+    ) -> ResourceReport {
+        ResourceReport {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            status,
+            severity,
+            rule: None,
+            changes,
+            patch: None,
+            diff: None,
+            source: None,
+        }
+    }
+
+    fn change(
+        field: &str,
+        severity: Severity,
+        manager: &str,
+        live: serde_json::Value,
+    ) -> ChangeReport {
+        ChangeReport {
+            path: format!("/{}", field.replace('.', "/")),
+            field: field.into(),
+            op: Op::Replace,
+            desired: Some(json!(2)),
+            live: Some(live),
+            severity,
+            rule: "r".into(),
+            manager: Some(manager.into()),
+            attribution: AttributionKind::Exact,
+            time: Some("2026-11-21T06:00:00Z".into()),
+        }
+    }
+
+    fn report(resources: Vec<ResourceReport>) -> DriftReport {
+        DriftReport {
+            summary: Summary::default(),
+            resources,
+        }
+    }
+
+    #[test]
+    fn the_event_message_leads_with_the_worst_severity_and_names_fields_and_managers() {
+        let r = report(vec![
+            resource(
+                "api",
+                Status::Modified,
+                Severity::Low,
+                vec![change(
+                    "spec.replicas",
+                    Severity::Low,
+                    "kubectl-scale",
+                    json!(5),
+                )],
+            ),
+            resource(
+                "web",
+                Status::Modified,
+                Severity::High,
+                vec![
+                    change("spec.replicas", Severity::Low, "kubectl-scale", json!(3)),
+                    change(
+                        "spec.template.spec.containers[name=web].image",
+                        Severity::High,
+                        "kubectl-set",
+                        json!("evil"),
+                    ),
+                ],
+            ),
+            resource("ok", Status::Synced, Severity::None, vec![]),
+        ]);
+        assert_eq!(
+            drift_message(&r),
+            "high drift in 2 resources: Deployment.apps shop/web spec.template.spec.containers[name=web].image (high, kubectl-set), spec.replicas (low, kubectl-scale); Deployment.apps shop/api spec.replicas (low, kubectl-scale)"
+        );
+        assert_eq!(severity_label(&r), "high");
+        assert_eq!(
+            severity_label(&report(vec![resource(
+                "ok",
+                Status::Synced,
+                Severity::None,
+                vec![]
+            )])),
+            "none"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_drift_not_the_synced_resources() {
+        let drift = |live| {
+            report(vec![resource(
+                "web",
+                Status::Modified,
+                Severity::Low,
+                vec![change(
+                    "spec.replicas",
+                    Severity::Low,
+                    "kubectl-scale",
+                    live,
+                )],
+            )])
+        };
+        assert_eq!(fingerprint(&drift(json!(5))), fingerprint(&drift(json!(5))));
+        assert_ne!(fingerprint(&drift(json!(5))), fingerprint(&drift(json!(6))));
+        let mut with_synced = drift(json!(5));
+        with_synced
+            .resources
+            .push(resource("ok", Status::Synced, Severity::None, vec![]));
+        assert_eq!(fingerprint(&with_synced), fingerprint(&drift(json!(5))));
+        // Stable across builds: it is stored on the ConfigMap and compared after a restart.
+        assert_eq!(fnv(b"argo-drift"), fnv(b"argo-drift"));
+        assert_eq!(fnv(b""), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn a_report_over_the_configmap_limit_loses_patches_then_the_least_severe_resources_and_says_so()
+    {
+        let big = "x".repeat(20_000);
+        let mut resources = Vec::new();
+        for i in 0..100 {
+            let severity = if i == 7 {
+                Severity::Critical
+            } else {
+                Severity::Low
+            };
+            let mut r = resource(
+                &format!("r{i}"),
+                Status::Modified,
+                severity,
+                vec![change("data.k", severity, "kubectl-edit", json!(big))],
+            );
+            r.patch = serde_json::value::to_raw_value(
+                &json!([{"op": "replace", "path": "/data/k", "value": big}]),
+            )
+            .ok();
+            resources.push(r);
+        }
+        let r = report(resources);
+        let envelope = Envelope {
+            application: "web",
+            namespace: "argocd",
+            revision: None,
+            error: None,
+            truncated: None,
+            report: &r,
+        };
+        let text = fit_report(&envelope);
+        assert!(text.len() <= REPORT_LIMIT, "{}", text.len());
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let kept = v["resources"].as_array().unwrap();
+        assert!(kept.len() < 100 && !kept.is_empty());
+        assert_eq!(kept[0]["name"], "r7", "the critical resource is kept first");
+        assert!(kept.iter().all(|r| r.get("patch").is_none()));
+        let note = v["truncated"].as_str().unwrap();
+        assert!(
+            note.contains(&format!("{} of 100 resources", 100 - kept.len())),
+            "{note}"
+        );
+
+        let small = report(vec![resource(
+            "web",
+            Status::Synced,
+            Severity::None,
+            vec![],
+        )]);
+        let text = fit_report(&Envelope {
+            report: &small,
+            ..envelope
+        });
+        assert!(!text.contains("truncated"));
+    }
+}

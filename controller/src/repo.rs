@@ -359,3 +359,146 @@ fn collect(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "c"]);
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        let url = format!("file://{}", dir.path().display());
+        (dir, url, head)
+    }
+
+    fn names(r: &Rendered) -> Vec<&str> {
+        r.files.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    #[test]
+    fn a_directory_source_reads_yaml_and_json_with_argo_cds_recurse_include_and_exclude() {
+        let (_dir, url, head) = repo_with(&[
+            ("app/a.yaml", "a"),
+            ("app/b.json", "b"),
+            ("app/notes.md", "n"),
+            ("app/sub/c.yml", "c"),
+            ("app/sub/test/d.yaml", "d"),
+            ("other/e.yaml", "e"),
+        ]);
+        let cache = tempfile::tempdir().unwrap();
+        let repos = Repos::new(cache.path().to_path_buf(), Duration::from_secs(60));
+        let dir = |recurse, include: Option<&str>, exclude: Option<&str>| {
+            SourceKind::Directory(DirectoryOptions {
+                recurse,
+                include: include.map(str::to_string),
+                exclude: exclude.map(str::to_string),
+            })
+        };
+        let r = repos
+            .render(&url, &head, "app", Some(&dir(false, None, None)), None)
+            .unwrap();
+        assert_eq!(names(&r), ["app/a.yaml", "app/b.json"]);
+        assert_eq!(r.commit.to_string(), head);
+        let r = repos
+            .render(&url, &head, "app", Some(&dir(true, None, None)), None)
+            .unwrap();
+        assert_eq!(
+            names(&r),
+            [
+                "app/a.yaml",
+                "app/b.json",
+                "app/sub/c.yml",
+                "app/sub/test/d.yaml"
+            ]
+        );
+        // Globs match the path relative to the app's path, and `*` crosses directories.
+        let r = repos
+            .render(
+                &url,
+                &head,
+                "app",
+                Some(&dir(true, Some("*.{yaml,yml}"), Some("*test/*"))),
+                None,
+            )
+            .unwrap();
+        assert_eq!(names(&r), ["app/a.yaml", "app/sub/c.yml"]);
+        // The clone is reused: a commit already there is not fetched again, nor is the branch
+        // within the refresh interval.
+        let before = repos.fetch_count();
+        repos.render(&url, "main", "/app/", None, None).unwrap();
+        repos.render(&url, &head, "app", None, None).unwrap();
+        assert_eq!(repos.fetch_count(), before);
+    }
+
+    #[test]
+    fn errors_name_the_repository_revision_and_path_and_charts_are_recognised() {
+        let (_dir, url, head) = repo_with(&[
+            ("chart/Chart.yaml", "apiVersion: v2"),
+            ("k/kustomization.yaml", ""),
+        ]);
+        let cache = tempfile::tempdir().unwrap();
+        let repos = Repos::new(cache.path().to_path_buf(), Duration::from_secs(60));
+        let r = repos.render(&url, &head, "chart", None, None).unwrap();
+        assert_eq!(r.tool, Some(("Helm", "Chart.yaml")));
+        assert!(r.files.is_empty());
+        let r = repos.render(&url, &head, "k", None, None).unwrap();
+        assert_eq!(r.tool, Some(("Kustomize", "kustomization.yaml")));
+        let e = repos.render(&url, &head, "nope", None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{url} at {head:?}, path \"nope\": the path does not exist in the repository")
+        );
+        let e = repos
+            .render(&url, "no-such-branch", "chart", None, None)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no such branch, tag or commit"),
+            "{e}"
+        );
+        let e = repos
+            .render("file:///nonexistent/repo", "main", "", None, None)
+            .unwrap_err();
+        assert_eq!(e.category(), "fetch_repo");
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let c = Credentials {
+            username: Some("bot".into()),
+            password: Some("glpat-secret".into()),
+            ssh_private_key: Some("-----BEGIN OPENSSH PRIVATE KEY-----".into()),
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("glpat-secret") && !text.contains("BEGIN"),
+            "{text}"
+        );
+    }
+}
