@@ -27,7 +27,7 @@ pub enum Error {
     },
     #[error(transparent)]
     Manifest(#[from] argo_drift_core::Error),
-    #[error("Kubernetes API, {context}: {source}")]
+    #[error("Kubernetes API, {context}: {}", describe(source))]
     Kube {
         context: String,
         #[source]
@@ -81,5 +81,13 @@ impl Error {
                 | Error::ArgoCd { .. }
                 | Error::WatchNotReady { .. }
         )
+    }
+}
+
+/// The API server's own message and code, without the full `Status` debug dump.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }

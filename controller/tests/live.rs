@@ -835,3 +835,92 @@ async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_se
     }
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_does_its_job_with_only_the_shipped_least_privilege_rbac() {
+    let admin = client().await;
+    // The test API server has a token for system:serviceaccount:argocd:argo-drift, with no rights
+    // but what RBAC grants; another cluster may not.
+    let Some(controller_kubeconfig) = kubeconfig()
+        .parent()
+        .map(|d| d.join("kubeconfig-controller"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("skipped: no kubeconfig for the controller's service account");
+        return;
+    };
+    let argocd = fresh_namespace(&admin, "argocd").await;
+    let shop = fresh_namespace(&admin, "shop").await;
+    let rbac = std::fs::read_to_string(root().join("deploy/base/rbac.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&rbac) {
+        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        match v["kind"].as_str().unwrap() {
+            // Cluster-wide pieces as shipped; the namespaced grants go to this test's namespace.
+            "ServiceAccount" => continue,
+            "Role" | "RoleBinding" => v["metadata"]["namespace"] = json!(argocd),
+            _ => {}
+        }
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        apply(&admin, &ns, v, "argo-drift-tests").await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("r"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limited\ndata:\n  k: v\n";
+    repo.write("cm.yaml", cm);
+    let commit = repo.commit("c");
+    apply_yaml(&admin, &shop, cm, "argocd-controller").await;
+    apply(
+        &admin,
+        &argocd,
+        application("limited", &repo.url(), "", &shop, Some(&commit)),
+        "argocd-server",
+    )
+    .await;
+
+    let kc = kube::config::Kubeconfig::read_from(controller_kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let limited = kube::Client::try_from(config).unwrap();
+    let controller = Running::start(&limited, &argocd, &[]).await;
+    wait_for(
+        "the report written under the shipped RBAC",
+        WAIT,
+        || async { report(&admin, &argocd, "limited").await },
+    )
+    .await;
+    let configmaps = dynamic(&admin, &shop, "v1", "ConfigMap").await;
+    configmaps
+        .patch(
+            "limited",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"k": "changed"}})),
+        )
+        .await
+        .unwrap();
+    wait_event(&admin, &argocd, "limited", "DriftDetected", "data.k").await;
+    // The controller cannot write to the application's objects.
+    let as_controller: Api<DynamicObject> = dynamic(&limited, &shop, "v1", "ConfigMap").await;
+    let denied = as_controller
+        .patch(
+            "limited",
+            &manager("argo-drift"),
+            &Patch::Merge(json!({"data": {"k": "v"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+
+    // The install manifests are valid objects for the API server (v1.20 schema validation).
+    let install = fresh_namespace(&admin, "install").await;
+    let text = std::fs::read_to_string(root().join("deploy/base/deployment.yaml")).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        v["metadata"]["namespace"] = json!(install);
+        apply(&admin, &install, v, "argo-drift-tests").await;
+    }
+}
