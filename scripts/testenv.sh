@@ -211,6 +211,8 @@ up() {
     return 0
   fi
   command -v curl >/dev/null || need_packages curl
+  # The Git-over-SSH tests run their own sshd on loopback.
+  [ -x /usr/sbin/sshd ] || need_packages openssh-server
   mkdir -p "$state"
   # Test binaries may call `up` at the same time; one of them does the work.
   exec 9>"$state.lock"

@@ -13,7 +13,7 @@ use argo_drift_core::normalize::ignore::IgnoreRule;
 use argo_drift_core::normalize::{prepare, Prepared};
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
 use argo_drift_core::{Policy, Severity, Status};
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -49,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository|repo-creds`).
     pub repo_secrets: Option<Store<Secret>>,
+    /// Argo CD's `argocd-ssh-known-hosts-cm`.
+    pub known_hosts: Option<Store<ConfigMap>>,
     /// The earliest live change not yet reflected in an application's report.
     pub pending: Mutex<HashMap<AppRef, Instant>>,
     published: Mutex<HashMap<AppRef, Published>>,
@@ -76,6 +78,7 @@ impl Context {
         publisher: Publisher,
         metrics: Arc<Metrics>,
         repo_secrets: Option<Store<Secret>>,
+        known_hosts: Option<Store<ConfigMap>>,
     ) -> Context {
         Context {
             settings,
@@ -86,11 +89,21 @@ impl Context {
             publisher,
             metrics,
             repo_secrets,
+            known_hosts,
             pending: Mutex::default(),
             published: Mutex::default(),
             reconciled: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
+    pub fn known_hosts(&self) -> String {
+        self.known_hosts
+            .as_ref()
+            .and_then(|s| s.state().into_iter().next())
+            .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
+            .unwrap_or_default()
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -310,8 +323,16 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
     );
     let rev = revision.clone();
     let fetches_before = repos.fetch_count();
+    let known_hosts = ctx.known_hosts();
     let rendered = tokio::task::spawn_blocking(move || {
-        repos.render(&url, &rev, &path, kind.as_ref(), credentials.as_ref())
+        repos.render(
+            &url,
+            &rev,
+            &path,
+            kind.as_ref(),
+            credentials.as_ref(),
+            &known_hosts,
+        )
     })
     .await
     .map_err(|e| Error::RenderSource {
@@ -417,6 +438,7 @@ pub fn credentials_for(secrets: &Store<Secret>, url: &str) -> Option<Credentials
         username: field(chosen, "username"),
         password: field(chosen, "password"),
         ssh_private_key: field(chosen, "sshPrivateKey"),
+        insecure: field(chosen, "insecure").is_some_and(|v| v == "true"),
     })
 }
 

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, ObjectType, Oid,
+    RemoteCallbacks, Repository,
 };
 use globset::GlobMatcher;
 
@@ -24,6 +25,8 @@ pub struct Credentials {
     /// An HTTPS password or token.
     pub password: Option<String>,
     pub ssh_private_key: Option<String>,
+    /// Argo CD's `insecure: "true"`: skip the SSH host key check.
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -89,6 +92,7 @@ impl Repos {
         path: &str,
         kind: Option<&SourceKind>,
         credentials: Option<&Credentials>,
+        known_hosts: &str,
     ) -> Result<Rendered> {
         let lock = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -119,7 +123,8 @@ impl Repos {
         let commit = match resolve_local(&repo, revision) {
             Some(oid) if is_commit_id(revision) || !stale => oid,
             _ => {
-                self.fetch(&repo, url, credentials).map_err(fail)?;
+                self.fetch(&repo, url, credentials, known_hosts)
+                    .map_err(fail)?;
                 resolve_local(&repo, revision).ok_or_else(|| {
                     fail(git2::Error::from_str(
                         "no such branch, tag or commit in the repository",
@@ -191,8 +196,34 @@ impl Repos {
         repo: &Repository,
         url: &str,
         credentials: Option<&Credentials>,
+        known_hosts: &str,
     ) -> std::result::Result<(), git2::Error> {
+        // libgit2 replaces a callback's message with its own generic one; keep ours to report.
+        let refusal = std::cell::RefCell::new(None::<String>);
         let mut callbacks = RemoteCallbacks::new();
+        let insecure = credentials.is_some_and(|c| c.insecure);
+        callbacks.certificate_check(|cert, host| {
+            // TLS certificates get libgit2's usual verification; SSH host keys are checked
+            // against Argo CD's known hosts, as Argo CD does.
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            if insecure {
+                return Ok(CertificateCheckStatus::CertificateOk);
+            }
+            match hostkey.hostkey() {
+                Some(key) if known_host(known_hosts, host, key) => {
+                    Ok(CertificateCheckStatus::CertificateOk)
+                }
+                _ => {
+                    let message = format!(
+                        "the SSH host key of {host} is not in Argo CD's known hosts (argocd-ssh-known-hosts-cm)"
+                    );
+                    *refusal.borrow_mut() = Some(message.clone());
+                    Err(git2::Error::from_str(&message))
+                }
+            }
+        });
         let mut attempts = 0;
         callbacks.credentials(move |_url, username_from_url, allowed| {
             // libgit2 asks again after a refusal; a second try with the same secret would loop.
@@ -226,15 +257,20 @@ impl Repos {
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::All);
         let mut remote = repo.remote_anonymous(url)?;
-        remote.fetch(
-            &[
-                "+refs/heads/*:refs/remotes/origin/*",
-                "+refs/tags/*:refs/tags/*",
-                "+HEAD:refs/remotes/origin/HEAD",
-            ],
-            Some(&mut options),
-            None,
-        )?;
+        remote
+            .fetch(
+                &[
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                    "+HEAD:refs/remotes/origin/HEAD",
+                ],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|e| match refusal.borrow().as_deref() {
+                Some(message) => git2::Error::from_str(message),
+                None => e,
+            })?;
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -257,6 +293,34 @@ fn repo_dir_name(url: &str) -> String {
         .take(40)
         .collect();
     format!("{:016x}-{tail}", h.finish())
+}
+
+/// Whether `known_hosts` (OpenSSH format, as in `argocd-ssh-known-hosts-cm`) holds `key` for
+/// `host`. Entries for a host on another port (`[host]:2222`) count: libgit2 names the host only.
+/// Hashed entries (`|1|...`) are not supported and never match.
+pub fn known_host(known_hosts: &str, host: &str, key: &[u8]) -> bool {
+    use base64::Engine as _;
+    known_hosts.lines().any(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return false;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        let names_host = hosts.split(',').any(|h| {
+            h == host
+                || h.strip_prefix('[')
+                    .and_then(|rest| rest.split_once("]:"))
+                    .is_some_and(|(name, _port)| name == host)
+        });
+        names_host
+            && base64::engine::general_purpose::STANDARD
+                .decode(blob)
+                .is_ok_and(|decoded| decoded == key)
+    })
 }
 
 fn is_commit_id(revision: &str) -> bool {
@@ -422,12 +486,12 @@ mod tests {
             })
         };
         let r = repos
-            .render(&url, &head, "app", Some(&dir(false, None, None)), None)
+            .render(&url, &head, "app", Some(&dir(false, None, None)), None, "")
             .unwrap();
         assert_eq!(names(&r), ["app/a.yaml", "app/b.json"]);
         assert_eq!(r.commit.to_string(), head);
         let r = repos
-            .render(&url, &head, "app", Some(&dir(true, None, None)), None)
+            .render(&url, &head, "app", Some(&dir(true, None, None)), None, "")
             .unwrap();
         assert_eq!(
             names(&r),
@@ -446,14 +510,15 @@ mod tests {
                 "app",
                 Some(&dir(true, Some("*.{yaml,yml}"), Some("*test/*"))),
                 None,
+                "",
             )
             .unwrap();
         assert_eq!(names(&r), ["app/a.yaml", "app/sub/c.yml"]);
         // The clone is reused: a commit already there is not fetched again, nor is the branch
         // within the refresh interval.
         let before = repos.fetch_count();
-        repos.render(&url, "main", "/app/", None, None).unwrap();
-        repos.render(&url, &head, "app", None, None).unwrap();
+        repos.render(&url, "main", "/app/", None, None, "").unwrap();
+        repos.render(&url, &head, "app", None, None, "").unwrap();
         assert_eq!(repos.fetch_count(), before);
     }
 
@@ -465,25 +530,27 @@ mod tests {
         ]);
         let cache = tempfile::tempdir().unwrap();
         let repos = Repos::new(cache.path().to_path_buf(), Duration::from_secs(60));
-        let r = repos.render(&url, &head, "chart", None, None).unwrap();
+        let r = repos.render(&url, &head, "chart", None, None, "").unwrap();
         assert_eq!(r.tool, Some(("Helm", "Chart.yaml")));
         assert!(r.files.is_empty());
-        let r = repos.render(&url, &head, "k", None, None).unwrap();
+        let r = repos.render(&url, &head, "k", None, None, "").unwrap();
         assert_eq!(r.tool, Some(("Kustomize", "kustomization.yaml")));
-        let e = repos.render(&url, &head, "nope", None, None).unwrap_err();
+        let e = repos
+            .render(&url, &head, "nope", None, None, "")
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("{url} at {head:?}, path \"nope\": the path does not exist in the repository")
         );
         let e = repos
-            .render(&url, "no-such-branch", "chart", None, None)
+            .render(&url, "no-such-branch", "chart", None, None, "")
             .unwrap_err();
         assert!(
             e.to_string().contains("no such branch, tag or commit"),
             "{e}"
         );
         let e = repos
-            .render("file:///nonexistent/repo", "main", "", None, None)
+            .render("file:///nonexistent/repo", "main", "", None, None, "")
             .unwrap_err();
         assert_eq!(e.category(), "fetch_repo");
     }
@@ -494,11 +561,31 @@ mod tests {
             username: Some("bot".into()),
             password: Some("glpat-secret".into()),
             ssh_private_key: Some("-----BEGIN OPENSSH PRIVATE KEY-----".into()),
+            insecure: false,
         };
         let text = format!("{c:?}");
         assert!(
             !text.contains("glpat-secret") && !text.contains("BEGIN"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod known_hosts_tests {
+    use super::known_host;
+
+    #[test]
+    fn known_hosts_match_by_host_with_or_without_a_port_and_by_exact_key() {
+        let key = b"\x00\x00\x00\x0bssh-ed25519key";
+        use base64::Engine as _;
+        let blob = base64::engine::general_purpose::STANDARD.encode(key);
+        let file = format!("# Argo CD's known hosts\ngithub.com,gh ssh-ed25519 {blob}\n[127.0.0.1]:2222 ssh-ed25519 {blob} comment\n");
+        assert!(known_host(&file, "github.com", key));
+        assert!(known_host(&file, "gh", key));
+        assert!(known_host(&file, "127.0.0.1", key));
+        assert!(!known_host(&file, "gitlab.com", key));
+        assert!(!known_host(&file, "github.com", b"another key"));
+        assert!(!known_host("", "github.com", key));
     }
 }

@@ -924,3 +924,73 @@ async fn the_controller_does_its_job_with_only_the_shipped_least_privilege_rbac(
         apply(&admin, &install, v, "argo-drift-tests").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key_only() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("skipped: no /usr/sbin/sshd (scripts/testenv.sh up installs openssh-server)");
+        return;
+    };
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("ssh.git"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-ssh\ndata:\n  k: v\n";
+    repo.write("cm.yaml", cm);
+    let commit = repo.commit("c");
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.port,
+        repo.dir.display()
+    );
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "repo-ssh", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "sshPrivateKey": sshd.client_key}
+    });
+    apply(&client, &argocd, secret, "argocd-server").await;
+    apply(
+        &client,
+        &argocd,
+        application("ssh", &url, "", &shop, Some(&commit)),
+        "argocd-server",
+    )
+    .await;
+    let controller = Running::start(&client, &argocd, &[]).await;
+
+    // The server's host key is not known yet: refused, and said on the app.
+    let (_, r) = wait_for("the unknown host key refused", WAIT, || async {
+        let (cm, r) = report(&client, &argocd, "ssh").await?;
+        r["error"].is_string().then_some((cm, r))
+    })
+    .await;
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in Argo CD's known hosts"),
+        "{r:#}"
+    );
+
+    let known = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-ssh-known-hosts-cm"},
+        "data": {"ssh_known_hosts": format!("# test\n{}\n", sshd.host_key_line)}
+    });
+    apply(&client, &argocd, known, "argocd-server").await;
+    let (cm, r) = wait_for(
+        "the repository read over SSH",
+        Duration::from_secs(40),
+        || async {
+            let (cm, r) = report(&client, &argocd, "ssh").await?;
+            (r["summary"]["synced"] == 1).then_some((cm, r))
+        },
+    )
+    .await;
+    assert_eq!(severity_label(&cm), "none", "{r:#}");
+    assert!(!serde_json::to_string(&r).unwrap().contains("PRIVATE KEY"));
+    controller.stop().await;
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -148,7 +148,19 @@ pub async fn serve(
         )?),
         None => None,
     };
-    let repo_secrets = repo_secrets(&client, &args.control_plane_namespace);
+    let repo_secrets: reflector::Store<Secret> = watched(
+        &client,
+        &args.control_plane_namespace,
+        watcher::Config::default()
+            .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)"),
+        "repository Secrets",
+    );
+    let known_hosts: reflector::Store<ConfigMap> = watched(
+        &client,
+        &args.control_plane_namespace,
+        watcher::Config::default().fields("metadata.name=argocd-ssh-known-hosts-cm"),
+        "argocd-ssh-known-hosts-cm",
+    );
     let ctx = Arc::new(Context::new(
         Settings {
             resync: args.resync,
@@ -162,6 +174,7 @@ pub async fn serve(
         Publisher::new(client.clone(), args.identity.clone()),
         metrics.clone(),
         Some(repo_secrets),
+        Some(known_hosts),
     ));
 
     let resource = application::api_resource();
@@ -278,19 +291,31 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Argo CD's repository Secrets, watched so that credentials are at hand without an API call
-/// per analysis.
-fn repo_secrets(client: &Client, namespace: &str) -> reflector::Store<Secret> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let config = watcher::Config::default()
-        .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)");
+/// Argo CD's repository Secrets and its SSH known hosts, watched so that they are at hand without
+/// an API call per analysis.
+fn watched<K>(
+    client: &Client,
+    namespace: &str,
+    config: watcher::Config,
+    what: &'static str,
+) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
-                tracing::warn!(error = %e, "watching repository Secrets");
+                tracing::warn!(error = %e, "watching {what}");
             }
         }
     });

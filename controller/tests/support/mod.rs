@@ -564,3 +564,84 @@ impl Drop for GitHttp {
         let _ = self.child.wait();
     }
 }
+
+/// An sshd on loopback that lets one key in as the current user, so Git runs over SSH the way
+/// it does with a Git host; its host key goes into Argo CD's known hosts by the test.
+pub struct Sshd {
+    child: std::process::Child,
+    pub port: u16,
+    pub user: String,
+    pub client_key: String,
+    pub host_key_line: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// `None` when this machine has no sshd (`scripts/testenv.sh up` installs it).
+    pub fn start() -> Option<Sshd> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (name, comment) in [("host", "host"), ("client", "argo-drift-test")] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(d.join(name))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {pid}\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin\n",
+            host = d.join("host").display(),
+            keys = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        // sshd wants its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sshd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host_pub = std::fs::read_to_string(d.join("host.pub")).unwrap();
+        Some(Sshd {
+            child,
+            port,
+            user,
+            client_key: std::fs::read_to_string(d.join("client")).unwrap(),
+            host_key_line: format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
