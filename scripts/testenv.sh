@@ -150,7 +150,7 @@ start_etcd() {
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "argo-drift-testenv=http://127.0.0.1:$etcd_peer_port" \
-    --quota-backend-bytes 4294967296 --unsafe-no-fsync >"$state/etcd.log" 2>&1 &
+    --quota-backend-bytes 4294967296 --unsafe-no-fsync >"$state/etcd.log" 2>&1 9>&- &
   echo $! >"$state/etcd.pid"
 }
 
@@ -168,7 +168,7 @@ start_apiserver() {
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,DefaultStorageClass,ResourceQuota \
     --disable-admission-plugins ServiceAccount \
     --endpoint-reconciler-type none --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --cert-dir "$state/pki" >"$state/kube-apiserver.log" 2>&1 &
+    --cert-dir "$state/pki" >"$state/kube-apiserver.log" 2>&1 9>&- &
   echo $! >"$state/kube-apiserver.pid"
 }
 
@@ -215,8 +215,9 @@ up() {
   [ -x /usr/sbin/sshd ] || need_packages openssh-server
   mkdir -p "$state"
   # Test binaries may call `up` at the same time; one of them does the work.
+  # The servers started below must not inherit the lock (fd 9), or it would never be released.
   exec 9>"$state.lock"
-  flock 9
+  flock -w 900 9 || die "another scripts/testenv.sh up holds $state.lock"
   build
   certificates
   start_etcd

@@ -381,7 +381,13 @@ async fn from_argocd(
             ),
         });
     };
-    let m = argocd.manifests(&app.name, &app.namespace, None).await?;
+    // The revision Argo CD last synced, so the comparison is with what was applied; several
+    // sources have one revision each, which this endpoint takes differently: leave it to Argo CD.
+    let revision = app
+        .synced_revision
+        .as_deref()
+        .filter(|r| app.sources.len() == 1 && !r.is_empty());
+    let m = argocd.manifests(&app.name, &app.namespace, revision).await?;
     let mut resources = Vec::new();
     for (i, text) in m.manifests.iter().enumerate() {
         let name = format!("argocd:{}/{} manifest {}", app.namespace, app.name, i + 1);

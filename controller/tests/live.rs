@@ -689,7 +689,10 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
         app["spec"]["source"] = json!({"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "1.2.3"});
         app
     };
-    apply(&client, &argocd, helm("redis"), "argocd-server").await;
+    // Argo CD synced chart version 1.2.3: its manifests at that revision are asked for.
+    let mut redis = helm("redis");
+    redis["status"] = json!({"sync": {"status": "Synced", "revision": "1.2.3"}});
+    apply(&client, &argocd, redis, "argocd-server").await;
     apply(&client, &argocd, helm("unknown"), "argocd-server").await;
     let controller = Running::start(
         &client,
@@ -708,7 +711,7 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     .await;
     assert_eq!(severity_label(&cm), "none", "{r:#}");
     assert_eq!(r["summary"]["synced"], 1);
-    assert_eq!(r["revision"], "4f8a1c2e9b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39");
+    assert_eq!(r["revision"], "1.2.3");
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
     configmaps
         .patch(

@@ -454,7 +454,7 @@ impl FakeArgoCd {
                         "manifests": docs.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
                         "namespace": query.get("appNamespace").cloned().unwrap_or_default(),
                         "server": "https://kubernetes.default.svc",
-                        "revision": "4f8a1c2e9b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39",
+                        "revision": query.get("revision").cloned().unwrap_or_else(|| "4f8a1c2e9b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39".into()),
                         "sourceType": "Helm"
                     })),
                 ),
