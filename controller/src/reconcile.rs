@@ -387,7 +387,9 @@ async fn from_argocd(
         .synced_revision
         .as_deref()
         .filter(|r| app.sources.len() == 1 && !r.is_empty());
-    let m = argocd.manifests(&app.name, &app.namespace, revision).await?;
+    let m = argocd
+        .manifests(&app.name, &app.namespace, revision)
+        .await?;
     let mut resources = Vec::new();
     for (i, text) in m.manifests.iter().enumerate() {
         let name = format!("argocd:{}/{} manifest {}", app.namespace, app.name, i + 1);
