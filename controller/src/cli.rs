@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// How long to wait for a new watch's first list before the analysis fails and is retried.
     #[arg(long, env = "ARGO_DRIFT_WATCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub watch_timeout: Duration,
+    /// How often to look for deleted or opted-out Applications and forget them (their metrics,
+    /// and the watches only they needed).
+    #[arg(long, env = "ARGO_DRIFT_GC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub gc_interval: Duration,
     /// Applications analysed at the same time.
     #[arg(
         long,

@@ -74,6 +74,7 @@ impl std::fmt::Display for WatchKey {
 struct Watch {
     store: Store<DynamicObject>,
     ready: watch::Receiver<bool>,
+    task: tokio::task::AbortHandle,
 }
 
 /// Which applications care about which objects.
@@ -198,8 +199,41 @@ impl LiveState {
         Ok(())
     }
 
-    pub fn unregister(&self, app: &AppRef) {
-        lock(&self.interest).unregister(app);
+    /// Forget applications that are gone (deleted, opted out) and stop the watches no
+    /// application needs any more. Returns the applications forgotten.
+    pub fn retain_apps(&self, alive: &HashSet<AppRef>) -> Vec<AppRef> {
+        let (gone, unused) = {
+            let mut interest = lock(&self.interest);
+            let gone: Vec<AppRef> = interest
+                .registered
+                .keys()
+                .filter(|a| !alive.contains(*a))
+                .cloned()
+                .collect();
+            for app in &gone {
+                interest.unregister(app);
+            }
+            let watches = lock(&self.watches);
+            let unused: Vec<WatchKey> = watches
+                .keys()
+                .filter(|k| !interest.by_watch.contains_key(*k))
+                .cloned()
+                .collect();
+            (gone, unused)
+        };
+        let mut watches = lock(&self.watches);
+        for key in unused {
+            if let Some(w) = watches.remove(&key) {
+                w.task.abort();
+                tracing::info!(watch = %key, "watch stopped: no application needs it");
+            }
+        }
+        gone
+    }
+
+    /// How many watches run (for tests and logs).
+    pub fn watch_count(&self) -> usize {
+        lock(&self.watches).len()
     }
 
     /// The objects a running watch holds now.
@@ -233,7 +267,7 @@ impl LiveState {
         let metrics = self.metrics.clone();
         let watch_key = key.clone();
         let label = key.to_string();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
             while let Some(event) = stream.next().await {
@@ -275,6 +309,7 @@ impl LiveState {
         let w = Arc::new(Watch {
             store,
             ready: ready_rx,
+            task: task.abort_handle(),
         });
         watches.insert(key.clone(), w.clone());
         w

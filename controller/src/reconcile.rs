@@ -117,6 +117,29 @@ impl Context {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
+    /// Drop everything kept for applications that are gone: their interest in live objects, the
+    /// watches only they needed, their state, and their gauges (a deleted app must not keep
+    /// alerting on drift).
+    pub fn forget_missing(&self, alive: &HashSet<AppRef>) {
+        for app in self.live.retain_apps(alive) {
+            lock(&self.pending).remove(&app);
+            lock(&self.published).remove(&app);
+            lock(&self.failures).remove(&app);
+            lock(&self.reconciled).remove(&app);
+            let name = format!(
+                "{}/{}",
+                app.namespace.as_deref().unwrap_or_default(),
+                app.name
+            );
+            for severity in Severity::ALL {
+                self.metrics
+                    .drifted_resources
+                    .remove(&labels(&[("app", &name), ("severity", severity.as_str())]));
+            }
+            tracing::info!(app = %name, "application gone: forgotten");
+        }
+    }
+
     /// Note a live change for an application; the oldest one counts for latency.
     pub fn note_change(&self, app: &AppRef, seen: Instant) {
         lock(&self.pending).entry(app.clone()).or_insert(seen);

@@ -471,7 +471,12 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
     apply(&client, &argocd, ignored, "argocd-server").await;
 
     // Branches are fetched again at every analysis, so the chart commit below is seen.
-    let controller = Running::start(&client, &argocd, &["--git-refresh", "0s"]).await;
+    let controller = Running::start(
+        &client,
+        &argocd,
+        &["--git-refresh", "0s", "--gc-interval", "200ms"],
+    )
+    .await;
     let (cm, r) = wait_for(
         "the settings report with the extra object",
         WAIT,
@@ -527,6 +532,19 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
         error.contains("Helm sources (Chart.yaml") && error.contains("--argocd-server"),
         "{error}"
     );
+
+    // A deleted application stops being measured: no stale drift gauge keeps alerting.
+    let gauge =
+        format!("argo_drift_drifted_resources{{app=\"{argocd}/settings\",severity=\"info\"}} 1");
+    assert!(controller.get("/metrics").await.1.contains(&gauge));
+    apps.delete("settings", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the deleted app's gauges removed", WAIT, || async {
+        let metrics = controller.get("/metrics").await.1;
+        (!metrics.contains(&format!("app=\"{argocd}/settings\""))).then_some(())
+    })
+    .await;
     controller.stop().await;
 }
 

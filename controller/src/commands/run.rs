@@ -197,11 +197,18 @@ pub async fn serve(
     let store = controller.store();
 
     tokio::spawn(readiness(
-        apps_for_list,
-        selector,
+        apps_for_list.clone(),
+        selector.clone(),
         ctx.clone(),
         ready.clone(),
         namespaces.clone(),
+    ));
+    tokio::spawn(forget_gone_apps(
+        apps_for_list,
+        selector,
+        namespaces.clone(),
+        ctx.clone(),
+        args.gc_interval,
     ));
     if let Some(path) = policy_path.clone() {
         tokio::spawn(reload_policy(
@@ -366,6 +373,39 @@ async fn readiness(
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deleted or opted-out Applications get no reconcile call; look for them now and then. The
+/// list comes from the API server, not the controller's cache: an empty cache before its first
+/// list must not look like "every application is gone".
+async fn forget_gone_apps(
+    apps: Api<DynamicObject>,
+    selector: String,
+    namespaces: Vec<String>,
+    ctx: Arc<Context>,
+    every: Duration,
+) {
+    let params = kube::api::ListParams::default().labels(&selector);
+    loop {
+        tokio::time::sleep(every).await;
+        match apps.list(&params).await {
+            Ok(list) => {
+                let alive = list
+                    .items
+                    .iter()
+                    .filter(|a| {
+                        namespaces.len() <= 1
+                            || namespaces
+                                .iter()
+                                .any(|n| Some(n) == a.metadata.namespace.as_ref())
+                    })
+                    .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
+                    .collect();
+                ctx.forget_missing(&alive);
+            }
+            Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
+        }
     }
 }
 
