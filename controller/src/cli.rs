@@ -27,9 +27,18 @@ pub struct GlobalArgs {
     /// Log filter (tracing syntax: warn, info, argo_drift_core=debug, ...); logs go to stderr.
     #[arg(long, global = true, env = "ARGO_DRIFT_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Log format: text for people, json (one object per line) for log pipelines.
+    #[arg(long, global = true, env = "ARGO_DRIFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Colour in text output: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, global = true, env = "ARGO_DRIFT_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

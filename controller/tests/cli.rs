@@ -388,3 +388,39 @@ fn every_command_has_help() {
     }
     assert!(stdout(&run(&["diff", "--help"])).contains("ARGO_DRIFT_FAIL_ON"));
 }
+
+#[test]
+fn logs_can_be_json_lines_and_run_has_help_and_a_clear_error_without_a_cluster() {
+    let out = diff_example(&["--log-level", "info", "--log-format", "json"]);
+    let line = stderr(&out).lines().next().unwrap().to_string();
+    let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["level"], "INFO");
+    assert_eq!(log["fields"]["message"], "compared");
+
+    let help = stdout(&run(&["run", "--help"]));
+    for flag in [
+        "--app-namespace",
+        "--argocd-server",
+        "--leader-election",
+        "--policy",
+        "ARGO_DRIFT_RESYNC",
+    ] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from run --help:\n{help}"
+        );
+    }
+    let out = bin()
+        .args(["run"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: connecting to Kubernetes")
+            && err.contains("/nonexistent/kubeconfig"),
+        "{err}"
+    );
+}
