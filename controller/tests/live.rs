@@ -682,7 +682,15 @@ async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
     .await;
     assert_eq!(status, 200);
     let (ready, _) = standby.get("/readyz").await;
-    assert_eq!(ready, 503, "a standby does not report ready");
+    assert_eq!(ready, 200, "a standby is ready to take over");
+    // It writes nothing while it waits.
+    let lease: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &argocd);
+    let held = lease.get("argo-drift-controller").await.unwrap();
+    assert_eq!(
+        held.spec.unwrap().holder_identity.as_deref(),
+        Some("someone-else")
+    );
     assert_eq!(standby.stop().await, std::process::ExitCode::SUCCESS);
 }
 

@@ -114,6 +114,10 @@ pub async fn serve(
     });
     let (lost_tx, lost_rx) = watch::channel(false);
     if let Some(elector) = &elector {
+        // A standby is ready for its role (taking over): were it not ready, a Deployment with two
+        // replicas could never finish a rolling update. It turns unready on becoming leader until
+        // its first full analysis is done.
+        ready.store(true, Ordering::Relaxed);
         tracing::info!(identity = elector.identity(), lease = %args.lease_name, "waiting to become leader");
         loop {
             if *shutdown.borrow() {
@@ -130,6 +134,7 @@ pub async fn serve(
                 _ = s.changed() => {}
             }
         }
+        ready.store(false, Ordering::Relaxed);
         tracing::info!(identity = elector.identity(), "became leader");
     }
 
