@@ -1,0 +1,12 @@
+//! Notifications: what happened (`event`), where it goes (`config` routes), how each channel
+//! renders it (`slack`, `pagerduty`), and how it is delivered without blocking detection
+//! (`deliver`: retries honouring `Retry-After`, rate limits).
+
+pub mod deliver;
+pub mod error;
+pub mod event;
+pub mod pagerduty;
+pub mod slack;
+
+pub use error::{Error, Result};
+pub use event::{ChangeLine, EventKind, Notification};

@@ -1,0 +1,331 @@
+//! Delivery against local HTTP servers that answer like Slack and PagerDuty do: their payload
+//! rules checked on every request, scripted 429 with Retry-After, 5xx, slow answers, and a dead
+//! endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argo_drift_core::Severity;
+use argo_drift_notify::deliver::{HttpTarget, RateLimit, Retry};
+use argo_drift_notify::event::{ChangeLine, EventKind, Notification};
+use argo_drift_notify::{pagerduty, slack, Error};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// A scripted answer: status, Retry-After, delay before answering.
+type Step = (u16, Option<u64>, u64);
+
+#[derive(Default)]
+struct Peer {
+    script: Mutex<VecDeque<Step>>,
+    received: Mutex<Vec<(Instant, Value)>>,
+}
+
+/// PagerDuty Events v2's documented rules for an event.
+fn pagerduty_problems(e: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    if !e["routing_key"].is_string() {
+        p.push("routing_key is required".into());
+    }
+    let action = e["event_action"].as_str().unwrap_or("");
+    if !["trigger", "acknowledge", "resolve"].contains(&action) {
+        p.push(format!("event_action {action:?} is invalid"));
+    }
+    if let Some(k) = e["dedup_key"].as_str() {
+        if k.chars().count() > 255 {
+            p.push("dedup_key is longer than 255".into());
+        }
+    } else if action != "trigger" {
+        p.push("dedup_key is required to acknowledge or resolve".into());
+    }
+    if action == "trigger" {
+        let payload = &e["payload"];
+        for field in ["summary", "source", "severity"] {
+            if !payload[field].is_string() {
+                p.push(format!("payload.{field} is required"));
+            }
+        }
+        if payload["summary"]
+            .as_str()
+            .is_some_and(|s| s.chars().count() > 1024)
+        {
+            p.push("payload.summary is longer than 1024".into());
+        }
+        if !["critical", "error", "warning", "info"]
+            .contains(&payload["severity"].as_str().unwrap_or(""))
+        {
+            p.push("payload.severity is invalid".into());
+        }
+    }
+    p
+}
+
+/// Slack's rules for an incoming-webhook message with blocks.
+fn slack_problems(m: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    if !m["text"].is_string() && !m["blocks"].is_array() {
+        p.push("no_text".into());
+    }
+    let blocks = m["blocks"].as_array().cloned().unwrap_or_default();
+    if blocks.len() > 50 {
+        p.push("invalid_blocks: more than 50".into());
+    }
+    for b in &blocks {
+        match b["type"].as_str().unwrap_or("") {
+            "header" => {
+                if b["text"]["type"] != "plain_text"
+                    || b["text"]["text"]
+                        .as_str()
+                        .is_none_or(|t| t.chars().count() > 150)
+                {
+                    p.push("invalid_blocks: header".into());
+                }
+            }
+            "section" => {
+                if b["text"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.chars().count() > 3000)
+                {
+                    p.push("invalid_blocks: section text over 3000".into());
+                }
+                if b["fields"].as_array().is_some_and(|f| f.len() > 10) {
+                    p.push("invalid_blocks: more than 10 fields".into());
+                }
+            }
+            "context" | "actions" | "divider" => {}
+            other => p.push(format!("invalid_blocks: unknown type {other}")),
+        }
+    }
+    p
+}
+
+async fn answer(
+    peer: &Peer,
+    body: Value,
+    problems: Vec<String>,
+    ok: StatusCode,
+    rejected: Value,
+) -> axum::response::Response {
+    peer.received.lock().unwrap().push((Instant::now(), body));
+    let step = peer.script.lock().unwrap().pop_front();
+    if let Some((status, retry_after, delay)) = step {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut headers = HeaderMap::new();
+        if let Some(s) = retry_after {
+            headers.insert("retry-after", s.to_string().parse().unwrap());
+        }
+        return (StatusCode::from_u16(status).unwrap(), headers, "scripted").into_response();
+    }
+    if problems.is_empty() {
+        (
+            ok,
+            Json(json!({"status": "success", "message": "Event processed"})),
+        )
+            .into_response()
+    } else {
+        let mut rejected = rejected;
+        rejected["errors"] = json!(problems);
+        (StatusCode::BAD_REQUEST, Json(rejected)).into_response()
+    }
+}
+
+async fn start(script: Vec<Step>) -> (String, Arc<Peer>) {
+    let peer = Arc::new(Peer::default());
+    peer.script.lock().unwrap().extend(script);
+    let app = Router::new()
+        .route(
+            "/v2/enqueue",
+            post(
+                |State(peer): State<Arc<Peer>>, Json(body): Json<Value>| async move {
+                    let problems = pagerduty_problems(&body);
+                    answer(
+                        &peer,
+                        body,
+                        problems,
+                        StatusCode::ACCEPTED,
+                        json!({"status": "invalid event", "message": "Event object is invalid"}),
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            "/services/T000/B000/XXXXSECRETXXXX",
+            post(
+                |State(peer): State<Arc<Peer>>, Json(body): Json<Value>| async move {
+                    let problems = slack_problems(&body);
+                    answer(
+                        &peer,
+                        body,
+                        problems,
+                        StatusCode::OK,
+                        json!({"error": "invalid_blocks"}),
+                    )
+                    .await
+                },
+            ),
+        )
+        .with_state(peer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, peer)
+}
+
+fn target(url: &str, attempts: u32, timeout_ms: u64, per_second: f64) -> HttpTarget {
+    HttpTarget::new(
+        "test",
+        url,
+        Duration::from_millis(timeout_ms),
+        Retry {
+            attempts,
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_retry_after: Duration::from_secs(5),
+        },
+        RateLimit::per_second(per_second),
+    )
+}
+
+fn notification(kind: EventKind) -> Notification {
+    Notification {
+        kind,
+        app: "argocd/web".into(),
+        severity: Severity::Critical,
+        summary: "critical drift in 1 resource".into(),
+        changes: vec![ChangeLine {
+            resource: "Secret shop/db".into(),
+            field: "data.password".into(),
+            severity: Severity::High,
+            manager: Some("kubectl-edit".into()),
+            live: Some("\"<redacted #1>\"".into()),
+        }],
+        decision: None,
+        incident: "argo-drift/argocd/web/00ff".into(),
+        time: "2026-11-21T06:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn pagerduty_trigger_and_resolve_are_accepted_by_the_documented_rules() {
+    let (url, peer) = start(vec![]).await;
+    let pd = target(&format!("{url}/v2/enqueue"), 3, 2000, 100.0);
+    let trigger = pagerduty::event(&notification(EventKind::DriftDetected), "R0UTINGKEY", None);
+    assert_eq!(pd.post(&trigger).await.unwrap(), 1);
+    let resolve = pagerduty::event(&notification(EventKind::DriftResolved), "R0UTINGKEY", None);
+    assert_eq!(pd.post(&resolve).await.unwrap(), 1);
+    {
+        let got = peer.received.lock().unwrap();
+        assert_eq!(got[1].1["dedup_key"], got[0].1["dedup_key"]);
+    }
+    // The peer does refuse a broken event.
+    let err = pd
+        .post(&json!({"event_action": "trigger"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Rejected { status: 400, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn slack_messages_pass_block_kit_rules_even_when_long() {
+    let (url, _peer) = start(vec![]).await;
+    let hook = target(
+        &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+        3,
+        2000,
+        100.0,
+    );
+    let mut n = notification(EventKind::DriftDetected);
+    n.changes = (0..200).map(|_| n.changes[0].clone()).collect();
+    n.summary = "x".repeat(5000);
+    assert_eq!(
+        hook.post(&slack::message(&n, Some("https://argocd.example.com")))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_and_5xx_with_backoff() {
+    let (url, peer) = start(vec![(429, Some(1), 0), (500, None, 0), (503, None, 0)]).await;
+    let pd = target(&format!("{url}/v2/enqueue"), 5, 2000, 100.0);
+    let started = Instant::now();
+    let attempts = pd
+        .post(&pagerduty::event(
+            &notification(EventKind::DriftDetected),
+            "k",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(attempts, 4);
+    let got = peer.received.lock().unwrap();
+    let gap = got[1].0 - got[0].0;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 honoured, waited {gap:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn slow_and_dead_channels_give_up_after_the_attempts_without_showing_the_url() {
+    let (url, peer) = start(vec![(200, None, 800), (200, None, 800)]).await;
+    let slow = target(
+        &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+        2,
+        100,
+        100.0,
+    );
+    let err = slow.post(&json!({"text": "hi"})).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Undelivered { attempts: 2, .. }),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+    assert_eq!(peer.received.lock().unwrap().len(), 2);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = target(
+        &format!("http://127.0.0.1:{port}/services/T000/B000/XXXXSECRETXXXX"),
+        3,
+        500,
+        100.0,
+    );
+    let err = dead.post(&json!({"text": "hi"})).await.unwrap_err();
+    assert_eq!(err.category(), "undelivered");
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn the_rate_limit_spreads_a_burst() {
+    let (url, peer) = start(vec![]).await;
+    let hook = target(
+        &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+        1,
+        2000,
+        10.0,
+    );
+    for i in 0..5 {
+        hook.post(&json!({"text": format!("message {i}")}))
+            .await
+            .unwrap();
+    }
+    let got = peer.received.lock().unwrap();
+    let span = got[4].0 - got[0].0;
+    assert!(
+        span >= Duration::from_millis(390),
+        "5 messages at 10/s span {span:?}"
+    );
+}
