@@ -2,6 +2,7 @@
 //! renders it (`slack`, `pagerduty`), and how it is delivered without blocking detection
 //! (`deliver`: retries honouring `Retry-After`, rate limits).
 
+pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod event;

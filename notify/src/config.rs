@@ -1,0 +1,375 @@
+//! `config/notifications.yaml`: channels, where their secrets come from (an environment variable
+//! or a file, never the file itself), and routes by event and severity. Read raw, then checked
+//! and compiled once; errors name the file, the key path and the problem.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argo_drift_core::Severity;
+use serde::Deserialize;
+
+use crate::event::EventKind;
+
+pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
+pub const KIND: &str = "Notifications";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationsFile {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Argo CD's UI, for links.
+    #[serde(default)]
+    pub argocd_url: Option<String>,
+    /// The same event for the same incident is sent once per channel within this window.
+    #[serde(default = "default_window")]
+    pub dedup_window_seconds: u64,
+    /// Messages waiting per channel; beyond this new ones are dropped (and counted), so a dead
+    /// channel never holds up detection or remediation.
+    #[serde(default = "default_queue")]
+    pub queue_size: usize,
+    #[serde(default)]
+    pub channels: Vec<ChannelSpec>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+fn default_window() -> u64 {
+    600
+}
+
+fn default_queue() -> usize {
+    256
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    #[serde(default)]
+    pub slack: Option<SlackSpec>,
+    #[serde(default)]
+    pub pagerduty: Option<PagerDutySpec>,
+    /// Messages per second; Slack's default 1, PagerDuty's 2 (120 per minute).
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlackSpec {
+    pub webhook_url: SecretRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PagerDutySpec {
+    pub routing_key: SecretRef,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// Where a secret is read from. There is deliberately no inline form.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Event names (`drift-detected`, …) or `"*"` for all.
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    pub channels: Vec<String>,
+}
+
+/// A secret value; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Slack { webhook_url: Secret },
+    PagerDuty { routing_key: Secret, url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub rate_per_second: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Empty: every event.
+    pub events: Vec<EventKind>,
+    pub min_severity: Severity,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    pub argocd_url: Option<String>,
+    pub dedup_window: Duration,
+    pub queue_size: usize,
+    pub channels: Vec<Channel>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key_path}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key_path: String,
+    pub message: String,
+}
+
+impl Notifications {
+    /// Parse and check `text`; `file` names it in errors. `env` looks up environment variables
+    /// (injected so tests need not change the process environment).
+    pub fn from_yaml(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Notifications, ConfigError> {
+        let fail = |key_path: String, message: String| ConfigError {
+            file: file.to_string(),
+            key_path,
+            message,
+        };
+        let raw: NotificationsFile = serde_yaml::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "(document)".into());
+            let message = e.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            fail(at, message)
+        })?;
+        if raw.api_version.as_deref().is_some_and(|v| v != API_VERSION) {
+            return Err(fail(
+                "apiVersion".into(),
+                format!("must be {API_VERSION:?}"),
+            ));
+        }
+        if raw.kind.as_deref().is_some_and(|k| k != KIND) {
+            return Err(fail("kind".into(), format!("must be {KIND:?}")));
+        }
+        if raw.queue_size == 0 {
+            return Err(fail("queueSize".into(), "must be at least 1".into()));
+        }
+        let mut channels: Vec<Channel> = Vec::new();
+        for (i, c) in raw.channels.into_iter().enumerate() {
+            let at = |k: &str| format!("channels[{i}]{k}");
+            if c.name.is_empty() {
+                return Err(fail(at(".name"), "is required".into()));
+            }
+            if channels.iter().any(|o| o.name == c.name) {
+                return Err(fail(at(".name"), format!("{:?} is used twice", c.name)));
+            }
+            let (kind, default_rate) = match (c.slack, c.pagerduty) {
+                (Some(s), None) => (
+                    ChannelKind::Slack {
+                        webhook_url: resolve(&s.webhook_url, env)
+                            .map_err(|m| fail(at(".slack.webhookUrl"), m))?,
+                    },
+                    1.0,
+                ),
+                (None, Some(p)) => (
+                    ChannelKind::PagerDuty {
+                        routing_key: resolve(&p.routing_key, env)
+                            .map_err(|m| fail(at(".pagerduty.routingKey"), m))?,
+                        url: p
+                            .url
+                            .unwrap_or_else(|| crate::pagerduty::DEFAULT_URL.to_string()),
+                    },
+                    2.0,
+                ),
+                _ => return Err(fail(at(""), "needs exactly one of slack, pagerduty".into())),
+            };
+            let rate = c.rate_per_second.unwrap_or(default_rate);
+            if !rate.is_finite() || rate <= 0.0 {
+                return Err(fail(
+                    at(".ratePerSecond"),
+                    format!("{rate} is not a positive rate"),
+                ));
+            }
+            channels.push(Channel {
+                name: c.name,
+                kind,
+                rate_per_second: rate,
+            });
+        }
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let mut events = Vec::new();
+            for (j, e) in r.events.iter().enumerate() {
+                if e == "*" {
+                    events.clear();
+                    break;
+                }
+                let kind = EventKind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == e)
+                    .ok_or_else(|| {
+                        let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                        fail(
+                            format!("routes[{i}].events[{j}]"),
+                            format!(
+                                "unknown event {e:?} (one of {}, or \"*\")",
+                                known.join(", ")
+                            ),
+                        )
+                    })?;
+                events.push(kind);
+            }
+            for (j, name) in r.channels.iter().enumerate() {
+                if !channels.iter().any(|c| &c.name == name) {
+                    return Err(fail(
+                        format!("routes[{i}].channels[{j}]"),
+                        format!("no channel named {name:?}"),
+                    ));
+                }
+            }
+            routes.push(Route {
+                events,
+                min_severity: r.min_severity.unwrap_or(Severity::None),
+                channels: r.channels,
+            });
+        }
+        Ok(Notifications {
+            argocd_url: raw.argocd_url,
+            dedup_window: Duration::from_secs(raw.dedup_window_seconds),
+            queue_size: raw.queue_size,
+            channels,
+            routes,
+        })
+    }
+
+    /// The channels an event goes to, each once, in configuration order.
+    pub fn channels_for(&self, kind: EventKind, severity: Severity) -> Vec<&Channel> {
+        self.channels
+            .iter()
+            .filter(|c| {
+                self.routes.iter().any(|r| {
+                    (r.events.is_empty() || r.events.contains(&kind))
+                        && severity >= r.min_severity
+                        && r.channels.contains(&c.name)
+                })
+            })
+            .collect()
+    }
+}
+
+fn resolve(r: &SecretRef, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    match (&r.env, &r.file) {
+        (Some(var), None) => env(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| Secret(v.trim().to_string()))
+            .ok_or_else(|| format!("environment variable {var} is not set")),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|v| Secret(v.trim().to_string()))
+            .map_err(|e| format!("reading {}: {e}", path.display())),
+        _ => Err("needs exactly one of env, file".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SLACK_HOOK").then(|| "https://hooks.slack.com/services/T/B/SECRET".to_string())
+    }
+
+    const GOOD: &str = r#"
+apiVersion: argo-drift.io/v1alpha1
+kind: Notifications
+argocdUrl: https://argocd.example.com
+channels:
+- name: sre
+  slack: {webhookUrl: {env: SLACK_HOOK}}
+- name: oncall
+  pagerduty: {routingKey: {env: SLACK_HOOK}, url: http://127.0.0.1:9/v2/enqueue}
+  ratePerSecond: 0.5
+routes:
+- events: [drift-detected, drift-changed, drift-resolved]
+  minSeverity: high
+  channels: [oncall]
+- events: ["*"]
+  channels: [sre]
+"#;
+
+    #[test]
+    fn routes_pick_channels_by_event_and_severity() {
+        let n = Notifications::from_yaml("n.yaml", GOOD, &env).unwrap();
+        let names = |k, s| {
+            n.channels_for(k, s)
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(EventKind::DriftDetected, Severity::Critical),
+            ["sre", "oncall"]
+        );
+        assert_eq!(names(EventKind::DriftDetected, Severity::Medium), ["sre"]);
+        assert_eq!(
+            names(EventKind::RollbackFailed, Severity::Critical),
+            ["sre"]
+        );
+        assert_eq!(n.dedup_window, Duration::from_secs(600));
+        assert_eq!(n.channels[1].rate_per_second, 0.5);
+        assert_eq!(n.channels[0].rate_per_second, 1.0);
+        // Secrets never show in debug output.
+        assert!(!format!("{n:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn errors_name_the_file_key_path_and_problem() {
+        let err = |text: &str| {
+            Notifications::from_yaml("n.yaml", text, &env)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("channels:\n- name: a\n  slack: {webhookUrl: {env: MISSING}}\n"),
+            "n.yaml: channels[0].slack.webhookUrl: environment variable MISSING is not set"
+        );
+        assert_eq!(
+            err("channels:\n- name: a\n  slack: {webhookUrl: {env: SLACK_HOOK}}\nroutes:\n- events: [drift-detectd]\n  channels: [a]\n"),
+            "n.yaml: routes[0].events[0]: unknown event \"drift-detectd\" (one of drift-detected, drift-changed, drift-resolved, approval-requested, approval-expired, action-taken, action-held, recurrence-breaker-tripped, sync-gated, rollback-done, rollback-failed, or \"*\")"
+        );
+        assert_eq!(
+            err("routes:\n- events: [\"*\"]\n  channels: [nowhere]\n"),
+            "n.yaml: routes[0].channels[0]: no channel named \"nowhere\""
+        );
+        assert_eq!(
+            err("channels:\n- name: a\n"),
+            "n.yaml: channels[0]: needs exactly one of slack, pagerduty"
+        );
+        assert!(
+            err("channels:\n- name: a\n  slack: {webhookUrl: \"https://inline\"}\n")
+                .starts_with("n.yaml: line 3 column")
+        );
+    }
+}
