@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod pagerduty;

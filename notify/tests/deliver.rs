@@ -329,3 +329,143 @@ async fn the_rate_limit_spreads_a_burst() {
         "5 messages at 10/s span {span:?}"
     );
 }
+
+mod dispatch {
+    use super::*;
+    use argo_drift_notify::config::Notifications;
+    use argo_drift_notify::dispatch::{Notifier, Queued};
+
+    fn config(pd_url: &str, slack_url: &str, queue: usize) -> Notifications {
+        let text = format!(
+            "queueSize: {queue}\nchannels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: PD_KEY}}, url: \"{pd_url}\"}}\n  ratePerSecond: 100\n- name: sre\n  slack: {{webhookUrl: {{env: SLACK_URL}}}}\n  ratePerSecond: 100\nroutes:\n- events: [\"*\"]\n  minSeverity: high\n  channels: [oncall]\n- events: [\"*\"]\n  channels: [sre]\n"
+        );
+        let slack_url = slack_url.to_string();
+        Notifications::from_yaml("n.yaml", &text, &move |k| match k {
+            "PD_KEY" => Some("R0UTINGKEY0123456789".into()),
+            "SLACK_URL" => Some(slack_url.clone()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    async fn settle(peer: &Peer, n: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            if peer.received.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peer.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_trigger_per_incident_and_exactly_one_resolve_with_the_same_dedup_key() {
+        let (url, peer) = start(vec![]).await;
+        let notifier = Notifier::start(
+            config(
+                &format!("{url}/v2/enqueue"),
+                &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+                16,
+            ),
+            None,
+        );
+        let detected = notification(EventKind::DriftDetected);
+        assert_eq!(
+            notifier.notify(detected.clone()),
+            [
+                Queued::Queued("oncall".into()),
+                Queued::Queued("sre".into())
+            ]
+        );
+        // The same event again within the window (a flapping field): nothing new is sent.
+        assert_eq!(
+            notifier.notify(detected.clone()),
+            [
+                Queued::Duplicate("oncall".into()),
+                Queued::Duplicate("sre".into())
+            ]
+        );
+        let resolved = notification(EventKind::DriftResolved);
+        notifier.notify(resolved.clone());
+        notifier.notify(resolved.clone());
+        let got = settle(&peer, 4).await;
+        let pd: Vec<&Value> = got
+            .iter()
+            .filter(|v| v.get("event_action").is_some())
+            .collect();
+        assert_eq!(pd.len(), 2, "{pd:#?}");
+        assert_eq!(pd[0]["event_action"], "trigger");
+        assert_eq!(pd[1]["event_action"], "resolve");
+        assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
+        let slack: Vec<&Value> = got.iter().filter(|v| v.get("blocks").is_some()).collect();
+        assert_eq!(slack.len(), 2, "detected and one resolved follow-up");
+        assert_eq!(notifier.stats().count_of("oncall", "sent"), 2);
+        assert_eq!(notifier.stats().count_of("oncall", "duplicate"), 2);
+
+        // A resolution for an incident this channel never paged is not sent.
+        let mut other = notification(EventKind::DriftResolved);
+        other.incident = "argo-drift/argocd/other/1".into();
+        notifier.notify(other);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(notifier.stats().count_of("oncall", "skipped"), 1);
+        // Below the pager's threshold: Slack only.
+        let mut low = notification(EventKind::DriftChanged);
+        low.severity = Severity::Low;
+        assert_eq!(notifier.notify(low), [Queued::Queued("sre".into())]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_channel_fills_only_its_own_queue_and_the_failure_is_visible() {
+        let (url, _peer) = start(vec![]).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dead_pd = format!("http://127.0.0.1:{port}/v2/enqueue");
+        let notifier = Notifier::start(
+            config(
+                &dead_pd,
+                &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+                2,
+            ),
+            None,
+        );
+        let mut outcomes = Vec::new();
+        for i in 0..20 {
+            let mut n = notification(EventKind::DriftDetected);
+            n.incident = format!("incident-{i}");
+            let started = Instant::now();
+            outcomes.extend(notifier.notify(n));
+            assert!(
+                started.elapsed() < Duration::from_millis(50),
+                "notify never waits for a channel"
+            );
+            // Drift arrives over time: the healthy channel keeps up, the dead one does not.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let dropped = outcomes
+            .iter()
+            .filter(|o| matches!(o, Queued::Dropped(c) if c == "oncall"))
+            .count();
+        assert!(dropped >= 15, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| !matches!(o, Queued::Dropped(c) if c == "sre")),
+            "Slack keeps up: {outcomes:?}"
+        );
+        assert_eq!(
+            notifier.stats().count_of("oncall", "dropped"),
+            dropped as u64
+        );
+        let failure = notifier.last_failure("argocd/web").unwrap();
+        assert!(failure.starts_with("oncall:"), "{failure}");
+    }
+}

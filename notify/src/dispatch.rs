@@ -1,0 +1,241 @@
+//! The notifier: routes each event to its channels, drops repeats within the dedup window, and
+//! hands the rest to one bounded queue and worker per channel. `notify` never waits: a slow or
+//! dead channel fills its own queue, new messages to it are dropped and counted, and detection
+//! and remediation carry on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::config::{Channel, ChannelKind, Notifications};
+use crate::deliver::{HttpTarget, RateLimit, Retry};
+use crate::event::{EventKind, Notification};
+use crate::{pagerduty, slack};
+
+type Labels = Vec<(String, String)>;
+
+/// What became of one event on one channel at `notify` time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    Queued(String),
+    /// Sent already within the dedup window.
+    Duplicate(String),
+    /// The channel's queue is full (the channel is down or far behind).
+    Dropped(String),
+}
+
+#[derive(Default)]
+pub struct Stats {
+    /// By channel and outcome: sent, failed, dropped, duplicate, skipped.
+    pub messages: Family<Labels, Counter>,
+    /// The last delivery failure per application and channel, for the application's report;
+    /// a success on that channel clears it.
+    failures: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+}
+
+impl Stats {
+    fn failed(&self, app: &str, channel: &str, message: String) {
+        lock(&self.failures)
+            .entry(app.to_string())
+            .or_default()
+            .insert(channel.to_string(), message);
+    }
+
+    fn delivered(&self, app: &str, channel: &str) {
+        let mut failures = lock(&self.failures);
+        if let Some(f) = failures.get_mut(app) {
+            f.remove(channel);
+            if f.is_empty() {
+                failures.remove(app);
+            }
+        }
+    }
+}
+
+impl Stats {
+    fn count(&self, channel: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&vec![
+                ("channel".into(), channel.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+    }
+
+    pub fn count_of(&self, channel: &str, outcome: &str) -> u64 {
+        self.messages
+            .get_or_create(&vec![
+                ("channel".into(), channel.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .get()
+    }
+}
+
+pub struct Notifier {
+    config: Notifications,
+    queues: HashMap<String, mpsc::Sender<Notification>>,
+    dedup: Mutex<HashMap<(String, String, EventKind), Instant>>,
+    stats: Arc<Stats>,
+}
+
+impl Notifier {
+    /// Start one worker per channel (inside a Tokio runtime). Metrics go to `registry` if given.
+    pub fn start(config: Notifications, registry: Option<&mut Registry>) -> Notifier {
+        let stats = Arc::new(Stats::default());
+        if let Some(r) = registry {
+            r.register(
+                "notifications",
+                "Notifications by channel and outcome (sent, failed, dropped, duplicate, skipped)",
+                stats.messages.clone(),
+            );
+        }
+        let mut queues = HashMap::new();
+        for channel in &config.channels {
+            let (tx, rx) = mpsc::channel(config.queue_size);
+            queues.insert(channel.name.clone(), tx);
+            let worker = Worker::new(channel, config.argocd_url.clone(), stats.clone());
+            tokio::spawn(worker.run(rx));
+        }
+        Notifier {
+            config,
+            queues,
+            dedup: Mutex::default(),
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The failures to deliver notifications about `app`, per channel, since that channel's
+    /// last success (for the application's report).
+    pub fn last_failure(&self, app: &str) -> Option<String> {
+        let failures = lock(&self.stats.failures);
+        let f = failures.get(app)?;
+        Some(f.values().cloned().collect::<Vec<_>>().join("; "))
+    }
+
+    /// Route `n` and queue it for each of its channels. Never waits.
+    pub fn notify(&self, n: Notification) -> Vec<Queued> {
+        let now = Instant::now();
+        let window = self.config.dedup_window;
+        let mut out = Vec::new();
+        for channel in self.config.channels_for(n.kind, n.severity) {
+            let name = channel.name.clone();
+            let key = (name.clone(), n.incident.clone(), n.kind);
+            {
+                let mut seen = lock(&self.dedup);
+                seen.retain(|_, t| now.duration_since(*t) < window);
+                if seen.contains_key(&key) {
+                    self.stats.count(&name, "duplicate");
+                    out.push(Queued::Duplicate(name));
+                    continue;
+                }
+                seen.insert(key, now);
+            }
+            let Some(queue) = self.queues.get(&name) else {
+                continue;
+            };
+            match queue.try_send(n.clone()) {
+                Ok(()) => out.push(Queued::Queued(name)),
+                Err(_) => {
+                    self.stats.count(&name, "dropped");
+                    tracing::warn!(channel = %name, app = %n.app, "notification dropped: the channel's queue is full");
+                    self.stats.failed(
+                        &n.app,
+                        &name,
+                        format!("{name}: queue full, notification dropped"),
+                    );
+                    out.push(Queued::Dropped(name));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+enum Target {
+    Slack,
+    PagerDuty {
+        routing_key: String,
+        /// Incidents this channel triggered and has not resolved: a resolve is sent once, and
+        /// only for them.
+        open: HashSet<String>,
+    },
+}
+
+struct Worker {
+    name: String,
+    http: HttpTarget,
+    target: Target,
+    argocd_url: Option<String>,
+    stats: Arc<Stats>,
+}
+
+impl Worker {
+    fn new(channel: &Channel, argocd_url: Option<String>, stats: Arc<Stats>) -> Worker {
+        let (url, target) = match &channel.kind {
+            ChannelKind::Slack { webhook_url } => (webhook_url.0.clone(), Target::Slack),
+            ChannelKind::PagerDuty { routing_key, url } => (
+                url.clone(),
+                Target::PagerDuty {
+                    routing_key: routing_key.0.clone(),
+                    open: HashSet::new(),
+                },
+            ),
+        };
+        Worker {
+            name: channel.name.clone(),
+            http: HttpTarget::new(
+                &channel.name,
+                &url,
+                Duration::from_secs(10),
+                Retry::default(),
+                RateLimit::per_second(channel.rate_per_second),
+            ),
+            target,
+            argocd_url,
+            stats,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Notification>) {
+        while let Some(n) = rx.recv().await {
+            let body = match &mut self.target {
+                Target::Slack => slack::message(&n, self.argocd_url.as_deref()),
+                Target::PagerDuty { routing_key, open } => {
+                    if n.kind.closes_incident() && !open.remove(&n.incident) {
+                        self.stats.count(&self.name, "skipped");
+                        continue; // nothing of ours is open to resolve
+                    }
+                    if !n.kind.closes_incident() {
+                        open.insert(n.incident.clone());
+                    }
+                    pagerduty::event(&n, routing_key, self.argocd_url.as_deref())
+                }
+            };
+            match self.http.post(&body).await {
+                Ok(_) => {
+                    self.stats.count(&self.name, "sent");
+                    self.stats.delivered(&n.app, &self.name);
+                }
+                Err(e) => {
+                    self.stats.count(&self.name, "failed");
+                    tracing::warn!(channel = %self.name, app = %n.app, error = %e, "notification not delivered");
+                    self.stats.failed(&n.app, &self.name, e.to_string());
+                }
+            }
+        }
+    }
+}
