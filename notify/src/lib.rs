@@ -5,6 +5,7 @@
 pub mod config;
 pub mod deliver;
 pub mod dispatch;
+pub mod email;
 pub mod error;
 pub mod event;
 pub mod pagerduty;
