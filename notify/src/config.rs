@@ -8,7 +8,9 @@ use std::time::Duration;
 use argo_drift_core::Severity;
 use serde::Deserialize;
 
+use crate::email::Tls;
 use crate::event::EventKind;
+use lettre::message::Mailbox;
 
 pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
 pub const KIND: &str = "Notifications";
@@ -52,6 +54,8 @@ pub struct ChannelSpec {
     pub slack: Option<SlackSpec>,
     #[serde(default)]
     pub pagerduty: Option<PagerDutySpec>,
+    #[serde(default)]
+    pub email: Option<EmailSpec>,
     /// Messages per second; Slack's default 1, PagerDuty's 2 (120 per minute).
     #[serde(default)]
     pub rate_per_second: Option<f64>,
@@ -69,6 +73,22 @@ pub struct PagerDutySpec {
     pub routing_key: SecretRef,
     #[serde(default)]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailSpec {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: Tls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    pub from: String,
+    pub to: Vec<String>,
 }
 
 /// Where a secret is read from. There is deliberately no inline form.
@@ -103,8 +123,22 @@ impl std::fmt::Debug for Secret {
 
 #[derive(Debug, Clone)]
 pub enum ChannelKind {
-    Slack { webhook_url: Secret },
-    PagerDuty { routing_key: Secret, url: String },
+    Slack {
+        webhook_url: Secret,
+    },
+    PagerDuty {
+        routing_key: Secret,
+        url: String,
+    },
+    Email {
+        host: String,
+        port: Option<u16>,
+        tls: Tls,
+        username: Option<String>,
+        password: Option<Secret>,
+        from: Mailbox,
+        to: Vec<Mailbox>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -186,15 +220,54 @@ impl Notifications {
             if channels.iter().any(|o| o.name == c.name) {
                 return Err(fail(at(".name"), format!("{:?} is used twice", c.name)));
             }
-            let (kind, default_rate) = match (c.slack, c.pagerduty) {
-                (Some(s), None) => (
+            let (kind, default_rate) = match (c.slack, c.pagerduty, c.email) {
+                (None, None, Some(e)) => {
+                    let from = e
+                        .from
+                        .parse::<Mailbox>()
+                        .map_err(|err| fail(at(".email.from"), format!("{:?}: {err}", e.from)))?;
+                    let mut to = Vec::new();
+                    for (j, addr) in e.to.iter().enumerate() {
+                        to.push(addr.parse::<Mailbox>().map_err(|err| {
+                            fail(at(&format!(".email.to[{j}]")), format!("{addr:?}: {err}"))
+                        })?);
+                    }
+                    if to.is_empty() {
+                        return Err(fail(at(".email.to"), "needs at least one recipient".into()));
+                    }
+                    let password = match &e.password {
+                        Some(p) => {
+                            Some(resolve(p, env).map_err(|m| fail(at(".email.password"), m))?)
+                        }
+                        None => None,
+                    };
+                    if password.is_some() != e.username.is_some() {
+                        return Err(fail(
+                            at(".email"),
+                            "username and password go together".into(),
+                        ));
+                    }
+                    (
+                        ChannelKind::Email {
+                            host: e.host,
+                            port: e.port,
+                            tls: e.tls,
+                            username: e.username,
+                            password,
+                            from,
+                            to,
+                        },
+                        1.0,
+                    )
+                }
+                (Some(s), None, None) => (
                     ChannelKind::Slack {
                         webhook_url: resolve(&s.webhook_url, env)
                             .map_err(|m| fail(at(".slack.webhookUrl"), m))?,
                     },
                     1.0,
                 ),
-                (None, Some(p)) => (
+                (None, Some(p), None) => (
                     ChannelKind::PagerDuty {
                         routing_key: resolve(&p.routing_key, env)
                             .map_err(|m| fail(at(".pagerduty.routingKey"), m))?,
@@ -204,7 +277,12 @@ impl Notifications {
                     },
                     2.0,
                 ),
-                _ => return Err(fail(at(""), "needs exactly one of slack, pagerduty".into())),
+                _ => {
+                    return Err(fail(
+                        at(""),
+                        "needs exactly one of slack, pagerduty, email".into(),
+                    ))
+                }
             };
             let rate = c.rate_per_second.unwrap_or(default_rate);
             if !rate.is_finite() || rate <= 0.0 {
@@ -365,7 +443,7 @@ routes:
         );
         assert_eq!(
             err("channels:\n- name: a\n"),
-            "n.yaml: channels[0]: needs exactly one of slack, pagerduty"
+            "n.yaml: channels[0]: needs exactly one of slack, pagerduty, email"
         );
         assert!(
             err("channels:\n- name: a\n  slack: {webhookUrl: \"https://inline\"}\n")

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Channel, ChannelKind, Notifications};
 use crate::deliver::{HttpTarget, RateLimit, Retry};
+use crate::email::{self, EmailChannel};
 use crate::event::{EventKind, Notification};
 use crate::{pagerduty, slack};
 
@@ -86,7 +87,11 @@ pub struct Notifier {
 
 impl Notifier {
     /// Start one worker per channel (inside a Tokio runtime). Metrics go to `registry` if given.
-    pub fn start(config: Notifications, registry: Option<&mut Registry>) -> Notifier {
+    /// Fails only when a channel cannot be set up at all (an email host TLS cannot name).
+    pub fn start(
+        config: Notifications,
+        registry: Option<&mut Registry>,
+    ) -> Result<Notifier, String> {
         let stats = Arc::new(Stats::default());
         if let Some(r) = registry {
             r.register(
@@ -99,15 +104,15 @@ impl Notifier {
         for channel in &config.channels {
             let (tx, rx) = mpsc::channel(config.queue_size);
             queues.insert(channel.name.clone(), tx);
-            let worker = Worker::new(channel, config.argocd_url.clone(), stats.clone());
+            let worker = Worker::new(channel, config.argocd_url.clone(), stats.clone())?;
             tokio::spawn(worker.run(rx));
         }
-        Notifier {
+        Ok(Notifier {
             config,
             queues,
             dedup: Mutex::default(),
             stats,
-        }
+        })
     }
 
     pub fn stats(&self) -> &Stats {
@@ -166,55 +171,88 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 enum Target {
-    Slack,
+    Slack(HttpTarget),
     PagerDuty {
+        http: HttpTarget,
         routing_key: String,
         /// Incidents this channel triggered and has not resolved: a resolve is sent once, and
         /// only for them.
         open: HashSet<String>,
     },
+    Email(Box<EmailChannel>, RateLimit),
 }
 
 struct Worker {
     name: String,
-    http: HttpTarget,
     target: Target,
     argocd_url: Option<String>,
     stats: Arc<Stats>,
 }
 
 impl Worker {
-    fn new(channel: &Channel, argocd_url: Option<String>, stats: Arc<Stats>) -> Worker {
-        let (url, target) = match &channel.kind {
-            ChannelKind::Slack { webhook_url } => (webhook_url.0.clone(), Target::Slack),
-            ChannelKind::PagerDuty { routing_key, url } => (
-                url.clone(),
-                Target::PagerDuty {
-                    routing_key: routing_key.0.clone(),
-                    open: HashSet::new(),
-                },
-            ),
-        };
-        Worker {
-            name: channel.name.clone(),
-            http: HttpTarget::new(
+    fn new(
+        channel: &Channel,
+        argocd_url: Option<String>,
+        stats: Arc<Stats>,
+    ) -> Result<Worker, String> {
+        let http = |url: &str| {
+            HttpTarget::new(
                 &channel.name,
-                &url,
+                url,
                 Duration::from_secs(10),
                 Retry::default(),
                 RateLimit::per_second(channel.rate_per_second),
-            ),
+            )
+        };
+        let target = match &channel.kind {
+            ChannelKind::Slack { webhook_url } => Target::Slack(http(&webhook_url.0)),
+            ChannelKind::PagerDuty { routing_key, url } => Target::PagerDuty {
+                http: http(url),
+                routing_key: routing_key.0.clone(),
+                open: HashSet::new(),
+            },
+            ChannelKind::Email {
+                host,
+                port,
+                tls,
+                username,
+                password,
+                from,
+                to,
+            } => {
+                let settings = email::Settings {
+                    host: host.clone(),
+                    port: *port,
+                    tls: *tls,
+                    username: username.clone(),
+                    password: password.as_ref().map(|p| p.0.clone()),
+                    from: from.clone(),
+                    to: to.clone(),
+                    timeout: Duration::from_secs(10),
+                };
+                let c = EmailChannel::new(&channel.name, settings)
+                    .map_err(|e| format!("channel {}: {e}", channel.name))?;
+                Target::Email(Box::new(c), RateLimit::per_second(channel.rate_per_second))
+            }
+        };
+        Ok(Worker {
+            name: channel.name.clone(),
             target,
             argocd_url,
             stats,
-        }
+        })
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Notification>) {
         while let Some(n) = rx.recv().await {
-            let body = match &mut self.target {
-                Target::Slack => slack::message(&n, self.argocd_url.as_deref()),
-                Target::PagerDuty { routing_key, open } => {
+            let argocd_url = self.argocd_url.as_deref();
+            let result = match &mut self.target {
+                Target::Slack(http) => http.post(&slack::message(&n, argocd_url)).await,
+                Target::PagerDuty {
+                    http,
+                    routing_key,
+                    open,
+                } => {
                     if n.kind.closes_incident() && !open.remove(&n.incident) {
                         self.stats.count(&self.name, "skipped");
                         continue; // nothing of ours is open to resolve
@@ -222,10 +260,15 @@ impl Worker {
                     if !n.kind.closes_incident() {
                         open.insert(n.incident.clone());
                     }
-                    pagerduty::event(&n, routing_key, self.argocd_url.as_deref())
+                    http.post(&pagerduty::event(&n, routing_key, argocd_url))
+                        .await
+                }
+                Target::Email(channel, limit) => {
+                    limit.acquire().await;
+                    channel.send(&n, argocd_url).await
                 }
             };
-            match self.http.post(&body).await {
+            match result {
                 Ok(_) => {
                     self.stats.count(&self.name, "sent");
                     self.stats.delivered(&n.app, &self.name);

@@ -374,7 +374,8 @@ mod dispatch {
                 16,
             ),
             None,
-        );
+        )
+        .unwrap();
         let detected = notification(EventKind::DriftDetected);
         assert_eq!(
             notifier.notify(detected.clone()),
@@ -436,7 +437,8 @@ mod dispatch {
                 2,
             ),
             None,
-        );
+        )
+        .unwrap();
         let mut outcomes = Vec::new();
         for i in 0..20 {
             let mut n = notification(EventKind::DriftDetected);
