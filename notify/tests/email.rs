@@ -149,3 +149,36 @@ async fn a_dead_server_is_retried_then_given_up() {
     let err = channel.send(&notification(), None).await.unwrap_err();
     assert_eq!(err.category(), "undelivered", "{err}");
 }
+
+#[tokio::test]
+async fn the_notifier_routes_to_an_email_channel_from_notifications_yaml() {
+    use argo_drift_notify::config::Notifications;
+    use argo_drift_notify::dispatch::{Notifier, Queued};
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let (_server, port) = smtpd(&maildir);
+    let yaml = format!(
+        "channels:\n- name: mail\n  email: {{host: 127.0.0.1, port: {port}, tls: none, from: argo-drift@example.com, to: [sre@example.com]}}\nroutes:\n- events: [drift-detected]\n  minSeverity: medium\n  channels: [mail]\n"
+    );
+    let config = Notifications::from_yaml("n.yaml", &yaml, &|_| None).unwrap();
+    let notifier = Notifier::start(config, None).unwrap();
+    assert_eq!(
+        notifier.notify(notification()),
+        [Queued::Queued("mail".into())]
+    );
+    let new = maildir.join("new");
+    let start = Instant::now();
+    while std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no mail arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The worker counts once the server has answered, a moment after the file appears.
+    while notifier.stats().count_of("mail", "sent") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the send was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(notifier.stats().count_of("mail", "failed"), 0);
+}
