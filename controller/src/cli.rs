@@ -61,6 +61,48 @@ pub enum Command {
     /// argo-drift.io/enabled=true), compare Git with the cluster on every change, and publish
     /// reports (ConfigMap argo-drift-report-<app>), Events, metrics and logs.
     Run(Box<RunArgs>),
+    /// Check notification channels.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a sample notification on one channel of the notifications file, bypassing routes
+    /// and dedup, to check its address and credentials. For an event that closes an incident
+    /// (drift-resolved), a trigger is sent first so that the resolve has something to close.
+    Test(NotifyTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NotifyTestArgs {
+    /// The notifications file.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_NOTIFICATIONS",
+        default_value = "config/notifications.yaml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// The channel to test, by name.
+    #[arg(long, env = "ARGO_DRIFT_NOTIFY_CHANNEL", value_name = "NAME")]
+    pub channel: String,
+    /// The event to send (drift-detected, drift-resolved, rollback-failed, ...).
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_NOTIFY_EVENT",
+        default_value = "drift-detected",
+        value_name = "EVENT"
+    )]
+    pub event: String,
+    /// The severity of the sample.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_NOTIFY_SEVERITY",
+        default_value = "high",
+        value_name = "SEVERITY"
+    )]
+    pub severity: Severity,
 }
 
 #[derive(Debug, Clone, clap::Args)]

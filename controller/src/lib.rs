@@ -19,7 +19,7 @@ pub mod telemetry;
 
 use std::process::ExitCode;
 
-use cli::{Args, Command, PolicyCommand};
+use cli::{Args, Command, NotifyCommand, PolicyCommand};
 
 /// Run one subcommand; errors become exit code 2 in `main`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -28,5 +28,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Policy(PolicyCommand::Explain(explain)) => commands::policy::explain(&explain),
         Command::Policy(PolicyCommand::Validate(validate)) => commands::policy::validate(&validate),
         Command::Run(run) => commands::run::run(&run),
+        Command::Notify(NotifyCommand::Test(test)) => commands::notify::test(&test),
     }
 }

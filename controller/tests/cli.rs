@@ -424,3 +424,110 @@ fn logs_can_be_json_lines_and_run_has_help_and_a_clear_error_without_a_cluster()
         "{err}"
     );
 }
+
+/// A one-shot HTTP peer that answers 202 like PagerDuty and hands back the bodies it got.
+fn pagerduty_peer(requests: usize) -> (String, std::thread::JoinHandle<Vec<serde_json::Value>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..requests {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            bodies.push(serde_json::from_slice(&body).unwrap());
+            let answer = "{\"status\":\"success\",\"message\":\"Event processed\"}";
+            let mut stream = reader.into_inner();
+            write!(stream, "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len()).unwrap();
+        }
+        bodies
+    });
+    (url, handle)
+}
+
+#[test]
+fn notify_test_sends_a_sample_and_for_a_resolution_the_trigger_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, peer) = pagerduty_peer(2);
+    let config = write(
+        dir.path(),
+        "n.yaml",
+        &format!("channels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: TEST_PD_KEY}}, url: \"{url}\"}}\n"),
+    );
+    let out = bin()
+        .args([
+            "notify",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "--channel",
+            "oncall",
+            "--event",
+            "drift-resolved",
+        ])
+        .env("TEST_PD_KEY", "R0UTINGKEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sent a test drift-detected notification to oncall (1 attempt)\nsent a test drift-resolved notification to oncall (1 attempt)\n"
+    );
+    let bodies = peer.join().unwrap();
+    assert_eq!(bodies[0]["event_action"], "trigger");
+    assert_eq!(bodies[1]["event_action"], "resolve");
+    assert_eq!(bodies[0]["dedup_key"], bodies[1]["dedup_key"]);
+    assert!(!stdout(&out).contains("R0UTINGKEY") && !stderr(&out).contains("R0UTINGKEY"));
+
+    let out = bin()
+        .args([
+            "notify",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "--channel",
+            "nope",
+        ])
+        .env("TEST_PD_KEY", "R0UTINGKEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no channel named \"nope\" (channels: oncall)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin()
+        .args([
+            "notify",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "--channel",
+            "oncall",
+        ])
+        .env_remove("TEST_PD_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "channels[0].pagerduty.routingKey: environment variable TEST_PD_KEY is not set"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

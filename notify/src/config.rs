@@ -451,3 +451,38 @@ routes:
         );
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// The example shipped in config/ must stay valid.
+    #[test]
+    fn the_shipped_notifications_file_is_valid() {
+        let key = std::env::temp_dir().join(format!("argo-drift-pd-key-{}", std::process::id()));
+        let text = include_str!("../../config/notifications.yaml").replace(
+            "/etc/argo-drift/secrets/pagerduty-routing-key",
+            &key.display().to_string(),
+        );
+        std::fs::write(&key, "R0UTINGKEY\n").unwrap();
+        let n =
+            Notifications::from_yaml("config/notifications.yaml", &text, &|_| Some("set".into()))
+                .unwrap();
+        let _ = std::fs::remove_file(&key);
+        assert_eq!(n.channels.len(), 3);
+        let names = |k, s| {
+            n.channels_for(k, s)
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(EventKind::DriftDetected, Severity::Critical),
+            ["sre-slack", "oncall", "platform-mail"]
+        );
+        assert_eq!(names(EventKind::DriftChanged, Severity::Low), ["sre-slack"]);
+        assert!(
+            matches!(&n.channels[1].kind, ChannelKind::PagerDuty { routing_key, .. } if routing_key.0 == "R0UTINGKEY")
+        );
+    }
+}

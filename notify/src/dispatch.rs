@@ -245,28 +245,9 @@ impl Worker {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Notification>) {
         while let Some(n) = rx.recv().await {
-            let argocd_url = self.argocd_url.as_deref();
-            let result = match &mut self.target {
-                Target::Slack(http) => http.post(&slack::message(&n, argocd_url)).await,
-                Target::PagerDuty {
-                    http,
-                    routing_key,
-                    open,
-                } => {
-                    if n.kind.closes_incident() && !open.remove(&n.incident) {
-                        self.stats.count(&self.name, "skipped");
-                        continue; // nothing of ours is open to resolve
-                    }
-                    if !n.kind.closes_incident() {
-                        open.insert(n.incident.clone());
-                    }
-                    http.post(&pagerduty::event(&n, routing_key, argocd_url))
-                        .await
-                }
-                Target::Email(channel, limit) => {
-                    limit.acquire().await;
-                    channel.send(&n, argocd_url).await
-                }
+            let Some(result) = self.deliver(&n).await else {
+                self.stats.count(&self.name, "skipped");
+                continue; // nothing of ours is open to resolve
             };
             match result {
                 Ok(_) => {
@@ -281,4 +262,50 @@ impl Worker {
             }
         }
     }
+
+    /// Deliver one notification; `None` when there is nothing to send (a resolve for an
+    /// incident this channel never paged).
+    async fn deliver(&mut self, n: &Notification) -> Option<crate::Result<u32>> {
+        let argocd_url = self.argocd_url.as_deref();
+        Some(match &mut self.target {
+            Target::Slack(http) => http.post(&slack::message(n, argocd_url)).await,
+            Target::PagerDuty {
+                http,
+                routing_key,
+                open,
+            } => {
+                if n.kind.closes_incident() && !open.remove(&n.incident) {
+                    return None;
+                }
+                if !n.kind.closes_incident() {
+                    open.insert(n.incident.clone());
+                }
+                http.post(&pagerduty::event(n, routing_key, argocd_url))
+                    .await
+            }
+            Target::Email(channel, limit) => {
+                limit.acquire().await;
+                channel.send(n, argocd_url).await
+            }
+        })
+    }
+}
+
+/// Send notifications on one channel now, in order, without routing, dedup or queue: what
+/// `argo-drift notify test` uses to check a channel's settings. Returns the attempts each took.
+pub async fn send_now(
+    channel: &Channel,
+    argocd_url: Option<String>,
+    notifications: &[Notification],
+) -> Result<Vec<u32>, String> {
+    let mut worker = Worker::new(channel, argocd_url, Arc::new(Stats::default()))?;
+    let mut attempts = Vec::new();
+    for n in notifications {
+        match worker.deliver(n).await {
+            Some(Ok(a)) => attempts.push(a),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => attempts.push(0),
+        }
+    }
+    Ok(attempts)
 }
