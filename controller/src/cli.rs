@@ -128,6 +128,10 @@ pub struct RunArgs {
     pub control_plane_namespace: String,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Notifications file (Slack, PagerDuty, email; see config/notifications.yaml). Without it,
+    /// drift is reported through the ConfigMap, Events, metrics and logs only.
+    #[arg(long, env = "ARGO_DRIFT_NOTIFICATIONS", value_name = "FILE")]
+    pub notifications: Option<PathBuf>,
     /// How often to look at the policy file for changes.
     #[arg(long, env = "ARGO_DRIFT_POLICY_RELOAD", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub policy_reload: Duration,

@@ -86,6 +86,11 @@ impl Metrics {
         }
     }
 
+    /// For other components (the notifier) to register their metrics before serving starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The text exposition format for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();

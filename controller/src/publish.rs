@@ -20,6 +20,8 @@ pub const REPORT_LABEL: &str = "argo-drift.io/report";
 pub const APP_LABEL: &str = "argo-drift.io/app";
 pub const SEVERITY_LABEL: &str = "argo-drift.io/severity";
 pub const FINGERPRINT_ANNOTATION: &str = "argo-drift.io/drift-fingerprint";
+pub const INCIDENT_ANNOTATION: &str = "argo-drift.io/incident";
+pub const INCIDENT_SEVERITY_ANNOTATION: &str = "argo-drift.io/incident-severity";
 pub const REPORT_KEY: &str = "report.json";
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
 pub const REPORT_LIMIT: usize = 900 * 1024;
@@ -41,6 +43,9 @@ pub struct Envelope<'a> {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
+    /// Notifications about this application that could not be delivered, per channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_failures: Option<String>,
     #[serde(flatten)]
     pub report: &'a DriftReport,
 }
@@ -50,6 +55,9 @@ pub struct Envelope<'a> {
 pub struct Published {
     pub fingerprint: String,
     pub drifted: bool,
+    /// The open incident (its id, the first drift's fingerprint) and its highest severity: kept
+    /// while drift changes, so notifications about it share one id (a PagerDuty `dedup_key`).
+    pub incident: Option<(String, Severity)>,
     /// Digest of the report text last written by this process (`None` when read back).
     pub text_hash: Option<String>,
 }
@@ -93,9 +101,25 @@ impl Publisher {
                 .as_ref()
                 .and_then(|l| l.get(SEVERITY_LABEL))
                 .is_some_and(|s| s != "none");
+            let annotation = |k: &str| {
+                cm.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(k))
+                    .cloned()
+            };
+            let incident = annotation(INCIDENT_ANNOTATION)
+                .filter(|i| !i.is_empty())
+                .map(|id| {
+                    let severity = annotation(INCIDENT_SEVERITY_ANNOTATION)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(Severity::Medium);
+                    (id, severity)
+                });
             Published {
                 fingerprint,
                 drifted,
+                incident,
                 text_hash: None,
             }
         }))
@@ -108,6 +132,7 @@ impl Publisher {
         envelope: &Envelope<'_>,
         severity_label: &str,
         fingerprint: &str,
+        incident: Option<&(String, Severity)>,
     ) -> Result<()> {
         let namespace = envelope.namespace;
         let name = report_name(envelope.application);
@@ -124,7 +149,11 @@ impl Publisher {
                     SEVERITY_LABEL: severity_label,
                     "app.kubernetes.io/managed-by": "argo-drift",
                 },
-                "annotations": {FINGERPRINT_ANNOTATION: fingerprint},
+                "annotations": {
+                    FINGERPRINT_ANNOTATION: fingerprint,
+                    INCIDENT_ANNOTATION: incident.map(|i| i.0.as_str()).unwrap_or(""),
+                    INCIDENT_SEVERITY_ANNOTATION: incident.map(|i| i.1.as_str()).unwrap_or(""),
+                },
                 "ownerReferences": [{
                     "apiVersion": owner.api_version,
                     "kind": owner.kind,
@@ -221,6 +250,7 @@ pub fn fit_report(envelope: &Envelope<'_>) -> String {
             truncated: Some(note),
             report: &report,
             error: envelope.error.clone(),
+            notification_failures: envelope.notification_failures.clone(),
             ..*envelope
         };
         let text = serde_json::to_string(&cut).unwrap_or_default();
@@ -493,6 +523,7 @@ mod tests {
             revision: None,
             error: None,
             truncated: None,
+            notification_failures: None,
             report: &r,
         };
         let text = fit_report(&envelope);

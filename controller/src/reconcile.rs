@@ -29,6 +29,7 @@ use crate::live::{AppRef, Kind, LiveState, WatchKey};
 use crate::metrics::{labels, Metrics};
 use crate::publish::{self, Envelope, Published, Publisher};
 use crate::repo::{Credentials, Repos};
+use argo_drift_notify::{ChangeLine, EventKind, Notification};
 
 pub struct Settings {
     /// Analyse every application again this often even without a change (Git may move).
@@ -51,6 +52,8 @@ pub struct Context {
     pub repo_secrets: Option<Store<Secret>>,
     /// Argo CD's `argocd-ssh-known-hosts-cm`.
     pub known_hosts: Option<Store<ConfigMap>>,
+    /// Slack, PagerDuty and email, when `--notifications` is given.
+    pub notifier: Option<argo_drift_notify::dispatch::Notifier>,
     /// The earliest live change not yet reflected in an application's report.
     pub pending: Mutex<HashMap<AppRef, Instant>>,
     published: Mutex<HashMap<AppRef, Published>>,
@@ -79,6 +82,7 @@ impl Context {
         metrics: Arc<Metrics>,
         repo_secrets: Option<Store<Secret>>,
         known_hosts: Option<Store<ConfigMap>>,
+        notifier: Option<argo_drift_notify::dispatch::Notifier>,
     ) -> Context {
         Context {
             settings,
@@ -90,6 +94,7 @@ impl Context {
             metrics,
             repo_secrets,
             known_hosts,
+            notifier,
             pending: Mutex::default(),
             published: Mutex::default(),
             reconciled: Mutex::default(),
@@ -562,21 +567,38 @@ async fn publish_report(
 ) -> Result<()> {
     let fingerprint = publish::fingerprint(report);
     let severity = publish::severity_label(report);
-    let drifted = report.resources.iter().any(|r| r.status != Status::Synced);
+    let drifted_severity = report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+        .map(|r| r.severity)
+        .max();
+    let drifted = drifted_severity.is_some();
     update_gauges(ctx, app, report);
     let before = previous(ctx, app_ref, app).await?;
+    // One incident from the first drift until it is resolved; its id is the first fingerprint.
+    let incident = drifted_severity.map(|now| match &before.incident {
+        Some((id, s)) => (id.clone(), (*s).max(now)),
+        None => (fingerprint.clone(), now),
+    });
+    let app_name = format!("{}/{}", app.namespace, app.name);
     let envelope = Envelope {
         application: &app.name,
         namespace: &app.namespace,
         revision,
         error: None,
         truncated: None,
+        notification_failures: ctx
+            .notifier
+            .as_ref()
+            .and_then(|n| n.last_failure(&app_name)),
         report,
     };
     let text_hash = publish::fingerprint_text(&envelope);
     let now = Published {
         fingerprint: fingerprint.clone(),
         drifted,
+        incident: incident.clone(),
         text_hash: Some(text_hash),
     };
     if before.text_hash == now.text_hash && before.fingerprint == now.fingerprint {
@@ -584,7 +606,13 @@ async fn publish_report(
     }
     let owner = owner_reference(object);
     ctx.publisher
-        .write_report(&owner, &envelope, &severity, &fingerprint)
+        .write_report(
+            &owner,
+            &envelope,
+            &severity,
+            &fingerprint,
+            incident.as_ref(),
+        )
         .await?;
     let event = if drifted && fingerprint != before.fingerprint {
         Some((
@@ -603,14 +631,78 @@ async fn publish_report(
     };
     if let Some((type_, reason, note)) = event {
         tracing::info!(reason, severity = %severity, message = %note, "drift changed");
-        ctx.publisher.event(&owner, type_, reason, note).await?;
+        ctx.publisher
+            .event(&owner, type_, reason, note.clone())
+            .await?;
         ctx.metrics
             .events_emitted
             .get_or_create(&labels(&[("reason", reason)]))
             .inc();
+        if let Some(notifier) = &ctx.notifier {
+            let (kind, open) = match (&before.incident, &incident) {
+                (None, Some(i)) => (EventKind::DriftDetected, i.clone()),
+                (Some(_), Some(i)) => (EventKind::DriftChanged, i.clone()),
+                (Some(i), None) => (EventKind::DriftResolved, i.clone()),
+                (None, None) => (
+                    EventKind::DriftResolved,
+                    (fingerprint.clone(), Severity::None),
+                ),
+            };
+            // A resolution carries the incident's severity, so it takes the same routes as
+            // the page it closes.
+            notifier.notify(notification(kind, &app_name, &open, &note, report));
+        }
     }
     lock(&ctx.published).insert(app_ref.clone(), now);
     Ok(())
+}
+
+/// What the notifier gets: the report's drifted fields, values already masked.
+fn notification(
+    kind: EventKind,
+    app: &str,
+    incident: &(String, Severity),
+    summary: &str,
+    report: &DriftReport,
+) -> Notification {
+    let mut changes = Vec::new();
+    for r in report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+    {
+        let resource = r.key().to_string();
+        if r.changes.is_empty() {
+            changes.push(ChangeLine {
+                resource,
+                field: format!("({})", r.status.as_str()),
+                severity: r.severity,
+                manager: None,
+                live: None,
+            });
+            continue;
+        }
+        for c in &r.changes {
+            changes.push(ChangeLine {
+                resource: resource.clone(),
+                field: c.field.clone(),
+                severity: c.severity,
+                manager: c.manager.clone(),
+                live: c.live.as_ref().map(|v| v.to_string()),
+            });
+        }
+    }
+    changes.sort_by_key(|c| std::cmp::Reverse(c.severity));
+    Notification {
+        kind,
+        app: app.to_string(),
+        severity: incident.1,
+        summary: summary.to_string(),
+        changes,
+        decision: Some("reported (remediation is not enabled)".into()),
+        incident: format!("argo-drift/{app}/{}", incident.0),
+        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+    }
 }
 
 fn update_gauges(ctx: &Context, app: &Application, report: &DriftReport) {
@@ -665,11 +757,18 @@ async fn publish_failure(
         revision: None,
         error: Some(message.clone()),
         truncated: None,
+        notification_failures: None,
         report: &empty,
     };
     let owner = owner_reference(object);
     ctx.publisher
-        .write_report(&owner, &envelope, "unknown", &fingerprint)
+        .write_report(
+            &owner,
+            &envelope,
+            "unknown",
+            &fingerprint,
+            before.incident.as_ref(),
+        )
         .await?;
     ctx.publisher
         .event(
@@ -688,6 +787,7 @@ async fn publish_failure(
         Published {
             fingerprint,
             drifted: before.drifted,
+            incident: before.incident.clone(),
             text_hash: None,
         },
     );

@@ -1023,3 +1023,112 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
     assert!(!serde_json::to_string(&r).unwrap().contains("PRIVATE KEY"));
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_pages_once_and_its_resolution_resolves_the_same_pagerduty_incident() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("r"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: paged\ndata:\n  a: \"1\"\n  b: \"1\"\n";
+    repo.write("cm.yaml", cm);
+    let commit = repo.commit("c");
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    apply(
+        &client,
+        &argocd,
+        application("paged", &repo.url(), "", &shop, Some(&commit)),
+        "argocd-server",
+    )
+    .await;
+    let pagerduty = Capture::start().await;
+    let key_file = dir.path().join("routing-key");
+    std::fs::write(&key_file, "R0UTINGKEY\n").unwrap();
+    let notifications = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notifications,
+        format!(
+            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [\"*\"]\n  minSeverity: medium\n  channels: [oncall]\n",
+            key_file.display(),
+            pagerduty.url
+        ),
+    )
+    .unwrap();
+    let controller = Running::start(
+        &client,
+        &argocd,
+        &["--notifications", notifications.to_str().unwrap()],
+    )
+    .await;
+    wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "paged").await
+    })
+    .await;
+
+    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+    configmaps
+        .patch(
+            "paged",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"a": "2"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the trigger", WAIT, || async {
+        (pagerduty.got().len() == 1).then_some(())
+    })
+    .await;
+    // The drift changes while the incident is open: same dedup_key, PagerDuty updates it.
+    configmaps
+        .patch(
+            "paged",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the update", WAIT, || async {
+        (pagerduty.got().len() == 2).then_some(())
+    })
+    .await;
+    configmaps
+        .patch(
+            "paged",
+            &manager("kubectl-edit"),
+            &Patch::Merge(json!({"data": {"a": "1", "b": "1"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the resolve", WAIT, || async {
+        (pagerduty.got().len() == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = pagerduty.got();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let actions: Vec<_> = got
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+    assert!(
+        got.iter().all(|e| e["dedup_key"] == got[0]["dedup_key"]),
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[0]["payload"]["custom_details"]["changes"][0]["field"],
+        "data.a"
+    );
+    assert_eq!(
+        got[0]["payload"]["custom_details"]["changes"][0]["manager"],
+        "kubectl-edit"
+    );
+    assert_eq!(got[1]["payload"]["class"], "drift-changed");
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_notifications_total{channel=\"oncall\",outcome=\"sent\"} 3"),
+        "{metrics}"
+    );
+    controller.stop().await;
+}

@@ -26,6 +26,8 @@ use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
 use crate::repo::Repos;
 use crate::{admin, reconcile::error_policy};
+use argo_drift_notify::config::Notifications;
+use argo_drift_notify::dispatch::Notifier;
 
 /// How long running analyses may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -86,7 +88,22 @@ pub async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let policy_path = args.policy.policy.clone();
     let policy = super::load_policy(&args.policy)?;
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let notifier = match &args.notifications {
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading notifications file {file}"))?;
+            let config = Notifications::from_yaml(&file, &text, &|k| std::env::var(k).ok())?;
+            tracing::info!(file = %file, channels = config.channels.len(), "notifications configured");
+            Some(
+                Notifier::start(config, Some(metrics.registry_mut()))
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
+    let metrics = Arc::new(metrics);
     let ready = Arc::new(AtomicBool::new(false));
     let listener = admin::bind(args.admin_addr)
         .await
@@ -180,6 +197,7 @@ pub async fn serve(
         metrics.clone(),
         Some(repo_secrets),
         Some(known_hosts),
+        notifier,
     ));
 
     let resource = application::api_resource();

@@ -645,3 +645,48 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP endpoint that accepts every JSON POST with 202 (as PagerDuty does) and keeps the bodies.
+pub struct Capture {
+    pub url: String,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Capture {
+    pub async fn start() -> Capture {
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::Json;
+        type Bodies = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+        let bodies: Bodies = Default::default();
+        let app = axum::Router::new()
+            .route(
+                "/v2/enqueue",
+                axum::routing::post(|State(b): State<Bodies>, Json(v): Json<Value>| async move {
+                    b.lock().unwrap().push(v);
+                    (
+                        StatusCode::ACCEPTED,
+                        Json(json!({"status": "success", "message": "Event processed"})),
+                    )
+                }),
+            )
+            .with_state(bodies.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v2/enqueue", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Capture { url, bodies, task }
+    }
+
+    pub fn got(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
