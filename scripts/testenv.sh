@@ -54,7 +54,7 @@ build() {
   as_root apt-get update -qq
   local work
   work=$(mktemp -d "${TMPDIR:-/tmp}/argo-drift-k8s-build.XXXXXX")
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
   say "downloading the kubernetes source package into $work"
   (cd "$work" && apt-get source --download-only kubernetes >/dev/null 2>&1) || die "apt-get source kubernetes failed"
   (cd "$work" && dpkg-source --no-check -x kubernetes_*.dsc src >/dev/null) || die "dpkg-source -x failed"
