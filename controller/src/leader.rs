@@ -12,6 +12,7 @@ use kube::Client;
 
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct Elector {
     api: Api<Lease>,
     name: String,

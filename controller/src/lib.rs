@@ -31,3 +31,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Notify(NotifyCommand::Test(test)) => commands::notify::test(&test),
     }
 }
+
+/// Lock a mutex even if a panic elsewhere poisoned it: a panicking task must not take the
+/// controller down with it, and every map behind these locks is updated by single inserts and
+/// removes, so it stays consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

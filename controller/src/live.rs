@@ -19,7 +19,8 @@ use kube::Client;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::lock;
+use crate::metrics::{labels, Metrics};
 
 pub type AppRef = ObjectRef<DynamicObject>;
 
@@ -95,12 +96,6 @@ pub struct LiveState {
     interest: Arc<Mutex<Interest>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere must not take the controller down with a poisoned lock; the maps stay
-    // consistent because every update is a single insert or remove.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LiveState {
@@ -231,11 +226,6 @@ impl LiveState {
         gone
     }
 
-    /// How many watches run (for tests and logs).
-    pub fn watch_count(&self) -> usize {
-        lock(&self.watches).len()
-    }
-
     /// The objects a running watch holds now.
     pub fn objects(&self, key: &WatchKey) -> Vec<Arc<DynamicObject>> {
         lock(&self.watches)
@@ -279,7 +269,7 @@ impl LiveState {
                     Ok(Event::Init) if listed => {
                         metrics
                             .watch_restarts
-                            .get_or_create(&vec![("kind".into(), watch_key.kind.clone())])
+                            .get_or_create(&labels(&[("kind", &watch_key.kind)]))
                             .inc();
                         tracing::info!(watch = %label, "watch re-listing");
                     }
@@ -299,7 +289,7 @@ impl LiveState {
                     Err(e) => {
                         metrics
                             .watch_errors
-                            .get_or_create(&vec![("kind".into(), watch_key.kind.clone())])
+                            .get_or_create(&labels(&[("kind", &watch_key.kind)]))
                             .inc();
                         tracing::warn!(watch = %label, error = %e, "watch error; retrying with backoff");
                     }
@@ -353,18 +343,7 @@ impl Interest {
         if let Some(a) = self.by_key.get(&key) {
             apps.extend(a.iter().cloned());
         }
-        let annotation = o
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&tracking.annotation))
-            .and_then(|v| v.split(':').next());
-        let label = o
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(&tracking.label));
-        for name in annotation.into_iter().chain(label.map(String::as_str)) {
+        for name in tracking_names(o, tracking) {
             if let Some(a) = self.by_name.get(name) {
                 // Only applications that watch this kind and namespace can see the object.
                 let on_watch = self.by_watch.get(watch);
@@ -377,6 +356,28 @@ impl Interest {
         }
         apps
     }
+}
+
+/// The application names an object's tracking marks give: the app part of the tracking-id
+/// annotation and the instance label. A quick filter; the core engine checks a tracking-id
+/// against the object it sits on.
+pub fn tracking_names<'a>(
+    o: &'a DynamicObject,
+    keys: &TrackingKeys,
+) -> impl Iterator<Item = &'a str> {
+    let annotation = o
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&keys.annotation))
+        .and_then(|v| v.split(':').next());
+    let label = o
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(&keys.label))
+        .map(String::as_str);
+    annotation.into_iter().chain(label)
 }
 
 fn remove_from<K: std::hash::Hash + Eq>(

@@ -26,6 +26,7 @@ use crate::application::{self, Application, SourceKind};
 use crate::argocd::ArgoCd;
 use crate::error::{Error, Result};
 use crate::live::{AppRef, Kind, LiveState, WatchKey};
+use crate::lock;
 use crate::metrics::{labels, Metrics};
 use crate::publish::{self, Envelope, Published, Publisher};
 use crate::repo::{Credentials, Repos};
@@ -65,10 +66,6 @@ pub struct Context {
 
 /// After this many failed analyses in a row, a transient failure is published on the app.
 const TRANSIENT_FAILURES_REPORTED: u32 = 3;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Context {
     #[allow(clippy::too_many_arguments)]
@@ -350,7 +347,6 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
         source.kind.clone(),
     );
     let rev = revision.clone();
-    let fetches_before = repos.fetch_count();
     let known_hosts = ctx.known_hosts();
     let rendered = tokio::task::spawn_blocking(move || {
         repos.render(
@@ -369,9 +365,6 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
         path: source.path.clone(),
         message: format!("the Git task failed: {e}"),
     })??;
-    ctx.metrics
-        .git_fetches
-        .inc_by(ctx.repos.fetch_count() - fetches_before);
     if let Some((tool, file)) = rendered.tool {
         return from_argocd(
             app,
@@ -527,32 +520,28 @@ fn live_objects(
 }
 
 fn tracked_by(o: &DynamicObject, app: &str, policy: &Policy) -> bool {
-    let annotation = o
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(&policy.tracking.annotation))
-        .and_then(|v| v.split(':').next());
-    let label = o
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(&policy.tracking.label));
-    annotation == Some(app) || label.map(String::as_str) == Some(app)
+    crate::live::tracking_names(o, &policy.tracking).any(|n| n == app)
 }
 
 fn owner_reference(object: &DynamicObject) -> ObjectReference {
     object.object_ref(&application::api_resource())
 }
 
-async fn previous(ctx: &Context, app_ref: &AppRef, app: &Application) -> Result<Published> {
+/// What was last published for an application: from this process's memory, else from the
+/// report ConfigMap an earlier run (or another replica) wrote.
+async fn previous(
+    ctx: &Context,
+    app_ref: &AppRef,
+    namespace: &str,
+    name: &str,
+) -> Result<Published> {
     let cached = lock(&ctx.published).get(app_ref).cloned();
     if let Some(p) = cached {
         return Ok(p);
     }
     Ok(ctx
         .publisher
-        .previous(&app.namespace, &app.name)
+        .previous(namespace, name)
         .await?
         .unwrap_or_default())
 }
@@ -575,7 +564,7 @@ async fn publish_report(
         .max();
     let drifted = drifted_severity.is_some();
     update_gauges(ctx, app, report);
-    let before = previous(ctx, app_ref, app).await?;
+    let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
     let incident = drifted_severity.map(|now| match &before.incident {
         Some((id, s)) => (id.clone(), (*s).max(now)),
@@ -735,15 +724,7 @@ async fn publish_failure(
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let message = error.to_string();
     let fingerprint = format!("error:{}", publish::fingerprint_str(&message));
-    let cached = lock(&ctx.published).get(app_ref).cloned();
-    let before = match cached {
-        Some(p) => p,
-        None => ctx
-            .publisher
-            .previous(&namespace, &name)
-            .await?
-            .unwrap_or_default(),
-    };
+    let before = previous(ctx, app_ref, &namespace, &name).await?;
     if before.fingerprint == fingerprint {
         return Ok(());
     }

@@ -14,6 +14,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 use globset::GlobMatcher;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::application::{DirectoryOptions, SourceKind};
 use crate::error::{Error, Result};
@@ -64,24 +65,25 @@ pub struct Repos {
     root: PathBuf,
     refresh: Duration,
     state: Mutex<HashMap<String, RepoState>>,
-    fetches: std::sync::atomic::AtomicU64,
+    /// Shared with the `git_fetches` metric, so concurrent analyses count each fetch once.
+    fetches: Counter,
 }
 
 impl Repos {
     /// `root` holds the clones; a branch or tag is fetched again when its last fetch is older
-    /// than `refresh` (a commit is never fetched twice).
-    pub fn new(root: PathBuf, refresh: Duration) -> Repos {
+    /// than `refresh` (a commit is never fetched twice). `fetches` counts every fetch.
+    pub fn new(root: PathBuf, refresh: Duration, fetches: Counter) -> Repos {
         Repos {
             root,
             refresh,
             state: Mutex::new(HashMap::new()),
-            fetches: Default::default(),
+            fetches,
         }
     }
 
     /// How many fetches have run: lets tests and metrics see clones being reused.
     pub fn fetch_count(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.fetches.get()
     }
 
     /// Read `path` at `revision` as Argo CD's directory source would.
@@ -95,10 +97,10 @@ impl Repos {
         known_hosts: &str,
     ) -> Result<Rendered> {
         let lock = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = crate::lock(&self.state);
             state.entry(url.to_string()).or_default().lock.clone()
         };
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::lock(&lock);
         let fail = |source: git2::Error| Error::FetchRepo {
             url: url.to_string(),
             revision: revision.to_string(),
@@ -114,7 +116,7 @@ impl Repos {
             }
         };
         let stale = {
-            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let state = crate::lock(&self.state);
             state
                 .get(url)
                 .and_then(|s| s.last_fetch)
@@ -271,9 +273,8 @@ impl Repos {
                 Some(message) => git2::Error::from_str(message),
                 None => e,
             })?;
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.fetches.inc();
+        let mut state = crate::lock(&self.state);
         state.entry(url.to_string()).or_default().last_fetch = Some(Instant::now());
         Ok(())
     }
@@ -477,7 +478,11 @@ mod tests {
             ("other/e.yaml", "e"),
         ]);
         let cache = tempfile::tempdir().unwrap();
-        let repos = Repos::new(cache.path().to_path_buf(), Duration::from_secs(60));
+        let repos = Repos::new(
+            cache.path().to_path_buf(),
+            Duration::from_secs(60),
+            Counter::default(),
+        );
         let dir = |recurse, include: Option<&str>, exclude: Option<&str>| {
             SourceKind::Directory(DirectoryOptions {
                 recurse,
@@ -529,7 +534,11 @@ mod tests {
             ("k/kustomization.yaml", ""),
         ]);
         let cache = tempfile::tempdir().unwrap();
-        let repos = Repos::new(cache.path().to_path_buf(), Duration::from_secs(60));
+        let repos = Repos::new(
+            cache.path().to_path_buf(),
+            Duration::from_secs(60),
+            Counter::default(),
+        );
         let r = repos.render(&url, &head, "chart", None, None, "").unwrap();
         assert_eq!(r.tool, Some(("Helm", "Chart.yaml")));
         assert!(r.files.is_empty());

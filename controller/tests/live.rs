@@ -222,14 +222,13 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
 
     let deployments = dynamic(&client, &shop, "apps/v1", "Deployment").await;
     // kubectl scale
-    deployments
-        .patch(
-            "web",
-            &manager("kubectl-scale"),
-            &Patch::Merge(json!({"spec": {"replicas": 5}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &deployments,
+        "web",
+        "kubectl-scale",
+        json!({"spec": {"replicas": 5}}),
+    )
+    .await;
     let c = wait_change(
         &client,
         &argocd,
@@ -293,14 +292,13 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
 
     // Service type change: the nodePort the server allocates is not drift of its own.
     let services = dynamic(&client, &shop, "v1", "Service").await;
-    services
-        .patch(
-            "web",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"spec": {"type": "NodePort"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &services,
+        "web",
+        "kubectl-edit",
+        json!({"spec": {"type": "NodePort"}}),
+    )
+    .await;
     let c = wait_change(&client, &argocd, "web", "Service", "web", "spec.type").await;
     assert_eq!(
         (c["live"].clone(), c["severity"].clone()),
@@ -336,10 +334,14 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
         .delete("web-creds", &DeleteParams::default())
         .await
         .unwrap();
-    let (cm, r) = wait_for("the Secret reported missing", WAIT, || async {
-        let (cm, r) = report(&client, &argocd, "web").await?;
-        (resource(&r, "Secret", "web-creds")["status"] == "missing").then_some((cm, r))
-    })
+    let (cm, r) = wait_report(
+        &client,
+        &argocd,
+        "web",
+        "the Secret reported missing",
+        WAIT,
+        |r| resource(r, "Secret", "web-creds")["status"] == "missing",
+    )
     .await;
     assert_eq!(resource(&r, "Secret", "web-creds")["severity"], "critical");
     assert_eq!(severity_label(&cm), "critical");
@@ -385,6 +387,29 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
     assert_eq!(severity_label(&cm), "none", "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
     drop(apps);
+}
+
+/// An out-of-band merge patch, as `kubectl` writes it under `field_manager`.
+async fn merge(api: &Api<DynamicObject>, name: &str, field_manager: &str, patch: Value) {
+    api.patch(name, &manager(field_manager), &Patch::Merge(patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name} as {field_manager}: {e}"));
+}
+
+/// Wait until the app's report satisfies `ready`; returns its ConfigMap and the parsed report.
+async fn wait_report(
+    client: &kube::Client,
+    namespace: &str,
+    app: &str,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> (k8s_openapi::api::core::v1::ConfigMap, Value) {
+    wait_for(what, timeout, || async {
+        let (cm, r) = report(client, namespace, app).await?;
+        ready(&r).then_some((cm, r))
+    })
+    .await
 }
 
 fn manager(name: &str) -> PatchParams {
@@ -477,13 +502,13 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
         &["--git-refresh", "0s", "--gc-interval", "200ms"],
     )
     .await;
-    let (cm, r) = wait_for(
+    let (cm, r) = wait_report(
+        &client,
+        &argocd,
+        "settings",
         "the settings report with the extra object",
         WAIT,
-        || async {
-            let (cm, r) = report(&client, &argocd, "settings").await?;
-            (r["summary"]["extra"] == 1).then_some((cm, r))
-        },
+        |r| r["summary"]["extra"] == 1,
     )
     .await;
     assert_eq!(
@@ -580,14 +605,13 @@ async fn app_ignore_differences_and_a_reloaded_policy_change_the_report() {
     })
     .await;
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
-    configmaps
-        .patch(
-            "flags",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"a": "9", "b": "9"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "flags",
+        "kubectl-edit",
+        json!({"data": {"a": "9", "b": "9"}}),
+    )
+    .await;
     let c = wait_change(&client, &argocd, "flags", "ConfigMap", "flags", "data.a").await;
     assert_eq!(c["severity"], "medium");
     let (_, r) = report(&client, &argocd, "flags").await.unwrap();
@@ -739,14 +763,13 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     assert_eq!(r["summary"]["synced"], 1);
     assert_eq!(r["revision"], "1.2.3");
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
-    configmaps
-        .patch(
-            "redis-config",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"maxmemory": "8gb"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "redis-config",
+        "kubectl-edit",
+        json!({"data": {"maxmemory": "8gb"}}),
+    )
+    .await;
     let c = wait_change(
         &client,
         &argocd,
@@ -823,10 +846,14 @@ async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_se
     let controller = Running::start(&client, &argocd, &[]).await;
 
     // No credentials yet: after a few attempts the failure is said on the app.
-    let (_, r) = wait_for("the credentials failure on the app", WAIT, || async {
-        let (cm, r) = report(&client, &argocd, "private").await?;
-        r["error"].is_string().then_some((cm, r))
-    })
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "private",
+        "the credentials failure on the app",
+        WAIT,
+        |r| r["error"].is_string(),
+    )
     .await;
     let error = r["error"].as_str().unwrap();
     assert!(
@@ -841,13 +868,13 @@ async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_se
         "stringData": {"type": "git", "url": url, "username": "deploy-bot", "password": "glpat-0123456789"}
     });
     apply(&client, &argocd, secret, "argocd-server").await;
-    let (cm, r) = wait_for(
+    let (cm, r) = wait_report(
+        &client,
+        &argocd,
+        "private",
         "the private repository's report",
         Duration::from_secs(40),
-        || async {
-            let (cm, r) = report(&client, &argocd, "private").await?;
-            (r["summary"]["synced"] == 1).then_some((cm, r))
-        },
+        |r| r["summary"]["synced"] == 1,
     )
     .await;
     assert_eq!(severity_label(&cm), "none", "{r:#}");
@@ -922,14 +949,13 @@ async fn the_controller_does_its_job_with_only_the_shipped_least_privilege_rbac(
     )
     .await;
     let configmaps = dynamic(&admin, &shop, "v1", "ConfigMap").await;
-    configmaps
-        .patch(
-            "limited",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"k": "changed"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "limited",
+        "kubectl-edit",
+        json!({"data": {"k": "changed"}}),
+    )
+    .await;
     wait_event(&admin, &argocd, "limited", "DriftDetected", "data.k").await;
     // The controller cannot write to the application's objects.
     let as_controller: Api<DynamicObject> = dynamic(&limited, &shop, "v1", "ConfigMap").await;
@@ -991,10 +1017,14 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
     let controller = Running::start(&client, &argocd, &[]).await;
 
     // The server's host key is not known yet: refused, and said on the app.
-    let (_, r) = wait_for("the unknown host key refused", WAIT, || async {
-        let (cm, r) = report(&client, &argocd, "ssh").await?;
-        r["error"].is_string().then_some((cm, r))
-    })
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "ssh",
+        "the unknown host key refused",
+        WAIT,
+        |r| r["error"].is_string(),
+    )
     .await;
     assert!(
         r["error"]
@@ -1010,13 +1040,13 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
         "data": {"ssh_known_hosts": format!("# test\n{}\n", sshd.host_key_line)}
     });
     apply(&client, &argocd, known, "argocd-server").await;
-    let (cm, r) = wait_for(
+    let (cm, r) = wait_report(
+        &client,
+        &argocd,
+        "ssh",
         "the repository read over SSH",
         Duration::from_secs(40),
-        || async {
-            let (cm, r) = report(&client, &argocd, "ssh").await?;
-            (r["summary"]["synced"] == 1).then_some((cm, r))
-        },
+        |r| r["summary"]["synced"] == 1,
     )
     .await;
     assert_eq!(severity_label(&cm), "none", "{r:#}");
@@ -1067,39 +1097,36 @@ async fn drift_pages_once_and_its_resolution_resolves_the_same_pagerduty_inciden
     .await;
 
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
-    configmaps
-        .patch(
-            "paged",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"a": "2"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "paged",
+        "kubectl-edit",
+        json!({"data": {"a": "2"}}),
+    )
+    .await;
     wait_for("the trigger", WAIT, || async {
         (pagerduty.got().len() == 1).then_some(())
     })
     .await;
     // The drift changes while the incident is open: same dedup_key, PagerDuty updates it.
-    configmaps
-        .patch(
-            "paged",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"b": "2"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "paged",
+        "kubectl-edit",
+        json!({"data": {"b": "2"}}),
+    )
+    .await;
     wait_for("the update", WAIT, || async {
         (pagerduty.got().len() == 2).then_some(())
     })
     .await;
-    configmaps
-        .patch(
-            "paged",
-            &manager("kubectl-edit"),
-            &Patch::Merge(json!({"data": {"a": "1", "b": "1"}})),
-        )
-        .await
-        .unwrap();
+    merge(
+        &configmaps,
+        "paged",
+        "kubectl-edit",
+        json!({"data": {"a": "1", "b": "1"}}),
+    )
+    .await;
     wait_for("the resolve", WAIT, || async {
         (pagerduty.got().len() == 3).then_some(())
     })

@@ -82,6 +82,10 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
         "{r:#}"
     );
     let (_, metrics) = controller.get("/metrics").await;
-    assert!(metrics.contains("argo_drift_watch_"), "{metrics}");
+    // The ConfigMap watch lost its connection and listed again.
+    assert!(
+        metrics.contains("argo_drift_watch_restarts_total{kind=\"ConfigMap\"}"),
+        "{metrics}"
+    );
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
 }

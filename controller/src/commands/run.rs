@@ -1,6 +1,7 @@
 //! `argo-drift run`: the long-running controller. Wires the pieces together: admin server, leader
 //! election, the Application controller, live watches, Git, policy reloads, graceful shutdown.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::application::{self, OPT_IN_LABEL};
 use crate::argocd::ArgoCd;
 use crate::cli::{PolicyArgs, RunArgs};
 use crate::leader::Elector;
-use crate::live::{LiveState, Trigger};
+use crate::live::{AppRef, LiveState, Trigger};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
@@ -190,7 +191,11 @@ pub async fn serve(
             control_plane_namespace: args.control_plane_namespace.clone(),
         },
         policy,
-        Arc::new(Repos::new(args.repo_cache.clone(), args.git_refresh)),
+        Arc::new(Repos::new(
+            args.repo_cache.clone(),
+            args.git_refresh,
+            metrics.git_fetches.clone(),
+        )),
         argocd,
         live,
         Publisher::new(client.clone(), args.identity.clone()),
@@ -207,8 +212,11 @@ pub async fn serve(
     };
     let selector = format!("{OPT_IN_LABEL}=true");
     let config = watcher::Config::default().labels(&selector);
-    let apps_for_list = apps.clone();
-    let namespaces = args.app_namespaces.clone();
+    let opted_in = OptedIn {
+        apps: apps.clone(),
+        params: kube::api::ListParams::default().labels(&selector),
+        namespaces: args.app_namespaces.clone(),
+    };
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
         trigger_ctx.note_change(&t.app, t.seen);
@@ -219,17 +227,9 @@ pub async fn serve(
         .reconcile_on(triggers);
     let store = controller.store();
 
-    tokio::spawn(readiness(
-        apps_for_list.clone(),
-        selector.clone(),
-        ctx.clone(),
-        ready.clone(),
-        namespaces.clone(),
-    ));
+    tokio::spawn(readiness(opted_in.clone(), ctx.clone(), ready.clone()));
     tokio::spawn(forget_gone_apps(
-        apps_for_list,
-        selector,
-        namespaces.clone(),
+        opted_in.clone(),
         ctx.clone(),
         args.gc_interval,
     ));
@@ -243,16 +243,7 @@ pub async fn serve(
         ));
     }
     if let Some(elector) = elector.as_ref() {
-        tokio::spawn(keep_lease(
-            Elector::new(
-                client.clone(),
-                &lease_namespace,
-                &args.lease_name,
-                elector.identity(),
-                elector.duration(),
-            ),
-            lost_tx,
-        ));
+        tokio::spawn(keep_lease(elector.clone(), lost_tx));
     }
     let mut lost = lost_rx.clone();
     let stop = {
@@ -268,11 +259,7 @@ pub async fn serve(
         .graceful_shutdown_on(stop)
         .run(
             move |app, ctx| {
-                let allowed = namespaces.is_empty()
-                    || namespaces.len() == 1
-                    || namespaces
-                        .iter()
-                        .any(|n| Some(n) == app.metadata.namespace.as_ref());
+                let allowed = opted_in.watches(&app);
                 async move {
                     if !allowed {
                         return Ok(controller::Action::await_change());
@@ -352,39 +339,51 @@ where
     reader
 }
 
-/// Ready once each opted-in Application that existed at start has been analysed once. The list
-/// is read directly (one call) rather than from the controller's cache, whose first-list signal
-/// is not exposed.
-async fn readiness(
+/// The opted-in Applications in the watched namespaces, read from the API server rather than the
+/// controller's cache: kube-runtime does not expose its first-list signal, and an empty cache
+/// before that list must not look like "no applications".
+#[derive(Clone)]
+struct OptedIn {
+    /// Namespaced when one namespace is watched, cluster-wide (then filtered) for several.
     apps: Api<DynamicObject>,
-    selector: String,
-    ctx: Arc<Context>,
-    ready: Arc<AtomicBool>,
+    params: kube::api::ListParams,
     namespaces: Vec<String>,
-) {
-    let params = kube::api::ListParams::default().labels(&selector);
-    let listed = loop {
-        match apps.list(&params).await {
-            Ok(list) => break list.items,
+}
+
+impl OptedIn {
+    fn watches(&self, app: &DynamicObject) -> bool {
+        self.namespaces.len() <= 1
+            || self
+                .namespaces
+                .iter()
+                .any(|n| Some(n) == app.metadata.namespace.as_ref())
+    }
+
+    async fn list(&self) -> kube::Result<HashSet<AppRef>> {
+        let list = self.apps.list(&self.params).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|a| self.watches(a))
+            .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
+            .collect())
+    }
+}
+
+/// Ready once each opted-in Application that existed at start has been analysed once.
+async fn readiness(opted_in: OptedIn, ctx: Arc<Context>, ready: Arc<AtomicBool>) {
+    let wanted = loop {
+        match opted_in.list().await {
+            Ok(apps) => break apps,
             Err(e) => {
                 tracing::warn!(error = %e, "listing Applications for readiness");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
     };
-    let wanted: Vec<_> = listed
-        .iter()
-        .filter(|a| {
-            namespaces.len() <= 1
-                || namespaces
-                    .iter()
-                    .any(|n| Some(n) == a.metadata.namespace.as_ref())
-        })
-        .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
-        .collect();
     loop {
         let done = {
-            let reconciled = ctx.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+            let reconciled = crate::lock(&ctx.reconciled);
             wanted.iter().all(|a| reconciled.contains(a))
         };
         if done {
@@ -399,34 +398,12 @@ async fn readiness(
     }
 }
 
-/// Deleted or opted-out Applications get no reconcile call; look for them now and then. The
-/// list comes from the API server, not the controller's cache: an empty cache before its first
-/// list must not look like "every application is gone".
-async fn forget_gone_apps(
-    apps: Api<DynamicObject>,
-    selector: String,
-    namespaces: Vec<String>,
-    ctx: Arc<Context>,
-    every: Duration,
-) {
-    let params = kube::api::ListParams::default().labels(&selector);
+/// Deleted or opted-out Applications get no reconcile call; look for them now and then.
+async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        match apps.list(&params).await {
-            Ok(list) => {
-                let alive = list
-                    .items
-                    .iter()
-                    .filter(|a| {
-                        namespaces.len() <= 1
-                            || namespaces
-                                .iter()
-                                .any(|n| Some(n) == a.metadata.namespace.as_ref())
-                    })
-                    .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
-                    .collect();
-                ctx.forget_missing(&alive);
-            }
+        match opted_in.list().await {
+            Ok(alive) => ctx.forget_missing(&alive),
             Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
         }
     }

@@ -222,9 +222,32 @@ impl GitRepo {
     }
 }
 
+/// A server process the test started; stopped when dropped.
+pub struct Server(std::process::Child);
+
+impl Server {
+    /// Spawn `command` and wait until it accepts connections on `port`.
+    pub fn start(command: &mut Command, port: u16, what: &str) -> Server {
+        let server = Server(command.spawn().unwrap());
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `git daemon` serving a directory of repositories over git:// on loopback.
 pub struct GitDaemon {
-    child: std::process::Child,
+    _server: Server,
     pub port: u16,
 }
 
@@ -237,34 +260,24 @@ impl GitDaemon {
         let exec_path = String::from_utf8_lossy(&exec_path.stdout)
             .trim()
             .to_string();
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args([
-                "--export-all",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", base.display()),
-                &base.display().to_string(),
-            ])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "git daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let server = Server::start(
+            Command::new(Path::new(&exec_path).join("git-daemon"))
+                .args([
+                    "--export-all",
+                    "--reuseaddr",
+                    "--listen=127.0.0.1",
+                    &format!("--port={port}"),
+                    &format!("--base-path={}", base.display()),
+                    &base.display().to_string(),
+                ])
+                .stderr(std::process::Stdio::null()),
+            port,
+            "git daemon did not start",
+        );
+        GitDaemon {
+            _server: server,
+            port,
         }
-        GitDaemon { child, port }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -489,7 +502,7 @@ impl Drop for FakeArgoCd {
 /// Git's smart HTTP protocol (`git http-backend`) behind HTTP basic auth, on loopback: how Git
 /// hosts take an HTTPS token (plain HTTP here; the credential exchange is the same).
 pub struct GitHttp {
-    child: std::process::Child,
+    _server: Server,
     pub port: u16,
 }
 
@@ -533,42 +546,32 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 impl GitHttp {
     pub fn start(root: &Path, user: &str, token: &str) -> GitHttp {
         let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-c",
-                GIT_HTTP_SERVER,
-                &port.to_string(),
-                &root.display().to_string(),
-                user,
-                token,
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "git HTTP server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let server = Server::start(
+            Command::new("python3")
+                .args([
+                    "-c",
+                    GIT_HTTP_SERVER,
+                    &port.to_string(),
+                    &root.display().to_string(),
+                    user,
+                    token,
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+            port,
+            "git HTTP server did not start",
+        );
+        GitHttp {
+            _server: server,
+            port,
         }
-        GitHttp { child, port }
-    }
-}
-
-impl Drop for GitHttp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 /// An sshd on loopback that lets one key in as the current user, so Git runs over SSH the way
 /// it does with a Git host; its host key goes into Argo CD's known hosts by the test.
 pub struct Sshd {
-    child: std::process::Child,
+    _server: Server,
     pub port: u16,
     pub user: String,
     pub client_key: String,
@@ -612,37 +615,24 @@ impl Sshd {
         std::fs::write(d.join("sshd_config"), config).unwrap();
         // sshd wants its privilege separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "sshd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = Server::start(
+            Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+            port,
+            "sshd did not start",
+        );
         let host_pub = std::fs::read_to_string(d.join("host.pub")).unwrap();
         Some(Sshd {
-            child,
+            _server: server,
             port,
             user,
             client_key: std::fs::read_to_string(d.join("client")).unwrap(),
             host_key_line: format!("[127.0.0.1]:{port} {}", host_pub.trim()),
             _dir: dir,
         })
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
