@@ -89,6 +89,9 @@ pub struct EmailSpec {
     pub password: Option<SecretRef>,
     pub from: String,
     pub to: Vec<String>,
+    /// PEM file of CA certificates trusted besides the system's (a relay with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where a secret is read from. There is deliberately no inline form.
@@ -138,6 +141,7 @@ pub enum ChannelKind {
         password: Option<Secret>,
         from: Mailbox,
         to: Vec<Mailbox>,
+        ca_pem: Option<Vec<u8>>,
     },
 }
 
@@ -247,6 +251,18 @@ impl Notifications {
                             "username and password go together".into(),
                         ));
                     }
+                    if e.tls == Tls::None && e.ca_file.is_some() {
+                        return Err(fail(
+                            at(".email.caFile"),
+                            "has no effect with tls: none".into(),
+                        ));
+                    }
+                    let ca_pem = match &e.ca_file {
+                        Some(path) => Some(std::fs::read(path).map_err(|err| {
+                            fail(at(".email.caFile"), format!("{}: {err}", path.display()))
+                        })?),
+                        None => None,
+                    };
                     (
                         ChannelKind::Email {
                             host: e.host,
@@ -256,6 +272,7 @@ impl Notifications {
                             password,
                             from,
                             to,
+                            ca_pem,
                         },
                         1.0,
                     )
@@ -448,6 +465,15 @@ routes:
         assert!(
             err("channels:\n- name: a\n  slack: {webhookUrl: \"https://inline\"}\n")
                 .starts_with("n.yaml: line 3 column")
+        );
+        let mail = "channels:\n- name: m\n  email: {host: relay, from: a@example.com, to: [b@example.com], ";
+        assert_eq!(
+            err(&format!("{mail}caFile: /nonexistent/ca.pem}}\n")),
+            "n.yaml: channels[0].email.caFile: /nonexistent/ca.pem: No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            err(&format!("{mail}tls: none, caFile: /etc/hostname}}\n")),
+            "n.yaml: channels[0].email.caFile: has no effect with tls: none"
         );
     }
 }

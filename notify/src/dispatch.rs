@@ -219,6 +219,7 @@ impl Worker {
                 password,
                 from,
                 to,
+                ca_pem,
             } => {
                 let settings = email::Settings {
                     host: host.clone(),
@@ -229,6 +230,7 @@ impl Worker {
                     from: from.clone(),
                     to: to.clone(),
                     timeout: Duration::from_secs(10),
+                    ca_pem: ca_pem.clone(),
                 };
                 let c = EmailChannel::new(&channel.name, settings)
                     .map_err(|e| format!("channel {}: {e}", channel.name))?;

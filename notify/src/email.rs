@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
     pub timeout: Duration,
+    /// PEM certificates trusted besides the system's, for a relay with a private CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 pub struct EmailChannel {
@@ -45,14 +48,24 @@ pub struct EmailChannel {
 
 impl EmailChannel {
     pub fn new(name: &str, s: Settings) -> std::result::Result<EmailChannel, String> {
-        let builder = match s.tls {
-            Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                .map_err(|e| e.to_string())?,
-            Tls::Implicit => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host).map_err(|e| e.to_string())?
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host);
+        if s.tls != Tls::None {
+            let mut params = TlsParameters::builder(s.host.clone());
+            if let Some(pem) = &s.ca_pem {
+                let ca = Certificate::from_pem(pem).map_err(|e| format!("caFile: {e}"))?;
+                params = params.add_root_certificate(ca);
             }
-            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
-        };
+            let params = params.build_rustls().map_err(|e| e.to_string())?;
+            // Required, never Opportunistic: a relay that does not offer STARTTLS must not get
+            // the password in clear.
+            builder = builder
+                .port(if s.tls == Tls::Implicit { 465 } else { 587 })
+                .tls(if s.tls == Tls::Implicit {
+                    SmtpTls::Wrapper(params)
+                } else {
+                    SmtpTls::Required(params)
+                });
+        }
         let mut builder = builder.timeout(Some(s.timeout));
         if let Some(port) = s.port {
             builder = builder.port(port);
