@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::email::Tls;
 use crate::event::EventKind;
+use crate::template::{self, Templates};
 use lettre::message::Mailbox;
 
 pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
@@ -36,6 +37,26 @@ pub struct NotificationsFile {
     pub channels: Vec<ChannelSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Titles and bodies by event and channel; the first that matches is used.
+    #[serde(default)]
+    pub templates: Vec<TemplateSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Event names or `"*"` (the default).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Channel names; empty (the default) for every channel.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Slack's header, the email subject, PagerDuty's summary.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Slack's first section, the top of the email, PagerDuty's `custom_details.message`.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 fn default_window() -> u64 {
@@ -167,6 +188,7 @@ pub struct Notifications {
     pub queue_size: usize,
     pub channels: Vec<Channel>,
     pub routes: Vec<Route>,
+    pub templates: Templates,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -316,27 +338,8 @@ impl Notifications {
         }
         let mut routes = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
-            let mut events = Vec::new();
-            for (j, e) in r.events.iter().enumerate() {
-                if e == "*" {
-                    events.clear();
-                    break;
-                }
-                let kind = EventKind::ALL
-                    .into_iter()
-                    .find(|k| k.as_str() == e)
-                    .ok_or_else(|| {
-                        let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-                        fail(
-                            format!("routes[{i}].events[{j}]"),
-                            format!(
-                                "unknown event {e:?} (one of {}, or \"*\")",
-                                known.join(", ")
-                            ),
-                        )
-                    })?;
-                events.push(kind);
-            }
+            let events =
+                events(&r.events).map_err(|(j, m)| fail(format!("routes[{i}].events[{j}]"), m))?;
             for (j, name) in r.channels.iter().enumerate() {
                 if !channels.iter().any(|c| &c.name == name) {
                     return Err(fail(
@@ -351,7 +354,24 @@ impl Notifications {
                 channels: r.channels,
             });
         }
+        let mut sources = Vec::new();
+        for (i, t) in raw.templates.into_iter().enumerate() {
+            sources.push(template::Source {
+                events: events(&t.events)
+                    .map_err(|(j, m)| fail(format!("templates[{i}].events[{j}]"), m))?,
+                channels: t.channels,
+                title: t.title,
+                body: t.body,
+            });
+        }
+        let templates = Templates::compile(sources).map_err(|(at, m)| fail(at, m))?;
+        for (at, name) in templates.channel_references() {
+            if !channels.iter().any(|c| c.name == name) {
+                return Err(fail(at, format!("no channel named {name:?}")));
+            }
+        }
         Ok(Notifications {
+            templates,
             argocd_url: raw.argocd_url,
             dedup_window: Duration::from_secs(raw.dedup_window_seconds),
             queue_size: raw.queue_size,
@@ -386,6 +406,32 @@ fn resolve(r: &SecretRef, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret
             .map_err(|e| format!("reading {}: {e}", path.display())),
         _ => Err("needs exactly one of env, file".into()),
     }
+}
+
+/// Event names to kinds; `"*"` (or nothing) is every event, returned as an empty list.
+/// Errors are (index, message).
+fn events(names: &[String]) -> Result<Vec<EventKind>, (usize, String)> {
+    let mut events = Vec::new();
+    for (j, e) in names.iter().enumerate() {
+        if e == "*" {
+            return Ok(Vec::new());
+        }
+        let kind = EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == e)
+            .ok_or_else(|| {
+                let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                (
+                    j,
+                    format!(
+                        "unknown event {e:?} (one of {}, or \"*\")",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        events.push(kind);
+    }
+    Ok(events)
 }
 
 #[cfg(test)]
@@ -509,6 +555,32 @@ mod shipped {
         assert_eq!(names(EventKind::DriftChanged, Severity::Low), ["sre-slack"]);
         assert!(
             matches!(&n.channels[1].kind, ChannelKind::PagerDuty { routing_key, .. } if routing_key.0 == "R0UTINGKEY")
+        );
+        let change = |i: usize| crate::event::ChangeLine {
+            resource: "Deployment.apps shop/web".into(),
+            field: format!("spec.f{i}"),
+            severity: Severity::High,
+            manager: Some("kubectl-edit".into()),
+            live: None,
+        };
+        let event = crate::event::Notification {
+            kind: EventKind::DriftDetected,
+            app: "argocd/web".into(),
+            severity: Severity::High,
+            summary: "high drift in 1 resource".into(),
+            changes: (0..5).map(change).collect(),
+            decision: None,
+            incident: "i".into(),
+            time: "t".into(),
+        };
+        let r = n
+            .templates
+            .render("sre-slack", &event, None, crate::template::Escape::Slack)
+            .unwrap();
+        assert_eq!(r.title.as_deref(), Some("HIGH drift in web"));
+        assert_eq!(
+            r.body.as_deref(),
+            Some("high drift in 1 resource\n• `spec.f0` on Deployment.apps shop/web, set by `kubectl-edit`\n• `spec.f1` on Deployment.apps shop/web, set by `kubectl-edit`\n• `spec.f2` on Deployment.apps shop/web, set by `kubectl-edit`\n…and 2 more")
         );
     }
 }

@@ -16,6 +16,7 @@ use crate::config::{Channel, ChannelKind, Notifications};
 use crate::deliver::{HttpTarget, RateLimit, Retry};
 use crate::email::{self, EmailChannel};
 use crate::event::{EventKind, Notification};
+use crate::template::{Escape, Templates};
 use crate::{pagerduty, slack};
 
 type Labels = Vec<(String, String)>;
@@ -104,7 +105,12 @@ impl Notifier {
         for channel in &config.channels {
             let (tx, rx) = mpsc::channel(config.queue_size);
             queues.insert(channel.name.clone(), tx);
-            let worker = Worker::new(channel, config.argocd_url.clone(), stats.clone())?;
+            let worker = Worker::new(
+                channel,
+                config.argocd_url.clone(),
+                &config.templates,
+                stats.clone(),
+            )?;
             tokio::spawn(worker.run(rx));
         }
         Ok(Notifier {
@@ -186,6 +192,7 @@ struct Worker {
     name: String,
     target: Target,
     argocd_url: Option<String>,
+    templates: Templates,
     stats: Arc<Stats>,
 }
 
@@ -193,6 +200,7 @@ impl Worker {
     fn new(
         channel: &Channel,
         argocd_url: Option<String>,
+        templates: &Templates,
         stats: Arc<Stats>,
     ) -> Result<Worker, String> {
         let http = |url: &str| {
@@ -233,11 +241,13 @@ impl Worker {
                     ca_pem: ca_pem.clone(),
                 };
                 let c = EmailChannel::new(&channel.name, settings)
-                    .map_err(|e| format!("channel {}: {e}", channel.name))?;
+                    .map_err(|e| format!("channel {}: {e}", channel.name))?
+                    .with_templates(templates.clone());
                 Target::Email(Box::new(c), RateLimit::per_second(channel.rate_per_second))
             }
         };
         Ok(Worker {
+            templates: templates.clone(),
             name: channel.name.clone(),
             target,
             argocd_url,
@@ -270,7 +280,13 @@ impl Worker {
     async fn deliver(&mut self, n: &Notification) -> Option<crate::Result<u32>> {
         let argocd_url = self.argocd_url.as_deref();
         Some(match &mut self.target {
-            Target::Slack(http) => http.post(&slack::message(n, argocd_url)).await,
+            Target::Slack(http) => {
+                let t = self
+                    .templates
+                    .render(&self.name, n, argocd_url, Escape::Slack);
+                http.post(&slack::message_with(n, argocd_url, t.as_ref()))
+                    .await
+            }
             Target::PagerDuty {
                 http,
                 routing_key,
@@ -282,8 +298,16 @@ impl Worker {
                 if !n.kind.closes_incident() {
                     open.insert(n.incident.clone());
                 }
-                http.post(&pagerduty::event(n, routing_key, argocd_url))
-                    .await
+                let t = self
+                    .templates
+                    .render(&self.name, n, argocd_url, Escape::None);
+                http.post(&pagerduty::event_with(
+                    n,
+                    routing_key,
+                    argocd_url,
+                    t.as_ref(),
+                ))
+                .await
             }
             Target::Email(channel, limit) => {
                 limit.acquire().await;
@@ -298,9 +322,10 @@ impl Worker {
 pub async fn send_now(
     channel: &Channel,
     argocd_url: Option<String>,
+    templates: &Templates,
     notifications: &[Notification],
 ) -> Result<Vec<u32>, String> {
-    let mut worker = Worker::new(channel, argocd_url, Arc::new(Stats::default()))?;
+    let mut worker = Worker::new(channel, argocd_url, templates, Arc::new(Stats::default()))?;
     let mut attempts = Vec::new();
     for n in notifications {
         match worker.deliver(n).await {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::event::Notification;
 use crate::pagerduty::app_url;
+use crate::template::{Escape, Rendered, Templates};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +45,7 @@ pub struct EmailChannel {
     from: Mailbox,
     to: Vec<Mailbox>,
     attempts: u32,
+    templates: Templates,
 }
 
 impl EmailChannel {
@@ -79,12 +81,25 @@ impl EmailChannel {
             from: s.from,
             to: s.to,
             attempts: 3,
+            templates: Templates::default(),
         })
+    }
+
+    /// Use the configured templates for subject and body.
+    pub fn with_templates(mut self, templates: Templates) -> EmailChannel {
+        self.templates = templates;
+        self
     }
 
     /// Send `n` to every recipient; transient SMTP answers and connection errors are retried.
     pub async fn send(&self, n: &Notification, argocd_url: Option<&str>) -> Result<u32> {
-        let (subject, text, html) = render(n, argocd_url);
+        let text = self
+            .templates
+            .render(&self.name, n, argocd_url, Escape::None);
+        let html = self
+            .templates
+            .render(&self.name, n, argocd_url, Escape::Html);
+        let (subject, text, html) = render_with(n, argocd_url, text.as_ref(), html.as_ref());
         let mut builder = Message::builder().from(self.from.clone()).subject(subject);
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -126,7 +141,7 @@ impl EmailChannel {
     }
 }
 
-fn html_escape(text: &str) -> String {
+pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -135,16 +150,33 @@ fn html_escape(text: &str) -> String {
 
 /// Subject, text body and HTML body.
 pub fn render(n: &Notification, argocd_url: Option<&str>) -> (String, String, String) {
-    let subject = format!(
-        "[argo-drift] {}: {} ({})",
-        n.kind.title(),
-        n.app,
-        n.severity
-    );
+    render_with(n, argocd_url, None, None)
+}
+
+/// With a user template: its title is the subject, its body replaces the summary line (`text`
+/// rendered for the text part, `html` with values escaped for the HTML part).
+pub fn render_with(
+    n: &Notification,
+    argocd_url: Option<&str>,
+    text: Option<&Rendered>,
+    html: Option<&Rendered>,
+) -> (String, String, String) {
+    let subject = text.and_then(|t| t.title.clone()).unwrap_or_else(|| {
+        format!(
+            "[argo-drift] {}: {} ({})",
+            n.kind.title(),
+            n.app,
+            n.severity
+        )
+    });
+    let intro_html = html
+        .and_then(|t| t.body.clone())
+        .map(|b| format!("<div style=\"white-space:pre-wrap\">{b}</div>"))
+        .unwrap_or_else(|| format!("<p>{}</p>", html_escape(&n.summary)));
     let link = app_url(argocd_url, &n.app);
     let mut text = format!(
         "{}\n\nApplication: {}\nSeverity: {}\nEvent: {}\n",
-        n.summary,
+        text.and_then(|t| t.body.as_deref()).unwrap_or(&n.summary),
         n.app,
         n.severity,
         n.kind.as_str()
@@ -179,10 +211,9 @@ pub fn render(n: &Notification, argocd_url: Option<&str>) -> (String, String, St
         text.push_str(&format!("Argo CD: {l}\n"));
     }
     let mut html = format!(
-        "<html><body><h2>{}: {}</h2><p>{}</p><p><b>Severity:</b> {} &middot; <b>Event:</b> {}</p>",
+        "<html><body><h2>{}: {}</h2>{intro_html}<p><b>Severity:</b> {} &middot; <b>Event:</b> {}</p>",
         html_escape(n.kind.title()),
         html_escape(&n.app),
-        html_escape(&n.summary),
         n.severity,
         n.kind.as_str()
     );

@@ -1,6 +1,7 @@
 //! Notifications: what happened (`event`), where it goes (`config` routes), how each channel
 //! renders it (`slack`, `pagerduty`), and how it is delivered without blocking detection
-//! (`deliver`: retries honouring `Retry-After`, rate limits).
+//! (`deliver`: retries honouring `Retry-After`, rate limits), with user `template`s for titles
+//! and bodies.
 
 pub mod config;
 pub mod deliver;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod pagerduty;
 pub mod slack;
+pub mod template;
 
 pub use error::{Error, Result};
 pub use event::{ChangeLine, EventKind, Notification};

@@ -5,6 +5,7 @@ use argo_drift_core::Severity;
 use serde_json::{json, Value};
 
 use crate::event::Notification;
+use crate::template::Rendered;
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 /// PagerDuty's limits: `dedup_key` 255 characters, `summary` 1024, payload 512 KB.
@@ -25,6 +26,17 @@ pub fn severity(s: Severity) -> &'static str {
 
 /// The Events v2 body for `n`.
 pub fn event(n: &Notification, routing_key: &str, argocd_url: Option<&str>) -> Value {
+    event_with(n, routing_key, argocd_url, None)
+}
+
+/// The body, with a user template's title as `summary` and its body as
+/// `custom_details.message` when one applies.
+pub fn event_with(
+    n: &Notification,
+    routing_key: &str,
+    argocd_url: Option<&str>,
+    template: Option<&Rendered>,
+) -> Value {
     let dedup_key = cut(&n.incident, DEDUP_KEY_MAX);
     if n.kind.closes_incident() {
         return json!({
@@ -57,6 +69,12 @@ pub fn event(n: &Notification, routing_key: &str, argocd_url: Option<&str>) -> V
     if n.changes.len() > CHANGES_MAX {
         details["more_changes"] = json!(n.changes.len() - CHANGES_MAX);
     }
+    if let Some(body) = template.and_then(|t| t.body.as_ref()) {
+        details["message"] = json!(body);
+    }
+    let summary = template
+        .and_then(|t| t.title.clone())
+        .unwrap_or_else(|| format!("{}: {} — {}", n.kind.title(), n.app, n.summary));
     let (namespace, _) = n.app.split_once('/').unwrap_or(("", &n.app));
     let mut body = json!({
         "routing_key": routing_key,
@@ -64,7 +82,7 @@ pub fn event(n: &Notification, routing_key: &str, argocd_url: Option<&str>) -> V
         "dedup_key": dedup_key,
         "client": "argo-drift",
         "payload": {
-            "summary": cut(&format!("{}: {} — {}", n.kind.title(), n.app, n.summary), SUMMARY_MAX),
+            "summary": cut(&summary, SUMMARY_MAX),
             "source": n.app,
             "severity": severity(n.severity),
             "timestamp": n.time,

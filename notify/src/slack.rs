@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::event::{EventKind, Notification};
 use crate::pagerduty::{app_url, cut};
+use crate::template::Rendered;
 
 /// Block Kit limits: header text 150 characters, section text 3000.
 const HEADER_MAX: usize = 150;
@@ -33,17 +34,24 @@ pub fn escape(text: &str) -> String {
 }
 
 pub fn message(n: &Notification, argocd_url: Option<&str>) -> Value {
+    message_with(n, argocd_url, None)
+}
+
+/// The message, with a user template's title (the header) and body (the first section, in
+/// mrkdwn, its values already escaped) when one applies.
+pub fn message_with(
+    n: &Notification,
+    argocd_url: Option<&str>,
+    template: Option<&Rendered>,
+) -> Value {
     let icon = icon(n.kind, n.severity);
-    let fallback = format!(
-        "{icon} {}: {} ({}) — {}",
-        n.kind.title(),
-        n.app,
-        n.severity,
-        n.summary
-    );
+    let title = template
+        .and_then(|t| t.title.clone())
+        .unwrap_or_else(|| format!("{}: {}", n.kind.title(), n.app));
+    let fallback = format!("{icon} {title} ({}) — {}", n.severity, n.summary);
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": cut(&format!("{}: {}", n.kind.title(), n.app), HEADER_MAX)},
+        "text": {"type": "plain_text", "text": cut(&title, HEADER_MAX)},
     })];
     let mut facts = vec![
         json!({"type": "mrkdwn", "text": format!("*Severity*\n{icon} {}", n.severity)}),
@@ -56,7 +64,7 @@ pub fn message(n: &Notification, argocd_url: Option<&str>) -> Value {
     }
     blocks.push(json!({
         "type": "section",
-        "text": {"type": "mrkdwn", "text": cut(&escape(&n.summary), SECTION_MAX)},
+        "text": {"type": "mrkdwn", "text": cut(&template.and_then(|t| t.body.clone()).unwrap_or_else(|| escape(&n.summary)), SECTION_MAX)},
         "fields": facts,
     }));
     if !n.changes.is_empty() {

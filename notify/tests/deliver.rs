@@ -336,8 +336,14 @@ mod dispatch {
     use argo_drift_notify::dispatch::{Notifier, Queued};
 
     fn config(pd_url: &str, slack_url: &str, queue: usize) -> Notifications {
+        config_with(pd_url, slack_url, queue, "")
+    }
+
+    /// Both channels, routed: high and above to PagerDuty, everything to Slack; `extra` is
+    /// appended to the file.
+    fn config_with(pd_url: &str, slack_url: &str, queue: usize, extra: &str) -> Notifications {
         let text = format!(
-            "queueSize: {queue}\nchannels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: PD_KEY}}, url: \"{pd_url}\"}}\n  ratePerSecond: 100\n- name: sre\n  slack: {{webhookUrl: {{env: SLACK_URL}}}}\n  ratePerSecond: 100\nroutes:\n- events: [\"*\"]\n  minSeverity: high\n  channels: [oncall]\n- events: [\"*\"]\n  channels: [sre]\n"
+            "queueSize: {queue}\nchannels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: PD_KEY}}, url: \"{pd_url}\"}}\n  ratePerSecond: 100\n- name: sre\n  slack: {{webhookUrl: {{env: SLACK_URL}}}}\n  ratePerSecond: 100\nroutes:\n- events: [\"*\"]\n  minSeverity: high\n  channels: [oncall]\n- events: [\"*\"]\n  channels: [sre]\n{extra}"
         );
         let slack_url = slack_url.to_string();
         Notifications::from_yaml("n.yaml", &text, &move |k| match k {
@@ -469,5 +475,61 @@ mod dispatch {
         );
         let failure = notifier.last_failure("argocd/web").unwrap();
         assert!(failure.starts_with("oncall:"), "{failure}");
+    }
+
+    #[tokio::test]
+    async fn templates_shape_titles_and_bodies_and_the_payloads_stay_valid() {
+        let (url, peer) = start(vec![]).await;
+        let templates = r#"templates:
+- events: [drift-detected]
+  title: "{{ severity | upper }} drift in {{ appName }} ({{ changes | length }} fields)"
+  body: |-
+    Changed by {% for c in changes %}{{ c.manager }} <{{ c.field }}>{% endfor %}
+"#;
+        let notifier = Notifier::start(
+            config_with(
+                &format!("{url}/v2/enqueue"),
+                &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+                16,
+                templates,
+            ),
+            None,
+        )
+        .unwrap();
+        let mut n = notification(EventKind::DriftDetected);
+        n.changes[0].manager = Some("<@U123>&co".into());
+        notifier.notify(n);
+        let got = settle(&peer, 2).await;
+        let pd = got.iter().find(|v| v.get("routing_key").is_some()).unwrap();
+        let slack = got.iter().find(|v| v.get("blocks").is_some()).unwrap();
+        assert_eq!(pagerduty_problems(pd), Vec::<String>::new());
+        assert_eq!(slack_problems(slack), Vec::<String>::new());
+        assert_eq!(pd["payload"]["summary"], "CRITICAL drift in web (1 fields)");
+        assert_eq!(
+            pd["payload"]["custom_details"]["message"],
+            "Changed by <@U123>&co <data.password>"
+        );
+        assert_eq!(
+            slack["blocks"][0]["text"]["text"],
+            "CRITICAL drift in web (1 fields)"
+        );
+        // Values are escaped for mrkdwn, so a manager name cannot ping anyone; the template's
+        // own text is left as written.
+        assert_eq!(
+            slack["blocks"][1]["text"]["text"],
+            "Changed by &lt;@U123&gt;&amp;co <data.password>"
+        );
+        // Events without a template keep the default layout.
+        notifier.notify(notification(EventKind::DriftResolved));
+        let got = settle(&peer, 4).await;
+        let resolved = got
+            .iter()
+            .rev()
+            .find(|v| v.get("blocks").is_some())
+            .unwrap();
+        assert_eq!(
+            resolved["blocks"][0]["text"]["text"],
+            "Drift resolved: argocd/web"
+        );
     }
 }

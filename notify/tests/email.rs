@@ -223,7 +223,7 @@ async fn the_notifier_routes_to_an_email_channel_from_notifications_yaml() {
     let maildir = dir.path().join("mail");
     let (_server, port) = smtpd(&maildir);
     let yaml = format!(
-        "channels:\n- name: mail\n  email: {{host: 127.0.0.1, port: {port}, tls: none, from: argo-drift@example.com, to: [sre@example.com]}}\nroutes:\n- events: [drift-detected]\n  minSeverity: medium\n  channels: [mail]\n"
+        "channels:\n- name: mail\n  email: {{host: 127.0.0.1, port: {port}, tls: none, from: argo-drift@example.com, to: [sre@example.com]}}\nroutes:\n- events: [drift-detected]\n  minSeverity: medium\n  channels: [mail]\ntemplates:\n- channels: [mail]\n  title: \"{{{{ appName }}}}: {{{{ severity }}}} drift\"\n  body: \"Set by {{{{ changes[0].manager if changes else 'nobody' }}}}: {{{{ summary }}}}\"\n"
     );
     let config = Notifications::from_yaml("n.yaml", &yaml, &|_| None).unwrap();
     let notifier = Notifier::start(config, None).unwrap();
@@ -246,6 +246,12 @@ async fn the_notifier_routes_to_an_email_channel_from_notifications_yaml() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(notifier.stats().count_of("mail", "failed"), 0);
+    let raw = only_message(&maildir);
+    assert!(raw.contains("Subject: web: high drift"), "{raw}");
+    assert!(
+        raw.contains("Set by kubectl-set: high drift in 1 resource"),
+        "{raw}"
+    );
 }
 
 /// A relay on loopback with its certificate from a private CA, requiring AUTH as

@@ -44,7 +44,12 @@ pub fn test(args: &NotifyTestArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let attempts = runtime
-        .block_on(send_now(channel, config.argocd_url.clone(), &notifications))
+        .block_on(send_now(
+            channel,
+            config.argocd_url.clone(),
+            &config.templates,
+            &notifications,
+        ))
         .map_err(anyhow::Error::msg)?;
     for (n, a) in notifications.iter().zip(attempts) {
         println!(
