@@ -29,6 +29,8 @@ pub type AppRef = ObjectRef<DynamicObject>;
 pub struct Trigger {
     pub app: AppRef,
     pub seen: Instant,
+    /// A change of a live object (counted for detection latency), not an internal reason.
+    pub live_change: bool,
 }
 
 /// A kind as the API server serves it.
@@ -309,7 +311,11 @@ impl LiveState {
 fn send(triggers: &mpsc::UnboundedSender<Trigger>, apps: HashSet<AppRef>) {
     let seen = Instant::now();
     for app in apps {
-        let _ = triggers.send(Trigger { app, seen });
+        let _ = triggers.send(Trigger {
+            app,
+            seen,
+            live_change: true,
+        });
     }
 }
 

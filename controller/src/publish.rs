@@ -22,6 +22,9 @@ pub const SEVERITY_LABEL: &str = "argo-drift.io/severity";
 pub const FINGERPRINT_ANNOTATION: &str = "argo-drift.io/drift-fingerprint";
 pub const INCIDENT_ANNOTATION: &str = "argo-drift.io/incident";
 pub const INCIDENT_SEVERITY_ANNOTATION: &str = "argo-drift.io/incident-severity";
+/// When the drift of a still-open incident went away (RFC 3339): the incident resolves once
+/// it has stayed away for the notifier's resolve hold.
+pub const RESOLVING_ANNOTATION: &str = "argo-drift.io/incident-resolving-since";
 pub const REPORT_KEY: &str = "report.json";
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
 pub const REPORT_LIMIT: usize = 900 * 1024;
@@ -58,6 +61,8 @@ pub struct Published {
     /// The open incident (its id, the first drift's fingerprint) and its highest severity: kept
     /// while drift changes, so notifications about it share one id (a PagerDuty `dedup_key`).
     pub incident: Option<(String, Severity)>,
+    /// Set while the incident's drift is gone but the resolve hold has not passed.
+    pub resolving_since: Option<Timestamp>,
     /// Digest of the report text last written by this process (`None` when read back).
     pub text_hash: Option<String>,
 }
@@ -119,6 +124,9 @@ impl Publisher {
             Published {
                 fingerprint,
                 drifted,
+                resolving_since: annotation(RESOLVING_ANNOTATION)
+                    .and_then(|t| t.parse().ok())
+                    .filter(|_| incident.is_some()),
                 incident,
                 text_hash: None,
             }
@@ -133,6 +141,7 @@ impl Publisher {
         severity_label: &str,
         fingerprint: &str,
         incident: Option<&(String, Severity)>,
+        resolving_since: Option<Timestamp>,
     ) -> Result<()> {
         let namespace = envelope.namespace;
         let name = report_name(envelope.application);
@@ -153,6 +162,7 @@ impl Publisher {
                     FINGERPRINT_ANNOTATION: fingerprint,
                     INCIDENT_ANNOTATION: incident.map(|i| i.0.as_str()).unwrap_or(""),
                     INCIDENT_SEVERITY_ANNOTATION: incident.map(|i| i.1.as_str()).unwrap_or(""),
+                    RESOLVING_ANNOTATION: resolving_since.map(|t| t.to_string()).unwrap_or_default(),
                 },
                 "ownerReferences": [{
                     "apiVersion": owner.api_version,

@@ -14,6 +14,7 @@ use argo_drift_core::normalize::{prepare, Prepared};
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
 use argo_drift_core::{Policy, Severity, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -125,7 +126,7 @@ impl Context {
     pub fn forget_missing(&self, alive: &HashSet<AppRef>) {
         for app in self.live.retain_apps(alive) {
             lock(&self.pending).remove(&app);
-            lock(&self.published).remove(&app);
+            let published = lock(&self.published).remove(&app);
             lock(&self.failures).remove(&app);
             lock(&self.reconciled).remove(&app);
             let name = format!(
@@ -137,6 +138,22 @@ impl Context {
                 self.metrics
                     .drifted_resources
                     .remove(&labels(&[("app", &name), ("severity", severity.as_str())]));
+            }
+            // Its report goes with it (owner reference); an open page must not stay open.
+            if let (Some(notifier), Some(incident)) =
+                (&self.notifier, published.and_then(|p| p.incident))
+            {
+                let empty = DriftReport {
+                    summary: Default::default(),
+                    resources: Vec::new(),
+                };
+                notifier.notify(notification(
+                    EventKind::DriftResolved,
+                    &name,
+                    &incident,
+                    "the application was deleted",
+                    &empty,
+                ));
             }
             tracing::info!(app = %name, "application gone: forgotten");
         }
@@ -160,7 +177,7 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     let result = analyse_app(&object, &app, &ctx).await;
     lock(&ctx.reconciled).insert(app.clone());
     match result {
-        Ok(()) => {
+        Ok(sooner) => {
             lock(&ctx.failures).remove(&app);
             ctx.metrics
                 .reconciles
@@ -175,7 +192,9 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "analysed"
             );
-            Ok(Action::requeue(ctx.settings.resync))
+            // An incident waiting out its resolve hold is looked at again when the hold ends.
+            let after = sooner.map_or(ctx.settings.resync, |s| s.min(ctx.settings.resync));
+            Ok(Action::requeue(after))
         }
         Err(e) => {
             ctx.metrics
@@ -235,7 +254,13 @@ fn jitter_ms() -> u64 {
     u64::from(nanos / 1_000_000)
 }
 
-async fn analyse_app(object: &DynamicObject, app_ref: &AppRef, ctx: &Context) -> Result<()> {
+/// Analyse one application and publish the result; `Some(d)`: look again after `d` (an
+/// incident is waiting out its resolve hold).
+async fn analyse_app(
+    object: &DynamicObject,
+    app_ref: &AppRef,
+    ctx: &Context,
+) -> Result<Option<Duration>> {
     let app = Application::parse(object)?;
     let policy = ctx.policy();
     let app_ignore = compile_ignores(&app)?;
@@ -546,6 +571,57 @@ async fn previous(
         .unwrap_or_default())
 }
 
+/// What happens to the incident of an application given its drift now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IncidentStep {
+    /// No incident before or now.
+    None,
+    /// First drift: a new incident with this id.
+    Opened((String, Severity)),
+    /// Drift goes on (or came back within the hold): same incident.
+    Continued((String, Severity)),
+    /// Drift is gone; the incident stays open until the hold has passed.
+    Holding {
+        incident: (String, Severity),
+        since: Timestamp,
+        remaining: Duration,
+    },
+    /// Drift has stayed gone for the hold: the incident closes.
+    Resolved((String, Severity)),
+}
+
+/// Flap damping: a drift that goes away is not resolved until it has stayed away for `hold`;
+/// one that comes back sooner continues the incident it had, so a flapping field opens one
+/// incident (one page) instead of one per flap.
+fn incident_step(
+    before: &Published,
+    drifted: Option<Severity>,
+    fingerprint: &str,
+    now: Timestamp,
+    hold: Duration,
+) -> IncidentStep {
+    match (drifted, &before.incident) {
+        (Some(s), Some((id, was))) => IncidentStep::Continued((id.clone(), (*was).max(s))),
+        (Some(s), None) => IncidentStep::Opened((fingerprint.to_string(), s)),
+        (None, None) => IncidentStep::None,
+        (None, Some(incident)) => {
+            let since = before.resolving_since.unwrap_or(now);
+            let gone = now
+                .duration_since(since)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            match hold.checked_sub(gone) {
+                Some(remaining) if !remaining.is_zero() => IncidentStep::Holding {
+                    incident: incident.clone(),
+                    since,
+                    remaining,
+                },
+                _ => IncidentStep::Resolved(incident.clone()),
+            }
+        }
+    }
+}
+
 async fn publish_report(
     object: &DynamicObject,
     app_ref: &AppRef,
@@ -553,7 +629,7 @@ async fn publish_report(
     ctx: &Context,
     report: &DriftReport,
     revision: Option<&str>,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let fingerprint = publish::fingerprint(report);
     let severity = publish::severity_label(report);
     let drifted_severity = report
@@ -566,10 +642,26 @@ async fn publish_report(
     update_gauges(ctx, app, report);
     let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
-    let incident = drifted_severity.map(|now| match &before.incident {
-        Some((id, s)) => (id.clone(), (*s).max(now)),
-        None => (fingerprint.clone(), now),
-    });
+    let hold = ctx
+        .notifier
+        .as_ref()
+        .map_or(Duration::ZERO, |n| n.resolve_hold());
+    let step = incident_step(
+        &before,
+        drifted_severity,
+        &fingerprint,
+        Timestamp::now(),
+        hold,
+    );
+    let (incident, resolving_since, sooner) = match &step {
+        IncidentStep::Opened(i) | IncidentStep::Continued(i) => (Some(i.clone()), None, None),
+        IncidentStep::Holding {
+            incident,
+            since,
+            remaining,
+        } => (Some(incident.clone()), Some(*since), Some(*remaining)),
+        IncidentStep::None | IncidentStep::Resolved(_) => (None, None, None),
+    };
     let app_name = format!("{}/{}", app.namespace, app.name);
     let envelope = Envelope {
         application: &app.name,
@@ -588,10 +680,15 @@ async fn publish_report(
         fingerprint: fingerprint.clone(),
         drifted,
         incident: incident.clone(),
+        resolving_since,
         text_hash: Some(text_hash),
     };
-    if before.text_hash == now.text_hash && before.fingerprint == now.fingerprint {
-        return Ok(()); // nothing new: no write, no Event
+    if before.text_hash == now.text_hash
+        && before.fingerprint == now.fingerprint
+        && before.incident == now.incident
+        && before.resolving_since == now.resolving_since
+    {
+        return Ok(sooner); // nothing new: no write, no Event
     }
     let owner = owner_reference(object);
     ctx.publisher
@@ -601,8 +698,10 @@ async fn publish_report(
             &severity,
             &fingerprint,
             incident.as_ref(),
+            resolving_since,
         )
         .await?;
+    notify(ctx, &app_name, &step, &before, &fingerprint, report);
     let event = if drifted && fingerprint != before.fingerprint {
         Some((
             EventType::Warning,
@@ -627,23 +726,40 @@ async fn publish_report(
             .events_emitted
             .get_or_create(&labels(&[("reason", reason)]))
             .inc();
-        if let Some(notifier) = &ctx.notifier {
-            let (kind, open) = match (&before.incident, &incident) {
-                (None, Some(i)) => (EventKind::DriftDetected, i.clone()),
-                (Some(_), Some(i)) => (EventKind::DriftChanged, i.clone()),
-                (Some(i), None) => (EventKind::DriftResolved, i.clone()),
-                (None, None) => (
-                    EventKind::DriftResolved,
-                    (fingerprint.clone(), Severity::None),
-                ),
-            };
-            // A resolution carries the incident's severity, so it takes the same routes as
-            // the page it closes.
-            notifier.notify(notification(kind, &app_name, &open, &note, report));
-        }
     }
     lock(&ctx.published).insert(app_ref.clone(), now);
-    Ok(())
+    Ok(sooner)
+}
+
+/// Tell the notifier what the incident did: opened, changed (new drift, or drift back within
+/// the hold — repeats fall in the notifier's dedup window), or resolved after the hold. A
+/// resolution carries the incident's severity, so it takes the same routes as the page it
+/// closes. Kubernetes Events, by contrast, follow the drift itself.
+fn notify(
+    ctx: &Context,
+    app_name: &str,
+    step: &IncidentStep,
+    before: &Published,
+    fingerprint: &str,
+    report: &DriftReport,
+) {
+    let Some(notifier) = &ctx.notifier else {
+        return;
+    };
+    let new_drift = fingerprint != before.fingerprint;
+    let (kind, incident, summary) = match step {
+        IncidentStep::Opened(i) => (EventKind::DriftDetected, i, publish::drift_message(report)),
+        IncidentStep::Continued(i) if new_drift => {
+            (EventKind::DriftChanged, i, publish::drift_message(report))
+        }
+        IncidentStep::Resolved(i) => (
+            EventKind::DriftResolved,
+            i,
+            format!("all {} resources match Git again", report.summary.resources),
+        ),
+        _ => return,
+    };
+    notifier.notify(notification(kind, app_name, incident, &summary, report));
 }
 
 /// What the notifier gets: the report's drifted fields, values already masked.
@@ -690,7 +806,7 @@ fn notification(
         changes,
         decision: Some("reported (remediation is not enabled)".into()),
         incident: format!("argo-drift/{app}/{}", incident.0),
-        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+        time: Timestamp::now().to_string(),
     }
 }
 
@@ -749,6 +865,7 @@ async fn publish_failure(
             "unknown",
             &fingerprint,
             before.incident.as_ref(),
+            before.resolving_since,
         )
         .await?;
     ctx.publisher
@@ -769,6 +886,7 @@ async fn publish_failure(
             fingerprint,
             drifted: before.drifted,
             incident: before.incident.clone(),
+            resolving_since: before.resolving_since,
             text_hash: None,
         },
     );
@@ -778,6 +896,83 @@ async fn publish_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn open(resolving_since: Option<Timestamp>) -> Published {
+        Published {
+            fingerprint: "f1".into(),
+            drifted: resolving_since.is_none(),
+            incident: Some(("i1".into(), Severity::High)),
+            resolving_since,
+            text_hash: None,
+        }
+    }
+
+    #[test]
+    fn an_incident_opens_goes_on_and_keeps_its_highest_severity() {
+        let hold = Duration::from_secs(120);
+        let none = Published::default();
+        assert_eq!(
+            incident_step(&none, Some(Severity::Low), "f1", at(0), hold),
+            IncidentStep::Opened(("f1".into(), Severity::Low))
+        );
+        assert_eq!(
+            incident_step(&open(None), Some(Severity::Low), "f2", at(0), hold),
+            IncidentStep::Continued(("i1".into(), Severity::High))
+        );
+        assert_eq!(
+            incident_step(&none, None, "f0", at(0), hold),
+            IncidentStep::None
+        );
+    }
+
+    #[test]
+    fn drift_that_goes_away_resolves_only_after_the_hold() {
+        let hold = Duration::from_secs(120);
+        let incident = ("i1".to_string(), Severity::High);
+        assert_eq!(
+            incident_step(&open(None), None, "f0", at(10), hold),
+            IncidentStep::Holding {
+                incident: incident.clone(),
+                since: at(10),
+                remaining: hold
+            }
+        );
+        assert_eq!(
+            incident_step(&open(Some(at(10))), None, "f0", at(100), hold),
+            IncidentStep::Holding {
+                incident: incident.clone(),
+                since: at(10),
+                remaining: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            incident_step(&open(Some(at(10))), None, "f0", at(130), hold),
+            IncidentStep::Resolved(incident.clone())
+        );
+        assert_eq!(
+            incident_step(&open(None), None, "f0", at(0), Duration::ZERO),
+            IncidentStep::Resolved(incident),
+            "no hold: resolved at once"
+        );
+    }
+
+    #[test]
+    fn a_flap_within_the_hold_continues_the_incident() {
+        assert_eq!(
+            incident_step(
+                &open(Some(at(10))),
+                Some(Severity::Medium),
+                "f3",
+                at(20),
+                Duration::from_secs(120)
+            ),
+            IncidentStep::Continued(("i1".into(), Severity::High))
+        );
+    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_five_minutes_with_jitter() {

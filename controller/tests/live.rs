@@ -1054,49 +1054,91 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
     controller.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_pages_once_and_its_resolution_resolves_the_same_pagerduty_incident() {
-    let client = client().await;
-    let argocd = fresh_namespace(&client, "argocd").await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("r"));
+/// An app "paged" (one ConfigMap in Git and live, in sync) in fresh namespaces, a controller
+/// paging through PagerDuty at `pagerduty_url` with routing key R0UTINGKEY, and the live
+/// ConfigMaps. Returns (argocd namespace, ConfigMap API, controller).
+async fn paged_app(
+    client: &kube::Client,
+    dir: &std::path::Path,
+    pagerduty_url: &str,
+    resolve_hold_seconds: u64,
+) -> (String, kube::Api<kube::api::DynamicObject>, Running) {
+    let argocd = fresh_namespace(client, "argocd").await;
+    let shop = fresh_namespace(client, "shop").await;
+    let repo = GitRepo::new(&dir.join("r"));
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: paged\ndata:\n  a: \"1\"\n  b: \"1\"\n";
     repo.write("cm.yaml", cm);
     let commit = repo.commit("c");
-    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    apply_yaml(client, &shop, cm, "argocd-controller").await;
     apply(
-        &client,
+        client,
         &argocd,
         application("paged", &repo.url(), "", &shop, Some(&commit)),
         "argocd-server",
     )
     .await;
-    let pagerduty = Capture::start().await;
-    let key_file = dir.path().join("routing-key");
+    let key_file = dir.join("routing-key");
     std::fs::write(&key_file, "R0UTINGKEY\n").unwrap();
-    let notifications = dir.path().join("notifications.yaml");
+    let notifications = dir.join("notifications.yaml");
     std::fs::write(
         &notifications,
         format!(
-            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [\"*\"]\n  minSeverity: medium\n  channels: [oncall]\n",
+            "resolveHoldSeconds: {resolve_hold_seconds}\nchannels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{pagerduty_url}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [\"*\"]\n  minSeverity: medium\n  channels: [oncall]\n",
             key_file.display(),
-            pagerduty.url
         ),
     )
     .unwrap();
     let controller = Running::start(
-        &client,
+        client,
         &argocd,
         &["--notifications", notifications.to_str().unwrap()],
     )
     .await;
     wait_for("the first report", WAIT, || async {
-        report(&client, &argocd, "paged").await
+        report(client, &argocd, "paged").await
     })
     .await;
+    let configmaps = dynamic(client, &shop, "v1", "ConfigMap").await;
+    (argocd, configmaps, controller)
+}
 
-    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_cannot_deliver_shows_in_the_report_without_another_change() {
+    let client = client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/v2/enqueue", free_port());
+    let (argocd, configmaps, controller) = paged_app(&client, dir.path(), &url, 0).await;
+    merge(
+        &configmaps,
+        "paged",
+        "kubectl-edit",
+        json!({"data": {"a": "2"}}),
+    )
+    .await;
+    // Five attempts with backoff take about 8 s; then the report is rewritten on its own.
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "paged",
+        "the failure in the report",
+        Duration::from_secs(60),
+        |r| r["notificationFailures"].is_string(),
+    )
+    .await;
+    let failure = r["notificationFailures"].as_str().unwrap();
+    assert!(failure.contains("oncall"), "{failure}");
+    assert!(!failure.contains("R0UTINGKEY"), "{failure}");
+    assert_eq!(r["summary"]["modified"], 1, "{r:#}");
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_pages_once_a_flap_within_the_hold_does_not_page_again_and_one_resolve_closes_it() {
+    let client = client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pagerduty = Capture::start().await;
+    let (argocd, configmaps, controller) = paged_app(&client, dir.path(), &pagerduty.url, 4).await;
+
     merge(
         &configmaps,
         "paged",
@@ -1120,17 +1162,44 @@ async fn drift_pages_once_and_its_resolution_resolves_the_same_pagerduty_inciden
         (pagerduty.got().len() == 2).then_some(())
     })
     .await;
+    // The field flaps: reverted, then changed again within the resolve hold. The incident
+    // stays open (the report says since when it is resolving) and nobody is paged again.
+    let revert = json!({"data": {"a": "1", "b": "1"}});
+    merge(&configmaps, "paged", "kubectl-edit", revert.clone()).await;
+    let (cm, _) = wait_report(&client, &argocd, "paged", "the drift gone", WAIT, |r| {
+        r["summary"]["modified"] == 0
+    })
+    .await;
+    let annotations = cm.metadata.annotations.unwrap();
+    assert!(!annotations["argo-drift.io/incident"].is_empty());
+    assert!(!annotations["argo-drift.io/incident-resolving-since"].is_empty());
     merge(
         &configmaps,
         "paged",
         "kubectl-edit",
-        json!({"data": {"a": "1", "b": "1"}}),
+        json!({"data": {"a": "2"}}),
     )
     .await;
+    let (cm, _) = wait_report(&client, &argocd, "paged", "the drift back", WAIT, |r| {
+        r["summary"]["modified"] == 1
+    })
+    .await;
+    assert_eq!(
+        cm.metadata.annotations.unwrap()["argo-drift.io/incident-resolving-since"],
+        "",
+        "the incident goes on"
+    );
+    merge(&configmaps, "paged", "kubectl-edit", revert).await;
+    let reverted = std::time::Instant::now();
     wait_for("the resolve", WAIT, || async {
         (pagerduty.got().len() == 3).then_some(())
     })
     .await;
+    assert!(
+        reverted.elapsed() >= Duration::from_secs(3),
+        "resolved only after the hold: {:?}",
+        reverted.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = pagerduty.got();
     assert_eq!(got.len(), 3, "{got:#?}");
@@ -1156,6 +1225,16 @@ async fn drift_pages_once_and_its_resolution_resolves_the_same_pagerduty_inciden
     assert!(
         metrics.contains("argo_drift_notifications_total{channel=\"oncall\",outcome=\"sent\"} 3"),
         "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("argo_drift_notifications_total{channel=\"oncall\",outcome=\"duplicate\"} 1"),
+        "the flap's change fell in the dedup window: {metrics}"
+    );
+    let (cm, _) = report(&client, &argocd, "paged").await.unwrap();
+    assert_eq!(
+        cm.metadata.annotations.unwrap()["argo-drift.io/incident"],
+        ""
     );
     controller.stop().await;
 }

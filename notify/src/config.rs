@@ -29,6 +29,10 @@ pub struct NotificationsFile {
     /// The same event for the same incident is sent once per channel within this window.
     #[serde(default = "default_window")]
     pub dedup_window_seconds: u64,
+    /// Flap damping: drift must stay gone this long before its incident is resolved; drift
+    /// that comes back sooner continues the same incident instead of paging anew.
+    #[serde(default = "default_resolve_hold")]
+    pub resolve_hold_seconds: u64,
     /// Messages waiting per channel; beyond this new ones are dropped (and counted), so a dead
     /// channel never holds up detection or remediation.
     #[serde(default = "default_queue")]
@@ -61,6 +65,10 @@ pub struct TemplateSpec {
 
 fn default_window() -> u64 {
     600
+}
+
+fn default_resolve_hold() -> u64 {
+    120
 }
 
 fn default_queue() -> usize {
@@ -185,6 +193,7 @@ pub struct Route {
 pub struct Notifications {
     pub argocd_url: Option<String>,
     pub dedup_window: Duration,
+    pub resolve_hold: Duration,
     pub queue_size: usize,
     pub channels: Vec<Channel>,
     pub routes: Vec<Route>,
@@ -374,6 +383,7 @@ impl Notifications {
             templates,
             argocd_url: raw.argocd_url,
             dedup_window: Duration::from_secs(raw.dedup_window_seconds),
+            resolve_hold: Duration::from_secs(raw.resolve_hold_seconds),
             queue_size: raw.queue_size,
             channels,
             routes,

@@ -38,23 +38,39 @@ pub struct Stats {
     /// The last delivery failure per application and channel, for the application's report;
     /// a success on that channel clears it.
     failures: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// Told the application whenever its failures change, so its report can show them now
+    /// rather than at its next analysis.
+    changed: Mutex<Option<mpsc::UnboundedSender<String>>>,
 }
 
 impl Stats {
     fn failed(&self, app: &str, channel: &str, message: String) {
-        lock(&self.failures)
+        let before = lock(&self.failures)
             .entry(app.to_string())
             .or_default()
-            .insert(channel.to_string(), message);
+            .insert(channel.to_string(), message.clone());
+        if before.as_ref() != Some(&message) {
+            self.tell(app);
+        }
     }
 
     fn delivered(&self, app: &str, channel: &str) {
         let mut failures = lock(&self.failures);
-        if let Some(f) = failures.get_mut(app) {
-            f.remove(channel);
+        let Some(f) = failures.get_mut(app) else {
+            return;
+        };
+        if f.remove(channel).is_some() {
             if f.is_empty() {
                 failures.remove(app);
             }
+            drop(failures);
+            self.tell(app);
+        }
+    }
+
+    fn tell(&self, app: &str) {
+        if let Some(tx) = lock(&self.changed).as_ref() {
+            let _ = tx.send(app.to_string());
         }
     }
 }
@@ -119,6 +135,18 @@ impl Notifier {
             dedup: Mutex::default(),
             stats,
         })
+    }
+
+    /// Applications (`namespace/name`) whose delivery failures changed, from now on.
+    pub fn failure_changes(&self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.stats.changed) = Some(tx);
+        rx
+    }
+
+    /// How long drift must stay gone before its incident is resolved (flap damping).
+    pub fn resolve_hold(&self) -> Duration {
+        self.config.resolve_hold
     }
 
     pub fn stats(&self) -> &Stats {

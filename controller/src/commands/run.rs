@@ -184,6 +184,26 @@ pub async fn serve(
         watcher::Config::default().fields("metadata.name=argocd-ssh-known-hosts-cm"),
         "argocd-ssh-known-hosts-cm",
     );
+    // A notification that could not be delivered shows in its application's report at once:
+    // the application is analysed again and its report rewritten with the failure.
+    if let Some(n) = &notifier {
+        let mut changes = n.failure_changes();
+        let triggers = trigger_tx.clone();
+        let resource = application::api_resource();
+        tokio::spawn(async move {
+            while let Some(app) = changes.recv().await {
+                let Some((namespace, name)) = app.split_once('/') else {
+                    continue;
+                };
+                let app = ObjectRef::new_with(name, resource.clone()).within(namespace);
+                let _ = triggers.send(Trigger {
+                    app,
+                    seen: Instant::now(),
+                    live_change: false,
+                });
+            }
+        });
+    }
     let ctx = Arc::new(Context::new(
         Settings {
             resync: args.resync,
@@ -219,7 +239,9 @@ pub async fn serve(
     };
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
-        trigger_ctx.note_change(&t.app, t.seen);
+        if t.live_change {
+            trigger_ctx.note_change(&t.app, t.seen);
+        }
         t.app
     });
     let controller = Controller::new_with(apps, config, resource.clone())
@@ -465,6 +487,7 @@ async fn reload_policy(
                     let _ = triggers.send(Trigger {
                         app,
                         seen: Instant::now(),
+                        live_change: false,
                     });
                 }
             }
