@@ -16,7 +16,7 @@ pub const DEFAULT_POLICY_NAME: &str = "<built-in config/policy.yaml>";
 pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
 pub const KIND: &str = "DriftPolicy";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyFile {
     #[serde(default)]
@@ -33,7 +33,7 @@ pub struct PolicyFile {
     pub severity: SeveritySpec,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeveritySpec {
     /// Severity of a change no rule matches.
@@ -41,6 +41,13 @@ pub struct SeveritySpec {
     pub default: Severity,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+}
+
+/// The JSON Schema of the policy file (committed as `config/policy.schema.json` for editors).
+pub fn schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(PolicyFile)).unwrap_or_default();
+    schema["title"] = "argo-drift DriftPolicy".into();
+    schema
 }
 
 impl SeveritySpec {

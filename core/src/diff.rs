@@ -16,7 +16,7 @@ use crate::redact::{is_secret, Redactor};
 
 /// What happened to live relative to Git: `add` — live has a field Git does not; `remove` — live
 /// lacks a field Git has; `replace` — the values differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Add,

@@ -16,7 +16,7 @@ use lettre::message::Mailbox;
 pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
 pub const KIND: &str = "Notifications";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationsFile {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct NotificationsFile {
     pub templates: Vec<TemplateSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSpec {
     /// Event names or `"*"` (the default).
@@ -63,6 +63,15 @@ pub struct TemplateSpec {
     pub body: Option<String>,
 }
 
+/// The JSON Schema of the notifications file (committed as `config/notifications.schema.json`
+/// for editors).
+pub fn schema() -> serde_json::Value {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(NotificationsFile)).unwrap_or_default();
+    schema["title"] = "argo-drift Notifications".into();
+    schema
+}
+
 fn default_window() -> u64 {
     600
 }
@@ -75,7 +84,7 @@ fn default_queue() -> usize {
     256
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelSpec {
     pub name: String,
@@ -90,13 +99,13 @@ pub struct ChannelSpec {
     pub rate_per_second: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackSpec {
     pub webhook_url: SecretRef,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PagerDutySpec {
     pub routing_key: SecretRef,
@@ -104,7 +113,7 @@ pub struct PagerDutySpec {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailSpec {
     pub host: String,
@@ -124,7 +133,7 @@ pub struct EmailSpec {
 }
 
 /// Where a secret is read from. There is deliberately no inline form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
     #[serde(default)]
@@ -133,7 +142,7 @@ pub struct SecretRef {
     pub file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteSpec {
     /// Event names (`drift-detected`, …) or `"*"` for all.

@@ -14,7 +14,7 @@ use crate::event::Notification;
 use crate::pagerduty::app_url;
 use crate::template::{Escape, Rendered, Templates};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tls {
     /// Plain connection upgraded with STARTTLS (port 587).

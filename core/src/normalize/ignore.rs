@@ -8,7 +8,7 @@ use crate::manifest::ResourceKey;
 use crate::normalize::managed::Ownership;
 
 /// One `ignoreDifferences` entry as written in Argo CD's Application spec or our policy file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IgnoreDifferences {
     #[serde(default)]

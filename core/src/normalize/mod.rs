@@ -24,7 +24,7 @@ pub const DEFAULT_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
 /// Which field managers are whose (see DOMAIN: Argo CD's client-side apply writes as
 /// `kubectl-client-side-apply`, which a person running `kubectl apply` also does).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Managers {
     /// Managers that apply Git: a field only they own, present only in live, is not drift.
@@ -69,7 +69,7 @@ impl Default for Managers {
 }
 
 /// How Argo CD marks the live objects it tracks.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackingKeys {
     #[serde(default = "TrackingKeys::default_label")]
