@@ -204,14 +204,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Resolved incidents a PagerDuty channel remembers, to send each resolve once.
+const RESOLVED_REMEMBERED: usize = 10_000;
+
 enum Target {
     Slack(HttpTarget),
     PagerDuty {
         http: HttpTarget,
         routing_key: String,
-        /// Incidents this channel triggered and has not resolved: a resolve is sent once, and
-        /// only for them.
-        open: HashSet<String>,
+        /// Incidents this channel resolved: a resolve is sent once per incident. One for an
+        /// incident not seen here (opened before a restart: its id lives on the report
+        /// ConfigMap) is sent; PagerDuty ignores a resolve for a key it does not know.
+        resolved: HashSet<String>,
     },
     Email(Box<EmailChannel>, RateLimit),
 }
@@ -245,7 +249,7 @@ impl Worker {
             ChannelKind::PagerDuty { routing_key, url } => Target::PagerDuty {
                 http: http(url),
                 routing_key: routing_key.0.clone(),
-                open: HashSet::new(),
+                resolved: HashSet::new(),
             },
             ChannelKind::Email {
                 host,
@@ -318,13 +322,19 @@ impl Worker {
             Target::PagerDuty {
                 http,
                 routing_key,
-                open,
+                resolved,
             } => {
-                if n.kind.closes_incident() && !open.remove(&n.incident) {
-                    return None;
-                }
-                if !n.kind.closes_incident() {
-                    open.insert(n.incident.clone());
+                if n.kind.closes_incident() {
+                    if resolved.contains(&n.incident) {
+                        return None;
+                    }
+                    // Bounded: incident ids are per drift episode, so old ones never return.
+                    if resolved.len() >= RESOLVED_REMEMBERED {
+                        resolved.clear();
+                    }
+                    resolved.insert(n.incident.clone());
+                } else {
+                    resolved.remove(&n.incident);
                 }
                 let t = self
                     .templates

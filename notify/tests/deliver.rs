@@ -415,12 +415,25 @@ mod dispatch {
         assert_eq!(notifier.stats().count_of("oncall", "sent"), 2);
         assert_eq!(notifier.stats().count_of("oncall", "duplicate"), 2);
 
-        // A resolution for an incident this channel never paged is not sent.
-        let mut other = notification(EventKind::DriftResolved);
-        other.incident = "argo-drift/argocd/other/1".into();
-        notifier.notify(other);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(notifier.stats().count_of("oncall", "skipped"), 1);
+        // An incident is resolved once, even after the dedup window: a second resolution (a
+        // second replica, a replay) is skipped.
+        assert_eq!(notifier.stats().count_of("oncall", "skipped"), 0);
+        // An incident opened before a restart is unknown here and still resolved, with its
+        // own key: the page must not stay open.
+        let mut earlier = notification(EventKind::DriftResolved);
+        earlier.incident = "argo-drift/argocd/web/opened-before-restart".into();
+        notifier.notify(earlier);
+        let got = settle(&peer, 5).await;
+        let last = got
+            .iter()
+            .rev()
+            .find(|v| v.get("event_action").is_some())
+            .unwrap();
+        assert_eq!(last["event_action"], "resolve");
+        assert_eq!(
+            last["dedup_key"],
+            "argo-drift/argocd/web/opened-before-restart"
+        );
         // Below the pager's threshold: Slack only.
         let mut low = notification(EventKind::DriftChanged);
         low.severity = Severity::Low;
@@ -531,5 +544,27 @@ mod dispatch {
             resolved["blocks"][0]["text"]["text"],
             "Drift resolved: argocd/web"
         );
+    }
+
+    #[tokio::test]
+    async fn an_incident_is_resolved_once_even_after_the_dedup_window() {
+        let (url, peer) = start(vec![]).await;
+        let notifier = Notifier::start(
+            config_with(
+                &format!("{url}/v2/enqueue"),
+                &format!("{url}/services/T000/B000/XXXXSECRETXXXX"),
+                16,
+                "dedupWindowSeconds: 0\n",
+            ),
+            None,
+        )
+        .unwrap();
+        notifier.notify(notification(EventKind::DriftDetected));
+        notifier.notify(notification(EventKind::DriftResolved));
+        notifier.notify(notification(EventKind::DriftResolved));
+        let got = settle(&peer, 5).await;
+        let actions: Vec<&Value> = got.iter().filter_map(|v| v.get("event_action")).collect();
+        assert_eq!(actions, ["trigger", "resolve"]);
+        assert_eq!(notifier.stats().count_of("oncall", "skipped"), 1);
     }
 }
