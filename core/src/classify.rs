@@ -124,6 +124,9 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub live_values: Vec<Value>,
     pub severity: Severity,
+    /// What to do about drift this rule matches, instead of the actions of its severity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::policy::Action>,
 }
 
 /// A rule with its patterns compiled.

@@ -1,7 +1,7 @@
 //! The policy file (`config/policy.yaml`): read as raw serde structs, then validated and compiled
 //! once (patterns parsed, jq compiled). Errors name the file, the key path and the bad value.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,7 @@ use crate::classify::{Classifier, Rule, RuleSpec, Severity};
 use crate::error::{Error, Result};
 use crate::normalize::ignore::{IgnoreDifferences, IgnoreRule};
 use crate::normalize::{Managers, TrackingKeys};
+use crate::policy::{Action, RemediationSpec};
 
 /// The policy shipped with argo-drift, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
@@ -31,6 +32,8 @@ pub struct PolicyFile {
     pub ignore_differences: Vec<IgnoreDifferences>,
     #[serde(default)]
     pub severity: SeveritySpec,
+    #[serde(default)]
+    pub remediation: RemediationSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -73,6 +76,9 @@ pub struct Policy {
     pub tracking: TrackingKeys,
     pub ignore: Vec<IgnoreRule>,
     pub classifier: Classifier,
+    pub remediation: RemediationSpec,
+    /// Rules that say their own actions, by rule name.
+    pub rule_actions: BTreeMap<String, Vec<Action>>,
 }
 
 impl Policy {
@@ -129,7 +135,11 @@ impl Policy {
         }
         let mut names = HashSet::new();
         let mut rules = Vec::new();
+        let mut rule_actions = BTreeMap::new();
         for (i, spec) in raw.severity.rules.into_iter().enumerate() {
+            if !spec.actions.is_empty() {
+                rule_actions.insert(spec.name.clone(), spec.actions.clone());
+            }
             if !names.insert(spec.name.clone()) {
                 return Err(fail(
                     format!("severity.rules[{i}].name"),
@@ -145,7 +155,12 @@ impl Policy {
                 })?,
             );
         }
+        raw.remediation
+            .validate(&rule_actions)
+            .map_err(|(key, message)| fail(format!("remediation.{key}"), message))?;
         Ok(Policy {
+            remediation: raw.remediation,
+            rule_actions,
             source: file.to_string(),
             managers: raw.managers,
             tracking: raw.tracking,

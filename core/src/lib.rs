@@ -13,6 +13,7 @@ pub mod error;
 pub mod manifest;
 pub mod normalize;
 pub mod path;
+pub mod policy;
 pub mod redact;
 pub mod report;
 

@@ -1,0 +1,1123 @@
+//! Decisions: what to do about an application's drift, or why nothing is done. A pure function
+//! of the report, the remediation policy, the guardrail state, outside signals and the clock
+//! (`now`, in Unix seconds, injected so tests never sleep). It returns the steps to take and
+//! the updated state as values; the controller persists the state, performs the steps and
+//! audits both.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{Severity, Status};
+use crate::manifest::ResourceKey;
+use crate::report::DriftReport;
+
+/// What may be done about drift, weakest first. `page` is added to another action.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Nothing, not even a notification.
+    Ignore,
+    /// Tell the team (routes in notifications.yaml).
+    Notify,
+    /// Sync only the drifted resources back to Git.
+    Heal,
+    /// Ask a human; heal once approved.
+    Approve,
+    /// Stop Argo CD's automation on the app and keep the evidence: security-relevant drift.
+    Freeze,
+    /// Page the on-call.
+    Page,
+}
+
+/// How far argo-drift may go on an application.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Report only; no decisions.
+    Observe,
+    /// Decide and report what would happen; do nothing.
+    #[default]
+    DryRun,
+    /// Act.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "observe" => Ok(Mode::Observe),
+            "dry-run" => Ok(Mode::DryRun),
+            "enforce" => Ok(Mode::Enforce),
+            _ => Err(format!(
+                "unknown mode {s:?} (one of observe, dry-run, enforce)"
+            )),
+        }
+    }
+}
+
+/// Actions by severity, as written in the policy file; a tier may give only some severities.
+pub type ActionTable = BTreeMap<Severity, Vec<Action>>;
+
+/// A token bucket: `actions` at most, refilled at `actions` per `perSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateSpec {
+    pub actions: u32,
+    pub per_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimits {
+    #[serde(default = "RateLimits::default_global")]
+    pub global: RateSpec,
+    #[serde(default = "RateLimits::default_per_app")]
+    pub per_app: RateSpec,
+}
+
+impl RateLimits {
+    fn default_global() -> RateSpec {
+        RateSpec {
+            actions: 2,
+            per_seconds: 60,
+        }
+    }
+    fn default_per_app() -> RateSpec {
+        RateSpec {
+            actions: 1,
+            per_seconds: 300,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            global: RateLimits::default_global(),
+            per_app: RateLimits::default_per_app(),
+        }
+    }
+}
+
+/// The same field drifting back after a heal this many times within the window trips the
+/// breaker: the remediation is not working.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecurrenceSpec {
+    pub count: u32,
+    pub window_seconds: u32,
+}
+
+impl Default for RecurrenceSpec {
+    fn default() -> Self {
+        RecurrenceSpec {
+            count: 3,
+            window_seconds: 1800,
+        }
+    }
+}
+
+/// Automatic action is refused when it would touch more than `maxResources` resources or more
+/// than `maxPercent` of the application's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlastRadiusSpec {
+    pub max_resources: usize,
+    pub max_percent: u32,
+}
+
+impl Default for BlastRadiusSpec {
+    fn default() -> Self {
+        BlastRadiusSpec {
+            max_resources: 10,
+            max_percent: 50,
+        }
+    }
+}
+
+/// The error-budget gate: a Prometheus query whose value is the remaining budget (0..1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorBudgetSpec {
+    /// Prometheus' base URL (`http://prometheus:9090`).
+    pub prometheus_url: String,
+    /// An instant query returning one number; `{{app}}`, `{{namespace}}` and `{{name}}` are
+    /// replaced with the application's.
+    pub query: String,
+    /// Below this, nothing is done automatically: the on-call is paged instead.
+    pub minimum: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSpec {
+    #[serde(default = "ApprovalSpec::default_expire")]
+    pub expire_seconds: u32,
+    /// Notify again when an approval has waited this long (0: never).
+    #[serde(default = "ApprovalSpec::default_escalate")]
+    pub escalate_seconds: u32,
+}
+
+impl ApprovalSpec {
+    fn default_expire() -> u32 {
+        24 * 3600
+    }
+    fn default_escalate() -> u32 {
+        3600
+    }
+}
+
+impl Default for ApprovalSpec {
+    fn default() -> Self {
+        ApprovalSpec {
+            expire_seconds: ApprovalSpec::default_expire(),
+            escalate_seconds: ApprovalSpec::default_escalate(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardrailSpec {
+    #[serde(default)]
+    pub rate_limit: RateLimits,
+    /// The same resource and field is not acted on again within this many seconds.
+    #[serde(default = "GuardrailSpec::default_cooldown")]
+    pub cooldown_seconds: u32,
+    #[serde(default)]
+    pub recurrence: RecurrenceSpec,
+    #[serde(default)]
+    pub blast_radius: BlastRadiusSpec,
+    #[serde(default)]
+    pub error_budget: Option<ErrorBudgetSpec>,
+}
+
+impl GuardrailSpec {
+    fn default_cooldown() -> u32 {
+        600
+    }
+}
+
+// Written out: a derived Default would give a zero cooldown where serde gives 600.
+impl Default for GuardrailSpec {
+    fn default() -> Self {
+        GuardrailSpec {
+            rate_limit: RateLimits::default(),
+            cooldown_seconds: GuardrailSpec::default_cooldown(),
+            recurrence: RecurrenceSpec::default(),
+            blast_radius: BlastRadiusSpec::default(),
+            error_budget: None,
+        }
+    }
+}
+
+/// The `remediation` section of the policy file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemediationSpec {
+    /// Global mode; an application's label `argo-drift.io/mode` overrides it for that app (so
+    /// one app can be enforced while the rest stay in dry-run).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Actions by severity.
+    #[serde(default = "RemediationSpec::default_actions")]
+    pub actions: ActionTable,
+    /// Overrides by the application's label `argo-drift.io/tier` (set by ApplicationSets).
+    #[serde(default)]
+    pub tiers: BTreeMap<String, ActionTable>,
+    #[serde(default)]
+    pub guardrails: GuardrailSpec,
+    #[serde(default)]
+    pub approvals: ApprovalSpec,
+}
+
+impl RemediationSpec {
+    fn default_actions() -> ActionTable {
+        use Action::*;
+        BTreeMap::from([
+            (Severity::None, vec![Ignore]),
+            (Severity::Info, vec![Ignore]),
+            (Severity::Low, vec![Heal]),
+            (Severity::Medium, vec![Approve]),
+            (Severity::High, vec![Approve, Page]),
+            (Severity::Critical, vec![Freeze, Page]),
+        ])
+    }
+}
+
+impl Default for RemediationSpec {
+    fn default() -> Self {
+        RemediationSpec {
+            mode: Mode::default(),
+            actions: RemediationSpec::default_actions(),
+            tiers: BTreeMap::new(),
+            guardrails: GuardrailSpec::default(),
+            approvals: ApprovalSpec::default(),
+        }
+    }
+}
+
+impl RemediationSpec {
+    /// Check what serde cannot; errors are (key path, message).
+    pub fn validate(
+        &self,
+        rule_actions: &BTreeMap<String, Vec<Action>>,
+    ) -> Result<(), (String, String)> {
+        let g = &self.guardrails;
+        for (key, rate) in [
+            ("guardrails.rateLimit.global", g.rate_limit.global),
+            ("guardrails.rateLimit.perApp", g.rate_limit.per_app),
+        ] {
+            if rate.actions == 0 || rate.per_seconds == 0 {
+                return Err((
+                    key.into(),
+                    "actions and perSeconds must be at least 1".into(),
+                ));
+            }
+        }
+        if g.recurrence.count == 0 {
+            return Err((
+                "guardrails.recurrence.count".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if g.blast_radius.max_percent == 0 || g.blast_radius.max_percent > 100 {
+            return Err((
+                "guardrails.blastRadius.maxPercent".into(),
+                format!("{} is not within 1..=100", g.blast_radius.max_percent),
+            ));
+        }
+        if let Some(b) = &g.error_budget {
+            if !(0.0..=1.0).contains(&b.minimum) {
+                return Err((
+                    "guardrails.errorBudget.minimum".into(),
+                    format!("{} is not within 0..=1", b.minimum),
+                ));
+            }
+            if b.query.trim().is_empty() {
+                return Err(("guardrails.errorBudget.query".into(), "is empty".into()));
+            }
+        }
+        let tables = std::iter::once(("actions".to_string(), &self.actions))
+            .chain(self.tiers.iter().map(|(t, a)| (format!("tiers.{t}"), a)));
+        for (at, table) in tables {
+            for (severity, actions) in table {
+                check_actions(actions).map_err(|m| (format!("{at}.{severity}"), m))?;
+            }
+        }
+        for (rule, actions) in rule_actions {
+            check_actions(actions).map_err(|m| (format!("severity.rules[{rule}].actions"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// At most one of heal, approve and freeze; ignore alone.
+fn check_actions(actions: &[Action]) -> Result<(), String> {
+    let primary = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Heal | Action::Approve | Action::Freeze))
+        .count();
+    if primary > 1 {
+        return Err("at most one of heal, approve and freeze".into());
+    }
+    if actions.contains(&Action::Ignore) && actions.len() > 1 {
+        return Err("ignore cannot be combined with other actions".into());
+    }
+    Ok(())
+}
+
+// ----- guardrail state -------------------------------------------------------------------------
+
+/// A token bucket's level at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    pub tokens: f64,
+    pub at: i64,
+}
+
+impl Bucket {
+    fn full(spec: RateSpec, now: i64) -> Bucket {
+        Bucket {
+            tokens: f64::from(spec.actions),
+            at: now,
+        }
+    }
+
+    fn level(&self, spec: RateSpec, now: i64) -> f64 {
+        let per_second = f64::from(spec.actions) / f64::from(spec.per_seconds);
+        let elapsed = (now - self.at).max(0) as f64;
+        (self.tokens + elapsed * per_second).min(f64::from(spec.actions))
+    }
+
+    /// The bucket after taking one token at `now`.
+    fn take(&self, spec: RateSpec, now: i64) -> Bucket {
+        Bucket {
+            tokens: self.level(spec, now) - 1.0,
+            at: now,
+        }
+    }
+
+    /// When one token will be there.
+    fn next_token(&self, spec: RateSpec, now: i64) -> i64 {
+        let missing = 1.0 - self.level(spec, now);
+        if missing <= 0.0 {
+            return now;
+        }
+        let per_second = f64::from(spec.actions) / f64::from(spec.per_seconds);
+        now + (missing / per_second).ceil() as i64
+    }
+}
+
+/// A request for a human to approve healing this report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingApproval {
+    /// The report id an approval must name (`argo-drift.io/approve: <id>`).
+    pub id: String,
+    pub resources: Vec<ResourceKey>,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    /// When to notify again; `None` once done (or never).
+    pub escalate_at: Option<i64>,
+}
+
+/// Everything the guardrails remember; persisted by the controller (a ConfigMap) so that it
+/// survives restarts and is the same for whichever replica leads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_bucket: Option<Bucket>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub app_buckets: BTreeMap<String, Bucket>,
+    /// `app|resource|field` -> not again before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cooldowns: BTreeMap<String, i64>,
+    /// `app|resource|field` -> when it was healed (within the recurrence window).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub heals: BTreeMap<String, Vec<i64>>,
+    /// Applications whose recurrence breaker tripped, and when; cleared by a human.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakers: BTreeMap<String, i64>,
+    /// Applications frozen, and when; cleared by a human.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub frozen: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approvals: BTreeMap<String, PendingApproval>,
+    /// Report ids whose approval was rejected or expired: not asked again for the same drift.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub declined: BTreeMap<String, String>,
+}
+
+impl GuardrailState {
+    /// Drop what can no longer matter at `now` (expired cooldowns, heals outside the window,
+    /// full buckets), so the persisted state stays small.
+    pub fn prune(&mut self, spec: &RemediationSpec, now: i64) {
+        self.cooldowns.retain(|_, until| *until > now);
+        let window = i64::from(spec.guardrails.recurrence.window_seconds);
+        self.heals.retain(|_, times| {
+            times.retain(|t| now - t < window);
+            !times.is_empty()
+        });
+        let per_app = spec.guardrails.rate_limit.per_app;
+        self.app_buckets
+            .retain(|_, b| b.level(per_app, now) < f64::from(per_app.actions));
+    }
+
+    /// Forget an application (deleted, or reset by a human).
+    pub fn forget(&mut self, app: &str) {
+        let prefix = format!("{app}|");
+        self.app_buckets.remove(app);
+        self.cooldowns.retain(|k, _| !k.starts_with(&prefix));
+        self.heals.retain(|k, _| !k.starts_with(&prefix));
+        self.breakers.remove(app);
+        self.frozen.remove(app);
+        self.approvals.remove(app);
+        self.declined.remove(app);
+    }
+}
+
+// ----- inputs and outputs ----------------------------------------------------------------------
+
+/// The remaining error budget, as the controller could read it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Budget {
+    /// No error-budget gate configured.
+    #[default]
+    NotConfigured,
+    Remaining(f64),
+    /// Prometheus unreachable or the query returned nothing usable: fail safe.
+    Unavailable(String),
+}
+
+/// A human's answer, read from the Application's annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `argo-drift.io/approve: <report id>`
+    Approve(String),
+    /// `argo-drift.io/reject: <report id>`
+    Reject(String),
+}
+
+pub struct AppInput<'a> {
+    /// `namespace/name`.
+    pub app: &'a str,
+    /// Label `argo-drift.io/tier`.
+    pub tier: Option<&'a str>,
+    /// Label `argo-drift.io/mode`.
+    pub mode: Option<Mode>,
+    pub report: &'a DriftReport,
+    /// Identifies this report's drift (its fingerprint): what an approval names.
+    pub report_id: &'a str,
+    pub answer: Option<Answer>,
+    pub budget: Budget,
+}
+
+/// Which guardrail held an action back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guardrail {
+    Observe,
+    DryRun,
+    RateLimitGlobal,
+    RateLimitApp,
+    Cooldown,
+    RecurrenceBreaker,
+    BlastRadius,
+    ErrorBudget,
+    ErrorBudgetUnavailable,
+    Frozen,
+    ApprovalPending,
+    StaleApproval,
+}
+
+impl Guardrail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guardrail::Observe => "observe",
+            Guardrail::DryRun => "dry-run",
+            Guardrail::RateLimitGlobal => "rate-limit-global",
+            Guardrail::RateLimitApp => "rate-limit-app",
+            Guardrail::Cooldown => "cooldown",
+            Guardrail::RecurrenceBreaker => "recurrence-breaker",
+            Guardrail::BlastRadius => "blast-radius",
+            Guardrail::ErrorBudget => "error-budget",
+            Guardrail::ErrorBudgetUnavailable => "error-budget-unavailable",
+            Guardrail::Frozen => "frozen",
+            Guardrail::ApprovalPending => "approval-pending",
+            Guardrail::StaleApproval => "stale-approval",
+        }
+    }
+}
+
+/// Something to do now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "step")]
+pub enum Step {
+    /// Sync these resources back to Git. `approved`: the report id a human approved.
+    Heal {
+        resources: Vec<ResourceKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved: Option<String>,
+    },
+    /// Turn Argo CD's automated sync off for the app.
+    Freeze,
+    RequestApproval {
+        id: String,
+        resources: Vec<ResourceKey>,
+    },
+    EscalateApproval {
+        id: String,
+    },
+    ApprovalExpired {
+        id: String,
+    },
+    ApprovalRejected {
+        id: String,
+    },
+    /// The recurrence breaker tripped: automation stops for the app.
+    BreakerTripped {
+        fields: Vec<String>,
+    },
+    Page {
+        severity: Severity,
+        reason: String,
+    },
+    Notify {
+        severity: Severity,
+    },
+}
+
+/// An action not taken, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    pub action: Action,
+    pub guardrail: Guardrail,
+    pub reason: String,
+    /// When it could happen at the earliest (Unix seconds), if that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// The actions wanted for one drifted resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDecision {
+    #[serde(flatten)]
+    pub key: ResourceKey,
+    pub severity: Severity,
+    pub actions: Vec<Action>,
+}
+
+/// What was decided for one application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub mode: Mode,
+    pub resources: Vec<ResourceDecision>,
+    /// What to do now (in dry-run: what would be done; nothing is).
+    pub steps: Vec<Step>,
+    pub held: Vec<Held>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingApproval>,
+}
+
+impl Decision {
+    /// Whether the steps are to be carried out.
+    pub fn acts(&self) -> bool {
+        self.mode == Mode::Enforce
+    }
+}
+
+// ----- the decision ----------------------------------------------------------------------------
+
+/// Actions for a severity: the tier's entry if it has one, else the policy's.
+fn table_actions(spec: &RemediationSpec, tier: Option<&str>, severity: Severity) -> Vec<Action> {
+    tier.and_then(|t| spec.tiers.get(t))
+        .and_then(|t| t.get(&severity))
+        .or_else(|| spec.actions.get(&severity))
+        .cloned()
+        .unwrap_or_else(|| vec![Action::Notify])
+}
+
+/// The actions a drifted resource asks for: per change, the matching rule's `actions` if it
+/// has some, else those of the change's severity; combined by taking the strongest of heal,
+/// approve and freeze, and notify or page if any change asks for it.
+pub fn resource_actions(
+    spec: &RemediationSpec,
+    rule_actions: &BTreeMap<String, Vec<Action>>,
+    tier: Option<&str>,
+    resource: &crate::report::ResourceReport,
+) -> Vec<Action> {
+    let mut wanted: BTreeSet<Action> = BTreeSet::new();
+    let mut add = |rule: Option<&str>, severity: Severity| {
+        let actions = rule
+            .and_then(|r| rule_actions.get(r))
+            .cloned()
+            .unwrap_or_else(|| table_actions(spec, tier, severity));
+        wanted.extend(actions);
+    };
+    if resource.changes.is_empty() {
+        add(resource.rule.as_deref(), resource.severity);
+    }
+    for c in &resource.changes {
+        add(Some(&c.rule), c.severity);
+    }
+    let primary = wanted
+        .iter()
+        .copied()
+        .filter(|a| matches!(a, Action::Heal | Action::Approve | Action::Freeze))
+        .max();
+    let mut out: Vec<Action> = primary.into_iter().collect();
+    for extra in [Action::Notify, Action::Page] {
+        if wanted.contains(&extra) {
+            out.push(extra);
+        }
+    }
+    if out.is_empty() {
+        out.push(Action::Ignore);
+    }
+    out.sort();
+    out
+}
+
+fn field_keys(app: &str, resource: &crate::report::ResourceReport) -> Vec<String> {
+    let key = resource.key().to_string();
+    if resource.changes.is_empty() {
+        return vec![format!("{app}|{key}|({})", resource.status.as_str())];
+    }
+    resource
+        .changes
+        .iter()
+        .map(|c| format!("{app}|{key}|{}", c.field))
+        .collect()
+}
+
+/// Decide for one application. `state` is updated in enforce mode only: in dry-run the
+/// guardrails are consulted but nothing is spent or recorded.
+pub fn decide(
+    spec: &RemediationSpec,
+    rule_actions: &BTreeMap<String, Vec<Action>>,
+    input: &AppInput<'_>,
+    state: &mut GuardrailState,
+    now: i64,
+) -> Decision {
+    let mode = input.mode.unwrap_or(spec.mode);
+    let drifted: Vec<&crate::report::ResourceReport> = input
+        .report
+        .resources
+        .iter()
+        .filter(|r| r.status != Status::Synced)
+        .collect();
+    let resources: Vec<ResourceDecision> = drifted
+        .iter()
+        .map(|r| ResourceDecision {
+            key: r.key(),
+            severity: r.severity,
+            actions: resource_actions(spec, rule_actions, input.tier, r),
+        })
+        .collect();
+    let decision = Decision {
+        mode,
+        resources,
+        steps: Vec::new(),
+        held: Vec::new(),
+        pending_approval: None,
+    };
+    if mode == Mode::Observe {
+        return decision;
+    }
+    let mut scratch;
+    let state = if mode == Mode::Enforce {
+        state
+    } else {
+        scratch = state.clone();
+        &mut scratch
+    };
+    let app = input.app;
+    let wants = |a: Action| {
+        decision
+            .resources
+            .iter()
+            .filter(move |r| r.actions.contains(&a))
+    };
+    let max_severity = |a: Action| wants(a).map(|r| r.severity).max();
+    let heal: Vec<&crate::report::ResourceReport> = drifted
+        .iter()
+        .zip(&decision.resources)
+        .filter(|(_, d)| d.actions.contains(&Action::Heal))
+        .map(|(r, _)| *r)
+        .collect();
+    let approve: Vec<ResourceKey> = wants(Action::Approve).map(|r| r.key.clone()).collect();
+    let mut steps = Vec::new();
+    let mut held = Vec::new();
+
+    if let Some(s) = max_severity(Action::Notify) {
+        steps.push(Step::Notify { severity: s });
+    }
+    if let Some(s) = max_severity(Action::Page) {
+        steps.push(Step::Page {
+            severity: s,
+            reason: "the policy pages for this drift".into(),
+        });
+    }
+
+    // Freeze first: security-relevant drift is kept as evidence, so nothing is healed.
+    if wants(Action::Freeze).next().is_some() || state.frozen.contains_key(app) {
+        if !state.frozen.contains_key(app) {
+            state.frozen.insert(app.to_string(), now);
+            steps.push(Step::Freeze);
+        }
+        if !heal.is_empty() || !approve.is_empty() {
+            held.push(Held {
+                action: Action::Heal,
+                guardrail: Guardrail::Frozen,
+                reason: "the application is frozen: drift is kept as evidence until a human unfreezes it".into(),
+                until: None,
+            });
+        }
+        state.approvals.remove(app);
+        return finish(decision, steps, held, state, app, mode);
+    }
+
+    // Recurrence: a field healed `count` times within the window that drifted yet again.
+    let recurrence = spec.guardrails.recurrence;
+    let window = i64::from(recurrence.window_seconds);
+    if !state.breakers.contains_key(app) {
+        let mut recurring = Vec::new();
+        for r in drifted.iter() {
+            for (k, field) in field_keys(app, r).into_iter().zip(fields_of(r)) {
+                let heals = state
+                    .heals
+                    .get(&k)
+                    .map_or(0, |t| t.iter().filter(|t| now - **t < window).count());
+                if heals >= recurrence.count as usize {
+                    recurring.push(format!("{} {field}", r.key()));
+                }
+            }
+        }
+        if !recurring.is_empty() {
+            state.breakers.insert(app.to_string(), now);
+            steps.push(Step::BreakerTripped {
+                fields: recurring.clone(),
+            });
+            steps.push(Step::Page {
+                severity: decision
+                    .resources
+                    .iter()
+                    .map(|r| r.severity)
+                    .max()
+                    .unwrap_or(Severity::Medium),
+                reason: format!(
+                    "recurrence breaker: {} drifted back after {} heals within {} min; automation stopped for the app",
+                    recurring.join(", "),
+                    recurrence.count,
+                    recurrence.window_seconds / 60
+                ),
+            });
+        }
+    }
+    let breaker = state.breakers.contains_key(app);
+
+    // Approvals: a human's answer, expiry, escalation, or a new request.
+    let mut approved: Option<String> = None;
+    if let Some(p) = state.approvals.get(app).cloned() {
+        let current = p.id == input.report_id;
+        match &input.answer {
+            Some(Answer::Approve(id)) if *id == p.id && current => {
+                approved = Some(id.clone());
+                state.approvals.remove(app);
+            }
+            Some(Answer::Reject(id)) if *id == p.id => {
+                steps.push(Step::ApprovalRejected { id: id.clone() });
+                state.approvals.remove(app);
+                state.declined.insert(app.to_string(), p.id.clone());
+            }
+            answer => {
+                if let Some(Answer::Approve(id)) = answer {
+                    if *id != input.report_id {
+                        held.push(Held {
+                            action: Action::Heal,
+                            guardrail: Guardrail::StaleApproval,
+                            reason: format!(
+                                "approval names report {id}, but the drift is now report {}",
+                                input.report_id
+                            ),
+                            until: None,
+                        });
+                    }
+                }
+                if !current || approve.is_empty() {
+                    // The drift changed or is gone: the request is void.
+                    state.approvals.remove(app);
+                } else if now >= p.expires_at {
+                    steps.push(Step::ApprovalExpired { id: p.id.clone() });
+                    state.approvals.remove(app);
+                    state.declined.insert(app.to_string(), p.id.clone());
+                } else if p.escalate_at.is_some_and(|t| now >= t) {
+                    steps.push(Step::EscalateApproval { id: p.id.clone() });
+                    if let Some(p) = state.approvals.get_mut(app) {
+                        p.escalate_at = None;
+                    }
+                }
+            }
+        }
+    } else if let Some(Answer::Approve(id)) = &input.answer {
+        if !approve.is_empty() {
+            held.push(Held {
+                action: Action::Heal,
+                guardrail: Guardrail::StaleApproval,
+                reason: format!("no approval is pending for report {id}"),
+                until: None,
+            });
+        }
+    }
+    if approved.is_none()
+        && !approve.is_empty()
+        && !state.approvals.contains_key(app)
+        && state.declined.get(app).map(String::as_str) != Some(input.report_id)
+    {
+        let a = spec.approvals;
+        let p = PendingApproval {
+            id: input.report_id.to_string(),
+            resources: approve.clone(),
+            requested_at: now,
+            expires_at: now + i64::from(a.expire_seconds),
+            escalate_at: (a.escalate_seconds > 0).then(|| now + i64::from(a.escalate_seconds)),
+        };
+        steps.push(Step::RequestApproval {
+            id: p.id.clone(),
+            resources: approve.clone(),
+        });
+        state.approvals.insert(app.to_string(), p);
+    }
+    if let Some(p) = state.approvals.get(app) {
+        held.push(Held {
+            action: Action::Heal,
+            guardrail: Guardrail::ApprovalPending,
+            reason: format!(
+                "waiting for argo-drift.io/approve: {} on the Application",
+                p.id
+            ),
+            until: Some(p.expires_at),
+        });
+    }
+
+    // A human approved: heal what was asked (and what heals on its own), past the automatic
+    // guardrails — a person took the decision — but never past a tripped breaker.
+    if let Some(id) = approved {
+        if breaker {
+            held.push(breaker_held(state, app));
+        } else {
+            let mut keys: Vec<ResourceKey> = approve;
+            keys.extend(heal.iter().map(|r| r.key()));
+            keys.sort();
+            keys.dedup();
+            record_heal(spec, state, app, &drifted, &keys, now);
+            steps.push(Step::Heal {
+                resources: keys,
+                approved: Some(id),
+            });
+        }
+        return finish(decision, steps, held, state, app, mode);
+    }
+
+    if heal.is_empty() {
+        return finish(decision, steps, held, state, app, mode);
+    }
+    let hold = |guardrail: Guardrail, reason: String, until: Option<i64>| Held {
+        action: Action::Heal,
+        guardrail,
+        reason,
+        until,
+    };
+    if breaker {
+        held.push(breaker_held(state, app));
+        return finish(decision, steps, held, state, app, mode);
+    }
+    match &input.budget {
+        Budget::NotConfigured => {}
+        Budget::Unavailable(why) => {
+            held.push(hold(
+                Guardrail::ErrorBudgetUnavailable,
+                format!("the error budget could not be read ({why}): no automatic action"),
+                None,
+            ));
+            return finish(decision, steps, held, state, app, mode);
+        }
+        Budget::Remaining(left) => {
+            let minimum = spec
+                .guardrails
+                .error_budget
+                .as_ref()
+                .map_or(0.0, |b| b.minimum);
+            if *left < minimum {
+                held.push(hold(
+                    Guardrail::ErrorBudget,
+                    format!("error budget {left:.3} is below {minimum}: paging instead of healing"),
+                    None,
+                ));
+                steps.push(Step::Page {
+                    severity: heal
+                        .iter()
+                        .map(|r| r.severity)
+                        .max()
+                        .unwrap_or(Severity::Low),
+                    reason: format!(
+                        "drift not healed: the error budget ({left:.3}) is below {minimum}"
+                    ),
+                });
+                return finish(decision, steps, held, state, app, mode);
+            }
+        }
+    }
+    let blast = spec.guardrails.blast_radius;
+    let total = input.report.summary.resources.max(1);
+    let percent = heal.len() * 100 / total;
+    if heal.len() > blast.max_resources || percent > blast.max_percent as usize {
+        held.push(hold(
+            Guardrail::BlastRadius,
+            format!(
+                "healing would touch {} of {} resources ({percent}%); the limit is {} resources or {}%",
+                heal.len(),
+                total,
+                blast.max_resources,
+                blast.max_percent
+            ),
+            None,
+        ));
+        return finish(decision, steps, held, state, app, mode);
+    }
+    // Cooldown: resources whose every drifted field was acted on within the window wait.
+    let mut ready = Vec::new();
+    let mut cooling: Option<i64> = None;
+    for r in &heal {
+        let until = field_keys(app, r)
+            .iter()
+            .filter_map(|k| state.cooldowns.get(k).copied())
+            .filter(|u| *u > now)
+            .min();
+        let all_cooling = field_keys(app, r)
+            .iter()
+            .all(|k| state.cooldowns.get(k).is_some_and(|u| *u > now));
+        if all_cooling {
+            cooling = cooling.max(until);
+        } else {
+            ready.push(*r);
+        }
+    }
+    if ready.is_empty() {
+        held.push(hold(
+            Guardrail::Cooldown,
+            format!(
+                "acted on these fields less than {} min ago",
+                spec.guardrails.cooldown_seconds / 60
+            ),
+            cooling,
+        ));
+        return finish(decision, steps, held, state, app, mode);
+    }
+    // Rate limits: one token from the app's bucket and one from the global bucket.
+    let limits = &spec.guardrails.rate_limit;
+    let app_bucket = state
+        .app_buckets
+        .get(app)
+        .copied()
+        .unwrap_or_else(|| Bucket::full(limits.per_app, now));
+    let global = state
+        .global_bucket
+        .unwrap_or_else(|| Bucket::full(limits.global, now));
+    for (bucket, rate, guardrail, scope) in [
+        (
+            app_bucket,
+            limits.per_app,
+            Guardrail::RateLimitApp,
+            "for this application",
+        ),
+        (
+            global,
+            limits.global,
+            Guardrail::RateLimitGlobal,
+            "across all applications",
+        ),
+    ] {
+        if bucket.level(rate, now) < 1.0 {
+            held.push(hold(
+                guardrail,
+                format!(
+                    "at most {} action(s) per {} s {scope}",
+                    rate.actions, rate.per_seconds
+                ),
+                Some(bucket.next_token(rate, now)),
+            ));
+            return finish(decision, steps, held, state, app, mode);
+        }
+    }
+    state.global_bucket = Some(global.take(limits.global, now));
+    state
+        .app_buckets
+        .insert(app.to_string(), app_bucket.take(limits.per_app, now));
+    let keys: Vec<ResourceKey> = ready.iter().map(|r| r.key()).collect();
+    record_heal(spec, state, app, &drifted, &keys, now);
+    steps.push(Step::Heal {
+        resources: keys,
+        approved: None,
+    });
+    finish(decision, steps, held, state, app, mode)
+}
+
+fn fields_of(r: &crate::report::ResourceReport) -> Vec<String> {
+    if r.changes.is_empty() {
+        return vec![format!("({})", r.status.as_str())];
+    }
+    r.changes.iter().map(|c| c.field.clone()).collect()
+}
+
+fn breaker_held(state: &GuardrailState, app: &str) -> Held {
+    Held {
+        action: Action::Heal,
+        guardrail: Guardrail::RecurrenceBreaker,
+        reason: "the recurrence breaker tripped: the same drift keeps coming back after heals; automation is stopped until a human resets it".into(),
+        until: None,
+    }
+    .with_since(state.breakers.get(app).copied())
+}
+
+impl Held {
+    fn with_since(mut self, since: Option<i64>) -> Held {
+        if let Some(t) = since {
+            self.reason = format!("{} (since {t})", self.reason);
+        }
+        self
+    }
+}
+
+/// Remember a heal of `keys`: cooldown for each of their drifted fields, and the time for the
+/// recurrence breaker.
+fn record_heal(
+    spec: &RemediationSpec,
+    state: &mut GuardrailState,
+    app: &str,
+    drifted: &[&crate::report::ResourceReport],
+    keys: &[ResourceKey],
+    now: i64,
+) {
+    let cooldown = i64::from(spec.guardrails.cooldown_seconds);
+    for r in drifted.iter().filter(|r| keys.contains(&r.key())) {
+        for k in field_keys(app, r) {
+            state.cooldowns.insert(k.clone(), now + cooldown);
+            state.heals.entry(k).or_default().push(now);
+        }
+    }
+}
+
+fn finish(
+    mut decision: Decision,
+    steps: Vec<Step>,
+    held: Vec<Held>,
+    state: &GuardrailState,
+    app: &str,
+    mode: Mode,
+) -> Decision {
+    decision.steps = steps;
+    decision.held = held;
+    if mode == Mode::DryRun && !decision.steps.is_empty() {
+        decision.held.push(Held {
+            action: Action::Heal,
+            guardrail: Guardrail::DryRun,
+            reason: "dry-run: the steps above are what would be done; nothing was".into(),
+            until: None,
+        });
+    }
+    decision.pending_approval = state.approvals.get(app).cloned();
+    decision
+}
