@@ -9,7 +9,7 @@ use crate::classify::{Classifier, Rule, RuleSpec, Severity};
 use crate::error::{Error, Result};
 use crate::normalize::ignore::{IgnoreDifferences, IgnoreRule};
 use crate::normalize::{Managers, TrackingKeys};
-use crate::policy::{Action, RemediationSpec};
+use crate::policy::{Remediation, RemediationSpec};
 
 /// The policy shipped with argo-drift, used when no `--policy` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
@@ -76,9 +76,7 @@ pub struct Policy {
     pub tracking: TrackingKeys,
     pub ignore: Vec<IgnoreRule>,
     pub classifier: Classifier,
-    pub remediation: RemediationSpec,
-    /// Rules that say their own actions, by rule name.
-    pub rule_actions: BTreeMap<String, Vec<Action>>,
+    pub remediation: Remediation,
 }
 
 impl Policy {
@@ -155,12 +153,10 @@ impl Policy {
                 })?,
             );
         }
-        raw.remediation
-            .validate(&rule_actions)
+        let remediation = Remediation::compile(raw.remediation, rule_actions)
             .map_err(|(key, message)| fail(format!("remediation.{key}"), message))?;
         Ok(Policy {
-            remediation: raw.remediation,
-            rule_actions,
+            remediation,
             source: file.to_string(),
             managers: raw.managers,
             tracking: raw.tracking,

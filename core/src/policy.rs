@@ -216,6 +216,30 @@ pub struct GuardrailSpec {
     pub blast_radius: BlastRadiusSpec,
     #[serde(default)]
     pub error_budget: Option<ErrorBudgetSpec>,
+    /// Maintenance and freeze windows for automatic action, like Argo CD's sync windows: no
+    /// automatic heal during a `deny` window, nor outside every `allow` window if there are any.
+    #[serde(default)]
+    pub windows: Vec<WindowSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    /// When the window opens: a five-field cron expression (`0 22 * * 1-5`).
+    pub schedule: String,
+    /// How long it stays open: `1h`, `30m`, `1h30m`, `90s`.
+    pub duration: String,
+    /// IANA time zone of the schedule (`Europe/Berlin`); UTC when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl GuardrailSpec {
@@ -233,6 +257,7 @@ impl Default for GuardrailSpec {
             recurrence: RecurrenceSpec::default(),
             blast_radius: BlastRadiusSpec::default(),
             error_budget: None,
+            windows: Vec::new(),
         }
     }
 }
@@ -335,6 +360,159 @@ impl RemediationSpec {
             check_actions(actions).map_err(|m| (format!("severity.rules[{rule}].actions"), m))?;
         }
         Ok(())
+    }
+}
+
+/// A window with its schedule parsed.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub kind: WindowKind,
+    schedule: String,
+    cron: croner::Cron,
+    duration: i64,
+    tz: chrono_tz::Tz,
+}
+
+impl Window {
+    /// Compile `spec`; the error is (key inside the window, message).
+    pub fn compile(spec: &WindowSpec) -> Result<Window, (String, String)> {
+        let cron: croner::Cron = spec
+            .schedule
+            .parse()
+            .map_err(|e| ("schedule".to_string(), format!("{:?}: {e}", spec.schedule)))?;
+        let duration = parse_duration(&spec.duration).ok_or_else(|| {
+            (
+                "duration".to_string(),
+                format!("{:?} is not a duration like 1h30m", spec.duration),
+            )
+        })?;
+        let tz = match &spec.time_zone {
+            Some(name) => name.parse().map_err(|_| {
+                (
+                    "timeZone".to_string(),
+                    format!("{name:?} is not an IANA time zone"),
+                )
+            })?,
+            None => chrono_tz::UTC,
+        };
+        Ok(Window {
+            kind: spec.kind,
+            schedule: spec.schedule.clone(),
+            cron,
+            duration,
+            tz,
+        })
+    }
+
+    /// If `now` is inside the window, when it closes (overlapping openings merged).
+    pub fn open_until(&self, now: i64) -> Option<i64> {
+        use chrono::TimeZone as _;
+        let now = self.tz.timestamp_opt(now, 0).single()?;
+        let span = chrono::Duration::seconds(self.duration);
+        let start = self.cron.find_next_occurrence(&(now - span), false).ok()?;
+        if start > now {
+            return None;
+        }
+        let mut end = start + span;
+        let mut at = start;
+        // Bounded: a schedule every minute with a long duration would otherwise loop long.
+        for _ in 0..1000 {
+            match self.cron.find_next_occurrence(&at, false) {
+                Ok(next) if next <= end => {
+                    end = end.max(next + span);
+                    at = next;
+                }
+                _ => break,
+            }
+        }
+        Some(end.timestamp())
+    }
+
+    /// When the window next opens after `now`.
+    pub fn next_opening(&self, now: i64) -> Option<i64> {
+        use chrono::TimeZone as _;
+        let now = self.tz.timestamp_opt(now, 0).single()?;
+        self.cron
+            .find_next_occurrence(&now, false)
+            .ok()
+            .map(|t| t.timestamp())
+    }
+
+    fn describe(&self) -> String {
+        format!("{:?} for {} s ({})", self.schedule, self.duration, self.tz)
+    }
+}
+
+/// Go-style durations as Argo CD's sync windows write them: `1h`, `30m`, `1h30m`, `90s`.
+fn parse_duration(text: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        total += number.parse::<i64>().ok()? * unit;
+        number.clear();
+    }
+    (number.is_empty() && total > 0).then_some(total)
+}
+
+/// A remediation policy compiled once: the spec, rules' own actions, parsed windows.
+#[derive(Debug, Clone)]
+pub struct Remediation {
+    pub spec: RemediationSpec,
+    /// Severity rules that say their own actions, by rule name.
+    pub rule_actions: BTreeMap<String, Vec<Action>>,
+    pub windows: Vec<Window>,
+}
+
+impl Remediation {
+    /// Validate and compile; errors are (key path under `remediation`, message).
+    pub fn compile(
+        spec: RemediationSpec,
+        rule_actions: BTreeMap<String, Vec<Action>>,
+    ) -> Result<Remediation, (String, String)> {
+        spec.validate(&rule_actions)?;
+        let mut windows = Vec::new();
+        for (i, w) in spec.guardrails.windows.iter().enumerate() {
+            windows.push(
+                Window::compile(w).map_err(|(k, m)| (format!("guardrails.windows[{i}].{k}"), m))?,
+            );
+        }
+        Ok(Remediation {
+            spec,
+            rule_actions,
+            windows,
+        })
+    }
+
+    /// Whether a window keeps automatic action from happening at `now`, and until when.
+    pub fn window_hold(&self, now: i64) -> Option<(String, Option<i64>)> {
+        if let Some((w, until)) = self
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::Deny)
+            .find_map(|w| w.open_until(now).map(|u| (w, u)))
+        {
+            return Some((format!("deny window {} is open", w.describe()), Some(until)));
+        }
+        let allows: Vec<&Window> = self
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::Allow)
+            .collect();
+        if allows.is_empty() || allows.iter().any(|w| w.open_until(now).is_some()) {
+            return None;
+        }
+        let next = allows.iter().filter_map(|w| w.next_opening(now)).min();
+        Some(("outside every allow window".to_string(), next))
     }
 }
 
@@ -514,6 +692,7 @@ pub enum Guardrail {
     BlastRadius,
     ErrorBudget,
     ErrorBudgetUnavailable,
+    Window,
     Frozen,
     ApprovalPending,
     StaleApproval,
@@ -531,6 +710,7 @@ impl Guardrail {
             Guardrail::BlastRadius => "blast-radius",
             Guardrail::ErrorBudget => "error-budget",
             Guardrail::ErrorBudgetUnavailable => "error-budget-unavailable",
+            Guardrail::Window => "window",
             Guardrail::Frozen => "frozen",
             Guardrail::ApprovalPending => "approval-pending",
             Guardrail::StaleApproval => "stale-approval",
@@ -685,12 +865,13 @@ fn field_keys(app: &str, resource: &crate::report::ResourceReport) -> Vec<String
 /// Decide for one application. `state` is updated in enforce mode only: in dry-run the
 /// guardrails are consulted but nothing is spent or recorded.
 pub fn decide(
-    spec: &RemediationSpec,
-    rule_actions: &BTreeMap<String, Vec<Action>>,
+    remediation: &Remediation,
     input: &AppInput<'_>,
     state: &mut GuardrailState,
     now: i64,
 ) -> Decision {
+    let spec = &remediation.spec;
+    let rule_actions = &remediation.rule_actions;
     let mode = input.mode.unwrap_or(spec.mode);
     let drifted: Vec<&crate::report::ResourceReport> = input
         .report
@@ -959,6 +1140,10 @@ pub fn decide(
                 return finish(decision, steps, held, state, app, mode);
             }
         }
+    }
+    if let Some((reason, until)) = remediation.window_hold(now) {
+        held.push(hold(Guardrail::Window, reason, until));
+        return finish(decision, steps, held, state, app, mode);
     }
     let blast = spec.guardrails.blast_radius;
     let total = input.report.summary.resources.max(1);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use argo_drift_core::policy::{
     decide, Action, Answer, AppInput, Budget, Decision, Guardrail, GuardrailState, Mode,
-    RemediationSpec, Step,
+    Remediation, RemediationSpec, Step,
 };
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::{Policy, Severity};
@@ -45,17 +45,15 @@ fn enforce() -> RemediationSpec {
     }
 }
 
-struct Run<'a> {
-    spec: &'a RemediationSpec,
-    rules: BTreeMap<String, Vec<Action>>,
+struct Run {
+    remediation: Remediation,
     state: GuardrailState,
 }
 
-impl<'a> Run<'a> {
-    fn new(spec: &'a RemediationSpec) -> Run<'a> {
+impl Run {
+    fn new(spec: &RemediationSpec) -> Run {
         Run {
-            spec,
-            rules: BTreeMap::new(),
+            remediation: Remediation::compile(spec.clone(), BTreeMap::new()).unwrap(),
             state: GuardrailState::default(),
         }
     }
@@ -78,7 +76,7 @@ impl<'a> Run<'a> {
             answer,
             budget,
         };
-        decide(self.spec, &self.rules, &input, &mut self.state, now)
+        decide(&self.remediation, &input, &mut self.state, now)
     }
 
     /// With a human's answer on the Application.
@@ -194,8 +192,10 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         "severity:\n  rules:\n  - {name: replicas, paths: [spec.replicas], severity: medium, actions: [heal, notify]}\nremediation:\n  mode: enforce\n  tiers:\n    critical-services:\n      low: [approve]\n",
     )
     .unwrap();
-    let mut run = Run::new(&policy.remediation);
-    run.rules = policy.rule_actions.clone();
+    let mut run = Run {
+        remediation: policy.remediation.clone(),
+        state: GuardrailState::default(),
+    };
     let r = report(&[("a", "data.a", "low", "r")], 5);
     let input = AppInput {
         app: "argocd/pay",
@@ -206,7 +206,7 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         answer: None,
         budget: Budget::NotConfigured,
     };
-    let d = decide(run.spec, &run.rules, &input, &mut run.state, T0);
+    let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert_eq!(d.resources[0].actions, [Action::Approve]);
     let d = run.decide(
         "argocd/web",
@@ -243,7 +243,7 @@ fn observe_decides_nothing_and_dry_run_spends_nothing() {
         answer: None,
         budget: Budget::NotConfigured,
     };
-    let d = decide(&spec, &BTreeMap::new(), &input, &mut run.state, T0);
+    let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert!(d.steps.is_empty() && d.held.is_empty());
     assert_eq!(d.mode, Mode::Observe);
 }
@@ -557,8 +557,8 @@ fn a_rejection_closes_the_request_for_that_drift() {
 #[test]
 fn the_shipped_policy_has_the_documented_remediation_defaults() {
     let p = Policy::builtin().unwrap();
-    assert_eq!(p.remediation, RemediationSpec::default());
-    let g = &p.remediation.guardrails;
+    assert_eq!(p.remediation.spec, RemediationSpec::default());
+    let g = &p.remediation.spec.guardrails;
     assert_eq!(
         (
             g.cooldown_seconds,
@@ -582,8 +582,8 @@ fn the_shipped_policy_has_the_documented_remediation_defaults() {
         ),
         (1, 300)
     );
-    assert_eq!(p.remediation.approvals.expire_seconds, 86400);
-    assert_eq!(p.remediation.mode, Mode::DryRun);
+    assert_eq!(p.remediation.spec.approvals.expire_seconds, 86400);
+    assert_eq!(p.remediation.spec.mode, Mode::DryRun);
     let err = Policy::from_yaml(
         "p.yaml",
         "remediation:\n  actions:\n    low: [heal, freeze]\n",
@@ -598,4 +598,58 @@ fn the_shipped_policy_has_the_documented_remediation_defaults() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("enforced"), "{err}");
+}
+
+#[test]
+fn windows_hold_automatic_heals_like_argo_cd_sync_windows() {
+    // T0 = 2027-01-15T08:00:00Z, a Friday.
+    let mut spec = generous();
+    spec.guardrails.windows = serde_json::from_value(json!([
+        {"kind": "deny", "schedule": "0 7 * * *", "duration": "2h"}
+    ]))
+    .unwrap();
+    let mut run = Run::new(&spec);
+    let r = report(&[("a", "data.a", "low", "r")], 5);
+    let d = run.decide("argocd/web", &r, T0);
+    assert_eq!(held_by(&d), [Guardrail::Window]);
+    assert_eq!(d.held[0].until, Some(T0 + 3600), "closes at 09:00");
+    assert_eq!(heals(&run.decide("argocd/web", &r, T0 + 3600)), ["a"]);
+
+    // Allow windows: automation only inside them, in their time zone.
+    spec.guardrails.windows = serde_json::from_value(json!([
+        {"kind": "allow", "schedule": "0 10 * * 1-5", "duration": "1h", "timeZone": "Europe/Berlin"}
+    ]))
+    .unwrap();
+    let mut run = Run::new(&spec);
+    let d = run.decide("argocd/web", &r, T0);
+    assert_eq!(held_by(&d), [Guardrail::Window]);
+    assert_eq!(
+        d.held[0].until,
+        Some(T0 + 3600),
+        "10:00 in Berlin is 09:00 UTC in January"
+    );
+    assert_eq!(
+        heals(&run.decide("argocd/web", &r, T0 + 3600 + 1800)),
+        ["a"]
+    );
+}
+
+#[test]
+fn window_errors_name_the_key() {
+    let err = |w: &str| {
+        Policy::from_yaml(
+            "p.yaml",
+            &format!("remediation:\n  guardrails:\n    windows: [{w}]\n"),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(err("{kind: deny, schedule: '61 * * * *', duration: 1h}")
+        .starts_with("p.yaml: remediation.guardrails.windows[0].schedule:"));
+    assert!(err("{kind: deny, schedule: '0 * * * *', duration: 1d}")
+        .starts_with("p.yaml: remediation.guardrails.windows[0].duration:"));
+    assert!(
+        err("{kind: deny, schedule: '0 * * * *', duration: 1h, timeZone: Mars/Olympus}")
+            .starts_with("p.yaml: remediation.guardrails.windows[0].timeZone:")
+    );
 }
