@@ -172,21 +172,8 @@ pub struct RunArgs {
         value_name = "N"
     )]
     pub concurrency: u16,
-    /// Argo CD API server URL (https://argocd-server.argocd.svc): needed for Helm, Kustomize,
-    /// plugin and multi-source applications, whose manifests only Argo CD renders.
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_SERVER", value_name = "URL")]
-    pub argocd_server: Option<String>,
-    /// Argo CD API token (prefer the environment variable; it is never logged).
-    #[arg(
-        long,
-        env = "ARGO_DRIFT_ARGOCD_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub argocd_token: Option<String>,
-    /// Accept any TLS certificate from the Argo CD API server.
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
-    pub argocd_insecure: bool,
+    #[command(flatten)]
+    pub argocd: ArgoCdArgs,
     /// Elect a leader through a Lease so that only one replica writes.
     #[arg(long, env = "ARGO_DRIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub leader_election: bool,
@@ -322,5 +309,67 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Args::command().debug_assert();
+    }
+}
+
+/// How to reach Argo CD's API server; the environment variables are the `argocd` CLI's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArgoCdArgs {
+    /// Argo CD API server (`argocd-server.argocd.svc:443` or a URL): needed for Helm,
+    /// Kustomize, plugin and multi-source applications, whose manifests only Argo CD renders,
+    /// and used to heal, freeze and roll back. Without it, heals are requested by writing the
+    /// Application's `operation` through Kubernetes, as Argo CD's own API does.
+    #[arg(long, env = "ARGOCD_SERVER", value_name = "ADDRESS")]
+    pub argocd_server: Option<String>,
+    /// Argo CD API token (prefer --argocd-token-file or the environment; never logged).
+    #[arg(
+        long,
+        env = "ARGOCD_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "argocd_token_file"
+    )]
+    pub argocd_token: Option<String>,
+    /// File holding the Argo CD API token (a mounted Secret); re-read at start only.
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_TOKEN_FILE", value_name = "PATH")]
+    pub argocd_token_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the Argo CD API server, besides the system's.
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_CA_FILE", value_name = "PATH")]
+    pub argocd_ca_file: Option<PathBuf>,
+    /// Plain HTTP to the Argo CD API server (behind a TLS-terminating proxy).
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_PLAINTEXT")]
+    pub argocd_plaintext: bool,
+    /// Accept any TLS certificate from the Argo CD API server.
+    #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
+    pub argocd_insecure: bool,
+}
+
+impl ArgoCdArgs {
+    /// The client settings, token and CA read from their files; `None` without a server.
+    pub fn settings(&self) -> anyhow::Result<Option<crate::argocd::Settings>> {
+        use anyhow::Context as _;
+        let Some(server) = &self.argocd_server else {
+            return Ok(None);
+        };
+        let token = match (&self.argocd_token, &self.argocd_token_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the Argo CD token file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => String::new(),
+        };
+        let ca_pem = match &self.argocd_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the Argo CD CA file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let mut settings = crate::argocd::Settings::new(server, token);
+        settings.ca_pem = ca_pem;
+        settings.plaintext = self.argocd_plaintext;
+        settings.insecure = self.argocd_insecure;
+        Ok(Some(settings))
     }
 }

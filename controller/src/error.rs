@@ -43,6 +43,8 @@ pub enum Error {
     ArgoCd {
         path: String,
         status: Option<u16>,
+        /// Argo CD's gRPC code, when it sent one (9: failed precondition, 16: unauthenticated).
+        code: Option<i32>,
         message: String,
     },
     #[error("waiting for the watch on {what}: not synced after {seconds} s")]

@@ -729,11 +729,10 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
         "data": {"maxmemory": "256mb"}
     });
     apply(&client, &shop, rendered.clone(), "argocd-controller").await;
-    let fake = FakeArgoCd::start(
-        "s3cret-token",
-        [("redis".to_string(), vec![rendered])].into(),
-    )
-    .await;
+    let fake = FakeArgoCd::start(client.clone(), "s3cret-token", &argocd)
+        .await
+        .unwrap();
+    fake.set_manifests("redis", vec![rendered]);
     let helm = |name: &str| {
         let mut app = application(name, "https://charts.example.com", "", &shop, None);
         app["spec"]["source"] = json!({"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "1.2.3"});
@@ -780,7 +779,7 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     )
     .await;
     assert_eq!(c["live"], "8gb");
-    // Argo CD's own error for an application it does not know, retried as transient.
+    // Argo CD's own error when it cannot render an application, retried as transient.
     let (_, metrics) = wait_for("the Argo CD API error counted", WAIT, || async {
         let m = controller.get("/metrics").await;
         m.1.contains("category=\"argocd_api\"").then_some(m)
@@ -809,7 +808,8 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
         m.contains("category=\"argocd_api\"").then_some(())
     })
     .await;
-    let err = argo_drift_controller::argocd::ArgoCd::new(&fake.url, "wrong-token".into(), false)
+    let settings = argo_drift_controller::argocd::Settings::new(&fake.url, "wrong-token".into());
+    let err = argo_drift_controller::argocd::ArgoCd::new(settings)
         .unwrap()
         .manifests("redis", &argocd2, None)
         .await

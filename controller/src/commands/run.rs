@@ -163,12 +163,8 @@ pub async fn serve(
         trigger_tx.clone(),
         metrics.clone(),
     );
-    let argocd = match &args.argocd_server {
-        Some(server) => Some(ArgoCd::new(
-            server,
-            args.argocd_token.clone().unwrap_or_default(),
-            args.argocd_insecure,
-        )?),
+    let argocd = match args.argocd.settings()? {
+        Some(settings) => Some(ArgoCd::new(settings)?),
         None => None,
     };
     let repo_secrets: reflector::Store<Secret> = watched(

@@ -421,83 +421,8 @@ pub fn application(
     app
 }
 
-/// A stand-in for Argo CD's API server: the manifests endpoint with bearer-token auth and Argo CD's
-/// error bodies (grpc-gateway `{error, code, message, details}`).
-pub struct FakeArgoCd {
-    pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FakeArgoCd {
-    /// Serve `manifests` (application name -> JSON documents) to callers presenting `token`.
-    pub async fn start(
-        token: &str,
-        manifests: std::collections::HashMap<String, Vec<Value>>,
-    ) -> FakeArgoCd {
-        use axum::extract::{Path as UrlPath, Query, State};
-        use axum::http::{HeaderMap, StatusCode};
-        use axum::routing::get;
-        use axum::Json;
-        type Shared = std::sync::Arc<(String, std::collections::HashMap<String, Vec<Value>>)>;
-        async fn manifests_of(
-            State(state): State<Shared>,
-            UrlPath(name): UrlPath<String>,
-            Query(query): Query<std::collections::HashMap<String, String>>,
-            headers: HeaderMap,
-        ) -> (StatusCode, Json<Value>) {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if auth != format!("Bearer {}", state.0) {
-                let msg = if auth.is_empty() {
-                    "no session information"
-                } else {
-                    "invalid session: token signature is invalid"
-                };
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error": msg, "code": 16, "message": msg, "details": []})),
-                );
-            }
-            match state.1.get(&name) {
-                Some(docs) => (
-                    StatusCode::OK,
-                    Json(json!({
-                        "manifests": docs.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-                        "namespace": query.get("appNamespace").cloned().unwrap_or_default(),
-                        "server": "https://kubernetes.default.svc",
-                        "revision": query.get("revision").cloned().unwrap_or_else(|| "4f8a1c2e9b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39".into()),
-                        "sourceType": "Helm"
-                    })),
-                ),
-                None => {
-                    let msg = format!("applications.argoproj.io \"{name}\" not found");
-                    (
-                        StatusCode::NOT_FOUND,
-                        Json(json!({"error": msg, "code": 5, "message": msg, "details": []})),
-                    )
-                }
-            }
-        }
-        let state: Shared = std::sync::Arc::new((token.to_string(), manifests));
-        let app = axum::Router::new()
-            .route("/api/v1/applications/{name}/manifests", get(manifests_of))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        FakeArgoCd { url, task }
-    }
-}
-
-impl Drop for FakeArgoCd {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+#[allow(unused_imports)]
+pub use argo_drift_fake_argocd::FakeArgoCd;
 
 /// Git's smart HTTP protocol (`git http-backend`) behind HTTP basic auth, on loopback: how Git
 /// hosts take an HTTPS token (plain HTTP here; the credential exchange is the same).

@@ -1,0 +1,260 @@
+//! The Argo CD API client against the fake Argo CD server, itself backed by Application objects
+//! in the real test API server: what the client asks for is what lands in Kubernetes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use argo_drift_controller::argocd::{ArgoCd, Settings, SyncResource, FAILED_PRECONDITION};
+use argo_drift_controller::error::Error;
+use serde_json::{json, Value};
+use support::*;
+
+const TOKEN: &str = "s3cret-argocd-token";
+
+/// A fresh Argo CD namespace with Application "web" (automated sync on, two history entries,
+/// status.resources naming a live ConfigMap), a fake Argo CD in front of it, and a client.
+async fn setup() -> (kube::Client, String, FakeArgoCd, ArgoCd) {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    apply_yaml(
+        &client,
+        &shop,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
+        "argocd-controller",
+    )
+    .await;
+    let mut app = application(
+        "web",
+        "https://git.example.com/shop.git",
+        "web",
+        &shop,
+        None,
+    );
+    app["spec"]["syncPolicy"] = json!({"automated": {"prune": false, "selfHeal": true}});
+    app["status"] = json!({
+        "sync": {"status": "OutOfSync", "revision": "bbbb"},
+        "history": [
+            {"id": 1, "revision": "aaaa", "deployedAt": "2026-11-20T10:00:00Z",
+             "source": {"repoURL": "https://git.example.com/shop.git", "path": "web", "targetRevision": "main"}},
+            {"id": 2, "revision": "bbbb", "deployedAt": "2026-11-21T10:00:00Z",
+             "source": {"repoURL": "https://git.example.com/shop.git", "path": "web", "targetRevision": "main"}}
+        ],
+        "resources": [{"group": "", "version": "v1", "kind": "ConfigMap", "namespace": shop, "name": "web", "status": "OutOfSync"}]
+    });
+    apply(&client, &argocd, app, "argocd-server").await;
+    let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
+        .await
+        .unwrap();
+    let api = ArgoCd::new(Settings::new(&fake.url, TOKEN.into())).unwrap();
+    (client, argocd, fake, api)
+}
+
+async fn stored(client: &kube::Client, namespace: &str) -> Value {
+    let api = dynamic_api(
+        client,
+        namespace,
+        &json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"}),
+    )
+    .await;
+    serde_json::to_value(api.get("web").await.unwrap()).unwrap()
+}
+
+fn code_of(e: &Error) -> (Option<u16>, Option<i32>) {
+    match e {
+        Error::ArgoCd { status, code, .. } => (*status, *code),
+        other => panic!("not an Argo CD error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_the_application_and_reports_argo_cds_errors_without_the_token() {
+    let (_client, argocd, fake, api) = setup().await;
+    let app = api.application("web", &argocd).await.unwrap();
+    assert_eq!(app["status"]["history"][1]["id"], 2);
+
+    let err = api.application("nope", &argocd).await.unwrap_err();
+    assert_eq!(code_of(&err), (Some(404), Some(5)));
+    assert_eq!(
+        err.to_string(),
+        "Argo CD API /api/v1/applications/nope: 404 Not Found: applications.argoproj.io \"nope\" not found (code 5)"
+    );
+
+    for token in ["", "wrong-token"] {
+        let anonymous = ArgoCd::new(Settings::new(&fake.url, token.into())).unwrap();
+        let err = anonymous.application("web", &argocd).await.unwrap_err();
+        assert_eq!(code_of(&err), (Some(401), Some(16)), "{err}");
+        assert!(!err.to_string().contains("wrong-token"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_sync_becomes_the_applications_operation_and_a_second_one_is_refused() {
+    let (client, argocd, fake, api) = setup().await;
+    let shop = stored(&client, &argocd).await["spec"]["destination"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resources = [SyncResource {
+        group: String::new(),
+        kind: "ConfigMap".into(),
+        namespace: shop.clone(),
+        name: "web".into(),
+    }];
+    let returned = api.sync("web", &argocd, &resources).await.unwrap();
+    let app = stored(&client, &argocd).await;
+    assert_eq!(returned["operation"], app["operation"]);
+    assert_eq!(
+        app["operation"]["sync"]["resources"],
+        json!([{"group": "", "kind": "ConfigMap", "namespace": shop, "name": "web"}])
+    );
+    assert_eq!(app["operation"]["sync"]["prune"], false);
+    assert_eq!(
+        app["operation"]["initiatedBy"]["username"],
+        argo_drift_fake_argocd::USERNAME
+    );
+    // The body Argo CD received is the documented ApplicationSyncRequest.
+    let sent = fake.requests().last().unwrap().body.clone();
+    assert_eq!(sent["name"], "web");
+    assert_eq!(sent["appNamespace"], argocd.as_str());
+
+    let err = api.sync("web", &argocd, &resources).await.unwrap_err();
+    assert_eq!(
+        code_of(&err),
+        (Some(400), Some(FAILED_PRECONDITION)),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .contains("another operation is already in progress"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_refused_while_auto_sync_is_on_and_works_once_a_patch_turns_it_off() {
+    let (client, argocd, _fake, api) = setup().await;
+    let err = api.rollback("web", &argocd, 1).await.unwrap_err();
+    assert_eq!(code_of(&err), (Some(400), Some(FAILED_PRECONDITION)));
+    assert!(
+        err.to_string()
+            .contains("rollback cannot be initiated when auto-sync is enabled"),
+        "{err}"
+    );
+
+    api.patch(
+        "web",
+        &argocd,
+        &json!({"spec": {"syncPolicy": {"automated": null}}}),
+    )
+    .await
+    .unwrap();
+    let app = stored(&client, &argocd).await;
+    assert!(
+        app["spec"]["syncPolicy"].get("automated").is_none(),
+        "{:#}",
+        app["spec"]
+    );
+    assert_eq!(
+        app["spec"]["project"], "default",
+        "the rest of the spec stays"
+    );
+
+    let err = api.rollback("web", &argocd, 7).await.unwrap_err();
+    assert_eq!(code_of(&err), (Some(400), Some(3)));
+    assert!(err
+        .to_string()
+        .contains("does not have deployment with id 7"));
+
+    api.rollback("web", &argocd, 1).await.unwrap();
+    let app = stored(&client, &argocd).await;
+    assert_eq!(app["operation"]["sync"]["revision"], "aaaa");
+    assert_eq!(app["operation"]["sync"]["source"]["path"], "web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_resources_carry_the_live_state_from_kubernetes() {
+    let (_client, argocd, _fake, api) = setup().await;
+    let items = api.managed_resources("web", &argocd).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0].kind.as_str(), items[0].name.as_str()),
+        ("ConfigMap", "web")
+    );
+    assert!(items[0].modified);
+    let live: Value = serde_json::from_str(&items[0].live_state).unwrap();
+    assert_eq!(live["data"]["a"], "1");
+    assert_eq!(items[0].target_state, "null");
+}
+
+/// A server that answers 503 `failures` times, then 200 with `{}`; counts requests.
+async fn flaky(failures: usize) -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let handler = move || {
+        let seen = seen.clone();
+        async move {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if n < failures {
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(
+                        json!({"error": "upstream connect error", "code": 14, "message": "upstream connect error"}),
+                    ),
+                )
+            } else {
+                (axum::http::StatusCode::OK, axum::Json(json!({})))
+            }
+        }
+    };
+    let router = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, count)
+}
+
+#[tokio::test]
+async fn reads_are_retried_on_5xx_but_a_sync_is_never_sent_twice() {
+    let (url, count) = flaky(2).await;
+    let api = ArgoCd::new(Settings::new(&url, TOKEN.into())).unwrap();
+    api.application("web", "argocd").await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 3, "two 503s, then the answer");
+
+    let (url, count) = flaky(1).await;
+    let api = ArgoCd::new(Settings::new(&url, TOKEN.into())).unwrap();
+    let err = api.sync("web", "argocd", &[]).await.unwrap_err();
+    assert_eq!(code_of(&err), (Some(503), Some(14)));
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "a sync may have started: not repeated"
+    );
+}
+
+#[test]
+fn server_addresses_are_taken_as_the_argocd_cli_takes_them() {
+    let base = |server: &str, plaintext: bool| {
+        let mut s = Settings::new(server, String::new());
+        s.plaintext = plaintext;
+        ArgoCd::new(s)
+            .map(|a| format!("{a:?}"))
+            .map_err(|e| e.to_string())
+    };
+    assert!(base("argocd.example.com", false)
+        .unwrap()
+        .contains("https://argocd.example.com"));
+    assert!(base("argocd-server.argocd.svc:80", true)
+        .unwrap()
+        .contains("http://argocd-server.argocd.svc:80"));
+    assert!(base("https://argocd.example.com/", false)
+        .unwrap()
+        .contains("\"https://argocd.example.com\""));
+    assert!(base("https://argocd.example.com", true)
+        .unwrap_err()
+        .contains("plaintext"));
+    assert!(base("ftp://x", false)
+        .unwrap_err()
+        .contains("unsupported scheme"));
+}
