@@ -174,6 +174,18 @@ pub struct RunArgs {
     pub concurrency: u16,
     #[command(flatten)]
     pub argocd: ArgoCdArgs,
+    /// Audit records (ConfigMaps labelled audit-type=drift-remediation) kept per application.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_AUDIT_KEEP",
+        default_value_t = 50,
+        value_name = "N"
+    )]
+    pub audit_keep: usize,
+    /// Tests only: read the clock (Unix seconds) from this file, so that cooldowns and
+    /// approval expiry can be tested without waiting.
+    #[arg(long, env = "ARGO_DRIFT_CLOCK_FILE", hide = true, value_name = "PATH")]
+    pub clock_file: Option<PathBuf>,
     /// Elect a leader through a Lease so that only one replica writes.
     #[arg(long, env = "ARGO_DRIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub leader_election: bool,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod output;
 pub mod publish;
 pub mod reconcile;
+pub mod remediate;
 pub mod repo;
 pub mod sources;
 pub mod telemetry;

@@ -21,6 +21,11 @@ pub struct Metrics {
     pub watch_errors: Family<Labels, Counter>,
     pub events_emitted: Family<Labels, Counter>,
     pub git_fetches: Counter,
+    /// Remediation actions carried out, by action and outcome (succeeded, failed).
+    pub actions: Family<Labels, Counter>,
+    /// Actions a guardrail held back, by guardrail.
+    pub actions_held: Family<Labels, Counter>,
+    pub breaker_trips: Counter,
 }
 
 impl Default for Metrics {
@@ -73,6 +78,24 @@ impl Metrics {
         );
         let git_fetches = Counter::default();
         registry.register("git_fetches", "Git fetches run", git_fetches.clone());
+        let actions = Family::<Labels, Counter>::default();
+        registry.register(
+            "actions",
+            "Remediation actions carried out, by action and outcome",
+            actions.clone(),
+        );
+        let actions_held = Family::<Labels, Counter>::default();
+        registry.register(
+            "actions_held",
+            "Remediation actions held back, by guardrail",
+            actions_held.clone(),
+        );
+        let breaker_trips = Counter::default();
+        registry.register(
+            "recurrence_breaker_trips",
+            "Applications whose recurrence breaker tripped",
+            breaker_trips.clone(),
+        );
         Metrics {
             registry,
             drifted_resources,
@@ -83,6 +106,9 @@ impl Metrics {
             watch_errors,
             events_emitted,
             git_fetches,
+            actions,
+            actions_held,
+            breaker_trips,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Envelope<'a> {
     /// Notifications about this application that could not be delivered, per channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification_failures: Option<String>,
+    /// What remediation decided: steps, and what a guardrail held back and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'a argo_drift_core::policy::Decision>,
     #[serde(flatten)]
     pub report: &'a DriftReport,
 }
@@ -534,6 +537,7 @@ mod tests {
             error: None,
             truncated: None,
             notification_failures: None,
+            decision: None,
             report: &r,
         };
         let text = fit_report(&envelope);

@@ -56,6 +56,8 @@ pub struct Context {
     pub known_hosts: Option<Store<ConfigMap>>,
     /// Slack, PagerDuty and email, when `--notifications` is given.
     pub notifier: Option<argo_drift_notify::dispatch::Notifier>,
+    /// Decisions and actions (a no-op in observe mode).
+    pub remediator: crate::remediate::Remediator,
     /// The earliest live change not yet reflected in an application's report.
     pub pending: Mutex<HashMap<AppRef, Instant>>,
     published: Mutex<HashMap<AppRef, Published>>,
@@ -81,6 +83,7 @@ impl Context {
         repo_secrets: Option<Store<Secret>>,
         known_hosts: Option<Store<ConfigMap>>,
         notifier: Option<argo_drift_notify::dispatch::Notifier>,
+        remediator: crate::remediate::Remediator,
     ) -> Context {
         Context {
             settings,
@@ -93,6 +96,7 @@ impl Context {
             repo_secrets,
             known_hosts,
             notifier,
+            remediator,
             pending: Mutex::default(),
             published: Mutex::default(),
             reconciled: Mutex::default(),
@@ -321,7 +325,77 @@ async fn analyse_app(
         app_ignore: Arc::new(app_ignore),
     };
     let report = analyse(desired, &live, &policy, &options);
-    publish_report(object, app_ref, &app, ctx, &report, revision.as_deref()).await
+    let outcome = ctx
+        .remediator
+        .run(
+            object,
+            &app,
+            &report,
+            &publish::fingerprint(&report),
+            &policy.remediation,
+            &ctx.metrics,
+        )
+        .await?;
+    let sooner = publish_report(
+        object,
+        app_ref,
+        &app,
+        ctx,
+        &report,
+        revision.as_deref(),
+        Some(&outcome.decision),
+    )
+    .await?;
+    announce(object, app_ref, &app, ctx, &report, &outcome.announcements).await;
+    Ok(match (sooner, outcome.next_look) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Say what remediation did or asks for: an Event on the Application and a notification in
+/// the app's current incident.
+async fn announce(
+    object: &DynamicObject,
+    app_ref: &AppRef,
+    app: &Application,
+    ctx: &Context,
+    report: &DriftReport,
+    announcements: &[crate::remediate::Announcement],
+) {
+    if announcements.is_empty() {
+        return;
+    }
+    let owner = owner_reference(object);
+    let app_name = format!("{}/{}", app.namespace, app.name);
+    let incident = lock(&ctx.published)
+        .get(app_ref)
+        .and_then(|p| p.incident.clone())
+        .unwrap_or_else(|| (publish::fingerprint(report), Severity::None));
+    for a in announcements {
+        let type_ = if a.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        if let Err(e) = ctx
+            .publisher
+            .event(&owner, type_, a.reason, a.message.clone())
+            .await
+        {
+            tracing::warn!(error = %e, reason = a.reason, "event not written");
+        }
+        ctx.metrics
+            .events_emitted
+            .get_or_create(&labels(&[("reason", a.reason)]))
+            .inc();
+        if let Some(notifier) = &ctx.notifier {
+            let mut n = notification(a.kind, &app_name, &incident, &a.message, report);
+            n.severity = n.severity.max(a.severity);
+            n.decision = Some(a.message.clone());
+            notifier.notify(n);
+        }
+    }
 }
 
 /// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
@@ -629,6 +703,7 @@ async fn publish_report(
     ctx: &Context,
     report: &DriftReport,
     revision: Option<&str>,
+    decision: Option<&argo_drift_core::policy::Decision>,
 ) -> Result<Option<Duration>> {
     let fingerprint = publish::fingerprint(report);
     let severity = publish::severity_label(report);
@@ -673,6 +748,7 @@ async fn publish_report(
             .notifier
             .as_ref()
             .and_then(|n| n.last_failure(&app_name)),
+        decision,
         report,
     };
     let text_hash = publish::fingerprint_text(&envelope);
@@ -855,6 +931,7 @@ async fn publish_failure(
         error: Some(message.clone()),
         truncated: None,
         notification_failures: None,
+        decision: None,
         report: &empty,
     };
     let owner = owner_reference(object);

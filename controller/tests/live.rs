@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PostParams};
 use serde_json::{json, Value};
 use support::*;
 
@@ -387,50 +387,6 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
     assert_eq!(severity_label(&cm), "none", "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
     drop(apps);
-}
-
-/// An out-of-band merge patch, as `kubectl` writes it under `field_manager`.
-async fn merge(api: &Api<DynamicObject>, name: &str, field_manager: &str, patch: Value) {
-    api.patch(name, &manager(field_manager), &Patch::Merge(patch))
-        .await
-        .unwrap_or_else(|e| panic!("patching {name} as {field_manager}: {e}"));
-}
-
-/// Wait until the app's report satisfies `ready`; returns its ConfigMap and the parsed report.
-async fn wait_report(
-    client: &kube::Client,
-    namespace: &str,
-    app: &str,
-    what: &str,
-    timeout: Duration,
-    ready: impl Fn(&Value) -> bool,
-) -> (k8s_openapi::api::core::v1::ConfigMap, Value) {
-    wait_for(what, timeout, || async {
-        let (cm, r) = report(client, namespace, app).await?;
-        ready(&r).then_some((cm, r))
-    })
-    .await
-}
-
-fn manager(name: &str) -> PatchParams {
-    PatchParams {
-        field_manager: Some(name.to_string()),
-        ..Default::default()
-    }
-}
-
-async fn dynamic(
-    client: &kube::Client,
-    ns: &str,
-    api_version: &str,
-    kind: &str,
-) -> Api<DynamicObject> {
-    dynamic_api(
-        client,
-        ns,
-        &json!({"apiVersion": api_version, "kind": kind}),
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,8 +143,8 @@ impl Default for RecurrenceSpec {
     }
 }
 
-/// Automatic action is refused when it would touch more than `maxResources` resources or more
-/// than `maxPercent` of the application's resources.
+/// Automatic action is refused when it would touch more than `maxResources` resources or (for
+/// more than one resource) more than `maxPercent` of the application's resources.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlastRadiusSpec {
@@ -677,6 +677,9 @@ pub struct AppInput<'a> {
     pub report_id: &'a str,
     pub answer: Option<Answer>,
     pub budget: Budget,
+    /// Argo CD has an operation requested or running on the app (a sync we asked for, say):
+    /// nothing new is started until it is done.
+    pub operation_running: bool,
 }
 
 /// Which guardrail held an action back.
@@ -693,6 +696,7 @@ pub enum Guardrail {
     ErrorBudget,
     ErrorBudgetUnavailable,
     Window,
+    OperationInProgress,
     Frozen,
     ApprovalPending,
     StaleApproval,
@@ -711,6 +715,7 @@ impl Guardrail {
             Guardrail::ErrorBudget => "error-budget",
             Guardrail::ErrorBudgetUnavailable => "error-budget-unavailable",
             Guardrail::Window => "window",
+            Guardrail::OperationInProgress => "operation-in-progress",
             Guardrail::Frozen => "frozen",
             Guardrail::ApprovalPending => "approval-pending",
             Guardrail::StaleApproval => "stale-approval",
@@ -938,11 +943,11 @@ pub fn decide(
             state.frozen.insert(app.to_string(), now);
             steps.push(Step::Freeze);
         }
-        if !heal.is_empty() || !approve.is_empty() {
+        if !decision.resources.is_empty() {
             held.push(Held {
                 action: Action::Heal,
                 guardrail: Guardrail::Frozen,
-                reason: "the application is frozen: drift is kept as evidence until a human unfreezes it".into(),
+                reason: "the application is frozen: drift is kept as evidence until a human sets the argo-drift.io/reset annotation".into(),
                 until: None,
             });
         }
@@ -988,6 +993,20 @@ pub fn decide(
         }
     }
     let breaker = state.breakers.contains_key(app);
+
+    // An operation in flight (our own heal, a sync someone started): wait for it, deciding
+    // nothing new, so that a heal in progress is not mistaken for drift that came back.
+    if input.operation_running && (!heal.is_empty() || !approve.is_empty()) {
+        held.push(Held {
+            action: Action::Heal,
+            guardrail: Guardrail::OperationInProgress,
+            reason:
+                "an Argo CD operation is requested or running on the application; waiting for it"
+                    .into(),
+            until: None,
+        });
+        return finish(decision, steps, held, state, app, mode);
+    }
 
     // Approvals: a human's answer, expiry, escalation, or a new request.
     let mut approved: Option<String> = None;
@@ -1148,7 +1167,9 @@ pub fn decide(
     let blast = spec.guardrails.blast_radius;
     let total = input.report.summary.resources.max(1);
     let percent = heal.len() * 100 / total;
-    if heal.len() > blast.max_resources || percent > blast.max_percent as usize {
+    // One resource is never a blast, whatever share of a small app it is.
+    if heal.len() > blast.max_resources || (heal.len() > 1 && percent > blast.max_percent as usize)
+    {
         held.push(hold(
             Guardrail::BlastRadius,
             format!(

@@ -75,6 +75,7 @@ impl Run {
             report_id: id,
             answer,
             budget,
+            operation_running: false,
         };
         decide(&self.remediation, &input, &mut self.state, now)
     }
@@ -205,6 +206,7 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         report_id: "r1",
         answer: None,
         budget: Budget::NotConfigured,
+        operation_running: false,
     };
     let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert_eq!(d.resources[0].actions, [Action::Approve]);
@@ -242,6 +244,7 @@ fn observe_decides_nothing_and_dry_run_spends_nothing() {
         report_id: "r1",
         answer: None,
         budget: Budget::NotConfigured,
+        operation_running: false,
     };
     let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert!(d.steps.is_empty() && d.held.is_empty());
@@ -404,6 +407,12 @@ fn blast_radius_refuses_heals_that_touch_too_much() {
         T0,
     );
     assert_eq!(heals(&d), ["a", "b"], "50% is allowed");
+    let d = run.decide(
+        "argocd/tiny",
+        &report(&[("a", "data.a", "low", "r")], 1),
+        T0,
+    );
+    assert_eq!(heals(&d), ["a"], "one resource is never a blast");
 }
 
 #[test]
@@ -652,4 +661,25 @@ fn window_errors_name_the_key() {
         err("{kind: deny, schedule: '0 * * * *', duration: 1h, timeZone: Mars/Olympus}")
             .starts_with("p.yaml: remediation.guardrails.windows[0].timeZone:")
     );
+}
+
+#[test]
+fn nothing_new_starts_while_an_operation_is_in_flight() {
+    let spec = enforce();
+    let mut run = Run::new(&spec);
+    let r = report(&[("a", "data.a", "low", "r")], 5);
+    let input = AppInput {
+        app: "argocd/web",
+        tier: None,
+        mode: None,
+        report: &r,
+        report_id: "r1",
+        answer: None,
+        budget: Budget::NotConfigured,
+        operation_running: true,
+    };
+    let d = decide(&run.remediation, &input, &mut run.state, T0);
+    assert!(heals(&d).is_empty());
+    assert_eq!(held_by(&d), [Guardrail::OperationInProgress]);
+    assert_eq!(run.state, GuardrailState::default(), "no token spent");
 }

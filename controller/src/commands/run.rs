@@ -25,6 +25,7 @@ use crate::live::{AppRef, LiveState, Trigger};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
+use crate::remediate::{Clock, Remediator};
 use crate::repo::Repos;
 use crate::{admin, reconcile::error_policy};
 use argo_drift_notify::config::Notifications;
@@ -167,6 +168,7 @@ pub async fn serve(
         Some(settings) => Some(ArgoCd::new(settings)?),
         None => None,
     };
+    let argocd_for_actions = argocd.clone();
     let repo_secrets: reflector::Store<Secret> = watched(
         &client,
         &args.control_plane_namespace,
@@ -219,6 +221,13 @@ pub async fn serve(
         Some(repo_secrets),
         Some(known_hosts),
         notifier,
+        Remediator::new(
+            client.clone(),
+            args.control_plane_namespace.clone(),
+            argocd_for_actions,
+            Clock::new(args.clock_file.clone()),
+            args.audit_keep,
+        ),
     ));
 
     let resource = application::api_resource();

@@ -605,3 +605,47 @@ impl Drop for Capture {
         self.task.abort();
     }
 }
+
+/// An out-of-band merge patch, as `kubectl` writes it under `field_manager`.
+pub async fn merge(api: &Api<DynamicObject>, name: &str, field_manager: &str, patch: Value) {
+    api.patch(name, &manager(field_manager), &Patch::Merge(patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name} as {field_manager}: {e}"));
+}
+
+/// Wait until the app's report satisfies `ready`; returns its ConfigMap and the parsed report.
+pub async fn wait_report(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> (k8s_openapi::api::core::v1::ConfigMap, Value) {
+    wait_for(what, timeout, || async {
+        let (cm, r) = report(client, namespace, app).await?;
+        ready(&r).then_some((cm, r))
+    })
+    .await
+}
+
+pub fn manager(name: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+pub async fn dynamic(
+    client: &Client,
+    ns: &str,
+    api_version: &str,
+    kind: &str,
+) -> Api<DynamicObject> {
+    dynamic_api(
+        client,
+        ns,
+        &json!({"apiVersion": api_version, "kind": kind}),
+    )
+    .await
+}

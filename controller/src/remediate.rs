@@ -1,0 +1,702 @@
+//! Acting on drift: reads what the pure `decide` needs (the Application's tier, mode and
+//! approval annotations, the error budget, the guardrail state), runs it, persists the state,
+//! and carries out the steps — through Argo CD's API when configured, else by writing the
+//! Application's `operation` as Argo CD's API itself does — with an audit record of the intent
+//! before and of the outcome after every action.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argo_drift_core::policy::{
+    decide, Answer, AppInput, Budget, Decision, GuardrailState, Mode, Remediation, Step,
+};
+use argo_drift_core::report::DriftReport;
+use argo_drift_core::Severity;
+use argo_drift_notify::EventKind;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use crate::application::{self, Application};
+use crate::argocd::{ArgoCd, SyncResource};
+use crate::error::{Error, Result};
+use crate::metrics::{labels, Metrics};
+use crate::publish::FIELD_MANAGER;
+
+pub const MODE_LABEL: &str = "argo-drift.io/mode";
+pub const TIER_LABEL: &str = "argo-drift.io/tier";
+pub const APPROVE_ANNOTATION: &str = "argo-drift.io/approve";
+pub const REJECT_ANNOTATION: &str = "argo-drift.io/reject";
+/// A new value clears the app's recurrence breaker and freeze (a human looked at it).
+pub const RESET_ANNOTATION: &str = "argo-drift.io/reset";
+pub const STATE_CONFIGMAP: &str = "argo-drift-guardrails";
+pub const STATE_KEY: &str = "state.json";
+pub const AUDIT_TYPE_LABEL: &str = "audit-type";
+pub const AUDIT_TYPE: &str = "drift-remediation";
+
+/// Seconds since the Unix epoch. Tests (hidden `--clock-file`) set it from a file so that a
+/// cooldown or an approval expiry needs no sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    file: Option<PathBuf>,
+}
+
+impl Clock {
+    pub fn new(file: Option<PathBuf>) -> Clock {
+        Clock { file }
+    }
+
+    pub fn now(&self) -> i64 {
+        if let Some(t) = self
+            .file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return t;
+        }
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// Something to tell people about a step: a Kubernetes Event on the Application and a
+/// notification.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub kind: EventKind,
+    pub reason: &'static str,
+    pub message: String,
+    pub warning: bool,
+    pub severity: Severity,
+}
+
+pub struct Outcome {
+    pub decision: Decision,
+    pub announcements: Vec<Announcement>,
+    /// Look at the app again then: a hold ends, an approval escalates or expires.
+    pub next_look: Option<Duration>,
+}
+
+pub struct Remediator {
+    client: Client,
+    /// Argo CD's namespace: the state ConfigMap and the audit records live there.
+    namespace: String,
+    argocd: Option<ArgoCd>,
+    clock: Clock,
+    audit_keep: usize,
+    http: reqwest::Client,
+    /// The state and the resourceVersion it was read at; one decision at a time, so the global
+    /// rate limit holds however many reconciles run at once.
+    state: tokio::sync::Mutex<Option<(GuardrailState, Option<String>)>>,
+    /// The report each app was last paged or notified for: a decision is taken again on
+    /// every analysis, the page goes out once per drift.
+    told: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Remediator {
+    pub fn new(
+        client: Client,
+        namespace: String,
+        argocd: Option<ArgoCd>,
+        clock: Clock,
+        audit_keep: usize,
+    ) -> Remediator {
+        Remediator {
+            client,
+            namespace,
+            argocd,
+            clock,
+            audit_keep: audit_keep.max(1),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            state: tokio::sync::Mutex::new(None),
+            told: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Forget the cached state (a new leader reads it afresh).
+    pub async fn reload(&self) {
+        *self.state.lock().await = None;
+    }
+
+    fn state_api(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn load(&self) -> Result<(GuardrailState, Option<String>)> {
+        let cm = self
+            .state_api()
+            .get_opt(STATE_CONFIGMAP)
+            .await
+            .map_err(Error::kube(format!(
+                "reading ConfigMap {}/{STATE_CONFIGMAP}",
+                self.namespace
+            )))?;
+        let Some(cm) = cm else {
+            return Ok((GuardrailState::default(), None));
+        };
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(STATE_KEY))
+            .cloned()
+            .unwrap_or_default();
+        // An unreadable state is not silently reset: guardrails would forget their limits.
+        let state = if text.is_empty() {
+            GuardrailState::default()
+        } else {
+            serde_json::from_str(&text).map_err(|e| Error::InvalidApplication {
+                app: format!("ConfigMap {}/{STATE_CONFIGMAP}", self.namespace),
+                message: format!("{STATE_KEY}: {e}"),
+            })?
+        };
+        Ok((state, cm.metadata.resource_version))
+    }
+
+    /// Write the state back; the resourceVersion makes a concurrent writer (a second leader
+    /// by mistake) a conflict rather than a lost update.
+    async fn store(
+        &self,
+        state: &GuardrailState,
+        version: Option<String>,
+    ) -> Result<Option<String>> {
+        let text = serde_json::to_string(state).unwrap_or_default();
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {
+                "name": STATE_CONFIGMAP,
+                "namespace": self.namespace,
+                "resourceVersion": version,
+                "labels": {"app.kubernetes.io/managed-by": "argo-drift"},
+            },
+            "data": {STATE_KEY: text},
+        }))
+        .map_err(|e| Error::InvalidApplication {
+            app: STATE_CONFIGMAP.into(),
+            message: e.to_string(),
+        })?;
+        let api = self.state_api();
+        let what = format!("writing ConfigMap {}/{STATE_CONFIGMAP}", self.namespace);
+        let written = match version {
+            Some(_) => api
+                .replace(STATE_CONFIGMAP, &PostParams::default(), &cm)
+                .await
+                .map_err(Error::kube(what))?,
+            None => api
+                .create(&PostParams::default(), &cm)
+                .await
+                .map_err(Error::kube(what))?,
+        };
+        Ok(written.metadata.resource_version)
+    }
+
+    /// Decide for `app` and carry the steps out (in enforce mode).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run(
+        &self,
+        object: &DynamicObject,
+        app: &Application,
+        report: &DriftReport,
+        report_id: &str,
+        remediation: &Remediation,
+        metrics: &Metrics,
+    ) -> Result<Outcome> {
+        let app_name = format!("{}/{}", app.namespace, app.name);
+        let label = |k: &str| {
+            object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(k))
+                .cloned()
+        };
+        let annotation = |k: &str| {
+            object
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let mode = match label(MODE_LABEL) {
+            Some(m) => Some(m.parse::<Mode>().map_err(|e| Error::InvalidApplication {
+                app: app_name.clone(),
+                message: format!("label {MODE_LABEL}: {e}"),
+            })?),
+            None => None,
+        };
+        let tier = label(TIER_LABEL);
+        let answer = match (
+            annotation(APPROVE_ANNOTATION),
+            annotation(REJECT_ANNOTATION),
+        ) {
+            (_, Some(id)) => Some(Answer::Reject(id)),
+            (Some(id), None) => Some(Answer::Approve(id)),
+            (None, None) => None,
+        };
+        let drifted = report
+            .resources
+            .iter()
+            .any(|r| r.status != argo_drift_core::Status::Synced);
+        let budget = match &remediation.spec.guardrails.error_budget {
+            Some(spec) if drifted => self.error_budget(spec, app).await,
+            _ => Budget::NotConfigured,
+        };
+
+        let mut guard = self.state.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load().await?);
+        }
+        let Some((state, version)) = guard.as_mut() else {
+            return Err(Error::InvalidApplication {
+                app: STATE_CONFIGMAP.into(),
+                message: "guardrail state missing after load".into(),
+            });
+        };
+        let now = self.clock.now();
+        let before = state.clone();
+        if let Some(reset) = annotation(RESET_ANNOTATION) {
+            let key = format!("{app_name}|reset");
+            if state.declined.get(&key) != Some(&reset) {
+                state.forget(&app_name);
+                state.declined.insert(key, reset);
+            }
+        }
+        state.prune(&remediation.spec, now);
+        let input = AppInput {
+            app: &app_name,
+            tier: tier.as_deref(),
+            mode,
+            report,
+            report_id,
+            answer,
+            budget,
+            operation_running: operation_running(object),
+        };
+        let decision = decide(remediation, &input, state, now);
+        if *state != before {
+            match self.store(state, version.clone()).await {
+                Ok(v) => *version = v,
+                Err(e) => {
+                    // Read afresh next time; act on nothing this time.
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        }
+        drop(guard);
+
+        for h in &decision.held {
+            metrics
+                .actions_held
+                .get_or_create(&labels(&[("guardrail", h.guardrail.as_str())]))
+                .inc();
+        }
+        let mut announcements = Vec::new();
+        let first_time = crate::lock(&self.told).insert(app_name.clone(), report_id.to_string())
+            != Some(report_id.to_string());
+        for step in &decision.steps {
+            if matches!(step, Step::Page { .. } | Step::Notify { .. }) && !first_time {
+                continue;
+            }
+            if let Some(a) = self.carry_out(object, app, step, &decision, metrics).await {
+                announcements.push(a);
+            }
+        }
+        let next_look = next_look(&decision, now);
+        Ok(Outcome {
+            decision,
+            announcements,
+            next_look,
+        })
+    }
+
+    /// One step: audited and performed in enforce mode; announced in both enforce and dry-run
+    /// for steps that only tell people.
+    async fn carry_out(
+        &self,
+        object: &DynamicObject,
+        app: &Application,
+        step: &Step,
+        decision: &Decision,
+        metrics: &Metrics,
+    ) -> Option<Announcement> {
+        let severity = decision
+            .resources
+            .iter()
+            .map(|r| r.severity)
+            .max()
+            .unwrap_or(Severity::None);
+        let enforce = decision.acts();
+        let announce = |kind, reason, message: String, warning| {
+            Some(Announcement {
+                kind,
+                reason,
+                message,
+                warning,
+                severity,
+            })
+        };
+        match step {
+            Step::Heal { resources, approved } => {
+                if !enforce {
+                    return None;
+                }
+                let what = match approved {
+                    Some(id) => format!("heal {} resource(s), approved for report {id}", resources.len()),
+                    None => format!("heal {} resource(s)", resources.len()),
+                };
+                let result = self
+                    .act(app, "heal", severity, step, || self.heal(object, app, resources))
+                    .await;
+                metrics
+                    .actions
+                    .get_or_create(&labels(&[("action", "heal"), ("outcome", outcome(&result))]))
+                    .inc();
+                match result {
+                    Ok(()) => announce(EventKind::ActionTaken, "DriftHealRequested", format!("{what}: a sync of only the drifted resources was requested"), false),
+                    Err(e) => announce(EventKind::ActionHeld, "DriftHealFailed", format!("{what} failed: {e}"), true),
+                }
+            }
+            Step::Freeze => {
+                if !enforce {
+                    return None;
+                }
+                let result = self
+                    .act(app, "freeze", severity, step, || self.freeze(app))
+                    .await;
+                metrics
+                    .actions
+                    .get_or_create(&labels(&[("action", "freeze"), ("outcome", outcome(&result))]))
+                    .inc();
+                match result {
+                    Ok(()) => announce(EventKind::ActionTaken, "DriftFrozen", "automated sync turned off: security-relevant drift is kept as evidence; nothing is healed until a human resets the app".into(), true),
+                    Err(e) => announce(EventKind::ActionHeld, "DriftFreezeFailed", format!("turning automated sync off failed: {e}"), true),
+                }
+            }
+            Step::RequestApproval { id, resources } if enforce => announce(
+                EventKind::ApprovalRequested,
+                "DriftApprovalRequested",
+                format!("approve healing {} resource(s) with the annotation {APPROVE_ANNOTATION}: {id} (or reject with {REJECT_ANNOTATION}: {id})", resources.len()),
+                true,
+            ),
+            Step::EscalateApproval { id } if enforce => announce(
+                EventKind::ApprovalRequested,
+                "DriftApprovalEscalated",
+                format!("still waiting for {APPROVE_ANNOTATION}: {id}"),
+                true,
+            ),
+            Step::ApprovalExpired { id } if enforce => announce(
+                EventKind::ApprovalExpired,
+                "DriftApprovalExpired",
+                format!("no approval for report {id}: the drift stays; it is not asked again for the same drift"),
+                true,
+            ),
+            Step::ApprovalRejected { id } if enforce => announce(
+                EventKind::ActionHeld,
+                "DriftApprovalRejected",
+                format!("healing report {id} was rejected"),
+                false,
+            ),
+            Step::BreakerTripped { fields } if enforce => {
+                metrics.breaker_trips.inc();
+                let _ = self
+                    .act(app, "recurrence-breaker", severity, step, || async { Ok(()) })
+                    .await;
+                announce(
+                    EventKind::RecurrenceBreakerTripped,
+                    "DriftRecurrenceBreakerTripped",
+                    format!("{} keep drifting back after heals: automation is stopped for the app until {RESET_ANNOTATION} is set", fields.join(", ")),
+                    true,
+                )
+            }
+            Step::Page { reason, .. } if enforce => announce(
+                EventKind::ActionHeld,
+                "DriftPage",
+                reason.clone(),
+                true,
+            ),
+            _ => None,
+        }
+    }
+
+    /// Audit the intent, perform, audit the outcome.
+    async fn act<F, Fut>(
+        &self,
+        app: &Application,
+        action: &str,
+        severity: Severity,
+        step: &Step,
+        perform: F,
+    ) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let record = self.audit_intent(app, action, severity, step).await;
+        let result = perform().await;
+        if let Ok(name) = &record {
+            self.audit_outcome(name, &result).await;
+        }
+        if let Err(e) = &record {
+            tracing::warn!(error = %e, "audit record not written");
+        }
+        result
+    }
+
+    async fn heal(
+        &self,
+        object: &DynamicObject,
+        app: &Application,
+        resources: &[argo_drift_core::ResourceKey],
+    ) -> Result<()> {
+        let resources: Vec<SyncResource> = resources
+            .iter()
+            .map(|k| SyncResource {
+                group: k.group.clone(),
+                kind: k.kind.clone(),
+                namespace: k.namespace.clone(),
+                name: k.name.clone(),
+            })
+            .collect();
+        if let Some(argocd) = &self.argocd {
+            argocd.sync(&app.name, &app.namespace, &resources).await?;
+            return Ok(());
+        }
+        // What Argo CD's API does for a sync: set `operation`, which its application
+        // controller runs. Refused, as Argo CD refuses, while another operation is there.
+        if object.data.get("operation").is_some_and(|o| !o.is_null()) {
+            return Err(Error::ArgoCd {
+                path: "Application.operation".into(),
+                status: None,
+                code: Some(crate::argocd::FAILED_PRECONDITION),
+                message: "another operation is already in progress".into(),
+            });
+        }
+        let revision = app
+            .synced_revision
+            .clone()
+            .or_else(|| app.sources.first().map(|s| s.target_revision.clone()))
+            .unwrap_or_default();
+        let patch = json!({"operation": {
+            "sync": {"revision": revision, "prune": false, "resources": resources},
+            "initiatedBy": {"username": FIELD_MANAGER},
+            "retry": {},
+        }});
+        self.patch_application(app, &patch).await
+    }
+
+    async fn freeze(&self, app: &Application) -> Result<()> {
+        let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
+        if let Some(argocd) = &self.argocd {
+            argocd.patch(&app.name, &app.namespace, &patch).await?;
+            return Ok(());
+        }
+        self.patch_application(app, &patch).await
+    }
+
+    /// A merge patch under our field manager: removing a field another manager owns (Argo
+    /// CD's `automated`) is not possible with server-side apply.
+    async fn patch_application(&self, app: &Application, patch: &Value) -> Result<()> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &app.namespace,
+            &application::api_resource(),
+        );
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        api.patch(&app.name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(Error::kube(format!(
+                "patching Application {}/{}",
+                app.namespace, app.name
+            )))?;
+        Ok(())
+    }
+
+    async fn audit_intent(
+        &self,
+        app: &Application,
+        action: &str,
+        severity: Severity,
+        step: &Step,
+    ) -> Result<String> {
+        let now = self.clock.now();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("argo-drift-audit-{}-{now}-{nanos:09}", app.name);
+        let name: String = name.chars().take(253).collect();
+        let intent = json!({
+            "application": format!("{}/{}", app.namespace, app.name),
+            "action": action,
+            "step": step,
+            "decidedAt": now,
+            "by": FIELD_MANAGER,
+        });
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {
+                    AUDIT_TYPE_LABEL: AUDIT_TYPE,
+                    "argo-drift.io/app": app.name,
+                    "argo-drift.io/app-namespace": app.namespace,
+                    "argo-drift.io/severity": severity.as_str(),
+                    "argo-drift.io/action": action,
+                    "app.kubernetes.io/managed-by": "argo-drift",
+                },
+            },
+            "data": {"intent.json": intent.to_string()},
+        }))
+        .map_err(|e| Error::InvalidApplication {
+            app: name.clone(),
+            message: e.to_string(),
+        })?;
+        self.state_api()
+            .create(&PostParams::default(), &cm)
+            .await
+            .map_err(Error::kube(format!("writing audit record {name}")))?;
+        self.trim_audit(app).await;
+        Ok(name)
+    }
+
+    async fn audit_outcome(&self, name: &str, result: &Result<()>) {
+        let outcome = match result {
+            Ok(()) => json!({"result": "succeeded", "at": self.clock.now()}),
+            Err(e) => json!({"result": "failed", "error": e.to_string(), "at": self.clock.now()}),
+        };
+        let patch = json!({"data": {"outcome.json": outcome.to_string()}});
+        if let Err(e) = self
+            .state_api()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(record = name, error = %e, "audit outcome not written");
+        }
+    }
+
+    /// Keep the newest `audit_keep` records of the app.
+    async fn trim_audit(&self, app: &Application) {
+        let selector = audit_selector(&app.name, &app.namespace);
+        let Ok(list) = self
+            .state_api()
+            .list(&ListParams::default().labels(&selector))
+            .await
+        else {
+            return;
+        };
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|cm| cm.metadata.name)
+            .collect();
+        // Names end in decision time and nanoseconds: their order is their age.
+        names.sort_by_key(|n| audit_order(n));
+        let excess = names.len().saturating_sub(self.audit_keep);
+        for name in names.into_iter().take(excess) {
+            let _ = self.state_api().delete(&name, &Default::default()).await;
+        }
+    }
+
+    /// The remaining error budget from Prometheus; unreadable is `Unavailable` (fail safe).
+    async fn error_budget(
+        &self,
+        spec: &argo_drift_core::policy::ErrorBudgetSpec,
+        app: &Application,
+    ) -> Budget {
+        let query = spec
+            .query
+            .replace("{{app}}", &format!("{}/{}", app.namespace, app.name))
+            .replace("{{namespace}}", &app.namespace)
+            .replace("{{name}}", &app.name);
+        let url = format!("{}/api/v1/query", spec.prometheus_url.trim_end_matches('/'));
+        let url = match reqwest::Url::parse_with_params(&url, &[("query", &query)]) {
+            Ok(u) => u,
+            Err(e) => return Budget::Unavailable(format!("prometheusUrl: {e}")),
+        };
+        let response = match self.http.get(url).send().await {
+            Ok(r) => r,
+            Err(e) => return Budget::Unavailable(format!("Prometheus: {}", e.without_url())),
+        };
+        let status = response.status();
+        let body: Value = match response.json().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Budget::Unavailable(format!("Prometheus {status}: {}", e.without_url()))
+            }
+        };
+        if body["status"] != "success" {
+            return Budget::Unavailable(format!(
+                "Prometheus {status}: {}",
+                body["error"].as_str().unwrap_or("query failed")
+            ));
+        }
+        // An instant vector or a scalar; the value is [time, "number"].
+        let value = match body["data"]["resultType"].as_str() {
+            Some("vector") => body["data"]["result"][0]["value"][1].as_str(),
+            Some("scalar") => body["data"]["result"][1].as_str(),
+            _ => None,
+        };
+        match value.and_then(|v| v.parse::<f64>().ok()) {
+            Some(v) if v.is_finite() => Budget::Remaining(v),
+            _ => Budget::Unavailable(format!("the query {query:?} returned no number")),
+        }
+    }
+}
+
+/// An `operation` requested, or an operation running (`status.operationState.phase`).
+fn operation_running(object: &DynamicObject) -> bool {
+    object.data.get("operation").is_some_and(|o| !o.is_null())
+        || object
+            .data
+            .pointer("/status/operationState/phase")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p == "Running" || p == "Terminating")
+}
+
+fn outcome(result: &Result<()>) -> &'static str {
+    if result.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    }
+}
+
+/// (decision time, nanoseconds) from `argo-drift-audit-<app>-<time>-<nanos>`.
+fn audit_order(name: &str) -> (i64, u32) {
+    let mut parts = name.rsplitn(3, '-');
+    let nanos = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let time = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (time, nanos)
+}
+
+/// When to look again: the earliest end of a hold, escalation or expiry still ahead.
+fn next_look(decision: &Decision, now: i64) -> Option<Duration> {
+    let mut times: Vec<i64> = decision.held.iter().filter_map(|h| h.until).collect();
+    if let Some(p) = &decision.pending_approval {
+        times.push(p.expires_at);
+        times.extend(p.escalate_at);
+    }
+    times
+        .into_iter()
+        .filter(|t| *t > now)
+        .min()
+        .map(|t| Duration::from_secs((t - now) as u64))
+}
+
+/// Labels of an audit record, for readers (and tests).
+pub fn audit_selector(app: &str, app_namespace: &str) -> String {
+    format!("{AUDIT_TYPE_LABEL}={AUDIT_TYPE},argo-drift.io/app={app},argo-drift.io/app-namespace={app_namespace}")
+}

@@ -1,0 +1,526 @@
+//! Remediation end to end against the real API server (and the fake Argo CD API): decisions,
+//! actions with their audit records, and the guardrails that hold them back. The controller's
+//! clock is a file the test sets (`--clock-file`), so cooldowns and expiries need no sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::{json, Value};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+const T0: i64 = 1_800_000_000;
+
+/// Namespaces, one Git repository with a directory per app holding ConfigMap `<app>`, the live
+/// ConfigMaps as Argo CD applied them, and the Applications (label `argo-drift.io/mode` as
+/// given, more labels from `labels`).
+struct Fixture {
+    client: kube::Client,
+    argocd: String,
+    shop: String,
+    dir: tempfile::TempDir,
+    clock: PathBuf,
+}
+
+impl Fixture {
+    async fn new(apps: &[&str], labels: Value) -> Fixture {
+        let client = client().await;
+        let argocd = fresh_namespace(&client, "argocd").await;
+        let shop = fresh_namespace(&client, "shop").await;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = GitRepo::new(&dir.path().join("repo"));
+        let cm = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: \"1\"\n"
+            )
+        };
+        for app in apps {
+            repo.write(&format!("{app}/cm.yaml"), &cm(app));
+        }
+        let commit = repo.commit("apps");
+        for app in apps {
+            apply_yaml(&client, &shop, &cm(app), "argocd-controller").await;
+            let mut a = application(app, &repo.url(), app, &shop, Some(&commit));
+            for (k, v) in labels.as_object().unwrap() {
+                a["metadata"]["labels"][k] = v.clone();
+            }
+            apply(&client, &argocd, a, "argocd-server").await;
+        }
+        let clock = dir.path().join("clock");
+        let f = Fixture {
+            client,
+            argocd,
+            shop,
+            dir,
+            clock,
+        };
+        f.set_clock(T0);
+        f
+    }
+
+    fn set_clock(&self, t: i64) {
+        std::fs::write(&self.clock, t.to_string()).unwrap();
+    }
+
+    async fn start(&self, extra: &[&str]) -> Running {
+        let mut args = vec!["--clock-file", self.clock.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Running::start(&self.client, &self.argocd, &args).await
+    }
+
+    /// A policy file: the shipped one with `remediation` lines replaced as given.
+    fn policy(&self, replace: &[(&str, &str)]) -> String {
+        let mut text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policy.yaml"),
+        )
+        .unwrap();
+        for (from, to) in replace {
+            assert!(text.contains(from), "{from} not in the shipped policy");
+            text = text.replacen(from, to, 1);
+        }
+        let path = self.dir.path().join("policy.yaml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// An out-of-band change of ConfigMap `name`: a label (low) or its data (medium).
+    async fn drift(&self, name: &str, patch: Value) {
+        let api = dynamic(&self.client, &self.shop, "v1", "ConfigMap").await;
+        merge(&api, name, "kubectl-edit", patch).await;
+    }
+
+    async fn apps(&self) -> Api<DynamicObject> {
+        dynamic(
+            &self.client,
+            &self.argocd,
+            "argoproj.io/v1alpha1",
+            "Application",
+        )
+        .await
+    }
+
+    async fn app(&self, name: &str) -> Value {
+        serde_json::to_value(self.apps().await.get(name).await.unwrap()).unwrap()
+    }
+
+    /// Annotate the Application: an answer, a reset, or just a nudge so it is looked at again.
+    async fn annotate(&self, name: &str, key: &str, value: &str) {
+        merge(
+            &self.apps().await,
+            name,
+            "kubectl-annotate",
+            json!({"metadata": {"annotations": {key: value}}}),
+        )
+        .await;
+    }
+
+    /// What Argo CD's application controller does once it ran the operation.
+    async fn finish_operation(&self, name: &str) {
+        merge(
+            &self.apps().await,
+            name,
+            "argocd-application-controller",
+            json!({"operation": null}),
+        )
+        .await;
+    }
+
+    /// Wait for the app's report to satisfy `ready`; on timeout, show the last one.
+    async fn report_where(&self, app: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < WAIT {
+            if let Some((_, r)) = report(&self.client, &self.argocd, app).await {
+                if ready(&r) {
+                    return r;
+                }
+                last = r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last["resources"] = Value::Null;
+        panic!("timed out waiting for {what} of {app}; last report: {last:#}");
+    }
+
+    async fn audit(&self, app: &str) -> Vec<ConfigMap> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.argocd);
+        let selector = argo_drift_controller::remediate::audit_selector(app, &self.argocd);
+        api.list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+fn held(r: &Value) -> Vec<String> {
+    r["decision"]["held"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|h| h["guardrail"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn steps(r: &Value) -> Vec<String> {
+    r["decision"]["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| s["step"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_dry_run_reports_what_it_would_do_and_does_nothing() {
+    let f = Fixture::new(&["web"], json!({})).await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("web", "a dry-run decision", |r| steps(r) == ["heal"])
+        .await;
+    assert_eq!(r["decision"]["mode"], "dry-run");
+    assert_eq!(held(&r), ["dry-run"]);
+    assert!(
+        f.app("web").await.get("operation").is_none(),
+        "nothing was done"
+    );
+    assert!(f.audit("web").await.is_empty());
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_drift_is_healed_through_argo_cds_api_audited_and_not_again_within_the_cooldown_across_a_restart(
+) {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let fake = FakeArgoCd::start(f.client.clone(), "tok", &f.argocd)
+        .await
+        .unwrap();
+    let args = [
+        "--argocd-server",
+        fake.url.as_str(),
+        "--argocd-token",
+        "tok",
+    ];
+    let controller = f.start(&args).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("web", "the heal", |r| {
+            steps(r) == ["heal"] || held(r) == ["operation-in-progress"]
+        })
+        .await;
+    assert_eq!(r["decision"]["mode"], "enforce");
+    let app = wait_for("the sync operation", WAIT, || async {
+        let app = f.app("web").await;
+        app.get("operation").is_some().then_some(app)
+    })
+    .await;
+    assert_eq!(
+        app["operation"]["sync"]["resources"],
+        json!([{"group": "", "kind": "ConfigMap", "namespace": f.shop, "name": "web"}])
+    );
+    assert_eq!(app["operation"]["initiatedBy"]["username"], "argo-drift");
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|q| q.path == "/api/v1/applications/web/sync"));
+    // The audit record: intent, then outcome.
+    let records = wait_for("the audit outcome", WAIT, || async {
+        let r = f.audit("web").await;
+        r.iter()
+            .all(|c| c.data.as_ref().unwrap().contains_key("outcome.json"))
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(records.len(), 1);
+    let labels = records[0].metadata.labels.clone().unwrap();
+    assert_eq!(labels["audit-type"], "drift-remediation");
+    assert_eq!(labels["argo-drift.io/severity"], "low");
+    let data = records[0].data.clone().unwrap();
+    let intent: Value = serde_json::from_str(&data["intent.json"]).unwrap();
+    assert_eq!(intent["action"], "heal");
+    let outcome: Value = serde_json::from_str(&data["outcome.json"]).unwrap();
+    assert_eq!(outcome["result"], "succeeded");
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_actions_total{action=\"heal\",outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+
+    // Argo CD ran it, but the same field drifts again a minute later: the cooldown holds,
+    // also after a restart of the controller (the state is in a ConfigMap).
+    f.finish_operation("web").await;
+    controller.stop().await;
+    f.set_clock(T0 + 60);
+    let controller = f.start(&args).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "y"}}}))
+        .await;
+    let r = f
+        .report_where("web", "the cooldown", |r| held(r) == ["cooldown"])
+        .await;
+    assert_eq!(r["decision"]["held"][0]["until"], T0 + 600);
+    assert!(f.app("web").await.get("operation").is_none());
+    // Past the cooldown (and the per-app rate limit), it heals again.
+    f.set_clock(T0 + 601);
+    f.annotate("web", "test/nudge", "1").await;
+    wait_for("the second heal", WAIT, || async {
+        f.app("web").await.get("operation").map(|_| ())
+    })
+    .await;
+    assert_eq!(f.audit("web").await.len(), 2);
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_argo_cds_api_a_heal_is_the_applications_operation_written_through_kubernetes() {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let app = wait_for("the operation", WAIT, || async {
+        let app = f.app("web").await;
+        app.get("operation").is_some().then_some(app)
+    })
+    .await;
+    assert_eq!(app["operation"]["sync"]["resources"][0]["name"], "web");
+    assert_eq!(app["operation"]["sync"]["prune"], false);
+    let managers: Vec<String> = app["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:operation"].is_object())
+        .map(|m| m["manager"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        managers,
+        ["argo-drift"],
+        "written under our own field manager"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn medium_drift_waits_for_an_approval_naming_its_report_and_an_unanswered_one_expires() {
+    let f = Fixture::new(&["web", "api"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"data": {"a": "2"}})).await;
+    let r = f
+        .report_where("web", "the approval request", |r| {
+            held(r) == ["approval-pending"]
+        })
+        .await;
+    let id = r["decision"]["pendingApproval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r["decision"]["pendingApproval"]["expiresAt"], T0 + 86400);
+    let reasons =
+        |events: Vec<(String, String)>| events.into_iter().map(|e| e.0).collect::<Vec<_>>();
+    wait_for("the approval Event", WAIT, || async {
+        reasons(events(&f.client, &f.argocd, "web").await)
+            .contains(&"DriftApprovalRequested".to_string())
+            .then_some(())
+    })
+    .await;
+    // An approval of another report does nothing.
+    f.annotate("web", "argo-drift.io/approve", "0000stale")
+        .await;
+    f.report_where("web", "the stale approval", |r| {
+        held(r).contains(&"stale-approval".to_string())
+    })
+    .await;
+    assert!(f.app("web").await.get("operation").is_none());
+    // The right one heals.
+    f.annotate("web", "argo-drift.io/approve", &id).await;
+    let app = wait_for("the approved heal", WAIT, || async {
+        let app = f.app("web").await;
+        app.get("operation").is_some().then_some(app)
+    })
+    .await;
+    assert_eq!(app["operation"]["sync"]["resources"][0]["name"], "web");
+
+    // The other app's request is never answered: it expires after 24 h.
+    f.drift("api", json!({"data": {"a": "2"}})).await;
+    f.report_where("api", "the second request", |r| {
+        held(r) == ["approval-pending"]
+    })
+    .await;
+    f.set_clock(T0 + 86400);
+    f.annotate("api", "test/nudge", "1").await;
+    wait_for("the expiry Event", WAIT, || async {
+        reasons(events(&f.client, &f.argocd, "api").await)
+            .contains(&"DriftApprovalExpired".to_string())
+            .then_some(())
+    })
+    .await;
+    let r = f
+        .report_where("api", "no pending approval", |r| {
+            r["decision"]["pendingApproval"].is_null()
+        })
+        .await;
+    assert!(f.app("api").await.get("operation").is_none(), "{r:#}");
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_nothing() {
+    let f = Fixture::new(
+        &["vault"],
+        json!({"argo-drift.io/mode": "enforce", "argo-drift.io/tier": "locked"}),
+    )
+    .await;
+    merge(
+        &f.apps().await,
+        "vault",
+        "argocd-server",
+        json!({"spec": {"syncPolicy": {"automated": {"selfHeal": true}}}}),
+    )
+    .await;
+    let policy = f.policy(&[(
+        "  tiers: {}",
+        "  tiers:\n    locked: {medium: [freeze, page]}",
+    )]);
+    let fake = FakeArgoCd::start(f.client.clone(), "tok", &f.argocd)
+        .await
+        .unwrap();
+    let controller = f
+        .start(&[
+            "--policy",
+            &policy,
+            "--argocd-server",
+            &fake.url,
+            "--argocd-token",
+            "tok",
+        ])
+        .await;
+    f.report_where("vault", "the first report", |_| true).await;
+    f.drift("vault", json!({"data": {"a": "2"}})).await;
+    let app = wait_for("automated sync off", WAIT, || async {
+        let app = f.app("vault").await;
+        app["spec"]["syncPolicy"]
+            .get("automated")
+            .is_none()
+            .then_some(app)
+    })
+    .await;
+    assert!(
+        app.get("operation").is_none(),
+        "nothing healed: the drift is evidence"
+    );
+    f.report_where("vault", "frozen", |r| held(r) == ["frozen"])
+        .await;
+    let records = f.audit("vault").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].metadata.labels.as_ref().unwrap()["argo-drift.io/action"],
+        "freeze"
+    );
+    wait_for("the DriftFrozen Event", WAIT, || async {
+        events(&f.client, &f.argocd, "vault")
+            .await
+            .iter()
+            .any(|e| e.0 == "DriftFrozen")
+            .then_some(())
+    })
+    .await;
+    // A human looked at it: the reset annotation lifts the freeze in argo-drift's state (and
+    // the drift, still medium in this tier, freezes again).
+    f.annotate("vault", "argo-drift.io/reset", "2026-11-21 by alice")
+        .await;
+    wait_for("a second freeze", WAIT, || async {
+        (f.audit("vault").await.len() == 2).then_some(())
+    })
+    .await;
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_twenty_drifting_apps_heals_exactly_the_global_allowance() {
+    let names: Vec<String> = (0..20).map(|i| format!("app-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let f = Fixture::new(&refs, json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&[]).await;
+    for n in &refs {
+        f.report_where(n, "the first reports", |_| true).await;
+    }
+    for n in &refs {
+        f.drift(n, json!({"metadata": {"labels": {"team": "x"}}}))
+            .await;
+    }
+    let mut decided = Vec::new();
+    for n in &refs {
+        decided.push(
+            f.report_where(n, "a decision", |r| {
+                steps(r) == ["heal"]
+                    || held(r) == ["rate-limit-global"]
+                    || held(r) == ["operation-in-progress"]
+            })
+            .await,
+        );
+    }
+    let limited = decided
+        .iter()
+        .filter(|r| held(r) == ["rate-limit-global"])
+        .count();
+    assert_eq!(limited, 18, "2 actions per minute across all applications");
+    let mut operations = 0;
+    for n in &refs {
+        if f.app(n).await.get("operation").is_some() {
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 2);
+    for r in decided.iter().filter(|r| held(r) == ["rate-limit-global"]) {
+        assert_eq!(r["decision"]["held"][0]["until"], T0 + 30);
+    }
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_actions_held_total{guardrail=\"rate-limit-global\"}"),
+        "{metrics}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_prometheus_means_no_automatic_action() {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let policy = f.policy(&[(
+        "    windows: []",
+        &format!(
+            "    windows: []\n    errorBudget: {{prometheusUrl: \"http://127.0.0.1:{}\", query: \"slo:budget\", minimum: 0.2}}",
+            free_port()
+        ),
+    )]);
+    let controller = f.start(&["--policy", &policy]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("web", "held by the error budget", |r| {
+            held(r) == ["error-budget-unavailable"]
+        })
+        .await;
+    assert!(
+        r["decision"]["held"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Prometheus"),
+        "{r:#}"
+    );
+    assert!(f.app("web").await.get("operation").is_none());
+    controller.stop().await;
+}
