@@ -524,3 +524,243 @@ async fn an_unreachable_prometheus_means_no_automatic_action() {
     assert!(f.app("web").await.get("operation").is_none());
     controller.stop().await;
 }
+
+/// Heal `app` (wait for the operation), then let Argo CD "finish" it.
+async fn healed(f: &Fixture, app: &str) {
+    wait_for("a heal", WAIT, || async {
+        f.app(app).await.get("operation").map(|_| ())
+    })
+    .await;
+    f.finish_operation(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_that_keeps_drifting_back_trips_the_recurrence_breaker() {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    // Three heals, each past the cooldown, and each time the label comes back.
+    for k in 0..3 {
+        f.set_clock(T0 + k * 601);
+        f.drift(
+            "web",
+            json!({"metadata": {"labels": {"team": format!("x{k}")}}}),
+        )
+        .await;
+        healed(&f, "web").await;
+    }
+    f.set_clock(T0 + 3 * 601);
+    f.drift("web", json!({"metadata": {"labels": {"team": "x3"}}}))
+        .await;
+    let r = f
+        .report_where("web", "the breaker", |r| held(r) == ["recurrence-breaker"])
+        .await;
+    assert!(f.app("web").await.get("operation").is_none(), "{r:#}");
+    wait_for("the breaker Event", WAIT, || async {
+        events(&f.client, &f.argocd, "web")
+            .await
+            .iter()
+            .any(|e| e.0 == "DriftRecurrenceBreakerTripped" && e.1.contains("metadata.labels"))
+            .then_some(())
+    })
+    .await;
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_recurrence_breaker_trips_total 1"),
+        "{metrics}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_act_once_and_share_the_guardrail_state() {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let first = f.start(&[]).await;
+    let second = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    healed(&f, "web").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(f.audit("web").await.len(), 1, "one replica acted, once");
+    // The leader goes away; the other takes over with the same state: the cooldown holds.
+    first.stop().await;
+    f.set_clock(T0 + 60);
+    f.drift("web", json!({"metadata": {"labels": {"team": "y"}}}))
+        .await;
+    f.report_where("web", "the cooldown under the new leader", |r| {
+        held(r) == ["cooldown"]
+    })
+    .await;
+    assert_eq!(f.audit("web").await.len(), 1);
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blast_radius_windows_and_a_spent_error_budget_hold_heals_back() {
+    // A fake Prometheus whose answer is the budget left: 5%.
+    let router = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(|| async {
+            axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+                "result": [{"metric": {}, "value": [1800000000, "0.05"]}]}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let prometheus = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let f = Fixture::new(
+        &["night", "budget", "blast"],
+        json!({"argo-drift.io/mode": "enforce"}),
+    )
+    .await;
+    let policy = f.policy(&[(
+        "    windows: []",
+        "    windows: [{kind: deny, schedule: \"0 7 * * *\", duration: 2h}]",
+    )]);
+    let controller = f.start(&["--policy", &policy]).await;
+    for app in ["night", "budget", "blast"] {
+        f.report_where(app, "the first report", |_| true).await;
+    }
+    // T0 is 08:00 UTC: inside the deny window 07:00-09:00.
+    f.drift("night", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("night", "the window", |r| held(r) == ["window"])
+        .await;
+    assert_eq!(r["decision"]["held"][0]["until"], T0 + 3600);
+    assert!(f.app("night").await.get("operation").is_none());
+    controller.stop().await;
+
+    // Outside the window, with 5% of the error budget left and 20% required: page instead.
+    f.set_clock(T0 + 3 * 3600);
+    let budget = format!(
+        "    windows: []\n    errorBudget: {{prometheusUrl: \"{prometheus}\", query: \"slo:budget{{app='{{{{name}}}}'}}\", minimum: 0.2}}"
+    );
+    let policy = f.policy(&[("    windows: []", budget.as_str())]);
+    let controller = f.start(&["--policy", &policy]).await;
+    f.drift("budget", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("budget", "the budget", |r| held(r) == ["error-budget"])
+        .await;
+    assert!(
+        r["decision"]["held"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0.050"),
+        "{r:#}"
+    );
+    assert!(
+        steps(&r).contains(&"page".to_string()),
+        "pages instead: {r:#}"
+    );
+    assert!(f.app("budget").await.get("operation").is_none());
+    controller.stop().await;
+
+    // A blast radius of no resource at all: nothing is healed automatically.
+    let policy = f.policy(&[(
+        "    blastRadius: {maxResources: 10, maxPercent: 50}",
+        "    blastRadius: {maxResources: 0, maxPercent: 50}",
+    )]);
+    let controller = f.start(&["--policy", &policy]).await;
+    f.drift("blast", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("blast", "the blast radius", |r| held(r) == ["blast-radius"])
+        .await;
+    assert!(
+        r["decision"]["held"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 1"),
+        "{r:#}"
+    );
+    assert!(f.app("blast").await.get("operation").is_none());
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_closes_the_request_and_audit_records_are_kept_to_the_limit() {
+    let f = Fixture::new(&["web", "api"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&["--audit-keep", "2"]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"data": {"a": "2"}})).await;
+    let r = f
+        .report_where("web", "the request", |r| held(r) == ["approval-pending"])
+        .await;
+    let id = r["decision"]["pendingApproval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.annotate("web", "argo-drift.io/reject", &id).await;
+    f.report_where("web", "no request after the rejection", |r| {
+        r["decision"]["pendingApproval"].is_null() && held(r).is_empty()
+    })
+    .await;
+    assert!(f.app("web").await.get("operation").is_none());
+
+    // Three heals of "api" (past cooldown and rate limit each time): two records stay.
+    for k in 0..3 {
+        f.set_clock(T0 + 1000 * (k + 1));
+        f.drift(
+            "api",
+            json!({"metadata": {"labels": {"team": format!("x{k}")}}}),
+        )
+        .await;
+        healed(&f, "api").await;
+    }
+    let records = wait_for("the trimmed audit", WAIT, || async {
+        let r = f.audit("api").await;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let mut times: Vec<i64> = records
+        .iter()
+        .map(|c| {
+            let intent: Value =
+                serde_json::from_str(&c.data.as_ref().unwrap()["intent.json"]).unwrap();
+            intent["decidedAt"].as_i64().unwrap()
+        })
+        .collect();
+    times.sort();
+    assert_eq!(times, [T0 + 2000, T0 + 3000], "the newest are kept");
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_and_ignored_drift_decide_nothing() {
+    let f = Fixture::new(&["watched"], json!({"argo-drift.io/mode": "observe"})).await;
+    let quiet = Fixture::new(
+        &["quiet"],
+        json!({"argo-drift.io/mode": "enforce", "argo-drift.io/tier": "quiet"}),
+    )
+    .await;
+    let controller = f.start(&[]).await;
+    f.report_where("watched", "the first report", |_| true)
+        .await;
+    f.drift("watched", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = f
+        .report_where("watched", "the drift", |r| r["summary"]["modified"] == 1)
+        .await;
+    assert_eq!(r["decision"]["mode"], "observe");
+    assert!(steps(&r).is_empty() && held(&r).is_empty(), "{r:#}");
+    controller.stop().await;
+
+    let policy = quiet.policy(&[("  tiers: {}", "  tiers:\n    quiet: {low: [ignore]}")]);
+    let controller = quiet.start(&["--policy", &policy]).await;
+    quiet
+        .report_where("quiet", "the first report", |_| true)
+        .await;
+    quiet
+        .drift("quiet", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = quiet
+        .report_where("quiet", "the drift", |r| r["summary"]["modified"] == 1)
+        .await;
+    assert_eq!(r["decision"]["resources"][0]["actions"], json!(["ignore"]));
+    assert!(steps(&r).is_empty() && held(&r).is_empty(), "{r:#}");
+    controller.stop().await;
+}
