@@ -345,6 +345,15 @@ async fn medium_drift_waits_for_an_approval_naming_its_report_and_an_unanswered_
     .await;
     assert!(f.app("web").await.get("operation").is_none());
     // The right one heals.
+    // Unanswered for an hour: asked again.
+    f.set_clock(T0 + 3600);
+    f.annotate("web", "test/nudge", "1").await;
+    wait_for("the escalation Event", WAIT, || async {
+        reasons(events(&f.client, &f.argocd, "web").await)
+            .contains(&"DriftApprovalEscalated".to_string())
+            .then_some(())
+    })
+    .await;
     f.annotate("web", "argo-drift.io/approve", &id).await;
     let app = wait_for("the approved heal", WAIT, || async {
         let app = f.app("web").await;
@@ -359,7 +368,7 @@ async fn medium_drift_waits_for_an_approval_naming_its_report_and_an_unanswered_
         held(r) == ["approval-pending"]
     })
     .await;
-    f.set_clock(T0 + 86400);
+    f.set_clock(T0 + 3600 + 86400);
     f.annotate("api", "test/nudge", "1").await;
     wait_for("the expiry Event", WAIT, || async {
         reasons(events(&f.client, &f.argocd, "api").await)
@@ -397,6 +406,20 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
     let fake = FakeArgoCd::start(f.client.clone(), "tok", &f.argocd)
         .await
         .unwrap();
+    // Actions go to the on-call through the notifier, as routed.
+    let pagerduty = Capture::start().await;
+    let key = f.dir.path().join("key");
+    std::fs::write(&key, "R0UTINGKEY").unwrap();
+    let notifications = f.dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notifications,
+        format!(
+            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [action-taken]\n  channels: [oncall]\n",
+            key.display(),
+            pagerduty.url
+        ),
+    )
+    .unwrap();
     let controller = f
         .start(&[
             "--policy",
@@ -405,6 +428,8 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
             &fake.url,
             "--argocd-token",
             "tok",
+            "--notifications",
+            notifications.to_str().unwrap(),
         ])
         .await;
     f.report_where("vault", "the first report", |_| true).await;
@@ -437,6 +462,20 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
             .then_some(())
     })
     .await;
+    let paged = wait_for("the page about the freeze", WAIT, || async {
+        pagerduty
+            .got()
+            .into_iter()
+            .find(|e| e["payload"]["class"] == "action-taken")
+    })
+    .await;
+    assert!(
+        paged["payload"]["custom_details"]["decision"]
+            .as_str()
+            .unwrap()
+            .contains("automated sync turned off"),
+        "{paged:#}"
+    );
     // A human looked at it: the reset annotation lifts the freeze in argo-drift's state (and
     // the drift, still medium in this tier, freezes again).
     f.annotate("vault", "argo-drift.io/reset", "2026-11-21 by alice")
