@@ -364,8 +364,14 @@ impl ArgoCd {
 }
 
 /// reqwest's errors carry the URL; ours name the path already and must not carry query secrets.
+/// With its causes ("error sending request" alone does not say that a certificate was refused).
 fn without_url(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
     if let Some(url) = e.url() {
         text = text.replace(url.as_str(), "");
     }

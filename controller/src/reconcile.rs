@@ -777,7 +777,24 @@ async fn publish_report(
             resolving_since,
         )
         .await?;
-    notify(ctx, &app_name, &step, &before, &fingerprint, report);
+    // Drift the policy says to ignore is reported, not announced.
+    let ignored = decision.is_some_and(|d| {
+        !d.resources.is_empty()
+            && d.resources
+                .iter()
+                .all(|r| r.actions == [argo_drift_core::policy::Action::Ignore])
+    });
+    if !ignored {
+        notify(
+            ctx,
+            &app_name,
+            &step,
+            &before,
+            &fingerprint,
+            report,
+            decision,
+        );
+    }
     let event = if drifted && fingerprint != before.fingerprint {
         Some((
             EventType::Warning,
@@ -818,6 +835,7 @@ fn notify(
     before: &Published,
     fingerprint: &str,
     report: &DriftReport,
+    decision: Option<&argo_drift_core::policy::Decision>,
 ) {
     let Some(notifier) = &ctx.notifier else {
         return;
@@ -835,7 +853,45 @@ fn notify(
         ),
         _ => return,
     };
-    notifier.notify(notification(kind, app_name, incident, &summary, report));
+    let mut n = notification(kind, app_name, incident, &summary, report);
+    if let Some(d) = decision.filter(|_| kind != EventKind::DriftResolved) {
+        n.decision = Some(describe_decision(d));
+    }
+    notifier.notify(n);
+}
+
+/// One line on what remediation decided, for a notification.
+fn describe_decision(d: &argo_drift_core::policy::Decision) -> String {
+    use argo_drift_core::policy::{Mode, Step};
+    let mut parts: Vec<String> = d
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Heal { resources, .. } => Some(format!("heal {} resource(s)", resources.len())),
+            Step::Freeze => Some("freeze (automated sync off)".into()),
+            Step::RequestApproval { id, .. } => {
+                Some(format!("approval requested (argo-drift.io/approve: {id})"))
+            }
+            Step::BreakerTripped { .. } => Some("recurrence breaker tripped".into()),
+            _ => None,
+        })
+        .collect();
+    parts.extend(
+        d.held
+            .iter()
+            .filter(|h| h.guardrail.as_str() != "dry-run")
+            .map(|h| format!("held by {}: {}", h.guardrail.as_str(), h.reason)),
+    );
+    let text = if parts.is_empty() {
+        "reported".to_string()
+    } else {
+        parts.join("; ")
+    };
+    match d.mode {
+        Mode::Observe => "reported (observe mode)".into(),
+        Mode::DryRun => format!("dry-run, nothing done; would: {text}"),
+        Mode::Enforce => text,
+    }
 }
 
 /// What the notifier gets: the report's drifted fields, values already masked.
@@ -880,7 +936,7 @@ fn notification(
         severity: incident.1,
         summary: summary.to_string(),
         changes,
-        decision: Some("reported (remediation is not enabled)".into()),
+        decision: Some("reported".into()),
         incident: format!("argo-drift/{app}/{}", incident.0),
         time: Timestamp::now().to_string(),
     }

@@ -258,3 +258,47 @@ fn server_addresses_are_taken_as_the_argocd_cli_takes_them() {
         .unwrap_err()
         .contains("unsupported scheme"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_by_default_against_the_system_or_the_given_ca() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let (ca, cert, key) = argo_drift_fake_argocd::certificates();
+    let fake = FakeArgoCd::start_tls(client, TOKEN, &argocd, cert.as_bytes(), key.as_bytes())
+        .await
+        .unwrap();
+    assert!(fake.url.starts_with("https://"));
+    let address = fake.url.trim_start_matches("https://").to_string();
+
+    // host:port means HTTPS, verified: a private CA is not trusted by default.
+    let err = ArgoCd::new(Settings::new(&address, TOKEN.into()))
+        .unwrap()
+        .application("web", &argocd)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), (None, None), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // With the CA file: the connection is made (and Argo CD answers: no such app).
+    let mut trusted = Settings::new(&address, TOKEN.into());
+    trusted.ca_pem = Some(ca.into_bytes());
+    let err = ArgoCd::new(trusted)
+        .unwrap()
+        .application("web", &argocd)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), (Some(404), Some(5)), "{err}");
+
+    // --insecure skips verification, as the argocd CLI's flag does.
+    let mut insecure = Settings::new(&address, TOKEN.into());
+    insecure.insecure = true;
+    let err = ArgoCd::new(insecure)
+        .unwrap()
+        .application("web", &argocd)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), (Some(404), Some(5)), "{err}");
+}

@@ -803,3 +803,32 @@ async fn observe_mode_and_ignored_drift_decide_nothing() {
     assert!(steps(&r).is_empty() && held(&r).is_empty(), "{r:#}");
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_app_gets_one_action_per_five_minutes() {
+    let f = Fixture::new(
+        &["web"],
+        json!({"argo-drift.io/mode": "enforce", "argo-drift.io/tier": "eager"}),
+    )
+    .await;
+    let policy = f.policy(&[("  tiers: {}", "  tiers:\n    eager: {medium: [heal]}")]);
+    let controller = f.start(&["--policy", &policy]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    healed(&f, "web").await;
+    // A minute later another field drifts: no cooldown on it, but the app's bucket is empty.
+    f.set_clock(T0 + 60);
+    f.drift("web", json!({"data": {"a": "2"}})).await;
+    let r = f
+        .report_where("web", "the per-app rate limit", |r| {
+            held(r) == ["rate-limit-app"]
+        })
+        .await;
+    assert_eq!(r["decision"]["held"][0]["until"], T0 + 300);
+    f.set_clock(T0 + 300);
+    f.annotate("web", "test/nudge", "1").await;
+    healed(&f, "web").await;
+    assert_eq!(f.audit("web").await.len(), 2);
+    controller.stop().await;
+}

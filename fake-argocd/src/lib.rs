@@ -67,6 +67,44 @@ impl FakeArgoCd {
         FakeArgoCd::serve(listener, client, token, default_namespace)
     }
 
+    /// Serve HTTPS with this certificate and key (PEM), as Argo CD's server does.
+    pub async fn start_tls(
+        client: Client,
+        token: &str,
+        default_namespace: &str,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<FakeArgoCd> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| invalid(e.to_string()))?;
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}", tcp.local_addr()?);
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        Ok(FakeArgoCd::serve_on(
+            listener,
+            url,
+            client,
+            token,
+            default_namespace,
+        ))
+    }
+
     pub fn serve(
         listener: tokio::net::TcpListener,
         client: Client,
@@ -74,6 +112,26 @@ impl FakeArgoCd {
         default_namespace: &str,
     ) -> std::io::Result<FakeArgoCd> {
         let url = format!("http://{}", listener.local_addr()?);
+        Ok(FakeArgoCd::serve_on(
+            listener,
+            url,
+            client,
+            token,
+            default_namespace,
+        ))
+    }
+
+    fn serve_on<L>(
+        listener: L,
+        url: String,
+        client: Client,
+        token: &str,
+        default_namespace: &str,
+    ) -> FakeArgoCd
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let shared = Arc::new(Shared {
             client,
             token: token.to_string(),
@@ -95,7 +153,7 @@ impl FakeArgoCd {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(FakeArgoCd { url, shared, task })
+        FakeArgoCd { url, shared, task }
     }
 
     /// What `GET …/manifests` returns for `app`: the documents Argo CD would render.
@@ -107,6 +165,55 @@ impl FakeArgoCd {
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.shared.requests).clone()
     }
+}
+
+/// TLS on accepted connections; a failed handshake (a client that does not trust us) is
+/// dropped and the next connection taken.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost, as PEM:
+/// (CA certificate, server certificate, server key).
+pub fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let generate = || -> std::result::Result<(String, String, String), rcgen::Error> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "fake Argo CD CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
+            .signed_by(&key, &ca)?;
+        Ok((ca.pem(), cert.pem(), key.serialize_pem()))
+    };
+    // Test support: rcgen failing to make a key is a broken build, not a runtime condition.
+    #[allow(clippy::expect_used)]
+    generate().expect("rcgen generates test certificates")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
