@@ -30,6 +30,9 @@ pub const APPROVE_ANNOTATION: &str = "argo-drift.io/approve";
 pub const REJECT_ANNOTATION: &str = "argo-drift.io/reject";
 /// A new value clears the app's recurrence breaker and freeze (a human looked at it).
 pub const RESET_ANNOTATION: &str = "argo-drift.io/reset";
+/// On a frozen Application: its `spec.syncPolicy.automated` before the freeze (JSON), put back
+/// when a human resets the app.
+pub const FROZEN_AUTOMATED_ANNOTATION: &str = "argo-drift.io/frozen-automated";
 pub const STATE_CONFIGMAP: &str = "argo-drift-guardrails";
 pub const STATE_KEY: &str = "state.json";
 pub const AUDIT_TYPE_LABEL: &str = "audit-type";
@@ -264,11 +267,13 @@ impl Remediator {
         };
         let now = self.clock.now();
         let before = state.clone();
+        let mut unfreeze = false;
         if let Some(reset) = annotation(RESET_ANNOTATION) {
             let key = format!("{app_name}|reset");
             if state.declined.get(&key) != Some(&reset) {
                 state.forget(&app_name);
                 state.declined.insert(key, reset);
+                unfreeze = annotation(FROZEN_AUTOMATED_ANNOTATION).is_some();
             }
         }
         state.prune(&remediation.spec, now);
@@ -311,6 +316,39 @@ impl Remediator {
             if let Some(a) = self.carry_out(object, app, step, &decision, metrics).await {
                 announcements.push(a);
             }
+        }
+        // A reset of a frozen app puts its automated sync back, unless it freezes again now.
+        if unfreeze && decision.acts() && !decision.steps.contains(&Step::Freeze) {
+            let severity = Severity::None;
+            let result = self
+                .act(app, "unfreeze", severity, &Step::Unfreeze, || {
+                    self.unfreeze(object, app)
+                })
+                .await;
+            metrics
+                .actions
+                .get_or_create(&labels(&[
+                    ("action", "unfreeze"),
+                    ("outcome", outcome(&result)),
+                ]))
+                .inc();
+            announcements.push(Announcement {
+                kind: EventKind::ActionTaken,
+                reason: if result.is_ok() {
+                    "DriftUnfrozen"
+                } else {
+                    "DriftUnfreezeFailed"
+                },
+                message: match result {
+                    Ok(()) => {
+                        "reset by a human: automated sync is back as it was before the freeze"
+                            .into()
+                    }
+                    Err(e) => format!("putting automated sync back failed: {e}"),
+                },
+                warning: false,
+                severity,
+            });
         }
         let next_look = next_look(&decision, now);
         Ok(Outcome {
@@ -372,7 +410,7 @@ impl Remediator {
                     return None;
                 }
                 let result = self
-                    .act(app, "freeze", severity, step, || self.freeze(app))
+                    .act(app, "freeze", severity, step, || self.freeze(object, app))
                     .await;
                 metrics
                     .actions
@@ -495,8 +533,42 @@ impl Remediator {
         self.patch_application(app, &patch).await
     }
 
-    async fn freeze(&self, app: &Application) -> Result<()> {
-        let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
+    async fn freeze(&self, object: &DynamicObject, app: &Application) -> Result<()> {
+        let mut patch = json!({"spec": {"syncPolicy": {"automated": null}}});
+        // Remember what to put back, unless an earlier freeze already did.
+        let remembered = object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(FROZEN_AUTOMATED_ANNOTATION));
+        if !remembered {
+            let before = object
+                .data
+                .pointer("/spec/syncPolicy/automated")
+                .cloned()
+                .unwrap_or(Value::Null);
+            patch["metadata"] =
+                json!({"annotations": {FROZEN_AUTOMATED_ANNOTATION: before.to_string()}});
+        }
+        if let Some(argocd) = &self.argocd {
+            argocd.patch(&app.name, &app.namespace, &patch).await?;
+            return Ok(());
+        }
+        self.patch_application(app, &patch).await
+    }
+
+    async fn unfreeze(&self, object: &DynamicObject, app: &Application) -> Result<()> {
+        let before: Value = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FROZEN_AUTOMATED_ANNOTATION))
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null);
+        let patch = json!({
+            "metadata": {"annotations": {FROZEN_AUTOMATED_ANNOTATION: null}},
+            "spec": {"syncPolicy": {"automated": before}},
+        });
         if let Some(argocd) = &self.argocd {
             argocd.patch(&app.name, &app.namespace, &patch).await?;
             return Ok(());

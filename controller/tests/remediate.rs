@@ -476,14 +476,38 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
             .contains("automated sync turned off"),
         "{paged:#}"
     );
-    // A human looked at it: the reset annotation lifts the freeze in argo-drift's state (and
-    // the drift, still medium in this tier, freezes again).
+    assert_eq!(
+        app["metadata"]["annotations"]["argo-drift.io/frozen-automated"],
+        "{\"selfHeal\":true}"
+    );
+    // A human looked at it and put the data back: the reset annotation unfreezes the app,
+    // automated sync as it was.
+    f.drift("vault", json!({"data": {"a": "1"}})).await;
     f.annotate("vault", "argo-drift.io/reset", "2026-11-21 by alice")
         .await;
-    wait_for("a second freeze", WAIT, || async {
-        (f.audit("vault").await.len() == 2).then_some(())
+    let app = wait_for("automated sync back", WAIT, || async {
+        let app = f.app("vault").await;
+        app["spec"]["syncPolicy"]
+            .get("automated")
+            .is_some()
+            .then_some(app)
     })
     .await;
+    assert_eq!(
+        app["spec"]["syncPolicy"]["automated"],
+        json!({"selfHeal": true})
+    );
+    assert!(app["metadata"]["annotations"]
+        .get("argo-drift.io/frozen-automated")
+        .is_none());
+    let actions: Vec<String> = f
+        .audit("vault")
+        .await
+        .iter()
+        .map(|c| c.metadata.labels.as_ref().unwrap()["argo-drift.io/action"].clone())
+        .collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.contains(&"unfreeze".to_string()), "{actions:?}");
     controller.stop().await;
 }
 

@@ -735,6 +735,8 @@ pub enum Step {
     },
     /// Turn Argo CD's automated sync off for the app.
     Freeze,
+    /// Put the app's automated sync back as it was before a freeze, after a human reset it.
+    Unfreeze,
     RequestApproval {
         id: String,
         resources: Vec<ResourceKey>,
