@@ -6,6 +6,7 @@ pub mod application;
 pub mod argocd;
 pub mod cli;
 pub mod commands;
+pub mod desired;
 pub mod error;
 pub mod leader;
 pub mod live;

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argo_drift_core::manifest::{
-    index_by_key, parse_source, Origin, Resource, ResourceKey, Scopes,
-};
+use argo_drift_core::manifest::{index_by_key, Origin, Resource, ResourceKey, Scopes};
 use argo_drift_core::normalize::ignore::IgnoreRule;
 use argo_drift_core::normalize::{prepare, Prepared};
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
@@ -23,14 +21,14 @@ use kube::Resource as _;
 use serde_json::Value;
 use tracing::instrument;
 
-use crate::application::{self, Application, SourceKind};
+use crate::application::{self, Application};
 use crate::argocd::ArgoCd;
 use crate::error::{Error, Result};
 use crate::live::{AppRef, Kind, LiveState, WatchKey};
 use crate::lock;
 use crate::metrics::{labels, Metrics};
 use crate::publish::{self, Envelope, Published, Publisher};
-use crate::repo::{Credentials, Repos};
+use crate::repo::Repos;
 use argo_drift_notify::{ChangeLine, EventKind, Notification};
 
 pub struct Settings {
@@ -424,150 +422,18 @@ fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
 
 /// The application's manifests and the revision they were read at.
 async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Option<String>)> {
-    let app_name = format!("{}/{}", app.namespace, app.name);
-    let needs_argocd = app.sources.len() > 1
-        || app
-            .sources
-            .iter()
-            .any(|s| matches!(s.kind, Some(SourceKind::Rendered(_))));
-    if needs_argocd {
-        return from_argocd(app, ctx, "multi-source, Helm, Kustomize and plugin sources").await;
-    }
-    let source = &app.sources[0];
-    let revision = app.revision(source);
-    let credentials = ctx
+    let secrets: Vec<Secret> = ctx
         .repo_secrets
         .as_ref()
-        .and_then(|s| credentials_for(s, &source.repo_url));
-    let repos = ctx.repos.clone();
-    let (url, path, kind) = (
-        source.repo_url.clone(),
-        source.path.clone(),
-        source.kind.clone(),
-    );
-    let rev = revision.clone();
-    let known_hosts = ctx.known_hosts();
-    let rendered = tokio::task::spawn_blocking(move || {
-        repos.render(
-            &url,
-            &rev,
-            &path,
-            kind.as_ref(),
-            credentials.as_ref(),
-            &known_hosts,
-        )
-    })
-    .await
-    .map_err(|e| Error::RenderSource {
-        url: source.repo_url.clone(),
-        revision: revision.clone(),
-        path: source.path.clone(),
-        message: format!("the Git task failed: {e}"),
-    })??;
-    if let Some((tool, file)) = rendered.tool {
-        return from_argocd(
-            app,
-            ctx,
-            &format!("{tool} sources ({file} at {:?})", source.path),
-        )
-        .await;
-    }
-    let mut resources = Vec::new();
-    for (path, bytes) in &rendered.files {
-        let name = format!(
-            "{}@{}:{path}",
-            source.repo_url,
-            short(&rendered.commit.to_string())
-        );
-        parse_source(&name, bytes, &mut |r| {
-            resources.push(r);
-            Ok(())
-        })?;
-    }
-    tracing::debug!(app = %app_name, files = rendered.files.len(), objects = resources.len(), "rendered from Git");
-    Ok((resources, Some(rendered.commit.to_string())))
-}
-
-async fn from_argocd(
-    app: &Application,
-    ctx: &Context,
-    what: &str,
-) -> Result<(Vec<Resource>, Option<String>)> {
-    let Some(argocd) = &ctx.argocd else {
-        return Err(Error::UnsupportedSource {
-            app: format!("{}/{}", app.namespace, app.name),
-            message: format!(
-                "{what} are rendered by Argo CD; give --argocd-server (and a token) to read its manifests"
-            ),
-        });
+        .map(|s| s.state().iter().map(|s| (**s).clone()).collect())
+        .unwrap_or_default();
+    let sources = crate::desired::Sources {
+        repos: ctx.repos.clone(),
+        argocd: ctx.argocd.as_ref(),
+        repo_secrets: &secrets,
+        known_hosts: ctx.known_hosts(),
     };
-    // The revision Argo CD last synced, so the comparison is with what was applied; several
-    // sources have one revision each, which this endpoint takes differently: leave it to Argo CD.
-    let revision = app
-        .synced_revision
-        .as_deref()
-        .filter(|r| app.sources.len() == 1 && !r.is_empty());
-    let m = argocd
-        .manifests(&app.name, &app.namespace, revision)
-        .await?;
-    let mut resources = Vec::new();
-    for (i, text) in m.manifests.iter().enumerate() {
-        let name = format!("argocd:{}/{} manifest {}", app.namespace, app.name, i + 1);
-        parse_source(&name, text.as_bytes(), &mut |r| {
-            resources.push(r);
-            Ok(())
-        })?;
-    }
-    Ok((resources, (!m.revision.is_empty()).then_some(m.revision)))
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
-/// Argo CD's repository Secrets: an exact `repository` match first, then the longest matching
-/// `repo-creds` URL prefix (credential templates).
-pub fn credentials_for(secrets: &Store<Secret>, url: &str) -> Option<Credentials> {
-    let normal = |u: &str| {
-        u.trim_end_matches('/')
-            .trim_end_matches(".git")
-            .to_lowercase()
-    };
-    let wanted = normal(url);
-    let field = |s: &Secret, k: &str| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(k)).cloned())
-    };
-    let kind_of = |s: &Secret| {
-        s.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("argocd.argoproj.io/secret-type"))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let secrets = secrets.state();
-    let exact = secrets.iter().find(|s| {
-        kind_of(s) == "repository" && field(s, "url").is_some_and(|u| normal(&u) == wanted)
-    });
-    let chosen = exact.or_else(|| {
-        secrets
-            .iter()
-            .filter(|s| kind_of(s) == "repo-creds")
-            .filter_map(|s| field(s, "url").map(|u| (u, s)))
-            .filter(|(u, _)| url.starts_with(u.as_str()))
-            .max_by_key(|(u, _)| u.len())
-            .map(|(_, s)| s)
-    })?;
-    Some(Credentials {
-        username: field(chosen, "username"),
-        password: field(chosen, "password"),
-        ssh_private_key: field(chosen, "sshPrivateKey"),
-        insecure: field(chosen, "insecure").is_some_and(|v| v == "true"),
-    })
+    sources.render(app, None).await
 }
 
 /// The live objects the analysis needs: the counterparts of desired objects and whatever the

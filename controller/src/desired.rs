@@ -1,0 +1,186 @@
+//! The desired state of an Application: its manifests rendered from Git at a revision (the
+//! directory source, read like Argo CD reads it), or, for what only Argo CD renders (Helm,
+//! Kustomize, plugins, several sources), its manifests API. Shared by the controller and the
+//! hooks.
+
+use std::sync::Arc;
+
+use argo_drift_core::manifest::{parse_source, Resource};
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::application::{Application, SourceKind};
+use crate::argocd::ArgoCd;
+use crate::error::{Error, Result};
+use crate::repo::{Credentials, Repos};
+
+/// Where manifests come from.
+pub struct Sources<'a> {
+    pub repos: Arc<Repos>,
+    pub argocd: Option<&'a ArgoCd>,
+    /// Argo CD's repository Secrets (`argocd.argoproj.io/secret-type: repository|repo-creds`).
+    pub repo_secrets: &'a [Secret],
+    /// `ssh_known_hosts` of Argo CD's known-hosts ConfigMap.
+    pub known_hosts: String,
+}
+
+impl Sources<'_> {
+    /// The application's manifests at `revision` (default: what Argo CD last synced, else its
+    /// target), and the revision they were read at.
+    pub async fn render(
+        &self,
+        app: &Application,
+        revision: Option<&str>,
+    ) -> Result<(Vec<Resource>, Option<String>)> {
+        let app_name = format!("{}/{}", app.namespace, app.name);
+        let needs_argocd = app.sources.len() > 1
+            || app
+                .sources
+                .iter()
+                .any(|s| matches!(s.kind, Some(SourceKind::Rendered(_))));
+        if needs_argocd {
+            return self
+                .rendered_by_argocd(
+                    app,
+                    revision,
+                    "multi-source, Helm, Kustomize and plugin sources",
+                )
+                .await;
+        }
+        let source = &app.sources[0];
+        let revision = revision
+            .map(str::to_string)
+            .unwrap_or_else(|| app.revision(source));
+        let credentials = credentials_for(self.repo_secrets, &source.repo_url);
+        let repos = self.repos.clone();
+        let (url, path, kind) = (
+            source.repo_url.clone(),
+            source.path.clone(),
+            source.kind.clone(),
+        );
+        let rev = revision.clone();
+        let known_hosts = self.known_hosts.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            repos.render(
+                &url,
+                &rev,
+                &path,
+                kind.as_ref(),
+                credentials.as_ref(),
+                &known_hosts,
+            )
+        })
+        .await
+        .map_err(|e| Error::RenderSource {
+            url: source.repo_url.clone(),
+            revision: revision.clone(),
+            path: source.path.clone(),
+            message: format!("the Git task failed: {e}"),
+        })??;
+        if let Some((tool, file)) = rendered.tool {
+            return self
+                .rendered_by_argocd(
+                    app,
+                    Some(&revision),
+                    &format!("{tool} sources ({file} at {:?})", source.path),
+                )
+                .await;
+        }
+        let mut resources = Vec::new();
+        for (path, bytes) in &rendered.files {
+            let name = format!(
+                "{}@{}:{path}",
+                source.repo_url,
+                short(&rendered.commit.to_string())
+            );
+            parse_source(&name, bytes, &mut |r| {
+                resources.push(r);
+                Ok(())
+            })?;
+        }
+        tracing::debug!(app = %app_name, files = rendered.files.len(), objects = resources.len(), "rendered from Git");
+        Ok((resources, Some(rendered.commit.to_string())))
+    }
+
+    async fn rendered_by_argocd(
+        &self,
+        app: &Application,
+        revision: Option<&str>,
+        what: &str,
+    ) -> Result<(Vec<Resource>, Option<String>)> {
+        let Some(argocd) = self.argocd else {
+            return Err(Error::UnsupportedSource {
+            app: format!("{}/{}", app.namespace, app.name),
+            message: format!(
+                "{what} are rendered by Argo CD; give --argocd-server (and a token) to read its manifests"
+            ),
+        });
+        };
+        // The revision Argo CD last synced, so the comparison is with what was applied; several
+        // sources have one revision each, which this endpoint takes differently: leave it to Argo CD.
+        let revision = revision.or_else(|| {
+            app.synced_revision
+                .as_deref()
+                .filter(|r| app.sources.len() == 1 && !r.is_empty())
+        });
+        let m = argocd
+            .manifests(&app.name, &app.namespace, revision)
+            .await?;
+        let mut resources = Vec::new();
+        for (i, text) in m.manifests.iter().enumerate() {
+            let name = format!("argocd:{}/{} manifest {}", app.namespace, app.name, i + 1);
+            parse_source(&name, text.as_bytes(), &mut |r| {
+                resources.push(r);
+                Ok(())
+            })?;
+        }
+        Ok((resources, (!m.revision.is_empty()).then_some(m.revision)))
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Argo CD's repository Secrets: an exact `repository` match first, then the longest matching
+/// `repo-creds` URL prefix (credential templates).
+pub fn credentials_for(secrets: &[Secret], url: &str) -> Option<Credentials> {
+    let normal = |u: &str| {
+        u.trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_lowercase()
+    };
+    let wanted = normal(url);
+    let field = |s: &Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(k)).cloned())
+    };
+    let kind_of = |s: &Secret| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("argocd.argoproj.io/secret-type"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let exact = secrets.iter().find(|s| {
+        kind_of(s) == "repository" && field(s, "url").is_some_and(|u| normal(&u) == wanted)
+    });
+    let chosen = exact.or_else(|| {
+        secrets
+            .iter()
+            .filter(|s| kind_of(s) == "repo-creds")
+            .filter_map(|s| field(s, "url").map(|u| (u, s)))
+            .filter(|(u, _)| url.starts_with(u.as_str()))
+            .max_by_key(|(u, _)| u.len())
+            .map(|(_, s)| s)
+    })?;
+    Some(Credentials {
+        username: field(chosen, "username"),
+        password: field(chosen, "password"),
+        ssh_private_key: field(chosen, "sshPrivateKey"),
+        insecure: field(chosen, "insecure").is_some_and(|v| v == "true"),
+    })
+}
