@@ -277,14 +277,20 @@ impl ArgoCd {
     }
 
     /// `POST /api/v1/applications/{name}/rollback` to history entry `id`.
-    pub async fn rollback(&self, app: &str, app_namespace: &str, id: i64) -> Result<Value> {
+    pub async fn rollback(
+        &self,
+        app: &str,
+        app_namespace: &str,
+        id: i64,
+        prune: bool,
+    ) -> Result<Value> {
         let path = format!("/api/v1/applications/{app}/rollback");
         // int64 travels as a string over grpc-gateway.
         let body = serde_json::json!({
             "name": app,
             "appNamespace": app_namespace,
             "id": id.to_string(),
-            "prune": false,
+            "prune": prune,
         });
         self.call(reqwest::Method::POST, &path, &[], Some(&body), false)
             .await

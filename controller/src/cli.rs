@@ -22,7 +22,7 @@ pub struct Args {
     pub command: Command,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
     /// Log filter (tracing syntax: warn, info, argo_drift_core=debug, ...); logs go to stderr.
     #[arg(long, global = true, env = "ARGO_DRIFT_LOG", default_value = "warn")]

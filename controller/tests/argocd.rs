@@ -135,7 +135,7 @@ async fn a_partial_sync_becomes_the_applications_operation_and_a_second_one_is_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_is_refused_while_auto_sync_is_on_and_works_once_a_patch_turns_it_off() {
     let (client, argocd, _fake, api) = setup().await;
-    let err = api.rollback("web", &argocd, 1).await.unwrap_err();
+    let err = api.rollback("web", &argocd, 1, false).await.unwrap_err();
     assert_eq!(code_of(&err), (Some(400), Some(FAILED_PRECONDITION)));
     assert!(
         err.to_string()
@@ -161,13 +161,13 @@ async fn rollback_is_refused_while_auto_sync_is_on_and_works_once_a_patch_turns_
         "the rest of the spec stays"
     );
 
-    let err = api.rollback("web", &argocd, 7).await.unwrap_err();
+    let err = api.rollback("web", &argocd, 7, false).await.unwrap_err();
     assert_eq!(code_of(&err), (Some(400), Some(3)));
     assert!(err
         .to_string()
         .contains("does not have deployment with id 7"));
 
-    api.rollback("web", &argocd, 1).await.unwrap();
+    api.rollback("web", &argocd, 1, false).await.unwrap();
     let app = stored(&client, &argocd).await;
     assert_eq!(app["operation"]["sync"]["revision"], "aaaa");
     assert_eq!(app["operation"]["sync"]["source"]["path"], "web");

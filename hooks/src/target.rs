@@ -1,0 +1,131 @@
+//! Which Application a hook runs for: `--app`/`APP_NAME`, else this Pod's owning Job and its
+//! Argo CD tracking mark (plain-YAML apps get no `ARGOCD_APP_NAME` from Argo CD).
+
+use anyhow::{bail, Context as _};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DynamicObject;
+use kube::{Api, Client};
+
+use crate::Common;
+
+pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// The Application, and how it was found (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub namespace: String,
+    pub found_by: String,
+}
+
+/// `name`, `namespace/name`, or Argo CD's tracking form `namespace_name` (apps outside Argo
+/// CD's namespace; a namespace cannot contain `_`, so the first one splits).
+pub fn parse_app(text: &str, default_namespace: &str) -> Target {
+    let (namespace, name) = text
+        .split_once('/')
+        .or_else(|| text.split_once('_'))
+        .unwrap_or((default_namespace, text));
+    Target {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        found_by: String::new(),
+    }
+}
+
+/// The app part of a tracking id `<app>:<group>/<Kind>:<namespace>/<name>`.
+pub fn app_of_tracking_id(id: &str) -> Option<&str> {
+    id.split_once(':')
+        .map(|(app, _)| app)
+        .filter(|a| !a.is_empty())
+}
+
+pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
+    if let Some(app) = common.app.as_deref().filter(|a| !a.is_empty()) {
+        let mut t = parse_app(app, &common.app_namespace);
+        t.found_by = "--app/APP_NAME".into();
+        return Ok(t);
+    }
+    let (Some(pod), Some(namespace)) = (&common.pod_name, &common.pod_namespace) else {
+        bail!("cannot tell which Application this hook is for: no --app/APP_NAME, and POD_NAME/POD_NAMESPACE (downward API) are not set to find it from this Pod's Job");
+    };
+    let pod_obj = Api::<Pod>::namespaced(client.clone(), namespace)
+        .get(pod)
+        .await
+        .with_context(|| {
+            format!("no --app/APP_NAME; reading this Pod {namespace}/{pod} to find its Job")
+        })?;
+    let job = pod_obj
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.kind == "Job")
+        .map(|o| o.name);
+    let Some(job) = job else {
+        bail!("no --app/APP_NAME, and Pod {namespace}/{pod} has no owning Job (is it run as an Argo CD hook?)");
+    };
+    let job_obj = Api::<Job>::namespaced(client.clone(), namespace)
+        .get(&job)
+        .await
+        .with_context(|| format!("reading Job {namespace}/{job}, the owner of Pod {pod}"))?;
+    let annotation = job_obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TRACKING_ANNOTATION))
+        .and_then(|id| app_of_tracking_id(id))
+        .map(str::to_string);
+    let label = job_obj
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        .cloned();
+    let (app, how) = match (annotation, label) {
+        (Some(a), _) => (a, format!("Job {namespace}/{job} annotation {TRACKING_ANNOTATION}")),
+        (None, Some(l)) => (l, format!("Job {namespace}/{job} label {INSTANCE_LABEL}")),
+        (None, None) => bail!(
+            "no --app/APP_NAME, and Job {namespace}/{job} (owner of Pod {pod}) has neither the annotation {TRACKING_ANNOTATION} nor the label {INSTANCE_LABEL}"
+        ),
+    };
+    let mut t = parse_app(&app, &common.app_namespace);
+    t.found_by = how;
+    Ok(t)
+}
+
+/// The Application object.
+pub async fn load(client: &Client, target: &Target) -> anyhow::Result<DynamicObject> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &target.namespace,
+        &argo_drift_controller::application::api_resource(),
+    );
+    api.get(&target.name).await.with_context(|| {
+        format!(
+            "reading Application {}/{} (found by {})",
+            target.namespace, target.name, target.found_by
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_in_every_form_argo_cd_writes() {
+        let t = parse_app("web", "argocd");
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("argocd", "web"));
+        let t = parse_app("team-a_web", "argocd");
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("team-a", "web"));
+        let t = parse_app("team-a/web", "argocd");
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("team-a", "web"));
+        assert_eq!(
+            app_of_tracking_id("web:batch/Job:shop/web-presync"),
+            Some("web")
+        );
+        assert_eq!(app_of_tracking_id(":batch/Job:shop/x"), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! The SyncFail hook as Argo CD runs it: the real binary, the real API server holding the
+//! Application in the state Argo CD leaves after a failed sync, and the fake Argo CD API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../controller/tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::*;
+
+const TOKEN: &str = "hook-token";
+
+/// Run `argo-drift-syncfail` with `args` and `env`; (exit code, stdout and stderr).
+fn syncfail(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_argo-drift-syncfail"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .env_remove("APP_NAME")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), format!("{stderr}{stdout}"))
+}
+
+/// An Application whose sync of `failing` just failed, with these history revisions (ids 1..),
+/// automated sync on or off.
+fn failed_app(history: &[&str], failing: &str, automated: bool, started: &str) -> Value {
+    let mut app = application(
+        "web",
+        "https://git.example.com/shop.git",
+        "web",
+        "shop",
+        None,
+    );
+    if automated {
+        app["spec"]["syncPolicy"] = json!({"automated": {"selfHeal": true, "prune": false}});
+    }
+    let history: Vec<Value> = history
+        .iter()
+        .enumerate()
+        .map(|(i, r)| json!({"id": i + 1, "revision": r, "deployedAt": "2026-11-20T10:00:00Z",
+            "source": {"repoURL": "https://git.example.com/shop.git", "path": "web", "targetRevision": "main"}}))
+        .collect();
+    app["status"] = json!({
+        "sync": {"status": "OutOfSync", "revision": failing},
+        "history": history,
+        "operationState": {
+            "operation": {"sync": {"revision": failing}, "initiatedBy": {"username": "alice"}},
+            "phase": "Failed",
+            "message": "one or more objects failed to apply",
+            "startedAt": started,
+            "finishedAt": started,
+            "syncResult": {"revision": failing, "resources": []}
+        }
+    });
+    app
+}
+
+async fn alerts(client: &kube::Client, ns: &str) -> Vec<Value> {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), ns);
+    api.list(&kube::api::ListParams::default().labels("alert-type=emergency"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| serde_json::from_str(&c.data.as_ref().unwrap()["alert.json"]).unwrap())
+        .collect()
+}
+
+fn last_line(out: &str) -> &str {
+    out.trim_end().lines().last().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    apply(
+        &client,
+        &argocd,
+        failed_app(
+            &["aaaa1111", "bbbb2222", "cccc3333"],
+            "cccc3333",
+            true,
+            "2026-11-21T10:00:00Z",
+        ),
+        "argocd-application-controller",
+    )
+    .await;
+    let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
+        .await
+        .unwrap();
+    let args = [
+        "--app",
+        "web",
+        "--app-namespace",
+        argocd.as_str(),
+        "--argocd-server",
+        fake.url.as_str(),
+    ];
+    let env = [("ARGOCD_AUTH_TOKEN", TOKEN)];
+
+    // Dry-run first: says what it would do, does nothing.
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let (code, out) = syncfail(&dry, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        last_line(&out).contains("dry-run: would turn automated sync off, then roll"),
+        "{out}"
+    );
+    assert!(fake.requests().is_empty());
+
+    let (code, out) = syncfail(&args, &env);
+    assert_eq!(code, 0, "{out}");
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("argo-drift-syncfail: ")
+            && last.contains("rolled back to history id 2 (revision bbbb2222)")
+            && last.contains("automated sync turned off and left off"),
+        "{out}"
+    );
+    assert!(!out.contains(TOKEN));
+    let calls: Vec<(String, String)> = fake
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("PATCH".to_string(), "/api/v1/applications/web".to_string()),
+            (
+                "POST".to_string(),
+                "/api/v1/applications/web/rollback".to_string()
+            ),
+        ],
+        "automated sync off first: Argo CD refuses a rollback otherwise"
+    );
+    assert_eq!(fake.requests()[1].body["id"], "2");
+    let app = serde_json::to_value(
+        dynamic(&client, &argocd, "argoproj.io/v1alpha1", "Application")
+            .await
+            .get("web")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(app["operation"]["sync"]["revision"], "bbbb2222");
+    assert!(app["spec"]["syncPolicy"].get("automated").is_none());
+    let raised = alerts(&client, &argocd).await;
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0]["rolledBackTo"]["historyId"], 2);
+    assert_eq!(raised[0]["failingRevision"], "cccc3333");
+    assert_eq!(raised[0]["automatedSyncTurnedOff"], true);
+
+    // Argo CD may run the hook again for the same failed operation: nothing happens.
+    let (code, out) = syncfail(&args, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(last_line(&out).contains("already handled"), "{out}");
+    assert_eq!(fake.requests().len(), 2);
+    assert_eq!(alerts(&client, &argocd).await.len(), 1);
+
+    // Another failed sync ten minutes later: one rollback per 30 minutes per app.
+    merge(
+        &dynamic(&client, &argocd, "argoproj.io/v1alpha1", "Application").await,
+        "web",
+        "argocd-application-controller",
+        json!({"operation": null, "status": {"operationState": {"startedAt": "2026-11-21T10:10:00Z"}}}),
+    )
+    .await;
+    let (code, out) = syncfail(&args, &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(last_line(&out).contains("at most one per 30m"), "{out}");
+    assert_eq!(fake.requests().len(), 2, "no rollback call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_earlier_revision_it_refuses_and_raises_an_alert() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    apply(
+        &client,
+        &argocd,
+        failed_app(&["cccc3333"], "cccc3333", false, "2026-11-21T10:00:00Z"),
+        "argocd-application-controller",
+    )
+    .await;
+    let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
+        .await
+        .unwrap();
+    let (code, out) = syncfail(
+        &[
+            "--app",
+            "web",
+            "--app-namespace",
+            &argocd,
+            "--argocd-server",
+            &fake.url,
+        ],
+        &[("ARGOCD_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        last_line(&out).contains("no earlier revision in status.history"),
+        "{out}"
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "never rolls back to the failing revision"
+    );
+    let raised = alerts(&client, &argocd).await;
+    assert_eq!(raised.len(), 1);
+    assert!(raised[0]["rolledBackTo"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_is_found_from_the_hooks_own_job_and_a_miss_says_what_was_tried() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    apply(
+        &client,
+        &argocd,
+        failed_app(
+            &["aaaa1111", "cccc3333"],
+            "cccc3333",
+            false,
+            "2026-11-21T10:00:00Z",
+        ),
+        "argocd-application-controller",
+    )
+    .await;
+    // The Job Argo CD created for the hook, tracked by annotation, and its Pod.
+    let job = apply(
+        &client,
+        &shop,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "web-syncfail", "annotations": {
+                "argocd.argoproj.io/tracking-id": "web:batch/Job:shop/web-syncfail",
+                "argocd.argoproj.io/hook": "SyncFail"}},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "hook", "image": "argo-drift:test"}]}}}
+        }),
+        "argocd-controller",
+    )
+    .await;
+    apply(
+        &client,
+        &shop,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-syncfail-x7k2p", "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": "web-syncfail",
+                "uid": job.metadata.uid.clone().unwrap(), "controller": true}]},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": "argo-drift:test"}]}
+        }),
+        "kube-controller-manager",
+    )
+    .await;
+    let (code, out) = syncfail(
+        &["--app-namespace", &argocd, "--dry-run"],
+        &[("POD_NAME", "web-syncfail-x7k2p"), ("POD_NAMESPACE", &shop)],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        last_line(&out).contains(&format!("would roll {argocd}/web back to history id 1")),
+        "{out}"
+    );
+
+    // A Pod without an owning Job: the error says what was tried.
+    apply(
+        &client,
+        &shop,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray"},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        "kubectl",
+    )
+    .await;
+    let (code, out) = syncfail(
+        &["--app-namespace", &argocd],
+        &[("POD_NAME", "stray"), ("POD_NAMESPACE", &shop)],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "no --app/APP_NAME, and Pod {shop}/stray has no owning Job"
+        )),
+        "{out}"
+    );
+    let (code, out) = syncfail(&[], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("POD_NAME/POD_NAMESPACE"), "{out}");
+}
+
+#[test]
+fn help_names_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_argo-drift-syncfail"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Exit codes: 0"), "{text}");
+    assert!(text.contains("--min-interval"), "{text}");
+}
