@@ -398,7 +398,7 @@ async fn announce(
 
 /// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
 /// namespace, and as `<namespace>_<name>` otherwise ("apps in any namespace").
-fn tracking_name(app: &Application, control_plane: &str) -> String {
+pub fn tracking_name(app: &Application, control_plane: &str) -> String {
     if app.namespace == control_plane || app.namespace.is_empty() {
         app.name.clone()
     } else {
@@ -406,7 +406,7 @@ fn tracking_name(app: &Application, control_plane: &str) -> String {
     }
 }
 
-fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
+pub fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
     let mut rules = Vec::new();
     for (i, spec) in app.ignore_differences.iter().enumerate() {
         let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| {

@@ -61,6 +61,16 @@ struct RepoState {
     last_fetch: Option<Instant>,
 }
 
+/// A commit's author, time (Unix seconds) and message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitInfo {
+    pub commit: String,
+    pub author: String,
+    pub email: String,
+    pub time: i64,
+    pub message: String,
+}
+
 pub struct Repos {
     root: PathBuf,
     refresh: Duration,
@@ -86,21 +96,21 @@ impl Repos {
         self.fetches.get()
     }
 
-    /// Read `path` at `revision` as Argo CD's directory source would.
-    pub fn render(
+    /// One lock per repository: fetches and reads of the same bare clone do not interleave.
+    fn lock_for(&self, url: &str) -> Arc<Mutex<()>> {
+        let mut state = crate::lock(&self.state);
+        state.entry(url.to_string()).or_default().lock.clone()
+    }
+
+    /// The bare clone of `url` with `revision` resolved to a commit, fetching when the commit
+    /// is not there yet or a branch is older than the refresh interval. Call with its lock held.
+    fn open_at(
         &self,
         url: &str,
         revision: &str,
-        path: &str,
-        kind: Option<&SourceKind>,
         credentials: Option<&Credentials>,
         known_hosts: &str,
-    ) -> Result<Rendered> {
-        let lock = {
-            let mut state = crate::lock(&self.state);
-            state.entry(url.to_string()).or_default().lock.clone()
-        };
-        let _guard = crate::lock(&lock);
+    ) -> Result<(Repository, Oid)> {
         let fail = |source: git2::Error| Error::FetchRepo {
             url: url.to_string(),
             revision: revision.to_string(),
@@ -134,6 +144,49 @@ impl Repos {
                 })?
             }
         };
+        Ok((repo, commit))
+    }
+
+    /// Who made `revision`, when, and why: for audit records.
+    pub fn commit_info(
+        &self,
+        url: &str,
+        revision: &str,
+        credentials: Option<&Credentials>,
+        known_hosts: &str,
+    ) -> Result<CommitInfo> {
+        let lock = self.lock_for(url);
+        let _guard = crate::lock(&lock);
+        let (repo, oid) = self.open_at(url, revision, credentials, known_hosts)?;
+        let commit = repo.find_commit(oid).map_err(|source| Error::FetchRepo {
+            url: url.to_string(),
+            revision: revision.to_string(),
+            source,
+        })?;
+        let author = commit.author();
+        let time = commit.time();
+        Ok(CommitInfo {
+            commit: oid.to_string(),
+            author: author.name().unwrap_or_default().to_string(),
+            email: author.email().unwrap_or_default().to_string(),
+            time: time.seconds(),
+            message: commit.message().unwrap_or_default().trim_end().to_string(),
+        })
+    }
+
+    /// Read `path` at `revision` as Argo CD's directory source would.
+    pub fn render(
+        &self,
+        url: &str,
+        revision: &str,
+        path: &str,
+        kind: Option<&SourceKind>,
+        credentials: Option<&Credentials>,
+        known_hosts: &str,
+    ) -> Result<Rendered> {
+        let lock = self.lock_for(url);
+        let _guard = crate::lock(&lock);
+        let (repo, commit) = self.open_at(url, revision, credentials, known_hosts)?;
         let render_fail = |message: String| Error::RenderSource {
             url: url.to_string(),
             revision: revision.to_string(),
@@ -461,6 +514,25 @@ mod tests {
         let head = git(dir.path(), &["rev-parse", "HEAD"]);
         let url = format!("file://{}", dir.path().display());
         (dir, url, head)
+    }
+
+    #[test]
+    fn commit_info_names_author_time_and_message() {
+        let (_dir, url, head) = repo_with(&[("a.yaml", "a")]);
+        let cache = tempfile::tempdir().unwrap();
+        let repos = Repos::new(
+            cache.path().to_path_buf(),
+            Duration::from_secs(60),
+            Counter::default(),
+        );
+        let info = repos.commit_info(&url, "main", None, "").unwrap();
+        assert_eq!(info.commit, head);
+        assert_eq!(
+            (info.author.as_str(), info.email.as_str()),
+            ("t", "t@example.com")
+        );
+        assert_eq!(info.message, "c");
+        assert!(info.time > 1_600_000_000);
     }
 
     fn names(r: &Rendered) -> Vec<&str> {

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use argo_drift_controller::cli::{ArgoCdArgs, GlobalArgs};
 
 pub mod audit;
+pub mod postsync;
+pub mod presync;
 pub mod syncfail;
 pub mod target;
 
