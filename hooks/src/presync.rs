@@ -262,6 +262,19 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             )));
         }
         tracing::warn!(analysis = %name, "{why}");
+        let n = argo_drift_notify::Notification {
+            kind: argo_drift_notify::EventKind::SyncGated,
+            app: full.clone(),
+            severity,
+            summary: summary.clone(),
+            changes: Vec::new(),
+            decision: Some(format!("sync stopped; to let it through: {how_to_approve}")),
+            incident: format!("argo-drift/{full}/presync/{commit}"),
+            time: audit::timestamp(),
+        };
+        if let Some(failure) = crate::notify(args.common.notifications.as_ref(), n).await {
+            tracing::warn!(failure, "the sync-gated notification was not delivered");
+        }
         return Ok(Outcome::Refused(why));
     }
     let approved_note = if approved && gate.is_some_and(|g| severity >= g) {

@@ -80,6 +80,20 @@ async fn presync_gates_a_sync_that_overwrites_out_of_band_changes_and_postsync_a
     apply(&client, &argocd, app, "argocd-server").await;
     let cache = dir.path().join("cache");
     let presync = env!("CARGO_BIN_EXE_argo-drift-presync");
+    // A gated sync is announced (sync-gated) where notifications.yaml routes it.
+    let pagerduty = Capture::start().await;
+    let key = dir.path().join("key");
+    std::fs::write(&key, "R0UTINGKEY").unwrap();
+    let notifications = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notifications,
+        format!(
+            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\nroutes:\n- events: [sync-gated]\n  channels: [oncall]\n",
+            key.display(),
+            pagerduty.url
+        ),
+    )
+    .unwrap();
     let args = [
         "--app",
         "web",
@@ -87,6 +101,8 @@ async fn presync_gates_a_sync_that_overwrites_out_of_band_changes_and_postsync_a
         argocd.as_str(),
         "--repo-cache",
         cache.to_str().unwrap(),
+        "--notifications",
+        notifications.to_str().unwrap(),
     ];
 
     let (code, out) = hook(presync, &args);
@@ -126,6 +142,13 @@ async fn presync_gates_a_sync_that_overwrites_out_of_band_changes_and_postsync_a
     assert_eq!(analysis["overwrites"][0]["field"], "data.b");
     assert_eq!(analysis["overwrites"][0]["manager"], "kubectl-edit");
     assert_eq!(analysis["overwrites"][0]["live"], "9");
+    let pages = pagerduty.got();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0]["payload"]["class"], "sync-gated");
+    assert!(pages[0]["payload"]["custom_details"]["decision"]
+        .as_str()
+        .unwrap()
+        .contains("argo-drift.io/approve-sync="));
 
     // Dry-run reports without gating.
     let mut dry = args.to_vec();

@@ -97,6 +97,18 @@ async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
     let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
         .await
         .unwrap();
+    // The page goes to PagerDuty through notifications.yaml.
+    let pagerduty = Capture::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let notifications = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notifications,
+        format!(
+            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: PD_KEY}}, url: \"{}\"}}\nroutes:\n- events: [rollback-done, rollback-failed]\n  channels: [oncall]\n",
+            pagerduty.url
+        ),
+    )
+    .unwrap();
     let args = [
         "--app",
         "web",
@@ -104,8 +116,10 @@ async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
         argocd.as_str(),
         "--argocd-server",
         fake.url.as_str(),
+        "--notifications",
+        notifications.to_str().unwrap(),
     ];
-    let env = [("ARGOCD_AUTH_TOKEN", TOKEN)];
+    let env = [("ARGOCD_AUTH_TOKEN", TOKEN), ("PD_KEY", "R0UTINGKEY")];
 
     // Dry-run first: says what it would do, does nothing.
     let mut dry = args.to_vec();
@@ -160,6 +174,11 @@ async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
     assert_eq!(raised[0]["rolledBackTo"]["historyId"], 2);
     assert_eq!(raised[0]["failingRevision"], "cccc3333");
     assert_eq!(raised[0]["automatedSyncTurnedOff"], true);
+    let pages = pagerduty.got();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0]["event_action"], "trigger");
+    assert_eq!(pages[0]["payload"]["class"], "rollback-done");
+    assert_eq!(pages[0]["payload"]["severity"], "critical");
 
     // Argo CD may run the hook again for the same failed operation: nothing happens.
     let (code, out) = syncfail(&args, &env);
@@ -239,42 +258,37 @@ async fn the_application_is_found_from_the_hooks_own_job_and_a_miss_says_what_wa
     )
     .await;
     // The Job Argo CD created for the hook, tracked by annotation, and its Pod.
-    let job = apply(
+    let pod = hook_pod(
         &client,
         &shop,
-        json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "web-syncfail", "annotations": {
-                "argocd.argoproj.io/tracking-id": "web:batch/Job:shop/web-syncfail",
-                "argocd.argoproj.io/hook": "SyncFail"}},
-            "spec": {"template": {"spec": {"restartPolicy": "Never",
-                "containers": [{"name": "hook", "image": "argo-drift:test"}]}}}
-        }),
-        "argocd-controller",
-    )
-    .await;
-    apply(
-        &client,
-        &shop,
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-syncfail-x7k2p", "ownerReferences": [{
-                "apiVersion": "batch/v1", "kind": "Job", "name": "web-syncfail",
-                "uid": job.metadata.uid.clone().unwrap(), "controller": true}]},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": "argo-drift:test"}]}
-        }),
-        "kube-controller-manager",
+        "web-syncfail",
+        json!({"annotations": {
+            "argocd.argoproj.io/tracking-id": "web:batch/Job:shop/web-syncfail",
+            "argocd.argoproj.io/hook": "SyncFail"}}),
     )
     .await;
     let (code, out) = syncfail(
         &["--app-namespace", &argocd, "--dry-run"],
-        &[("POD_NAME", "web-syncfail-x7k2p"), ("POD_NAMESPACE", &shop)],
+        &[("POD_NAME", &pod), ("POD_NAMESPACE", &shop)],
     );
     assert_eq!(code, 0, "{out}");
     assert!(
         last_line(&out).contains(&format!("would roll {argocd}/web back to history id 1")),
         "{out}"
     );
+    // A Job tracked by label only (Argo CD's label tracking) works too.
+    let pod = hook_pod(
+        &client,
+        &shop,
+        "web-syncfail-2",
+        json!({"labels": {"app.kubernetes.io/instance": "web"}}),
+    )
+    .await;
+    let (code, out) = syncfail(
+        &["--app-namespace", &argocd, "--dry-run"],
+        &[("POD_NAME", &pod), ("POD_NAMESPACE", &shop)],
+    );
+    assert_eq!(code, 0, "{out}");
 
     // A Pod without an owning Job: the error says what was tried.
     apply(
@@ -299,6 +313,40 @@ async fn the_application_is_found_from_the_hooks_own_job_and_a_miss_says_what_wa
     let (code, out) = syncfail(&[], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("POD_NAME/POD_NAMESPACE"), "{out}");
+}
+
+/// A hook Job `job` with these metadata marks, and a Pod it owns; returns the Pod's name.
+async fn hook_pod(client: &kube::Client, namespace: &str, job: &str, marks: Value) -> String {
+    let mut metadata = json!({"name": job});
+    for (k, v) in marks.as_object().unwrap() {
+        metadata[k] = v.clone();
+    }
+    let created = apply(
+        client,
+        namespace,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "hook", "image": "argo-drift:test"}]}}}
+        }),
+        "argocd-controller",
+    )
+    .await;
+    let pod = format!("{job}-x7k2p");
+    apply(
+        client,
+        namespace,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": job,
+                "uid": created.metadata.uid.clone().unwrap(), "controller": true}]},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": "argo-drift:test"}]}
+        }),
+        "kube-controller-manager",
+    )
+    .await;
+    pod
 }
 
 #[test]

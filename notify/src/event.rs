@@ -54,8 +54,9 @@ impl EventKind {
     }
 
     /// Whether this event ends the incident it belongs to (a page is resolved, not re-sent).
+    /// A rollback done is not one: an emergency rollback is itself something to look at.
     pub fn closes_incident(self) -> bool {
-        matches!(self, EventKind::DriftResolved | EventKind::RollbackDone)
+        matches!(self, EventKind::DriftResolved)
     }
 
     /// Readable headline word.
