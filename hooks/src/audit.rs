@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -32,7 +31,9 @@ pub async fn write(
             &Patch::Apply(&cm),
         )
         .await
-        .with_context(|| format!("writing ConfigMap {namespace}/{name}"))?;
+        .map_err(crate::kube_error(format!(
+            "writing ConfigMap {namespace}/{name}"
+        )))?;
     Ok(())
 }
 
@@ -45,7 +46,9 @@ pub async fn read(
     let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
-        .with_context(|| format!("reading ConfigMap {namespace}/{name}"))?;
+        .map_err(crate::kube_error(format!(
+            "reading ConfigMap {namespace}/{name}"
+        )))?;
     Ok(cm.map(|c| c.data.unwrap_or_default()))
 }
 

@@ -92,6 +92,16 @@ where
     }
 }
 
+/// A Kubernetes error as one line: the API server's message and code, not the whole Status.
+pub fn kube_error(context: String) -> impl FnOnce(kube::Error) -> anyhow::Error {
+    move |e| match e {
+        kube::Error::Api(s) => {
+            anyhow::anyhow!("{context}: {} ({} {})", s.message, s.code, s.reason)
+        }
+        other => anyhow::anyhow!("{context}: {other}"),
+    }
+}
+
 /// Send `n` now to every channel its routes pick, waiting for each (a hook's process ends
 /// right after). Failures are logged and returned as text; they never fail the hook.
 pub async fn notify(file: Option<&PathBuf>, n: argo_drift_notify::Notification) -> Option<String> {

@@ -357,7 +357,7 @@ async fn live_objects(
         let Some(object) = api
             .get_opt(&key.name)
             .await
-            .with_context(|| format!("reading {key}"))?
+            .map_err(crate::kube_error(format!("reading {key}")))?
         else {
             continue;
         };

@@ -1,7 +1,7 @@
 //! Which Application a hook runs for: `--app`/`APP_NAME`, else this Pod's owning Job and its
 //! Argo CD tracking mark (plain-YAML apps get no `ARGOCD_APP_NAME` from Argo CD).
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DynamicObject;
@@ -53,9 +53,9 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let pod_obj = Api::<Pod>::namespaced(client.clone(), namespace)
         .get(pod)
         .await
-        .with_context(|| {
-            format!("no --app/APP_NAME; reading this Pod {namespace}/{pod} to find its Job")
-        })?;
+        .map_err(crate::kube_error(format!(
+            "no --app/APP_NAME; reading this Pod {namespace}/{pod} to find its Job"
+        )))?;
     let job = pod_obj
         .metadata
         .owner_references
@@ -69,7 +69,9 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let job_obj = Api::<Job>::namespaced(client.clone(), namespace)
         .get(&job)
         .await
-        .with_context(|| format!("reading Job {namespace}/{job}, the owner of Pod {pod}"))?;
+        .map_err(crate::kube_error(format!(
+            "reading Job {namespace}/{job}, the owner of Pod {pod}"
+        )))?;
     let annotation = job_obj
         .metadata
         .annotations
@@ -102,12 +104,12 @@ pub async fn load(client: &Client, target: &Target) -> anyhow::Result<DynamicObj
         &target.namespace,
         &argo_drift_controller::application::api_resource(),
     );
-    api.get(&target.name).await.with_context(|| {
-        format!(
+    api.get(&target.name)
+        .await
+        .map_err(crate::kube_error(format!(
             "reading Application {}/{} (found by {})",
             target.namespace, target.name, target.found_by
-        )
-    })
+        )))
 }
 
 #[cfg(test)]
