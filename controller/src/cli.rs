@@ -64,6 +64,51 @@ pub enum Command {
     /// Check notification channels.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Run Argo CD Lua health checks as Argo CD runs them.
+    #[command(subcommand)]
+    Health(HealthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCommand {
+    /// Run every health_test.yaml under DIR (Argo CD's layout <group>/<Kind>/{health.lua,
+    /// health_test.yaml, testdata/}); one line per case, then `N passed, N failed`.
+    ///
+    /// Exit code: 0 when no case failed, 1 otherwise, 2 error.
+    Test(HealthTestArgs),
+    /// Run one script on one object and print the health status as JSON.
+    ///
+    /// Exit code: 0 the script ran, 2 it failed (error, time limit, malformed result).
+    Run(HealthRunArgs),
+    /// Print the argocd-cm entries (resource.customizations.health.<group>_<Kind>) for the
+    /// checks under DIR, as YAML to merge into the ConfigMap's data.
+    Configmap(HealthConfigmapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthTestArgs {
+    #[arg(value_name = "DIR", default_value = "health-checks")]
+    pub dir: PathBuf,
+    /// Open string and math too (Argo CD's resource.customizations.useOpenLibs).
+    #[arg(long)]
+    pub open_libs: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthRunArgs {
+    #[arg(long, value_name = "FILE")]
+    pub script: PathBuf,
+    /// The object, YAML or JSON.
+    #[arg(long, value_name = "FILE")]
+    pub object: PathBuf,
+    #[arg(long)]
+    pub open_libs: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthConfigmapArgs {
+    #[arg(value_name = "DIR", default_value = "health-checks")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod desired;
 pub mod error;
+pub mod health;
 pub mod leader;
 pub mod live;
 pub mod metrics;
@@ -31,6 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Policy(PolicyCommand::Validate(validate)) => commands::policy::validate(&validate),
         Command::Run(run) => commands::run::run(&run),
         Command::Notify(NotifyCommand::Test(test)) => commands::notify::test(&test),
+        Command::Health(health) => commands::health::run(&health),
     }
 }
 

@@ -531,3 +531,99 @@ fn notify_test_sends_a_sample_and_for_a_resolution_the_trigger_it_closes() {
         stderr(&out)
     );
 }
+
+fn health_checks() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../health-checks")
+}
+
+#[test]
+fn every_shipped_health_check_passes_its_table() {
+    let dir = health_checks();
+    let out = run(&["health", "test", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(last.ends_with("passed, 0 failed"), "{text}");
+    assert!(
+        text.contains("PASS argoproj.io/Application testdata/high-drift.yaml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failing_case_a_broken_script_and_a_loop_are_reported_not_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = dir.path().join("example.com/Widget");
+    std::fs::create_dir_all(check.join("testdata")).unwrap();
+    std::fs::write(
+        check.join("testdata/w.yaml"),
+        "kind: Widget\nstatus: {ready: false}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        check.join("health.lua"),
+        "if obj.status.ready then return {status = \"Healthy\"} end\nreturn {status = \"Progressing\", message = \"not ready\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        check.join("health_test.yaml"),
+        "tests:\n- healthStatus: {status: Progressing, message: not ready}\n  inputPath: testdata/w.yaml\n- healthStatus: {status: Healthy}\n  inputPath: testdata/w.yaml\n- healthStatus: {status: Healthy}\n  inputPath: testdata/missing.yaml\n",
+    )
+    .unwrap();
+    let out = run(&["health", "test", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL example.com/Widget testdata/w.yaml: expected Healthy \"\", got Progressing \"not ready\""), "{text}");
+    assert!(
+        text.contains("FAIL example.com/Widget testdata/missing.yaml:"),
+        "{text}"
+    );
+    assert_eq!(
+        text.trim_end().lines().last().unwrap(),
+        "1 passed, 2 failed"
+    );
+
+    let looping = dir.path().join("loop.lua");
+    std::fs::write(&looping, "while true do end").unwrap();
+    let object = check.join("testdata/w.yaml");
+    let out = run(&[
+        "health",
+        "run",
+        "--script",
+        looping.to_str().unwrap(),
+        "--object",
+        object.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ran longer than 1000 ms"));
+
+    let ok = check.join("health.lua");
+    let out = run(&[
+        "health",
+        "run",
+        "--script",
+        ok.to_str().unwrap(),
+        "--object",
+        object.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"{"status":"Progressing","message":"not ready"}"#
+    );
+}
+
+#[test]
+fn the_argocd_cm_entries_carry_each_script() {
+    let dir = health_checks();
+    let out = run(&["health", "configmap", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let map: serde_yaml::Mapping = serde_yaml::from_str(&stdout(&out)).unwrap();
+    let script = map
+        .get("resource.customizations.health.argoproj.io_Application")
+        .and_then(|v| v.as_str())
+        .unwrap();
+    assert_eq!(
+        script,
+        std::fs::read_to_string(dir.join("argoproj.io/Application/health.lua")).unwrap()
+    );
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod diff;
+pub mod health;
 pub mod notify;
 pub mod policy;
 pub mod run;

@@ -1,0 +1,485 @@
+//! Argo CD resource health checks in Lua, run as Argo CD runs them: Lua 5.1, the object as the
+//! global `obj`, only the libraries Argo CD opens for a health script (base, table, `require`
+//! for a safe `os` with `time` and `date`; `string` and `math` as well with
+//! `--open-libs`, Argo CD's `useOpenLibs`), a one-second time limit, and the same rules for the
+//! result: a table whose `status` is one of Argo CD's health codes, else Unknown.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value as LuaValue, VmState};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Argo CD's health status codes.
+pub const STATUSES: [&str; 6] = [
+    "Healthy",
+    "Progressing",
+    "Degraded",
+    "Suspended",
+    "Missing",
+    "Unknown",
+];
+
+/// Argo CD's answer to a status it does not know.
+pub const INVALID_STATUS: &str = "Lua returned an invalid health status";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct HealthStatus {
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Argo CD's `useOpenLibs`: string and math too.
+    pub open_libs: bool,
+    /// Argo CD stops a script after one second.
+    pub time_limit: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            open_libs: false,
+            time_limit: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Run `script` on `object`. Errors are the script's own (a runtime error, the time limit, a
+/// result that is not a table); an unknown status is not an error but Unknown, as in Argo CD.
+pub fn run(script: &str, object: &Value, options: Options) -> Result<HealthStatus, String> {
+    let lua = sandbox(options).map_err(|e| format!("setting up Lua: {e}"))?;
+    let obj = to_lua(&lua, object).map_err(|e| format!("passing the object to Lua: {e}"))?;
+    lua.globals().set("obj", obj).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let limit = options.time_limit;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(1000),
+        move |_, _| {
+            if started.elapsed() > limit {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "the script ran longer than {} ms and was stopped",
+                    limit.as_millis()
+                )));
+            }
+            Ok(VmState::Continue)
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let values = lua
+        .load(script)
+        .set_name("=health.lua")
+        .eval::<mlua::MultiValue>()
+        .map_err(describe)?;
+    // Argo CD reads the value on top of the stack: the last one returned.
+    let result = values.into_iter().last().unwrap_or(LuaValue::Nil);
+    let table = match result {
+        LuaValue::Table(t) => t,
+        other => {
+            return Err(format!(
+                "expect table output from Lua script, not {}",
+                lua_type(&other)
+            ))
+        }
+    };
+    let field = |name: &str| -> Result<String, String> {
+        match table.raw_get::<LuaValue>(name).map_err(|e| e.to_string())? {
+            LuaValue::Nil => Ok(String::new()),
+            LuaValue::String(s) => Ok(s.to_string_lossy()),
+            other => Err(format!(
+                "the health status' {name} is a {}, not a string",
+                lua_type(&other)
+            )),
+        }
+    };
+    let status = field("status")?;
+    let message = field("message")?;
+    if !STATUSES.contains(&status.as_str()) {
+        return Ok(HealthStatus {
+            status: "Unknown".into(),
+            message: INVALID_STATUS.into(),
+        });
+    }
+    Ok(HealthStatus { status, message })
+}
+
+fn describe(e: mlua::Error) -> String {
+    let text = e.to_string();
+    // The first line names the error; the traceback that follows is mlua's, not the script's.
+    text.lines()
+        .take_while(|l| !l.starts_with("stack traceback"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
+fn lua_type(v: &LuaValue) -> &'static str {
+    match v {
+        LuaValue::Nil => "nil",
+        LuaValue::Boolean(_) => "boolean",
+        LuaValue::Integer(_) | LuaValue::Number(_) => "number",
+        LuaValue::String(_) => "string",
+        LuaValue::Table(_) => "table",
+        LuaValue::Function(_) => "function",
+        _ => "userdata",
+    }
+}
+
+/// A state with only what Argo CD gives a health script.
+fn sandbox(options: Options) -> mlua::Result<Lua> {
+    let mut libs = StdLib::TABLE | StdLib::PACKAGE;
+    if options.open_libs {
+        libs |= StdLib::STRING | StdLib::MATH;
+    }
+    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    // A health check reads one object: no files, no native modules.
+    lua.set_memory_limit(64 * 1024 * 1024)?;
+    let globals = lua.globals();
+    for name in ["dofile", "loadfile"] {
+        globals.set(name, LuaValue::Nil)?;
+    }
+    let package: Table = globals.get("package")?;
+    package.set("path", "")?;
+    package.set("cpath", "")?;
+    package.set("loadlib", LuaValue::Nil)?;
+    let os = safe_os(&lua)?;
+    globals.set("os", os.clone())?;
+    let loaded: Table = package.get("loaded")?;
+    loaded.set("os", os.clone())?;
+    let preload: Table = package.get("preload")?;
+    preload.set("os", lua.create_function(move |_, ()| Ok(os.clone()))?)?;
+    Ok(lua)
+}
+
+/// Argo CD's safe `os`: `time` and `date` only.
+fn safe_os(lua: &Lua) -> mlua::Result<Table> {
+    use k8s_openapi::jiff::{civil, tz::TimeZone, Timestamp};
+    let os = lua.create_table()?;
+    os.set(
+        "time",
+        lua.create_function(|_, t: Option<Table>| {
+            let Some(t) = t else {
+                return Ok(Timestamp::now().as_second());
+            };
+            let int = |k: &str, default: i64| t.get::<Option<i64>>(k).map(|v| v.unwrap_or(default));
+            let date = civil::date(
+                int("year", 1970)? as i16,
+                int("month", 1)? as i8,
+                int("day", 1)? as i8,
+            )
+            .at(
+                int("hour", 12)? as i8,
+                int("min", 0)? as i8,
+                int("sec", 0)? as i8,
+                0,
+            );
+            let zoned = date
+                .to_zoned(TimeZone::UTC)
+                .map_err(|e| mlua::Error::RuntimeError(format!("os.time: {e}")))?;
+            Ok(zoned.timestamp().as_second())
+        })?,
+    )?;
+    os.set(
+        "date",
+        lua.create_function(|lua, (format, time): (Option<String>, Option<i64>)| {
+            let format = format.unwrap_or_else(|| "%c".into());
+            let format = format.trim_start_matches('!').to_string();
+            let ts = match time {
+                Some(t) => Timestamp::from_second(t)
+                    .map_err(|e| mlua::Error::RuntimeError(format!("os.date: {e}")))?,
+                None => Timestamp::now(),
+            };
+            let zoned = ts.to_zoned(TimeZone::UTC);
+            if format.starts_with("*t") {
+                let t = lua.create_table()?;
+                t.set("year", zoned.year())?;
+                t.set("month", zoned.month())?;
+                t.set("day", zoned.day())?;
+                t.set("hour", zoned.hour())?;
+                t.set("min", zoned.minute())?;
+                t.set("sec", zoned.second())?;
+                t.set("wday", zoned.weekday().to_sunday_one_offset())?;
+                t.set("yday", zoned.day_of_year())?;
+                t.set("isdst", false)?;
+                return Ok(LuaValue::Table(t));
+            }
+            let text = k8s_openapi::jiff::fmt::strtime::format(&format, &zoned)
+                .map_err(|e| mlua::Error::RuntimeError(format!("os.date: {e}")))?;
+            Ok(LuaValue::String(lua.create_string(&text)?))
+        })?,
+    )?;
+    Ok(os)
+}
+
+/// JSON to Lua as Argo CD decodes it: null is nil, arrays are 1-based tables.
+fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+    Ok(match v {
+        Value::Null => LuaValue::Nil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Number(n) => LuaValue::Number(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => LuaValue::String(lua.create_string(s)?),
+        Value::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(t)
+        }
+        Value::Object(map) => {
+            let t = lua.create_table_with_capacity(0, map.len())?;
+            for (k, item) in map {
+                t.raw_set(k.as_str(), to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(t)
+        }
+    })
+}
+
+/// One case of a `health_test.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestCase {
+    health_status: HealthStatus,
+    input_path: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TestFile {
+    #[serde(default)]
+    tests: Vec<TestCase>,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    /// `group/Kind testdata/x.yaml`
+    pub name: String,
+    /// `None`: passed; else why not.
+    pub failure: Option<String>,
+}
+
+/// Every `health_test.yaml` under `dir` (Argo CD's layout `<group>/<Kind>/`), each case run
+/// against the `health.lua` beside it.
+pub fn test_dir(dir: &Path, options: Options) -> Result<Vec<CaseResult>, String> {
+    let mut tables = Vec::new();
+    find_tables(dir, &mut tables).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if tables.is_empty() {
+        return Err(format!("{}: no health_test.yaml found", dir.display()));
+    }
+    tables.sort();
+    let mut results = Vec::new();
+    for table in tables {
+        let check_dir = table.parent().unwrap_or(dir).to_path_buf();
+        let label = check_dir
+            .strip_prefix(dir)
+            .unwrap_or(&check_dir)
+            .display()
+            .to_string();
+        let script = std::fs::read_to_string(check_dir.join("health.lua"))
+            .map_err(|e| format!("{}: {e}", check_dir.join("health.lua").display()))?;
+        let text =
+            std::fs::read_to_string(&table).map_err(|e| format!("{}: {e}", table.display()))?;
+        let file: TestFile =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", table.display()))?;
+        for case in file.tests {
+            let name = format!("{label} {}", case.input_path);
+            let failure = match load_object(&check_dir.join(&case.input_path)) {
+                Err(e) => Some(e),
+                Ok(object) => match run(&script, &object, options) {
+                    Err(e) => Some(format!("error: {e}")),
+                    Ok(got) if got == case.health_status => None,
+                    Ok(got) => Some(format!(
+                        "expected {} {:?}, got {} {:?}",
+                        case.health_status.status,
+                        case.health_status.message,
+                        got.status,
+                        got.message
+                    )),
+                },
+            };
+            results.push(CaseResult { name, failure });
+        }
+    }
+    Ok(results)
+}
+
+fn find_tables(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            find_tables(&path, out)?;
+        } else if path.file_name().is_some_and(|n| n == "health_test.yaml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A YAML (or JSON) object from a file.
+pub fn load_object(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `argocd-cm` entries `resource.customizations.health.<group>_<Kind>` for every check under
+/// `dir` (`<group>/<Kind>/health.lua`).
+pub fn configmap_entries(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let groups = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for group in groups.flatten() {
+        if !group.path().is_dir() {
+            continue;
+        }
+        let kinds = std::fs::read_dir(group.path()).map_err(|e| e.to_string())?;
+        for kind in kinds.flatten() {
+            let script = kind.path().join("health.lua");
+            if !script.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&script)
+                .map_err(|e| format!("{}: {e}", script.display()))?;
+            out.push((
+                format!(
+                    "resource.customizations.health.{}_{}",
+                    group.file_name().to_string_lossy(),
+                    kind.file_name().to_string_lossy()
+                ),
+                text,
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(script: &str) -> Result<HealthStatus, String> {
+        run(
+            script,
+            &json!({"status": {"phase": "Running", "items": [1, 2, 3]}, "spec": null}),
+            Options::default(),
+        )
+    }
+
+    #[test]
+    fn the_object_is_the_global_obj_with_nulls_as_nil_and_arrays_from_one() {
+        let r = check(
+            r#"local hs = {}
+            if obj.spec == nil and obj.status.items[1] == 1 and #obj.status.items == 3 then
+              hs.status = "Healthy"; hs.message = obj.status.phase
+            end
+            return hs"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            HealthStatus {
+                status: "Healthy".into(),
+                message: "Running".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_is_unknown_as_in_argo_cd() {
+        assert_eq!(
+            check(r#"return {status = "Fine"}"#).unwrap(),
+            HealthStatus {
+                status: "Unknown".into(),
+                message: INVALID_STATUS.into()
+            }
+        );
+        assert_eq!(check("return {}").unwrap().status, "Unknown");
+    }
+
+    #[test]
+    fn malformed_results_and_errors_are_clear_errors_not_crashes() {
+        assert_eq!(
+            check("return 42").unwrap_err(),
+            "expect table output from Lua script, not number"
+        );
+        assert_eq!(
+            check("local x = 1").unwrap_err(),
+            "expect table output from Lua script, not nil"
+        );
+        assert!(check(r#"return {status = 3}"#)
+            .unwrap_err()
+            .contains("status is a number"));
+        let e = check(r#"error("boom")"#).unwrap_err();
+        assert!(e.contains("health.lua:1") && e.contains("boom"), "{e}");
+        let e = check("return obj.nothing.here").unwrap_err();
+        assert!(e.contains("attempt to index"), "{e}");
+        let e = check("return {status = ").unwrap_err();
+        assert!(
+            e.contains("syntax error") || e.contains("unexpected"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_script_that_loops_for_ever_is_stopped() {
+        let started = Instant::now();
+        let e = run(
+            "while true do end",
+            &json!({}),
+            Options {
+                time_limit: Duration::from_millis(200),
+                ..Options::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("ran longer than 200 ms"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_the_libraries_argo_cd_opens_are_there() {
+        for forbidden in [
+            "return io.open('/etc/passwd')",
+            "return os.execute('true')",
+            "return os.getenv('HOME')",
+            "return dofile('/etc/passwd')",
+            "return loadfile('/etc/passwd')",
+            "return require('io')",
+            "return package.loadlib('x', 'y')",
+            "return debug.getinfo(1)",
+            "return string.upper('x')",
+            "return math.floor(1.5)",
+        ] {
+            let e = check(forbidden).unwrap_err();
+            assert!(
+                e.contains("nil") || e.contains("not found"),
+                "{forbidden}: {e}"
+            );
+        }
+        // What Argo CD does give: table, require of the safe os, os.time and os.date.
+        let r = check(
+            r#"local os2 = require("os")
+            local t = {}
+            table.insert(t, os2.time({year = 2026, month = 1, day = 2, hour = 3}))
+            return {status = "Healthy", message = os.date("!%Y-%m-%d", t[1])}"#,
+        )
+        .unwrap();
+        assert_eq!(r.message, "2026-01-02");
+        // useOpenLibs adds string and math.
+        let open = Options {
+            open_libs: true,
+            ..Options::default()
+        };
+        let r = run(
+            r#"return {status = "Healthy", message = string.upper("ok") .. math.floor(1.5)}"#,
+            &json!({}),
+            open,
+        )
+        .unwrap();
+        assert_eq!(r.message, "OK1");
+    }
+}
