@@ -26,6 +26,11 @@ pub const INCIDENT_SEVERITY_ANNOTATION: &str = "argo-drift.io/incident-severity"
 /// it has stayed away for the notifier's resolve hold.
 pub const RESOLVING_ANNOTATION: &str = "argo-drift.io/incident-resolving-since";
 pub const REPORT_KEY: &str = "report.json";
+/// On the Application, for its Lua health check (health-checks/argoproj.io/Application).
+pub const DRIFT_SEVERITY_ANNOTATION: &str = "argo-drift.io/drift-severity";
+pub const DRIFT_SUMMARY_ANNOTATION: &str = "argo-drift.io/drift-summary";
+/// Annotation values stay short: the UI shows them whole.
+const SUMMARY_MAX: usize = 250;
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
 pub const REPORT_LIMIT: usize = 900 * 1024;
 
@@ -184,6 +189,60 @@ impl Publisher {
         )
         .await
         .map_err(Error::kube(format!("writing ConfigMap {namespace}/{name}")))?;
+        Ok(())
+    }
+
+    /// The drift summary on the Application itself, under our field manager (server-side
+    /// apply of two annotations we alone own), for Argo CD's health check and UI. Written only
+    /// when it changes.
+    pub async fn annotate_application(
+        &self,
+        object: &kube::api::DynamicObject,
+        severity: &str,
+        summary: &str,
+    ) -> Result<()> {
+        let summary: String = summary.chars().take(SUMMARY_MAX).collect();
+        let current = |k: &str| {
+            object
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .cloned()
+        };
+        if current(DRIFT_SEVERITY_ANNOTATION).as_deref() == Some(severity)
+            && current(DRIFT_SUMMARY_ANNOTATION).as_deref() == Some(summary.as_str())
+        {
+            return Ok(());
+        }
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let patch = serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "annotations": {
+                    DRIFT_SEVERITY_ANNOTATION: severity,
+                    DRIFT_SUMMARY_ANNOTATION: summary,
+                },
+            },
+        });
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &namespace,
+            &crate::application::api_resource(),
+        );
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "annotating Application {namespace}/{name}"
+        )))?;
         Ok(())
     }
 

@@ -643,6 +643,19 @@ async fn publish_report(
             resolving_since,
         )
         .await?;
+    let summary = if drifted {
+        publish::drift_message(report)
+    } else {
+        format!("all {} resources match Git", report.summary.resources)
+    };
+    if let Err(e) = ctx
+        .publisher
+        .annotate_application(object, &severity, &summary)
+        .await
+    {
+        // The report is written; the annotation only feeds the UI's health: say so, go on.
+        tracing::warn!(error = %e, "could not annotate the Application with its drift summary");
+    }
     // Drift the policy says to ignore is reported, not announced.
     let ignored = decision.is_some_and(|d| {
         !d.resources.is_empty()

@@ -856,3 +856,51 @@ async fn one_app_gets_one_action_per_five_minutes() {
     assert_eq!(f.audit("web").await.len(), 2);
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_carries_its_drift_summary_and_the_shipped_health_check_reads_it() {
+    let f = Fixture::new(&["web"], json!({})).await;
+    f.annotate("web", "argo-drift.io/degrade-at", "low").await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../health-checks/argoproj.io/Application/health.lua"),
+    )
+    .unwrap();
+    let health =
+        |app: &Value| argo_drift_controller::health::run(&script, app, Default::default()).unwrap();
+    let app = wait_for("the in-sync summary", WAIT, || async {
+        let app = f.app("web").await;
+        (app["metadata"]["annotations"]["argo-drift.io/drift-severity"] == "none").then_some(app)
+    })
+    .await;
+    assert_eq!(health(&app).status, "Healthy");
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let app = wait_for("the drift summary", WAIT, || async {
+        let app = f.app("web").await;
+        (app["metadata"]["annotations"]["argo-drift.io/drift-severity"] == "low").then_some(app)
+    })
+    .await;
+    let status = health(&app);
+    assert_eq!(status.status, "Degraded");
+    assert!(
+        status
+            .message
+            .starts_with("argo-drift: low drift in 1 resource"),
+        "{status:?}"
+    );
+    let managers: Vec<&str> = app["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["fieldsV1"]["f:metadata"]["f:annotations"]["f:argo-drift.io/drift-severity"]
+                .is_object()
+        })
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["argo-drift"]);
+    controller.stop().await;
+}
