@@ -76,8 +76,13 @@ pub async fn client() -> Client {
 
 /// The project's minimal Argo CD CRDs (idempotent), for clusters the script did not start.
 async fn install_crds(client: &Client) {
-    for name in ["applications", "appprojects", "applicationsets"] {
-        let path = root().join(format!("deploy/testenv/crds/argoproj.io_{name}.yaml"));
+    let mut files: Vec<_> = std::fs::read_dir(root().join("deploy/testenv/crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for path in files {
         let text = std::fs::read_to_string(path).unwrap();
         apply_yaml(client, "", &text, "argo-drift-tests").await;
     }

@@ -1,0 +1,242 @@
+//! Install assets as a cluster sees them: every manifest in applicationsets/, examples/tiers/ and
+//! deploy/ is accepted by the real API server (server-side dry-run, CRDs installed), the RBAC
+//! has no wildcards and no cluster-wide Secret write, and the tiers are what they claim.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use kube::api::{Patch, PatchParams};
+use serde_json::{json, Value};
+use support::*;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every YAML file under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(yaml_files(&p));
+        } else if p.extension().is_some_and(|e| e == "yaml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Server-side dry-run apply of `doc`, its `argocd` namespace replaced by `argocd`, and its
+/// other namespaced objects put in `namespace`.
+async fn dry_run(client: &kube::Client, doc: &Value, argocd: &str, namespace: &str) {
+    let mut doc: Value = serde_json::from_str(
+        &doc.to_string()
+            .replace(
+                "\"namespace\":\"argocd\"",
+                &format!("\"namespace\":\"{argocd}\""),
+            )
+            .replace("APP_NAMESPACE", namespace),
+    )
+    .unwrap();
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(namespace)
+        .to_string();
+    if let Some(m) = doc["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    let api = dynamic_api(client, &ns, &doc).await;
+    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("argocd-controller").force().dry_run(),
+        &Patch::Apply(&doc),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{} {name} rejected: {e}", doc["kind"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    // The ServiceMonitor CRD was just installed: wait until it serves.
+    let monitors = dynamic(
+        &client,
+        &argocd,
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    )
+    .await;
+    wait_for(
+        "the ServiceMonitor CRD",
+        std::time::Duration::from_secs(20),
+        || async { monitors.list(&Default::default()).await.ok() },
+    )
+    .await;
+    let mut files = yaml_files(&repo("applicationsets"));
+    files.extend(yaml_files(&repo("examples/tiers")));
+    for f in yaml_files(&repo("deploy")) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        // Kustomize files are not objects; the CRDs are installed already; the sidecar is a
+        // patch, checked below.
+        if name == "kustomization.yaml"
+            || f.starts_with(repo("deploy/testenv"))
+            || f.starts_with(repo("deploy/sidecar"))
+        {
+            continue;
+        }
+        files.push(f);
+    }
+    let mut applied = 0;
+    for f in &files {
+        for doc in documents(f) {
+            dry_run(&client, &doc, &argocd, &shop).await;
+            applied += 1;
+        }
+    }
+    assert!(applied >= 25, "{applied} objects from {files:?}");
+
+    // The sidecar patch merged into a minimal application controller StatefulSet.
+    let patch = &documents(&repo("deploy/sidecar/application-controller-patch.yaml"))[0];
+    let sidecar = &patch["spec"]["template"]["spec"];
+    let mut containers = vec![
+        json!({"name": "argocd-application-controller", "image": "quay.io/argoproj/argocd:v2.13.0"}),
+    ];
+    containers.extend(sidecar["containers"].as_array().unwrap().iter().cloned());
+    let sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "argocd-application-controller", "namespace": "argocd"},
+        "spec": {
+            "serviceName": "argocd-application-controller",
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "argocd-application-controller"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "argocd-application-controller"}},
+                "spec": {"containers": containers, "volumes": sidecar["volumes"]}
+            }
+        }
+    });
+    dry_run(&client, &sts, &argocd, &shop).await;
+}
+
+#[test]
+fn rbac_has_no_wildcards_and_no_cluster_wide_secret_write() {
+    let writes = [
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "*",
+    ];
+    let mut checked = 0;
+    for f in yaml_files(&repo("deploy")) {
+        for doc in documents(&f) {
+            let kind = doc["kind"].as_str().unwrap_or("");
+            if kind != "Role" && kind != "ClusterRole" {
+                continue;
+            }
+            for rule in doc["rules"].as_array().unwrap() {
+                checked += 1;
+                for field in ["apiGroups", "resources", "verbs"] {
+                    let values = rule[field].as_array().unwrap();
+                    assert!(
+                        values.iter().all(|v| v != "*"),
+                        "{}: {kind} {}: a wildcard in {field}",
+                        f.display(),
+                        doc["metadata"]["name"]
+                    );
+                }
+                let secrets = rule["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == "secrets");
+                let writes_them = rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| writes.contains(&v.as_str().unwrap()));
+                assert!(
+                    !(kind == "ClusterRole" && secrets && writes_them),
+                    "{}: {} may write Secrets cluster-wide",
+                    f.display(),
+                    doc["metadata"]["name"]
+                );
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} rules");
+}
+
+#[test]
+fn the_tiers_label_their_apps_and_sync_as_documented() {
+    for (tier, automated, gate) in [
+        ("low", true, None),
+        ("medium", false, Some("high")),
+        ("high", false, Some("medium")),
+    ] {
+        let set = &documents(&repo(&format!("applicationsets/tier-{tier}.yaml")))[0];
+        assert_eq!(set["kind"], "ApplicationSet");
+        let template = &set["spec"]["template"];
+        let name = template["metadata"]["name"].as_str().unwrap();
+        assert!(
+            name.contains("normalize .name")
+                && name.contains(tier)
+                && name.contains(".path.basename"),
+            "unique per cluster, tier and directory: {name}"
+        );
+        let labels = &template["metadata"]["labels"];
+        assert_eq!(labels["argo-drift.io/enabled"], "true");
+        assert_eq!(labels["argo-drift.io/tier"], tier);
+        assert_eq!(
+            template["spec"]["syncPolicy"].get("automated").is_some(),
+            automated,
+            "{tier}"
+        );
+        assert_eq!(
+            template["metadata"]["annotations"]["argo-drift.io/gate"].as_str(),
+            gate,
+            "{tier}"
+        );
+        let dirs = set["spec"]["generators"][0]["matrix"]["generators"][1]["git"]["directories"][0]
+            ["path"]
+            .as_str()
+            .unwrap();
+        let dir = repo(dirs.trim_end_matches("/*"));
+        assert!(
+            std::fs::read_dir(&dir).unwrap().count() >= 1,
+            "{dirs}: sample apps"
+        );
+    }
+}
+
+#[test]
+fn the_image_carries_every_binary() {
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    for bin in [
+        "argo-drift",
+        "argo-drift-presync",
+        "argo-drift-postsync",
+        "argo-drift-syncfail",
+    ] {
+        assert!(
+            dockerfile.contains(&format!("target/release/{bin}")),
+            "{bin}"
+        );
+    }
+    assert!(dockerfile.contains("nonroot"));
+}
