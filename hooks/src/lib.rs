@@ -104,13 +104,18 @@ pub fn kube_error(context: String) -> impl FnOnce(kube::Error) -> anyhow::Error 
 
 /// Send `n` now to every channel its routes pick, waiting for each (a hook's process ends
 /// right after). Failures are logged and returned as text; they never fail the hook.
-pub async fn notify(file: Option<&PathBuf>, n: argo_drift_notify::Notification) -> Option<String> {
+/// `source` names the hook in CloudEvents (`/argo-drift/hooks/syncfail`).
+pub async fn notify(
+    file: Option<&PathBuf>,
+    source: &str,
+    n: argo_drift_notify::Notification,
+) -> Option<String> {
     let path = file?;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return Some(format!("{}: {e}", path.display())),
     };
-    let config = match argo_drift_notify::config::Notifications::from_yaml(
+    let mut config = match argo_drift_notify::config::Notifications::from_yaml(
         &path.display().to_string(),
         &text,
         &|k| std::env::var(k).ok(),
@@ -118,15 +123,11 @@ pub async fn notify(file: Option<&PathBuf>, n: argo_drift_notify::Notification) 
         Ok(c) => c,
         Err(e) => return Some(e.to_string()),
     };
+    config.source.get_or_insert_with(|| source.to_string());
     let mut failures = Vec::new();
     for channel in config.channels_for(n.kind, n.severity) {
-        if let Err(e) = argo_drift_notify::dispatch::send_now(
-            channel,
-            config.argocd_url.clone(),
-            &config.templates,
-            std::slice::from_ref(&n),
-        )
-        .await
+        if let Err(e) =
+            argo_drift_notify::dispatch::send_now(&config, channel, std::slice::from_ref(&n)).await
         {
             tracing::warn!(channel = %channel.name, error = %e, "notification not delivered");
             failures.push(format!("{}: {e}", channel.name));

@@ -272,7 +272,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             incident: format!("argo-drift/{full}/presync/{commit}"),
             time: audit::timestamp(),
         };
-        if let Some(failure) = crate::notify(args.common.notifications.as_ref(), n).await {
+        if let Some(failure) = crate::notify(
+            args.common.notifications.as_ref(),
+            "/argo-drift/hooks/presync",
+            n,
+        )
+        .await
+        {
             tracing::warn!(failure, "the sync-gated notification was not delivered");
         }
         return Ok(Outcome::Refused(why));

@@ -278,7 +278,13 @@ async fn page(args: &Args, app: &str, kind: EventKind, message: &str, operation:
         incident: format!("argo-drift/{app}/syncfail/{operation}"),
         time: audit::timestamp(),
     };
-    if let Some(failure) = crate::notify(args.common.notifications.as_ref(), n).await {
+    if let Some(failure) = crate::notify(
+        args.common.notifications.as_ref(),
+        "/argo-drift/hooks/syncfail",
+        n,
+    )
+    .await
+    {
         tracing::warn!(failure, "the page was not delivered");
     }
 }

@@ -41,6 +41,10 @@ pub struct NotificationsFile {
     pub channels: Vec<ChannelSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// CloudEvents `source` (a URI reference); the controller and the hooks use their own
+    /// identity when this is not set.
+    #[serde(default)]
+    pub cloud_events_source: Option<String>,
     /// Titles and bodies by event and channel; the first that matches is used.
     #[serde(default)]
     pub templates: Vec<TemplateSpec>,
@@ -94,6 +98,9 @@ pub struct ChannelSpec {
     pub pagerduty: Option<PagerDutySpec>,
     #[serde(default)]
     pub email: Option<EmailSpec>,
+    /// CloudEvents 1.0 (structured JSON) to a webhook sink, e.g. an Argo Events EventSource.
+    #[serde(default)]
+    pub cloudevents: Option<CloudEventsSpec>,
     /// Messages per second; Slack's default 1, PagerDuty's 2 (120 per minute).
     #[serde(default)]
     pub rate_per_second: Option<f64>,
@@ -103,6 +110,32 @@ pub struct ChannelSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackSpec {
     pub webhook_url: SecretRef,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudEventsSpec {
+    /// The sink, e.g. `http://drift-eventsource-svc.argo-events:12000/drift`.
+    pub url: String,
+    /// Bearer token or basic auth for the sink.
+    #[serde(default)]
+    pub auth: Option<SinkAuthSpec>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkAuthSpec {
+    #[serde(default)]
+    pub bearer: Option<SecretRef>,
+    #[serde(default)]
+    pub basic: Option<BasicAuthSpec>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuthSpec {
+    pub username: String,
+    pub password: SecretRef,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -171,6 +204,10 @@ pub enum ChannelKind {
         routing_key: Secret,
         url: String,
     },
+    CloudEvents {
+        url: String,
+        auth: Option<crate::deliver::HttpAuth>,
+    },
     Email {
         host: String,
         port: Option<u16>,
@@ -207,6 +244,8 @@ pub struct Notifications {
     pub channels: Vec<Channel>,
     pub routes: Vec<Route>,
     pub templates: Templates,
+    /// CloudEvents `source`; `None` until the controller or a hook names itself.
+    pub source: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +302,59 @@ impl Notifications {
             }
             if channels.iter().any(|o| o.name == c.name) {
                 return Err(fail(at(".name"), format!("{:?} is used twice", c.name)));
+            }
+            let set = [
+                c.slack.is_some(),
+                c.pagerduty.is_some(),
+                c.email.is_some(),
+                c.cloudevents.is_some(),
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            if set != 1 {
+                return Err(fail(
+                    at(""),
+                    "needs exactly one of slack, pagerduty, email, cloudevents".into(),
+                ));
+            }
+            if let Some(ce) = c.cloudevents {
+                let auth = match ce.auth {
+                    None => None,
+                    Some(SinkAuthSpec {
+                        bearer: Some(b),
+                        basic: None,
+                    }) => Some(crate::deliver::HttpAuth::Bearer(
+                        resolve(&b, env).map_err(|m| fail(at(".cloudevents.auth.bearer"), m))?,
+                    )),
+                    Some(SinkAuthSpec {
+                        bearer: None,
+                        basic: Some(b),
+                    }) => Some(crate::deliver::HttpAuth::Basic(
+                        b.username,
+                        resolve(&b.password, env)
+                            .map_err(|m| fail(at(".cloudevents.auth.basic.password"), m))?,
+                    )),
+                    Some(_) => {
+                        return Err(fail(
+                            at(".cloudevents.auth"),
+                            "needs exactly one of bearer, basic".into(),
+                        ))
+                    }
+                };
+                if !(ce.url.starts_with("http://") || ce.url.starts_with("https://")) {
+                    return Err(fail(
+                        at(".cloudevents.url"),
+                        format!("{:?} is not an http(s) URL", ce.url),
+                    ));
+                }
+                let rate = c.rate_per_second.unwrap_or(10.0);
+                channels.push(Channel {
+                    name: c.name,
+                    kind: ChannelKind::CloudEvents { url: ce.url, auth },
+                    rate_per_second: rate,
+                });
+                continue;
             }
             let (kind, default_rate) = match (c.slack, c.pagerduty, c.email) {
                 (None, None, Some(e)) => {
@@ -337,7 +429,7 @@ impl Notifications {
                 _ => {
                     return Err(fail(
                         at(""),
-                        "needs exactly one of slack, pagerduty, email".into(),
+                        "needs exactly one of slack, pagerduty, email, cloudevents".into(),
                     ))
                 }
             };
@@ -389,6 +481,7 @@ impl Notifications {
             }
         }
         Ok(Notifications {
+            source: raw.cloud_events_source,
             templates,
             argocd_url: raw.argocd_url,
             dedup_window: Duration::from_secs(raw.dedup_window_seconds),
@@ -525,7 +618,7 @@ routes:
         );
         assert_eq!(
             err("channels:\n- name: a\n"),
-            "n.yaml: channels[0]: needs exactly one of slack, pagerduty, email"
+            "n.yaml: channels[0]: needs exactly one of slack, pagerduty, email, cloudevents"
         );
         assert!(
             err("channels:\n- name: a\n  slack: {webhookUrl: \"https://inline\"}\n")

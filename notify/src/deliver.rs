@@ -53,6 +53,13 @@ impl RateLimit {
     }
 }
 
+/// Credentials for a webhook sink; never printed.
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    Bearer(crate::config::Secret),
+    Basic(String, crate::config::Secret),
+}
+
 /// One HTTP endpoint of a channel.
 pub struct HttpTarget {
     /// Channel name, for errors and metrics; the URL may hold a secret and is never shown.
@@ -61,6 +68,9 @@ pub struct HttpTarget {
     pub client: reqwest::Client,
     pub retry: Retry,
     pub limit: RateLimit,
+    /// Sent instead of `application/json` (CloudEvents: `application/cloudevents+json`).
+    pub content_type: Option<&'static str>,
+    pub auth: Option<HttpAuth>,
 }
 
 impl HttpTarget {
@@ -81,6 +91,8 @@ impl HttpTarget {
             client,
             retry,
             limit,
+            content_type: None,
+            auth: None,
         }
     }
 
@@ -90,7 +102,21 @@ impl HttpTarget {
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts {
             self.limit.acquire().await;
-            let wait = match self.client.post(&self.url).json(body).send().await {
+            let mut request = self.client.post(&self.url);
+            request = match self.content_type {
+                Some(ct) => request
+                    .header(reqwest::header::CONTENT_TYPE, ct)
+                    .body(body.to_string()),
+                None => request.json(body),
+            };
+            request = match &self.auth {
+                Some(HttpAuth::Bearer(token)) => request.bearer_auth(&token.0),
+                Some(HttpAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(&password.0))
+                }
+                None => request,
+            };
+            let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {

@@ -121,12 +121,7 @@ impl Notifier {
         for channel in &config.channels {
             let (tx, rx) = mpsc::channel(config.queue_size);
             queues.insert(channel.name.clone(), tx);
-            let worker = Worker::new(
-                channel,
-                config.argocd_url.clone(),
-                &config.templates,
-                stats.clone(),
-            )?;
+            let worker = Worker::new(channel, &config, stats.clone())?;
             tokio::spawn(worker.run(rx));
         }
         Ok(Notifier {
@@ -209,6 +204,10 @@ const RESOLVED_REMEMBERED: usize = 10_000;
 
 enum Target {
     Slack(HttpTarget),
+    CloudEvents {
+        http: HttpTarget,
+        source: String,
+    },
     PagerDuty {
         http: HttpTarget,
         routing_key: String,
@@ -229,12 +228,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
-        channel: &Channel,
-        argocd_url: Option<String>,
-        templates: &Templates,
-        stats: Arc<Stats>,
-    ) -> Result<Worker, String> {
+    fn new(channel: &Channel, config: &Notifications, stats: Arc<Stats>) -> Result<Worker, String> {
+        let argocd_url = config.argocd_url.clone();
+        let templates = &config.templates;
+        let source = &config.source;
         let http = |url: &str| {
             HttpTarget::new(
                 &channel.name,
@@ -246,6 +243,15 @@ impl Worker {
         };
         let target = match &channel.kind {
             ChannelKind::Slack { webhook_url } => Target::Slack(http(&webhook_url.0)),
+            ChannelKind::CloudEvents { url, auth } => {
+                let mut http = http(url);
+                http.content_type = Some(crate::cloudevents::CONTENT_TYPE);
+                http.auth = auth.clone();
+                Target::CloudEvents {
+                    http,
+                    source: source.clone().unwrap_or_else(|| "/argo-drift".into()),
+                }
+            }
             ChannelKind::PagerDuty { routing_key, url } => Target::PagerDuty {
                 http: http(url),
                 routing_key: routing_key.0.clone(),
@@ -312,6 +318,9 @@ impl Worker {
     async fn deliver(&mut self, n: &Notification) -> Option<crate::Result<u32>> {
         let argocd_url = self.argocd_url.as_deref();
         Some(match &mut self.target {
+            Target::CloudEvents { http, source } => {
+                http.post(&crate::cloudevents::event(n, source)).await
+            }
             Target::Slack(http) => {
                 let t = self
                     .templates
@@ -358,12 +367,11 @@ impl Worker {
 /// Send notifications on one channel now, in order, without routing, dedup or queue: what
 /// `argo-drift notify test` uses to check a channel's settings. Returns the attempts each took.
 pub async fn send_now(
+    config: &Notifications,
     channel: &Channel,
-    argocd_url: Option<String>,
-    templates: &Templates,
     notifications: &[Notification],
 ) -> Result<Vec<u32>, String> {
-    let mut worker = Worker::new(channel, argocd_url, templates, Arc::new(Stats::default()))?;
+    let mut worker = Worker::new(channel, config, Arc::new(Stats::default()))?;
     let mut attempts = Vec::new();
     for n in notifications {
         match worker.deliver(n).await {

@@ -3,6 +3,7 @@
 //! (`deliver`: retries honouring `Retry-After`, rate limits), with user `template`s for titles
 //! and bodies.
 
+pub mod cloudevents;
 pub mod config;
 pub mod deliver;
 pub mod dispatch;

@@ -568,3 +568,173 @@ mod dispatch {
         assert_eq!(notifier.stats().count_of("oncall", "skipped"), 1);
     }
 }
+
+mod cloudevents {
+    use super::*;
+    use argo_drift_notify::config::Notifications;
+    use argo_drift_notify::dispatch::Notifier;
+    use std::sync::Mutex;
+
+    type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, Value)>>>;
+
+    /// A sink that answers 500 to the first `failures` requests, then 202.
+    async fn sink(failures: usize) -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let handler = move |headers: axum::http::HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let n = {
+                    let mut got = s.lock().unwrap();
+                    got.push((headers, value));
+                    got.len()
+                };
+                if n <= failures {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }
+        };
+        let app = axum::Router::new().route("/drift", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/drift", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+
+    /// The CloudEvents 1.0 JSON format's rules for the attributes argo-drift sends.
+    fn problems(e: &Value) -> Vec<String> {
+        let mut p = Vec::new();
+        if e["specversion"] != "1.0" {
+            p.push("specversion must be \"1.0\"".into());
+        }
+        for required in ["id", "source", "type"] {
+            if e[required].as_str().is_none_or(|s| s.is_empty()) {
+                p.push(format!("{required} must be a non-empty string"));
+            }
+        }
+        if let Some(t) = e["time"].as_str() {
+            if !rfc3339(t) {
+                p.push(format!("time {t:?} is not RFC 3339"));
+            }
+        }
+        if e.get("data").is_some() && e["datacontenttype"] != "application/json" {
+            p.push("data without datacontenttype application/json".into());
+        }
+        if !e["data"].is_object() {
+            p.push("data must be a JSON object".into());
+        }
+        let known = [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "datacontenttype",
+            "data",
+        ];
+        for key in e
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            if !known.contains(&key.as_str())
+                && !key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            {
+                p.push(format!(
+                    "extension attribute {key:?} must be lower-case alphanumeric"
+                ));
+            }
+        }
+        p
+    }
+
+    /// RFC 3339 without a date library: `YYYY-MM-DDTHH:MM:SS(.f)?(Z|+HH:MM|-HH:MM)`.
+    fn rfc3339(s: &str) -> bool {
+        let b = s.as_bytes();
+        let digits =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+        b.len() >= 20
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && (b[10] == b'T' || b[10] == b't')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && (s.ends_with('Z') || s[19..].contains('+') || s[19..].contains('-'))
+    }
+
+    #[tokio::test]
+    async fn events_are_cloudevents_1_0_structured_json_and_a_retry_keeps_the_id() {
+        let (url, seen) = sink(1).await;
+        let text = format!(
+            "cloudEventsSource: /argo-drift/controller/test\nchannels:\n- name: events\n  cloudevents:\n    url: \"{url}\"\n    auth: {{bearer: {{env: SINK_TOKEN}}}}\n  ratePerSecond: 100\nroutes:\n- events: [drift-detected, drift-resolved]\n  minSeverity: high\n  channels: [events]\n"
+        );
+        let config = Notifications::from_yaml("n.yaml", &text, &|k| {
+            (k == "SINK_TOKEN").then(|| "s3cret".to_string())
+        })
+        .unwrap();
+        let notifier = Notifier::start(config, None).unwrap();
+        notifier.notify(notification(EventKind::DriftDetected));
+        let mut low = notification(EventKind::DriftChanged);
+        low.severity = Severity::Low;
+        notifier.notify(low);
+        for _ in 0..200 {
+            if seen.lock().unwrap().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got.len(),
+            2,
+            "a 500, then the retry; the low change is filtered out"
+        );
+        let (first, second) = (&got[0], &got[1]);
+        assert_eq!(first.1["id"], second.1["id"], "a retry is the same event");
+        for (headers, event) in [first, second] {
+            assert_eq!(problems(event), Vec::<String>::new(), "{event:#}");
+            assert!(headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/cloudevents+json"));
+            assert_eq!(headers["authorization"], "Bearer s3cret");
+        }
+        let e = &second.1;
+        assert_eq!(e["type"], "io.argo-drift.drift.detected");
+        assert_eq!(e["source"], "/argo-drift/controller/test");
+        assert_eq!(e["subject"], "argocd/web");
+        assert_eq!(e["data"]["severity"], "critical");
+        assert_eq!(e["data"]["changes"][0]["field"], "data.password");
+        assert_eq!(e["data"]["changes"][0]["live"], "\"<redacted #1>\"");
+        assert_eq!(notifier.stats().count_of("events", "sent"), 1);
+    }
+}
+
+#[test]
+fn the_argo_events_example_filters_on_the_types_argo_drift_sends() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/argo-events");
+    let sensor: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("sensor.yaml")).unwrap()).unwrap();
+    let types = &sensor["spec"]["dependencies"][0]["filters"]["data"][0]["value"];
+    for kind in [EventKind::DriftDetected, EventKind::DriftChanged] {
+        let t = argo_drift_notify::cloudevents::event_type(kind);
+        assert!(types.as_array().unwrap().iter().any(|v| v == &t), "{t}");
+    }
+    let source: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("eventsource.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(source["spec"]["webhook"]["drift"]["endpoint"], "/drift");
+}

@@ -44,12 +44,7 @@ pub fn test(args: &NotifyTestArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let attempts = runtime
-        .block_on(send_now(
-            channel,
-            config.argocd_url.clone(),
-            &config.templates,
-            &notifications,
-        ))
+        .block_on(send_now(&config, channel, &notifications))
         .map_err(anyhow::Error::msg)?;
     for (n, a) in notifications.iter().zip(attempts) {
         println!(

@@ -96,7 +96,10 @@ pub async fn serve(
             let file = path.display().to_string();
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading notifications file {file}"))?;
-            let config = Notifications::from_yaml(&file, &text, &|k| std::env::var(k).ok())?;
+            let mut config = Notifications::from_yaml(&file, &text, &|k| std::env::var(k).ok())?;
+            config
+                .source
+                .get_or_insert_with(|| format!("/argo-drift/controller/{}", args.identity));
             tracing::info!(file = %file, channels = config.channels.len(), "notifications configured");
             Some(
                 Notifier::start(config, Some(metrics.registry_mut()))
