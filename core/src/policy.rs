@@ -34,6 +34,9 @@ pub enum Action {
     Notify,
     /// Sync only the drifted resources back to Git.
     Heal,
+    /// Run the configured Argo Workflows template (diagnose, quarantine, ...) for each drifted
+    /// resource, behind the same guardrails as a heal.
+    Workflow,
     /// Ask a human; heal once approved.
     Approve,
     /// Stop Argo CD's automation on the app and keep the evidence: security-relevant drift.
@@ -280,6 +283,42 @@ pub struct RemediationSpec {
     pub guardrails: GuardrailSpec,
     #[serde(default)]
     pub approvals: ApprovalSpec,
+    /// What the `workflow` action runs.
+    #[serde(default)]
+    pub workflow: Option<WorkflowSpec>,
+}
+
+/// An Argo Workflows template to run for a drifted resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// The WorkflowTemplate (or ClusterWorkflowTemplate) name.
+    pub template: String,
+    /// A ClusterWorkflowTemplate rather than a WorkflowTemplate in `namespace`.
+    #[serde(default)]
+    pub cluster_scope: bool,
+    /// Where the Workflow is created.
+    pub namespace: String,
+    pub service_account: String,
+    /// Parameters added to app, namespace, kind, name, severity, fields and report-id.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// Delete the Workflow this long after it finished.
+    #[serde(default)]
+    pub ttl_seconds_after_finished: Option<u32>,
+}
+
+/// A Workflow to create: the template and its parameters, as the report shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRequest {
+    pub template: String,
+    pub cluster_scope: bool,
+    pub namespace: String,
+    pub service_account: String,
+    pub parameters: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u32>,
 }
 
 impl RemediationSpec {
@@ -304,6 +343,7 @@ impl Default for RemediationSpec {
             tiers: BTreeMap::new(),
             guardrails: GuardrailSpec::default(),
             approvals: ApprovalSpec::default(),
+            workflow: None,
         }
     }
 }
@@ -358,6 +398,18 @@ impl RemediationSpec {
         }
         for (rule, actions) in rule_actions {
             check_actions(actions).map_err(|m| (format!("severity.rules[{rule}].actions"), m))?;
+        }
+        let uses_workflow = self
+            .actions
+            .values()
+            .chain(self.tiers.values().flat_map(|t| t.values()))
+            .chain(rule_actions.values())
+            .any(|a| a.contains(&Action::Workflow));
+        if uses_workflow && self.workflow.is_none() {
+            return Err((
+                "workflow".into(),
+                "the workflow action is used but no workflow (template, namespace, serviceAccount) is set".into(),
+            ));
         }
         Ok(())
     }
@@ -520,10 +572,15 @@ impl Remediation {
 fn check_actions(actions: &[Action]) -> Result<(), String> {
     let primary = actions
         .iter()
-        .filter(|a| matches!(a, Action::Heal | Action::Approve | Action::Freeze))
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Heal | Action::Workflow | Action::Approve | Action::Freeze
+            )
+        })
         .count();
     if primary > 1 {
-        return Err("at most one of heal, approve and freeze".into());
+        return Err("at most one of heal, workflow, approve and freeze".into());
     }
     if actions.contains(&Action::Ignore) && actions.len() > 1 {
         return Err("ignore cannot be combined with other actions".into());
@@ -741,6 +798,10 @@ pub enum Step {
         id: String,
         resources: Vec<ResourceKey>,
     },
+    /// Create these Workflows (one per drifted resource).
+    RunWorkflows {
+        workflows: Vec<WorkflowRequest>,
+    },
     EscalateApproval {
         id: String,
     },
@@ -842,7 +903,12 @@ pub fn resource_actions(
     let primary = wanted
         .iter()
         .copied()
-        .filter(|a| matches!(a, Action::Heal | Action::Approve | Action::Freeze))
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Heal | Action::Workflow | Action::Approve | Action::Freeze
+            )
+        })
         .max();
     let mut out: Vec<Action> = primary.into_iter().collect();
     for extra in [Action::Notify, Action::Page] {
@@ -919,12 +985,14 @@ pub fn decide(
             .filter(move |r| r.actions.contains(&a))
     };
     let max_severity = |a: Action| wants(a).map(|r| r.severity).max();
+    // Automatic actions: heals and workflows go through the same guardrails.
     let heal: Vec<&crate::report::ResourceReport> = drifted
         .iter()
         .zip(&decision.resources)
-        .filter(|(_, d)| d.actions.contains(&Action::Heal))
+        .filter(|(_, d)| d.actions.contains(&Action::Heal) || d.actions.contains(&Action::Workflow))
         .map(|(r, _)| *r)
         .collect();
+    let by_workflow: Vec<ResourceKey> = wants(Action::Workflow).map(|r| r.key.clone()).collect();
     let approve: Vec<ResourceKey> = wants(Action::Approve).map(|r| r.key.clone()).collect();
     let mut steps = Vec::new();
     let mut held = Vec::new();
@@ -1101,7 +1169,11 @@ pub fn decide(
             held.push(breaker_held(state, app));
         } else {
             let mut keys: Vec<ResourceKey> = approve;
-            keys.extend(heal.iter().map(|r| r.key()));
+            keys.extend(
+                heal.iter()
+                    .map(|r| r.key())
+                    .filter(|k| !by_workflow.contains(k)),
+            );
             keys.sort();
             keys.dedup();
             record_heal(spec, state, app, &drifted, &keys, now);
@@ -1256,11 +1328,57 @@ pub fn decide(
         .insert(app.to_string(), app_bucket.take(limits.per_app, now));
     let keys: Vec<ResourceKey> = ready.iter().map(|r| r.key()).collect();
     record_heal(spec, state, app, &drifted, &keys, now);
-    steps.push(Step::Heal {
-        resources: keys,
-        approved: None,
-    });
+    let (run, sync): (Vec<_>, Vec<_>) = ready
+        .iter()
+        .copied()
+        .partition(|r| by_workflow.contains(&r.key()));
+    if !sync.is_empty() {
+        steps.push(Step::Heal {
+            resources: sync.iter().map(|r| r.key()).collect(),
+            approved: None,
+        });
+    }
+    if let (false, Some(w)) = (run.is_empty(), &spec.workflow) {
+        steps.push(Step::RunWorkflows {
+            workflows: run
+                .iter()
+                .map(|r| workflow_request(w, app, r, input.report_id))
+                .collect(),
+        });
+    }
     finish(decision, steps, held, state, app, mode)
+}
+
+/// The Workflow for one drifted resource: the template, and the parameters that say what
+/// drifted (app, namespace, kind, name, severity, fields, report-id) plus the static ones.
+fn workflow_request(
+    spec: &WorkflowSpec,
+    app: &str,
+    r: &crate::report::ResourceReport,
+    report_id: &str,
+) -> WorkflowRequest {
+    let mut parameters = vec![
+        ("app".to_string(), app.to_string()),
+        ("namespace".to_string(), r.namespace.clone()),
+        ("kind".to_string(), r.kind.clone()),
+        ("name".to_string(), r.name.clone()),
+        ("severity".to_string(), r.severity.as_str().to_string()),
+        ("fields".to_string(), fields_of(r).join(",")),
+        ("report-id".to_string(), report_id.to_string()),
+    ];
+    for (k, v) in &spec.parameters {
+        if !parameters.iter().any(|(name, _)| name == k) {
+            parameters.push((k.clone(), v.clone()));
+        }
+    }
+    WorkflowRequest {
+        template: spec.template.clone(),
+        cluster_scope: spec.cluster_scope,
+        namespace: spec.namespace.clone(),
+        service_account: spec.service_account.clone(),
+        parameters,
+        ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+    }
 }
 
 fn fields_of(r: &crate::report::ResourceReport) -> Vec<String> {

@@ -601,7 +601,7 @@ fn the_shipped_policy_has_the_documented_remediation_defaults() {
     .to_string();
     assert_eq!(
         err,
-        "p.yaml: remediation.actions.low: at most one of heal, approve and freeze"
+        "p.yaml: remediation.actions.low: at most one of heal, workflow, approve and freeze"
     );
     let err = Policy::from_yaml("p.yaml", "remediation:\n  mode: enforced\n")
         .unwrap_err()
@@ -682,4 +682,53 @@ fn nothing_new_starts_while_an_operation_is_in_flight() {
     assert!(heals(&d).is_empty());
     assert_eq!(held_by(&d), [Guardrail::OperationInProgress]);
     assert_eq!(run.state, GuardrailState::default(), "no token spent");
+}
+
+#[test]
+fn the_workflow_action_runs_the_template_per_resource_behind_the_same_guardrails() {
+    let policy = Policy::from_yaml(
+        "p.yaml",
+        "remediation:\n  mode: enforce\n  actions: {low: [workflow]}\n  workflow: {template: diagnose, namespace: wf, serviceAccount: drift-runner, parameters: {team: sre}, ttlSecondsAfterFinished: 3600}\n",
+    )
+    .unwrap();
+    let mut run = Run {
+        remediation: policy.remediation.clone(),
+        state: GuardrailState::default(),
+    };
+    let d = run.decide("argocd/web", &report(&[("a", "data.a", "low", "r")], 5), T0);
+    let Step::RunWorkflows { workflows } = &d.steps[0] else {
+        panic!("{d:?}")
+    };
+    assert_eq!(workflows.len(), 1);
+    let w = &workflows[0];
+    assert_eq!(
+        (
+            w.template.as_str(),
+            w.namespace.as_str(),
+            w.service_account.as_str()
+        ),
+        ("diagnose", "wf", "drift-runner")
+    );
+    let p: std::collections::BTreeMap<_, _> = w.parameters.iter().cloned().collect();
+    assert_eq!(p["app"], "argocd/web");
+    assert_eq!(p["kind"], "ConfigMap");
+    assert_eq!(p["name"], "a");
+    assert_eq!(p["namespace"], "shop");
+    assert_eq!(p["severity"], "low");
+    assert_eq!(p["fields"], "data.a");
+    assert_eq!(p["report-id"], "r1");
+    assert_eq!(p["team"], "sre");
+    assert_eq!(w.ttl_seconds_after_finished, Some(3600));
+    // The same cooldown and rate limits as a heal.
+    let d = run.decide(
+        "argocd/web",
+        &report(&[("a", "data.a", "low", "r")], 5),
+        T0 + 60,
+    );
+    assert_eq!(held_by(&d), [Guardrail::Cooldown]);
+    // Without a workflow section the policy does not load.
+    let err = Policy::from_yaml("p.yaml", "remediation:\n  actions: {low: [workflow]}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("remediation.workflow"), "{err}");
 }
