@@ -488,6 +488,96 @@ fn tracked_by(o: &DynamicObject, app: &str, policy: &Policy) -> bool {
     crate::live::tracking_names(o, &policy.tracking).any(|n| n == app)
 }
 
+impl Context {
+    /// A Workflow argo-drift started has ended: an Event on its Application and a
+    /// notification (action-taken when it succeeded, action-held otherwise).
+    pub async fn workflow_finished(
+        &self,
+        client: &kube::Client,
+        workflow: &DynamicObject,
+        phase: &str,
+    ) -> Result<()> {
+        let label = |k: &str| {
+            workflow
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (name, namespace) = (
+            label(crate::remediate::WORKFLOW_APP_LABEL),
+            label(crate::remediate::WORKFLOW_APP_NAMESPACE_LABEL),
+        );
+        let wf = format!(
+            "{}/{}",
+            workflow.metadata.namespace.as_deref().unwrap_or_default(),
+            workflow.metadata.name.as_deref().unwrap_or_default()
+        );
+        let apps: kube::Api<DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), &namespace, &application::api_resource());
+        let app = apps.get(&name).await.map_err(Error::kube(format!(
+            "reading Application {namespace}/{name}"
+        )))?;
+        let message = workflow
+            .data
+            .pointer("/status/message")
+            .and_then(Value::as_str)
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let (kind, reason, type_) = if phase == "Succeeded" {
+            (
+                EventKind::ActionTaken,
+                "DriftWorkflowSucceeded",
+                EventType::Normal,
+            )
+        } else {
+            (
+                EventKind::ActionHeld,
+                "DriftWorkflowFailed",
+                EventType::Warning,
+            )
+        };
+        let note = format!("Workflow {wf} {}{message}", phase.to_lowercase());
+        self.publisher
+            .event(&owner_reference(&app), type_, reason, note.clone())
+            .await?;
+        self.metrics
+            .events_emitted
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+        self.metrics
+            .actions
+            .get_or_create(&labels(&[
+                ("action", "workflow"),
+                ("outcome", &phase.to_lowercase()),
+            ]))
+            .inc();
+        if let Some(notifier) = &self.notifier {
+            let app_ref = ObjectRef::from_obj_with(&app, application::api_resource());
+            let incident = lock(&self.published)
+                .get(&app_ref)
+                .and_then(|p| p.incident.clone())
+                .unwrap_or_else(|| (wf.clone(), Severity::Medium));
+            let empty = DriftReport {
+                summary: Default::default(),
+                resources: Vec::new(),
+            };
+            let mut n = notification(
+                kind,
+                &format!("{namespace}/{name}"),
+                &incident,
+                &note,
+                &empty,
+            );
+            n.decision = Some(note);
+            notifier.notify(n);
+        }
+        Ok(())
+    }
+}
+
 fn owner_reference(object: &DynamicObject) -> ObjectReference {
     object.object_ref(&application::api_resource())
 }

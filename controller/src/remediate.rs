@@ -34,6 +34,19 @@ pub const RESET_ANNOTATION: &str = "argo-drift.io/reset";
 /// when a human resets the app.
 pub const FROZEN_AUTOMATED_ANNOTATION: &str = "argo-drift.io/frozen-automated";
 pub const STATE_CONFIGMAP: &str = "argo-drift-guardrails";
+/// On Workflows argo-drift started: the Application they are for.
+pub const WORKFLOW_APP_LABEL: &str = "argo-drift.io/app";
+pub const WORKFLOW_APP_NAMESPACE_LABEL: &str = "argo-drift.io/app-namespace";
+/// On a finished Workflow once its outcome was announced (so a restart does not repeat it).
+pub const WORKFLOW_REPORTED_ANNOTATION: &str = "argo-drift.io/reported";
+
+/// Argo Workflows' Workflow.
+pub fn workflow_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+        "workflows",
+    )
+}
 pub const STATE_KEY: &str = "state.json";
 pub const AUDIT_TYPE_LABEL: &str = "audit-type";
 pub const AUDIT_TYPE: &str = "drift-remediation";
@@ -463,8 +476,104 @@ impl Remediator {
                 reason.clone(),
                 true,
             ),
+            Step::RunWorkflows { workflows } if enforce => {
+                let mut created = Vec::new();
+                let mut failures = Vec::new();
+                for w in workflows {
+                    match self.run_workflow(app, w, severity, step).await {
+                        Ok(name) => created.push(format!("{}/{name}", w.namespace)),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    metrics
+                        .actions
+                        .get_or_create(&labels(&[
+                            ("action", "workflow"),
+                            ("outcome", if failures.is_empty() { "created" } else { "failed" }),
+                        ]))
+                        .inc();
+                }
+                if failures.is_empty() {
+                    announce(
+                        EventKind::ActionTaken,
+                        "DriftWorkflowStarted",
+                        format!("started Workflow {}", created.join(", ")),
+                        false,
+                    )
+                } else {
+                    announce(
+                        EventKind::ActionHeld,
+                        "DriftWorkflowFailed",
+                        format!("could not start a Workflow: {}", failures.join("; ")),
+                        true,
+                    )
+                }
+            }
             _ => None,
         }
+    }
+
+    /// Create one Workflow (audited: intent, then the outcome with the Workflow's name).
+    async fn run_workflow(
+        &self,
+        app: &Application,
+        w: &argo_drift_core::policy::WorkflowRequest,
+        severity: Severity,
+        step: &Step,
+    ) -> Result<String> {
+        let record = self.audit_intent(app, "workflow", severity, step).await;
+        let report = w
+            .parameters
+            .iter()
+            .find(|(k, _)| k == "report-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut spec = json!({
+            "workflowTemplateRef": {"name": w.template, "clusterScope": w.cluster_scope},
+            "serviceAccountName": w.service_account,
+            "arguments": {"parameters": w.parameters.iter()
+                .map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()},
+        });
+        if let Some(ttl) = w.ttl_seconds_after_finished {
+            spec["ttlStrategy"] = json!({"secondsAfterCompletion": ttl});
+        }
+        let workflow: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "generateName": format!("argo-drift-{}-", app.name.chars().take(40).collect::<String>()),
+                "namespace": w.namespace,
+                "labels": {
+                    WORKFLOW_APP_LABEL: app.name,
+                    WORKFLOW_APP_NAMESPACE_LABEL: app.namespace,
+                    "argo-drift.io/report": report.chars().take(63).collect::<String>(),
+                    "app.kubernetes.io/managed-by": "argo-drift",
+                },
+            },
+            "spec": spec,
+        }))
+        .map_err(|e| Error::InvalidApplication {
+            app: format!("{}/{}", app.namespace, app.name),
+            message: format!("building the Workflow: {e}"),
+        })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &w.namespace, &workflow_resource());
+        let result = api
+            .create(&PostParams::default(), &workflow)
+            .await
+            .map_err(Error::kube(format!(
+                "creating a Workflow in {}",
+                w.namespace
+            )))
+            .map(|created| created.metadata.name.unwrap_or_default());
+        if let Ok(record) = &record {
+            let detail = result
+                .as_ref()
+                .ok()
+                .map(|n| json!({"workflow": format!("{}/{n}", w.namespace)}));
+            let error = result.as_ref().err().map(|e| e.to_string());
+            self.audit_outcome_with(record, error, detail).await;
+        }
+        result
     }
 
     /// Audit the intent, perform, audit the outcome.
@@ -645,10 +754,22 @@ impl Remediator {
     }
 
     async fn audit_outcome(&self, name: &str, result: &Result<()>) {
-        let outcome = match result {
-            Ok(()) => json!({"result": "succeeded", "at": self.clock.now()}),
-            Err(e) => json!({"result": "failed", "error": e.to_string(), "at": self.clock.now()}),
+        let error = result.as_ref().err().map(|e| e.to_string());
+        self.audit_outcome_with(name, error, None).await;
+    }
+
+    /// The outcome record: succeeded, or failed with `error`; `detail` adds fields (the
+    /// Workflow's name).
+    async fn audit_outcome_with(&self, name: &str, error: Option<String>, detail: Option<Value>) {
+        let mut outcome = match error {
+            None => json!({"result": "succeeded", "at": self.clock.now()}),
+            Some(e) => json!({"result": "failed", "error": e, "at": self.clock.now()}),
         };
+        if let Some(Value::Object(more)) = detail {
+            for (k, v) in more {
+                outcome[k] = v;
+            }
+        }
         let patch = json!({"data": {"outcome.json": outcome.to_string()}});
         if let Err(e) = self
             .state_api()
@@ -771,4 +892,57 @@ fn next_look(decision: &Decision, now: i64) -> Option<Duration> {
 /// Labels of an audit record, for readers (and tests).
 pub fn audit_selector(app: &str, app_namespace: &str) -> String {
     format!("{AUDIT_TYPE_LABEL}={AUDIT_TYPE},argo-drift.io/app={app},argo-drift.io/app-namespace={app_namespace}")
+}
+
+/// Watch the Workflows argo-drift started in `namespace` and announce each one's end once
+/// (marked on the Workflow, so that a restart or a new leader does not repeat it).
+pub async fn watch_workflows(
+    ctx: std::sync::Arc<crate::reconcile::Context>,
+    client: Client,
+    namespace: String,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, &workflow_resource());
+    let config = watcher::Config::default().labels(WORKFLOW_APP_LABEL);
+    let mut events = watcher(api.clone(), config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(item) = events.next().await {
+        let workflow = match item {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(namespace = %namespace, error = %e, "watching Workflows");
+                continue;
+            }
+        };
+        let phase = workflow
+            .data
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let reported = workflow
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(WORKFLOW_REPORTED_ANNOTATION));
+        if reported || !matches!(phase.as_str(), "Succeeded" | "Failed" | "Error") {
+            continue;
+        }
+        if let Err(e) = ctx.workflow_finished(&client, &workflow, &phase).await {
+            tracing::warn!(error = %e, "could not report a finished Workflow");
+            continue;
+        }
+        let name = workflow.metadata.name.clone().unwrap_or_default();
+        let mark = json!({"metadata": {"annotations": {WORKFLOW_REPORTED_ANNOTATION: phase}}});
+        if let Err(e) = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&mark))
+            .await
+        {
+            tracing::warn!(workflow = %name, error = %e, "could not mark the Workflow as reported");
+        }
+    }
 }

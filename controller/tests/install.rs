@@ -47,7 +47,11 @@ async fn dry_run(client: &kube::Client, doc: &Value, argocd: &str, namespace: &s
                 "\"namespace\":\"argocd\"",
                 &format!("\"namespace\":\"{argocd}\""),
             )
-            .replace("APP_NAMESPACE", namespace),
+            .replace("APP_NAMESPACE", namespace)
+            .replace(
+                "\"namespace\":\"argo-drift-workflows\"",
+                &format!("\"namespace\":\"{namespace}\""),
+            ),
     )
     .unwrap();
     let ns = doc["metadata"]["namespace"]
@@ -89,6 +93,7 @@ async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
     .await;
     let mut files = yaml_files(&repo("applicationsets"));
     files.extend(yaml_files(&repo("examples/tiers")));
+    files.extend(yaml_files(&repo("examples/workflows")));
     for f in yaml_files(&repo("deploy")) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         // Kustomize files are not objects; the CRDs are installed already; the sidecar is a

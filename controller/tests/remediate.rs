@@ -904,3 +904,169 @@ async fn the_application_carries_its_drift_summary_and_the_shipped_health_check_
     assert_eq!(managers, ["argo-drift"]);
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_action_starts_workflows_behind_the_rate_limit_and_reports_how_they_end() {
+    let f = Fixture::new(
+        &["a", "b", "c"],
+        json!({"argo-drift.io/mode": "enforce", "argo-drift.io/tier": "wf"}),
+    )
+    .await;
+    let dry = Fixture::new(&["d"], json!({"argo-drift.io/tier": "wf"})).await;
+    let runs = fresh_namespace(&f.client, "workflows").await;
+    let workflows = dynamic(&f.client, &runs, "argoproj.io/v1alpha1", "Workflow").await;
+    wait_for("the Workflow CRD", WAIT, || async {
+        workflows.list(&Default::default()).await.ok()
+    })
+    .await;
+    let replace = [
+        ("  tiers: {}", "  tiers:\n    wf: {low: [workflow]}"),
+        (
+            "  approvals:",
+            &*format!("  workflow: {{template: argo-drift-diagnose, namespace: {runs}, serviceAccount: drift-runner, parameters: {{team: sre}}, ttlSecondsAfterFinished: 600}}\n  approvals:"),
+        ),
+    ];
+    let policy = f.policy(&replace);
+    let controller = f.start(&["--policy", &policy]).await;
+    for app in ["a", "b", "c"] {
+        f.report_where(app, "the first report", |_| true).await;
+    }
+    for app in ["a", "b", "c"] {
+        f.drift(app, json!({"metadata": {"labels": {"team": "x"}}}))
+            .await;
+    }
+    let started = wait_for("two Workflows", WAIT, || async {
+        let list = workflows.list(&Default::default()).await.ok()?;
+        (list.items.len() >= 2).then_some(list.items)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut limited = 0;
+    for app in ["a", "b", "c"] {
+        let r = f
+            .report_where(app, "a decision", |r| {
+                !steps(r).is_empty() || !held(r).is_empty()
+            })
+            .await;
+        if held(&r) == ["rate-limit-global"] {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 1, "2 actions per minute: the third app waits");
+    assert_eq!(
+        workflows
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let w = serde_json::to_value(&started[0]).unwrap();
+    assert_eq!(
+        w["spec"]["workflowTemplateRef"]["name"],
+        "argo-drift-diagnose"
+    );
+    assert_eq!(w["spec"]["serviceAccountName"], "drift-runner");
+    assert_eq!(w["spec"]["ttlStrategy"]["secondsAfterCompletion"], 600);
+    let app = w["metadata"]["labels"]["argo-drift.io/app"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        w["metadata"]["labels"]["argo-drift.io/app-namespace"],
+        f.argocd.as_str()
+    );
+    let params: std::collections::BTreeMap<String, String> = w["spec"]["arguments"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(params["app"], format!("{}/{app}", f.argocd));
+    assert_eq!(params["kind"], "ConfigMap");
+    assert_eq!(params["name"], app);
+    assert_eq!(params["namespace"], f.shop);
+    assert_eq!(params["fields"], "metadata.labels");
+    assert_eq!(params["severity"], "low");
+    assert_eq!(params["team"], "sre");
+    assert_eq!(
+        w["metadata"]["labels"]["argo-drift.io/report"]
+            .as_str()
+            .unwrap(),
+        params["report-id"]
+    );
+    // The audit names the Workflow.
+    let records = f.audit(&app).await;
+    let outcome: Value =
+        serde_json::from_str(&records[0].data.as_ref().unwrap()["outcome.json"]).unwrap();
+    assert_eq!(
+        outcome["workflow"],
+        format!("{runs}/{}", w["metadata"]["name"].as_str().unwrap())
+    );
+
+    // The Workflow fails: reported on its Application, once.
+    merge(
+        &workflows,
+        w["metadata"]["name"].as_str().unwrap(),
+        "workflow-controller",
+        json!({"status": {"phase": "Failed", "message": "kubectl: forbidden"}}),
+    )
+    .await;
+    let failed = wait_for("the failure Event", WAIT, || async {
+        events(&f.client, &f.argocd, &app)
+            .await
+            .into_iter()
+            .find(|e| e.0 == "DriftWorkflowFailed")
+    })
+    .await;
+    assert!(
+        failed.1.contains("failed: kubectl: forbidden"),
+        "{failed:?}"
+    );
+    let marked = wait_for("the reported mark", WAIT, || async {
+        let w = workflows
+            .get(started[0].metadata.name.as_deref().unwrap())
+            .await
+            .ok()?;
+        w.metadata
+            .annotations?
+            .get("argo-drift.io/reported")
+            .cloned()
+    })
+    .await;
+    assert_eq!(marked, "Failed");
+    controller.stop().await;
+
+    // Dry-run: the report shows the Workflow it would start; nothing is created.
+    let policy = dry.policy(&replace);
+    let controller = dry.start(&["--policy", &policy]).await;
+    dry.report_where("d", "the first report", |_| true).await;
+    dry.drift("d", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let r = dry
+        .report_where("d", "the dry-run decision", |r| {
+            steps(r) == ["runWorkflows"]
+        })
+        .await;
+    assert_eq!(r["decision"]["mode"], "dry-run");
+    assert_eq!(
+        r["decision"]["steps"][0]["workflows"][0]["template"],
+        "argo-drift-diagnose"
+    );
+    assert_eq!(
+        workflows
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    controller.stop().await;
+}

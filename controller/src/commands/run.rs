@@ -258,6 +258,14 @@ pub async fn serve(
     let store = controller.store();
 
     tokio::spawn(readiness(opted_in.clone(), ctx.clone(), ready.clone()));
+    // Workflows started by the workflow action: their end is reported on the Application.
+    if let Some(w) = &ctx.policy().remediation.spec.workflow {
+        tokio::spawn(crate::remediate::watch_workflows(
+            ctx.clone(),
+            client.clone(),
+            w.namespace.clone(),
+        ));
+    }
     tokio::spawn(forget_gone_apps(
         opted_in.clone(),
         ctx.clone(),
