@@ -132,7 +132,15 @@ EOF
   chmod 600 "$out.tmp" && mv "$out.tmp" "$out"
 }
 
-alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+# Running, and not a zombie waiting to be reaped (kill -0 succeeds on those too).
+alive() {
+  [ -f "$state/$1.pid" ] || return 1
+  local pid stat
+  pid=$(cat "$state/$1.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  stat=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+  [ "$stat" != Z ]
+}
 
 ready() {
   curl -sf --max-time 2 --cacert "$state/pki/ca.crt" -H "Authorization: Bearer $(cat "$state/pki/admin.token")" \
@@ -248,6 +256,12 @@ restart_apiserver() {
   kill "$(cat "$state/kube-apiserver.pid")"
   for _ in $(seq 1 100); do alive kube-apiserver || break; sleep 0.1; done
   alive kube-apiserver && kill -9 "$(cat "$state/kube-apiserver.pid")"
+  # A slow graceful shutdown can hold the port a little longer: wait until it is free.
+  for _ in $(seq 1 100); do alive kube-apiserver || break; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    sleep 0.1
+  done
   sleep "${2:-0}"
   start_apiserver
   wait_ready
