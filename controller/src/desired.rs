@@ -137,7 +137,8 @@ impl Sources<'_> {
     }
 }
 
-fn short(commit: &str) -> &str {
+/// A commit (or revision) as people read it: its first 12 characters.
+pub fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 

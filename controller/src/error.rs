@@ -27,12 +27,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Manifest(#[from] argo_drift_core::Error),
-    #[error("Kubernetes API, {context}: {}", describe(source))]
-    Kube {
-        context: String,
-        #[source]
-        source: kube::Error,
-    },
+    /// The API server's message is the whole story: the client error is kept (not as a
+    /// `source`, whose chain would print the full Status dump after it).
+    #[error("Kubernetes API, {context}: {}", describe(cause))]
+    Kube { context: String, cause: kube::Error },
     #[error("{api_version} {kind} is not served by the cluster: {message}")]
     Discover {
         api_version: String,
@@ -54,7 +52,7 @@ pub enum Error {
 impl Error {
     pub fn kube(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let context = context.into();
-        move |source| Error::Kube { context, source }
+        move |cause| Error::Kube { context, cause }
     }
 
     /// A short, stable name: a metric label and an Event reason suffix.

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::EventType;
 use kube::Client;
 use serde::Serialize;
@@ -36,6 +36,54 @@ pub const REPORT_LIMIT: usize = 900 * 1024;
 
 pub fn report_name(app: &str) -> String {
     format!("argo-drift-report-{app}")
+}
+
+/// Delete all but the newest `keep` ConfigMaps matching `selector` (by creation time, then
+/// name: record names end in their time). Failures are logged: retention never fails the
+/// action it follows.
+pub async fn keep_newest(client: &Client, namespace: &str, selector: &str, keep: usize) {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    let Ok(list) = api.list(&ListParams::default().labels(selector)).await else {
+        tracing::warn!(selector, "could not list records for retention");
+        return;
+    };
+    let mut items: Vec<(String, String)> = list
+        .items
+        .into_iter()
+        .filter_map(|c| {
+            let created = c
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            c.metadata.name.map(|n| (created, n))
+        })
+        .collect();
+    items.sort();
+    let excess = items.len().saturating_sub(keep.max(1));
+    for (_, name) in items.into_iter().take(excess) {
+        if let Err(e) = api.delete(&name, &Default::default()).await {
+            tracing::warn!(record = %name, error = %e, "could not delete an old record");
+        }
+    }
+}
+
+/// A ConfigMap name from parts: lower case, `[a-z0-9.-]`, at most 253 characters.
+pub fn record_name(parts: &[&str]) -> String {
+    let joined = parts.join("-").to_lowercase();
+    let cleaned: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(253)
+        .collect();
+    cleaned.trim_matches('-').to_string()
 }
 
 /// What the report ConfigMap holds.

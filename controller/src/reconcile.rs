@@ -831,7 +831,7 @@ fn notify(
 
 /// One line on what remediation decided, for a notification.
 fn describe_decision(d: &argo_drift_core::policy::Decision) -> String {
-    use argo_drift_core::policy::{Mode, Step};
+    use argo_drift_core::policy::{Guardrail, Mode, Step};
     let mut parts: Vec<String> = d
         .steps
         .iter()
@@ -848,7 +848,7 @@ fn describe_decision(d: &argo_drift_core::policy::Decision) -> String {
     parts.extend(
         d.held
             .iter()
-            .filter(|h| h.guardrail.as_str() != "dry-run")
+            .filter(|h| h.guardrail != Guardrail::DryRun)
             .map(|h| format!("held by {}: {}", h.guardrail.as_str(), h.reason)),
     );
     let text = if parts.is_empty() {

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use argo_drift_core::policy::{
-    decide, Answer, AppInput, Budget, Decision, GuardrailState, Mode, Remediation, Step,
+    decide, resource_actions, Action, Answer, AppInput, Budget, Decision, GuardrailState, Mode,
+    Remediation, Step,
 };
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::Severity;
 use argo_drift_notify::EventKind;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
@@ -259,12 +260,25 @@ impl Remediator {
             (Some(id), None) => Some(Answer::Approve(id)),
             (None, None) => None,
         };
-        let drifted = report
-            .resources
-            .iter()
-            .any(|r| r.status != argo_drift_core::Status::Synced);
+        // Prometheus is asked only when the gate can matter: some drift wants an automatic
+        // action and the mode decides at all (this runs on every analysis).
+        let automatic = mode.unwrap_or(remediation.spec.mode) != Mode::Observe
+            && report
+                .resources
+                .iter()
+                .filter(|r| r.status != argo_drift_core::Status::Synced)
+                .any(|r| {
+                    resource_actions(
+                        &remediation.spec,
+                        &remediation.rule_actions,
+                        tier.as_deref(),
+                        r,
+                    )
+                    .iter()
+                    .any(|a| matches!(a, Action::Heal | Action::Workflow))
+                });
         let budget = match &remediation.spec.guardrails.error_budget {
-            Some(spec) if drifted => self.error_budget(spec, app).await,
+            Some(spec) if automatic => self.error_budget(spec, app).await,
             _ => Budget::NotConfigured,
         };
 
@@ -717,8 +731,12 @@ impl Remediator {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let name = format!("argo-drift-audit-{}-{now}-{nanos:09}", app.name);
-        let name: String = name.chars().take(253).collect();
+        let name = crate::publish::record_name(&[
+            "argo-drift-audit",
+            &app.name,
+            &now.to_string(),
+            &format!("{nanos:09}"),
+        ]);
         let intent = json!({
             "application": format!("{}/{}", app.namespace, app.name),
             "action": action,
@@ -783,24 +801,8 @@ impl Remediator {
     /// Keep the newest `audit_keep` records of the app.
     async fn trim_audit(&self, app: &Application) {
         let selector = audit_selector(&app.name, &app.namespace);
-        let Ok(list) = self
-            .state_api()
-            .list(&ListParams::default().labels(&selector))
-            .await
-        else {
-            return;
-        };
-        let mut names: Vec<String> = list
-            .items
-            .into_iter()
-            .filter_map(|cm| cm.metadata.name)
-            .collect();
-        // Names end in decision time and nanoseconds: their order is their age.
-        names.sort_by_key(|n| audit_order(n));
-        let excess = names.len().saturating_sub(self.audit_keep);
-        for name in names.into_iter().take(excess) {
-            let _ = self.state_api().delete(&name, &Default::default()).await;
-        }
+        crate::publish::keep_newest(&self.client, &self.namespace, &selector, self.audit_keep)
+            .await;
     }
 
     /// The remaining error budget from Prometheus; unreadable is `Unavailable` (fail safe).
@@ -865,14 +867,6 @@ fn outcome(result: &Result<()>) -> &'static str {
     } else {
         "failed"
     }
-}
-
-/// (decision time, nanoseconds) from `argo-drift-audit-<app>-<time>-<nanos>`.
-fn audit_order(name: &str) -> (i64, u32) {
-    let mut parts = name.rsplitn(3, '-');
-    let nanos = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let time = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (time, nanos)
 }
 
 /// When to look again: the earliest end of a hold, escalation or expiry still ahead.

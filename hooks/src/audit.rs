@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -31,7 +31,7 @@ pub async fn write(
             &Patch::Apply(&cm),
         )
         .await
-        .map_err(crate::kube_error(format!(
+        .map_err(argo_drift_controller::error::Error::kube(format!(
             "writing ConfigMap {namespace}/{name}"
         )))?;
     Ok(())
@@ -46,58 +46,13 @@ pub async fn read(
     let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
-        .map_err(crate::kube_error(format!(
+        .map_err(argo_drift_controller::error::Error::kube(format!(
             "reading ConfigMap {namespace}/{name}"
         )))?;
     Ok(cm.map(|c| c.data.unwrap_or_default()))
 }
 
-/// Delete all but the newest `keep` ConfigMaps matching `selector` (by creation time, then
-/// name). Failures are logged: retention never fails a hook.
-pub async fn keep_newest(client: &Client, namespace: &str, selector: &str, keep: usize) {
-    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-    let Ok(list) = api.list(&ListParams::default().labels(selector)).await else {
-        tracing::warn!(selector, "could not list records for retention");
-        return;
-    };
-    let mut items: Vec<(String, String)> = list
-        .items
-        .into_iter()
-        .filter_map(|c| {
-            let created = c
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default();
-            c.metadata.name.map(|n| (created, n))
-        })
-        .collect();
-    items.sort();
-    let excess = items.len().saturating_sub(keep.max(1));
-    for (_, name) in items.into_iter().take(excess) {
-        if let Err(e) = api.delete(&name, &Default::default()).await {
-            tracing::warn!(record = %name, error = %e, "could not delete an old record");
-        }
-    }
-}
-
-/// A ConfigMap name from parts: lower case, `[a-z0-9.-]`, at most 253 characters.
-pub fn name(parts: &[&str]) -> String {
-    let joined = parts.join("-").to_lowercase();
-    let cleaned: String = joined
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(253)
-        .collect();
-    cleaned.trim_matches('-').to_string()
-}
+pub use argo_drift_controller::publish::{keep_newest, record_name as name};
 
 /// Unix seconds now.
 pub fn now() -> i64 {

@@ -92,15 +92,14 @@ where
     }
 }
 
-/// A Kubernetes error as one line: the API server's message and code, not the whole Status.
-pub fn kube_error(context: String) -> impl FnOnce(kube::Error) -> anyhow::Error {
-    move |e| match e {
-        kube::Error::Api(s) => {
-            anyhow::anyhow!("{context}: {} ({} {})", s.message, s.code, s.reason)
-        }
-        other => anyhow::anyhow!("{context}: {other}"),
-    }
+/// The JSON text at `pointer`, when it is a non-empty string.
+pub fn text<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
 }
+
+pub use argo_drift_controller::desired::short;
 
 /// Send `n` now to every channel its routes pick, waiting for each (a hook's process ends
 /// right after). Failures are logged and returned as text; they never fail the hook.

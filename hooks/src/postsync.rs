@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::{audit, target, Common, Outcome};
+use crate::{audit, short, target, text, Common, Outcome};
 
 pub const AUDIT_TYPE_LABEL: &str = "audit-type";
 pub const AUDIT_TYPE: &str = "drift-remediation";
@@ -44,16 +44,6 @@ pub struct Args {
         value_name = "DIR"
     )]
     pub repo_cache: PathBuf,
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-pub fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
 }
 
 /// The revision being (or just) synced.

@@ -22,8 +22,8 @@ use kube::discovery::{pinned_kind, Scope};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::postsync::{known_hosts, repo_secrets, repos, short};
-use crate::{audit, target, Common, Outcome};
+use crate::postsync::{known_hosts, repo_secrets, repos};
+use crate::{audit, short, target, text, Common, Outcome};
 
 /// On the Application: the severity at which the sync is stopped (or `none`).
 pub const GATE_ANNOTATION: &str = "argo-drift.io/gate";
@@ -65,12 +65,6 @@ pub struct Args {
 
 pub fn analysis_name(app: &str, revision: &str) -> String {
     audit::name(&["argo-drift-analysis", app, short(revision)])
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
 }
 
 /// `none` or a severity.
@@ -360,10 +354,12 @@ async fn live_objects(
         } else {
             Api::all_with(client.clone(), resource)
         };
-        let Some(object) = api
-            .get_opt(&key.name)
-            .await
-            .map_err(crate::kube_error(format!("reading {key}")))?
+        let Some(object) =
+            api.get_opt(&key.name)
+                .await
+                .map_err(argo_drift_controller::error::Error::kube(format!(
+                    "reading {key}"
+                )))?
         else {
             continue;
         };

@@ -14,7 +14,7 @@ use argo_drift_notify::{EventKind, Notification};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::{audit, target, Common, Outcome};
+use crate::{audit, short, target, text, Common, Outcome};
 
 pub const ALERT_TYPE_LABEL: &str = "alert-type";
 
@@ -36,12 +36,6 @@ pub struct Args {
     /// Prune resources the rolled-back revision does not have.
     #[arg(long, env = "ARGO_DRIFT_ROLLBACK_PRUNE")]
     pub prune: bool,
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
 }
 
 /// The newest history entry (highest id) whose revision is not `failing`: (id, revision).
@@ -213,10 +207,6 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         Ok(_) => Ok(Outcome::Done(message)),
         Err(e) => Err(anyhow::Error::new(e).context(message)),
     }
-}
-
-fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
 }
 
 /// The alert ConfigMap (`alert-type=emergency`), newest `--keep` per app kept.

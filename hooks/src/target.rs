@@ -53,7 +53,7 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let pod_obj = Api::<Pod>::namespaced(client.clone(), namespace)
         .get(pod)
         .await
-        .map_err(crate::kube_error(format!(
+        .map_err(argo_drift_controller::error::Error::kube(format!(
             "no --app/APP_NAME; reading this Pod {namespace}/{pod} to find its Job"
         )))?;
     let job = pod_obj
@@ -69,7 +69,7 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let job_obj = Api::<Job>::namespaced(client.clone(), namespace)
         .get(&job)
         .await
-        .map_err(crate::kube_error(format!(
+        .map_err(argo_drift_controller::error::Error::kube(format!(
             "reading Job {namespace}/{job}, the owner of Pod {pod}"
         )))?;
     let annotation = job_obj
@@ -104,12 +104,13 @@ pub async fn load(client: &Client, target: &Target) -> anyhow::Result<DynamicObj
         &target.namespace,
         &argo_drift_controller::application::api_resource(),
     );
-    api.get(&target.name)
+    Ok(api
+        .get(&target.name)
         .await
-        .map_err(crate::kube_error(format!(
+        .map_err(argo_drift_controller::error::Error::kube(format!(
             "reading Application {}/{} (found by {})",
             target.namespace, target.name, target.found_by
-        )))
+        )))?)
 }
 
 #[cfg(test)]

@@ -303,120 +303,16 @@ impl Notifications {
             if channels.iter().any(|o| o.name == c.name) {
                 return Err(fail(at(".name"), format!("{:?} is used twice", c.name)));
             }
-            let set = [
-                c.slack.is_some(),
-                c.pagerduty.is_some(),
-                c.email.is_some(),
-                c.cloudevents.is_some(),
-            ]
-            .iter()
-            .filter(|s| **s)
-            .count();
-            if set != 1 {
-                return Err(fail(
-                    at(""),
-                    "needs exactly one of slack, pagerduty, email, cloudevents".into(),
-                ));
-            }
-            if let Some(ce) = c.cloudevents {
-                let auth = match ce.auth {
-                    None => None,
-                    Some(SinkAuthSpec {
-                        bearer: Some(b),
-                        basic: None,
-                    }) => Some(crate::deliver::HttpAuth::Bearer(
-                        resolve(&b, env).map_err(|m| fail(at(".cloudevents.auth.bearer"), m))?,
-                    )),
-                    Some(SinkAuthSpec {
-                        bearer: None,
-                        basic: Some(b),
-                    }) => Some(crate::deliver::HttpAuth::Basic(
-                        b.username,
-                        resolve(&b.password, env)
-                            .map_err(|m| fail(at(".cloudevents.auth.basic.password"), m))?,
-                    )),
-                    Some(_) => {
-                        return Err(fail(
-                            at(".cloudevents.auth"),
-                            "needs exactly one of bearer, basic".into(),
-                        ))
-                    }
-                };
-                if !(ce.url.starts_with("http://") || ce.url.starts_with("https://")) {
-                    return Err(fail(
-                        at(".cloudevents.url"),
-                        format!("{:?} is not an http(s) URL", ce.url),
-                    ));
-                }
-                let rate = c.rate_per_second.unwrap_or(10.0);
-                channels.push(Channel {
-                    name: c.name,
-                    kind: ChannelKind::CloudEvents { url: ce.url, auth },
-                    rate_per_second: rate,
-                });
-                continue;
-            }
-            let (kind, default_rate) = match (c.slack, c.pagerduty, c.email) {
-                (None, None, Some(e)) => {
-                    let from = e
-                        .from
-                        .parse::<Mailbox>()
-                        .map_err(|err| fail(at(".email.from"), format!("{:?}: {err}", e.from)))?;
-                    let mut to = Vec::new();
-                    for (j, addr) in e.to.iter().enumerate() {
-                        to.push(addr.parse::<Mailbox>().map_err(|err| {
-                            fail(at(&format!(".email.to[{j}]")), format!("{addr:?}: {err}"))
-                        })?);
-                    }
-                    if to.is_empty() {
-                        return Err(fail(at(".email.to"), "needs at least one recipient".into()));
-                    }
-                    let password = match &e.password {
-                        Some(p) => {
-                            Some(resolve(p, env).map_err(|m| fail(at(".email.password"), m))?)
-                        }
-                        None => None,
-                    };
-                    if password.is_some() != e.username.is_some() {
-                        return Err(fail(
-                            at(".email"),
-                            "username and password go together".into(),
-                        ));
-                    }
-                    if e.tls == Tls::None && e.ca_file.is_some() {
-                        return Err(fail(
-                            at(".email.caFile"),
-                            "has no effect with tls: none".into(),
-                        ));
-                    }
-                    let ca_pem = match &e.ca_file {
-                        Some(path) => Some(std::fs::read(path).map_err(|err| {
-                            fail(at(".email.caFile"), format!("{}: {err}", path.display()))
-                        })?),
-                        None => None,
-                    };
-                    (
-                        ChannelKind::Email {
-                            host: e.host,
-                            port: e.port,
-                            tls: e.tls,
-                            username: e.username,
-                            password,
-                            from,
-                            to,
-                            ca_pem,
-                        },
-                        1.0,
-                    )
-                }
-                (Some(s), None, None) => (
+            let at_err = |(key, message): (String, String)| fail(at(&key), message);
+            let (kind, default_rate) = match (c.slack, c.pagerduty, c.email, c.cloudevents) {
+                (Some(s), None, None, None) => (
                     ChannelKind::Slack {
                         webhook_url: resolve(&s.webhook_url, env)
                             .map_err(|m| fail(at(".slack.webhookUrl"), m))?,
                     },
                     1.0,
                 ),
-                (None, Some(p), None) => (
+                (None, Some(p), None, None) => (
                     ChannelKind::PagerDuty {
                         routing_key: resolve(&p.routing_key, env)
                             .map_err(|m| fail(at(".pagerduty.routingKey"), m))?,
@@ -426,6 +322,10 @@ impl Notifications {
                     },
                     2.0,
                 ),
+                (None, None, Some(e), None) => (email_channel(e, env).map_err(at_err)?, 1.0),
+                (None, None, None, Some(ce)) => {
+                    (cloudevents_channel(ce, env).map_err(at_err)?, 10.0)
+                }
                 _ => {
                     return Err(fail(
                         at(""),
@@ -505,6 +405,97 @@ impl Notifications {
             })
             .collect()
     }
+}
+
+/// An email channel; errors are (key under the channel, message).
+fn email_channel(
+    e: EmailSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ChannelKind, (String, String)> {
+    let from = e
+        .from
+        .parse::<Mailbox>()
+        .map_err(|err| (".email.from".to_string(), format!("{:?}: {err}", e.from)))?;
+    let mut to = Vec::new();
+    for (j, addr) in e.to.iter().enumerate() {
+        to.push(
+            addr.parse::<Mailbox>()
+                .map_err(|err| (format!(".email.to[{j}]"), format!("{addr:?}: {err}")))?,
+        );
+    }
+    if to.is_empty() {
+        return Err((".email.to".into(), "needs at least one recipient".into()));
+    }
+    let password = match &e.password {
+        Some(p) => Some(resolve(p, env).map_err(|m| (".email.password".to_string(), m))?),
+        None => None,
+    };
+    if password.is_some() != e.username.is_some() {
+        return Err((".email".into(), "username and password go together".into()));
+    }
+    if e.tls == Tls::None && e.ca_file.is_some() {
+        return Err((
+            ".email.caFile".into(),
+            "has no effect with tls: none".into(),
+        ));
+    }
+    let ca_pem = match &e.ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|err| {
+            (
+                ".email.caFile".to_string(),
+                format!("{}: {err}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    Ok(ChannelKind::Email {
+        host: e.host,
+        port: e.port,
+        tls: e.tls,
+        username: e.username,
+        password,
+        from,
+        to,
+        ca_pem,
+    })
+}
+
+/// A CloudEvents sink; errors are (key under the channel, message).
+fn cloudevents_channel(
+    ce: CloudEventsSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ChannelKind, (String, String)> {
+    use crate::deliver::HttpAuth;
+    let auth = match ce.auth {
+        None => None,
+        Some(SinkAuthSpec {
+            bearer: Some(b),
+            basic: None,
+        }) => Some(HttpAuth::Bearer(
+            resolve(&b, env).map_err(|m| (".cloudevents.auth.bearer".to_string(), m))?,
+        )),
+        Some(SinkAuthSpec {
+            bearer: None,
+            basic: Some(b),
+        }) => Some(HttpAuth::Basic(
+            b.username,
+            resolve(&b.password, env)
+                .map_err(|m| (".cloudevents.auth.basic.password".to_string(), m))?,
+        )),
+        Some(_) => {
+            return Err((
+                ".cloudevents.auth".into(),
+                "needs exactly one of bearer, basic".into(),
+            ))
+        }
+    };
+    if !(ce.url.starts_with("http://") || ce.url.starts_with("https://")) {
+        return Err((
+            ".cloudevents.url".into(),
+            format!("{:?} is not an http(s) URL", ce.url),
+        ));
+    }
+    Ok(ChannelKind::CloudEvents { url: ce.url, auth })
 }
 
 fn resolve(r: &SecretRef, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {

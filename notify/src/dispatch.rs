@@ -73,9 +73,7 @@ impl Stats {
             let _ = tx.send(app.to_string());
         }
     }
-}
 
-impl Stats {
     fn count(&self, channel: &str, outcome: &str) {
         self.messages
             .get_or_create(&vec![
