@@ -494,16 +494,19 @@ impl Remediator {
                 let mut created = Vec::new();
                 let mut failures = Vec::new();
                 for w in workflows {
-                    match self.run_workflow(app, w, severity, step).await {
-                        Ok(name) => created.push(format!("{}/{name}", w.namespace)),
-                        Err(e) => failures.push(e.to_string()),
-                    }
+                    let outcome = match self.run_workflow(app, w, severity, step).await {
+                        Ok(name) => {
+                            created.push(format!("{}/{name}", w.namespace));
+                            "created"
+                        }
+                        Err(e) => {
+                            failures.push(e.to_string());
+                            "failed"
+                        }
+                    };
                     metrics
                         .actions
-                        .get_or_create(&labels(&[
-                            ("action", "workflow"),
-                            ("outcome", if failures.is_empty() { "created" } else { "failed" }),
-                        ]))
+                        .get_or_create(&labels(&[("action", "workflow"), ("outcome", outcome)]))
                         .inc();
                 }
                 if failures.is_empty() {
