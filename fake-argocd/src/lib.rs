@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -293,18 +293,48 @@ fn applications(shared: &Shared, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(shared.client.clone(), namespace, &resource)
 }
 
-/// Authenticate, record the request, and name the Application's namespace.
-fn begin(
-    shared: &Shared,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-    query: &HashMap<String, String>,
-    body: &Value,
-) -> Result<String> {
-    authenticate(shared, headers)?;
-    record(shared, method, uri, body);
-    Ok(namespace_of(shared, query, body))
+/// What every handler needs of a request: the shared state, the application named in the
+/// path, the query, and what to authenticate and record.
+struct Call {
+    shared: Arc<Shared>,
+    name: String,
+    query: HashMap<String, String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<Arc<Shared>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Call> {
+        let Path(name) = Path::<String>::from_request_parts(parts, shared)
+            .await
+            .map_err(|e| ApiError::new(3, e.to_string()))?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, shared)
+            .await
+            .map_err(|e| ApiError::new(3, e.to_string()))?;
+        Ok(Call {
+            shared: shared.clone(),
+            name,
+            query,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Call {
+    /// Authenticate, record the request, and name the Application's namespace.
+    fn begin(&self, body: &Value) -> Result<String> {
+        authenticate(&self.shared, &self.headers)?;
+        record(&self.shared, &self.method, &self.uri, body);
+        Ok(namespace_of(&self.shared, &self.query, body))
+    }
 }
 
 fn namespace_of(shared: &Shared, query: &HashMap<String, String>, body: &Value) -> String {
@@ -375,16 +405,10 @@ fn no_operation_running(app: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn get_app(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &Value::Null)?;
-    Ok(Json(load(&shared, &namespace, &name).await?))
+async fn get_app(call: Call) -> Result<Json<Value>> {
+    let namespace = call.begin(&Value::Null)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
+    Ok(Json(load(shared, &namespace, name).await?))
 }
 
 #[derive(Deserialize)]
@@ -398,19 +422,12 @@ struct PatchRequest {
 
 /// `ApplicationService.Patch`: the patch applies to the whole Application document; Argo CD
 /// then keeps its new `spec` (and labels and annotations).
-async fn patch_app(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &body)?;
+async fn patch_app(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
+    let namespace = call.begin(&body)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
     let request: PatchRequest =
         serde_json::from_value(body.clone()).map_err(|e| ApiError::new(3, e.to_string()))?;
-    let mut app = load(&shared, &namespace, &name).await?;
+    let mut app = load(shared, &namespace, name).await?;
     let patch: Value = serde_json::from_str(&request.patch)
         .map_err(|e| ApiError::new(3, format!("error unmarshaling patch: {e}")))?;
     match request.patch_type.as_str() {
@@ -429,9 +446,8 @@ async fn patch_app(
     }
     // Argo CD keeps the new spec, labels and annotations, and writes the whole object back
     // (an update with the read resourceVersion, so a concurrent change is a conflict).
-    let mut current: DynamicObject =
-        serde_json::from_value(load(&shared, &namespace, &name).await?)
-            .map_err(|e| ApiError::new(13, e.to_string()))?;
+    let mut current: DynamicObject = serde_json::from_value(load(shared, &namespace, name).await?)
+        .map_err(|e| ApiError::new(13, e.to_string()))?;
     current.metadata.labels = serde_json::from_value(
         app.pointer("/metadata/labels")
             .cloned()
@@ -445,26 +461,19 @@ async fn patch_app(
     )
     .map_err(|e| ApiError::new(3, format!("metadata.annotations: {e}")))?;
     current.data["spec"] = app.get("spec").cloned().unwrap_or(Value::Null);
-    let replaced = applications(&shared, &namespace)
-        .replace(&name, &PostParams::default(), &current)
+    let replaced = applications(shared, &namespace)
+        .replace(name, &PostParams::default(), &current)
         .await
-        .map_err(|e| kube_error(&name, e))?;
+        .map_err(|e| kube_error(name, e))?;
     Ok(Json(
         serde_json::to_value(replaced).map_err(|e| ApiError::new(13, e.to_string()))?,
     ))
 }
 
-async fn sync(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &body)?;
-    let app = load(&shared, &namespace, &name).await?;
+async fn sync(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
+    let namespace = call.begin(&body)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
+    let app = load(shared, &namespace, name).await?;
     no_operation_running(&app)?;
     let revision = body
         .get("revision")
@@ -486,20 +495,13 @@ async fn sync(
     if let Some(items) = body.pointer("/syncOptions/items") {
         sync["syncOptions"] = items.clone();
     }
-    start_operation(&shared, &namespace, &name, sync).await
+    start_operation(shared, &namespace, name, sync).await
 }
 
-async fn rollback(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &body)?;
-    let app = load(&shared, &namespace, &name).await?;
+async fn rollback(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
+    let namespace = call.begin(&body)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
+    let app = load(shared, &namespace, name).await?;
     if app
         .pointer("/spec/syncPolicy/automated")
         .is_some_and(|a| !a.is_null())
@@ -542,27 +544,22 @@ async fn rollback(
     if let Some(source) = entry.get("source") {
         sync["source"] = source.clone();
     }
-    start_operation(&shared, &namespace, &name, sync).await
+    start_operation(shared, &namespace, name, sync).await
 }
 
-async fn manifests(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &Value::Null)?;
-    let app = load(&shared, &namespace, &name).await?;
+async fn manifests(call: Call) -> Result<Json<Value>> {
+    let namespace = call.begin(&Value::Null)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
+    let app = load(shared, &namespace, name).await?;
     // Argo CD answers gRPC Unknown (HTTP 500) when the repo server cannot render the source.
-    let Some(documents) = lock(&shared.manifests).get(&name).cloned() else {
+    let Some(documents) = lock(&shared.manifests).get(name).cloned() else {
         return Err(ApiError::new(
             2,
             format!("Manifest generation error (cached): {name}: no manifests were set for this application in the fake"),
         ));
     };
-    let revision = query
+    let revision = call
+        .query
         .get("revision")
         .cloned()
         .or_else(|| {
@@ -583,18 +580,12 @@ async fn manifests(
 /// `managed-resources`: one `ResourceDiff` per entry of the Application's
 /// `status.resources`, with the live object read from Kubernetes and the target from the
 /// manifests set for the app, both as JSON text (Argo CD's representation).
-async fn managed_resources(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    let namespace = begin(&shared, &headers, &method, &uri, &query, &Value::Null)?;
-    let app = load(&shared, &namespace, &name).await?;
+async fn managed_resources(call: Call) -> Result<Json<Value>> {
+    let namespace = call.begin(&Value::Null)?;
+    let (shared, name) = (&call.shared, call.name.as_str());
+    let app = load(shared, &namespace, name).await?;
     let targets = lock(&shared.manifests)
-        .get(&name)
+        .get(name)
         .cloned()
         .unwrap_or_default();
     let mut items = Vec::new();
@@ -612,7 +603,7 @@ async fn managed_resources(
             field("namespace"),
             field("name"),
         );
-        let live = live_object(&shared, &group, &version, &kind, &ns, &rname).await;
+        let live = live_object(shared, &group, &version, &kind, &ns, &rname).await;
         let target = targets.iter().find(|d| {
             d.get("kind").and_then(Value::as_str) == Some(kind.as_str())
                 && d.pointer("/metadata/name").and_then(Value::as_str) == Some(rname.as_str())
