@@ -791,14 +791,7 @@ async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_se
     let commit = repo.commit("private");
     let server = GitHttp::start(base.path(), "deploy-bot", "glpat-0123456789");
     let url = format!("http://127.0.0.1:{}/private.git", server.port);
-    apply_yaml(&client, &shop, cm, "argocd-controller").await;
-    apply(
-        &client,
-        &argocd,
-        application("private", &url, "app", &shop, Some(&commit)),
-        "argocd-server",
-    )
-    .await;
+    app_in_sync(&client, &argocd, &shop, "private", &url, "app", &commit, cm).await;
     let controller = Running::start(&client, &argocd, &[]).await;
 
     // No credentials yet: after a few attempts the failure is said on the app.
@@ -883,12 +876,15 @@ async fn the_controller_does_its_job_with_only_the_shipped_least_privilege_rbac(
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limited\ndata:\n  k: v\n";
     repo.write("cm.yaml", cm);
     let commit = repo.commit("c");
-    apply_yaml(&admin, &shop, cm, "argocd-controller").await;
-    apply(
+    app_in_sync(
         &admin,
         &argocd,
-        application("limited", &repo.url(), "", &shop, Some(&commit)),
-        "argocd-server",
+        &shop,
+        "limited",
+        &repo.url(),
+        "",
+        &commit,
+        cm,
     )
     .await;
 
@@ -956,20 +952,13 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
         sshd.port,
         repo.dir.display()
     );
-    apply_yaml(&client, &shop, cm, "argocd-controller").await;
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "repo-ssh", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
         "stringData": {"type": "git", "url": url, "sshPrivateKey": sshd.client_key}
     });
     apply(&client, &argocd, secret, "argocd-server").await;
-    apply(
-        &client,
-        &argocd,
-        application("ssh", &url, "", &shop, Some(&commit)),
-        "argocd-server",
-    )
-    .await;
+    app_in_sync(&client, &argocd, &shop, "ssh", &url, "", &commit, cm).await;
     let controller = Running::start(&client, &argocd, &[]).await;
 
     // The server's host key is not known yet: refused, and said on the app.
@@ -1025,12 +1014,15 @@ async fn paged_app(
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: paged\ndata:\n  a: \"1\"\n  b: \"1\"\n";
     repo.write("cm.yaml", cm);
     let commit = repo.commit("c");
-    apply_yaml(client, &shop, cm, "argocd-controller").await;
-    apply(
+    app_in_sync(
         client,
         &argocd,
-        application("paged", &repo.url(), "", &shop, Some(&commit)),
-        "argocd-server",
+        &shop,
+        "paged",
+        &repo.url(),
+        "",
+        &commit,
+        cm,
     )
     .await;
     let key_file = dir.join("routing-key");

@@ -28,12 +28,15 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n";
     repo.write("flags.yaml", cm);
     let commit = repo.commit("flags");
-    apply_yaml(&client, &shop, cm, "argocd-controller").await;
-    apply(
+    app_in_sync(
         &client,
         &argocd,
-        application("flags", &repo.url(), "", &shop, Some(&commit)),
-        "argocd-server",
+        &shop,
+        "flags",
+        &repo.url(),
+        "",
+        &commit,
+        cm,
     )
     .await;
     let controller = Running::start(&client, &argocd, &["--leader-election", "false"]).await;

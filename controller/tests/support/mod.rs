@@ -402,6 +402,29 @@ pub async fn events(client: &Client, namespace: &str, app: &str) -> Vec<(String,
         .collect()
 }
 
+/// An application in sync: `live` (its manifests) applied as Argo CD applies them, and the
+/// Application, opted in, reading `repo_url` at `path` and synced at `commit`.
+#[allow(clippy::too_many_arguments)]
+pub async fn app_in_sync(
+    client: &Client,
+    argocd: &str,
+    shop: &str,
+    name: &str,
+    repo_url: &str,
+    path: &str,
+    commit: &str,
+    live: &str,
+) {
+    apply_yaml(client, shop, live, "argocd-controller").await;
+    apply(
+        client,
+        argocd,
+        application(name, repo_url, path, shop, Some(commit)),
+        "argocd-server",
+    )
+    .await;
+}
+
 /// An Application opted in to argo-drift, read from `repo_url` at `path`.
 pub fn application(
     name: &str,
