@@ -570,22 +570,28 @@ async fn an_unreachable_prometheus_means_no_automatic_action() {
     )]);
     let controller = f.start(&["--policy", &policy]).await;
     f.report_where("web", "the first report", |_| true).await;
-    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+    let (r, reason) = held_back(&f, "web", "error-budget-unavailable").await;
+    assert!(reason.contains("Prometheus"), "{r:#}");
+    controller.stop().await;
+}
+
+/// Drift `app` (a label) and wait until `guardrail` alone holds its heal back; nothing was
+/// requested of Argo CD. Returns the report and the hold's reason.
+async fn held_back(f: &Fixture, app: &str, guardrail: &str) -> (Value, String) {
+    f.drift(app, json!({"metadata": {"labels": {"team": "x"}}}))
         .await;
     let r = f
-        .report_where("web", "held by the error budget", |r| {
-            held(r) == ["error-budget-unavailable"]
-        })
+        .report_where(app, guardrail, |r| held(r) == [guardrail])
         .await;
     assert!(
-        r["decision"]["held"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("Prometheus"),
-        "{r:#}"
+        f.app(app).await.get("operation").is_none(),
+        "{guardrail}: nothing requested"
     );
-    assert!(f.app("web").await.get("operation").is_none());
-    controller.stop().await;
+    let reason = r["decision"]["held"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (r, reason)
 }
 
 /// Heal `app` (wait for the operation), then let Argo CD "finish" it.
@@ -687,13 +693,8 @@ async fn blast_radius_windows_and_a_spent_error_budget_hold_heals_back() {
         f.report_where(app, "the first report", |_| true).await;
     }
     // T0 is 08:00 UTC: inside the deny window 07:00-09:00.
-    f.drift("night", json!({"metadata": {"labels": {"team": "x"}}}))
-        .await;
-    let r = f
-        .report_where("night", "the window", |r| held(r) == ["window"])
-        .await;
+    let (r, _) = held_back(&f, "night", "window").await;
     assert_eq!(r["decision"]["held"][0]["until"], T0 + 3600);
-    assert!(f.app("night").await.get("operation").is_none());
     controller.stop().await;
 
     // Outside the window, with 5% of the error budget left and 20% required: page instead.
@@ -703,23 +704,12 @@ async fn blast_radius_windows_and_a_spent_error_budget_hold_heals_back() {
     );
     let policy = f.policy(&[("    windows: []", budget.as_str())]);
     let controller = f.start(&["--policy", &policy]).await;
-    f.drift("budget", json!({"metadata": {"labels": {"team": "x"}}}))
-        .await;
-    let r = f
-        .report_where("budget", "the budget", |r| held(r) == ["error-budget"])
-        .await;
-    assert!(
-        r["decision"]["held"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("0.050"),
-        "{r:#}"
-    );
+    let (r, reason) = held_back(&f, "budget", "error-budget").await;
+    assert!(reason.contains("0.050"), "{r:#}");
     assert!(
         steps(&r).contains(&"page".to_string()),
         "pages instead: {r:#}"
     );
-    assert!(f.app("budget").await.get("operation").is_none());
     controller.stop().await;
 
     // A blast radius of no resource at all: nothing is healed automatically.
@@ -728,19 +718,8 @@ async fn blast_radius_windows_and_a_spent_error_budget_hold_heals_back() {
         "    blastRadius: {maxResources: 0, maxPercent: 50}",
     )]);
     let controller = f.start(&["--policy", &policy]).await;
-    f.drift("blast", json!({"metadata": {"labels": {"team": "x"}}}))
-        .await;
-    let r = f
-        .report_where("blast", "the blast radius", |r| held(r) == ["blast-radius"])
-        .await;
-    assert!(
-        r["decision"]["held"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("1 of 1"),
-        "{r:#}"
-    );
-    assert!(f.app("blast").await.get("operation").is_none());
+    let (r, reason) = held_back(&f, "blast", "blast-radius").await;
+    assert!(reason.contains("1 of 1"), "{r:#}");
     controller.stop().await;
 }
 
@@ -953,6 +932,11 @@ async fn the_workflow_action_starts_workflows_behind_the_rate_limit_and_reports_
         }
     }
     assert_eq!(limited, 1, "2 actions per minute: the third app waits");
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_actions_total{action=\"workflow\",outcome=\"created\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(
         workflows
             .list(&Default::default())
