@@ -323,28 +323,35 @@ async fn analyse_app(
         app_ignore: Arc::new(app_ignore),
     };
     let report = analyse(desired, &live, &policy, &options);
+    // Once per analysis: it serialises the drifted part of the report.
+    let fingerprint = publish::fingerprint(&report);
     let outcome = ctx
         .remediator
         .run(
             object,
             &app,
             &report,
-            &publish::fingerprint(&report),
+            &fingerprint,
             &policy.remediation,
             &ctx.metrics,
         )
         .await?;
-    let sooner = publish_report(
+    let analysed = Analysed {
+        report: &report,
+        fingerprint: &fingerprint,
+        revision: revision.as_deref(),
+        decision: Some(&outcome.decision),
+    };
+    let sooner = publish_report(object, app_ref, &app, ctx, &analysed).await?;
+    announce(
         object,
         app_ref,
         &app,
         ctx,
-        &report,
-        revision.as_deref(),
-        Some(&outcome.decision),
+        &analysed,
+        &outcome.announcements,
     )
-    .await?;
-    announce(object, app_ref, &app, ctx, &report, &outcome.announcements).await;
+    .await;
     Ok(match (sooner, outcome.next_look) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -358,9 +365,10 @@ async fn announce(
     app_ref: &AppRef,
     app: &Application,
     ctx: &Context,
-    report: &DriftReport,
+    analysed: &Analysed<'_>,
     announcements: &[crate::remediate::Announcement],
 ) {
+    let report = analysed.report;
     if announcements.is_empty() {
         return;
     }
@@ -369,7 +377,7 @@ async fn announce(
     let incident = lock(&ctx.published)
         .get(app_ref)
         .and_then(|p| p.incident.clone())
-        .unwrap_or_else(|| (publish::fingerprint(report), Severity::None));
+        .unwrap_or_else(|| (analysed.fingerprint.to_string(), Severity::None));
     for a in announcements {
         let type_ = if a.warning {
             EventType::Warning
@@ -652,16 +660,29 @@ fn incident_step(
     }
 }
 
+/// One analysis' result, as the publishing steps take it.
+struct Analysed<'a> {
+    report: &'a DriftReport,
+    /// `publish::fingerprint(report)`: the drift's identity (and the report id approvals name).
+    fingerprint: &'a str,
+    revision: Option<&'a str>,
+    decision: Option<&'a argo_drift_core::policy::Decision>,
+}
+
 async fn publish_report(
     object: &DynamicObject,
     app_ref: &AppRef,
     app: &Application,
     ctx: &Context,
-    report: &DriftReport,
-    revision: Option<&str>,
-    decision: Option<&argo_drift_core::policy::Decision>,
+    analysed: &Analysed<'_>,
 ) -> Result<Option<Duration>> {
-    let fingerprint = publish::fingerprint(report);
+    let Analysed {
+        report,
+        revision,
+        decision,
+        ..
+    } = *analysed;
+    let fingerprint = analysed.fingerprint.to_string();
     let severity = publish::severity_label(report);
     let drifted_severity = report
         .resources

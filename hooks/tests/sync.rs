@@ -289,5 +289,8 @@ fn every_hook_has_help_naming_its_exit_codes() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Exit codes: 0"), "{bin}: {text}");
         assert!(text.contains("--app <APP>"), "{bin}: {text}");
+        if bin.ends_with("syncfail") {
+            assert!(text.contains("--min-interval"), "{text}");
+        }
     }
 }

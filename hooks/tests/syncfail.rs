@@ -348,15 +348,3 @@ async fn hook_pod(client: &kube::Client, namespace: &str, job: &str, marks: Valu
     .await;
     pod
 }
-
-#[test]
-fn help_names_the_exit_codes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_argo-drift-syncfail"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Exit codes: 0"), "{text}");
-    assert!(text.contains("--min-interval"), "{text}");
-}
