@@ -1025,17 +1025,13 @@ async fn paged_app(
         cm,
     )
     .await;
-    let key_file = dir.join("routing-key");
-    std::fs::write(&key_file, "R0UTINGKEY\n").unwrap();
-    let notifications = dir.join("notifications.yaml");
-    std::fs::write(
-        &notifications,
-        format!(
-            "resolveHoldSeconds: {resolve_hold_seconds}\nchannels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{pagerduty_url}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [\"*\"]\n  minSeverity: medium\n  channels: [oncall]\n",
-            key_file.display(),
-        ),
-    )
-    .unwrap();
+    let notifications = pagerduty_notifications(
+        dir,
+        pagerduty_url,
+        &["*"],
+        "medium",
+        &format!("resolveHoldSeconds: {resolve_hold_seconds}\n"),
+    );
     let controller = Running::start(
         client,
         &argocd,

@@ -82,18 +82,8 @@ async fn presync_gates_a_sync_that_overwrites_out_of_band_changes_and_postsync_a
     let presync = env!("CARGO_BIN_EXE_argo-drift-presync");
     // A gated sync is announced (sync-gated) where notifications.yaml routes it.
     let pagerduty = Capture::start().await;
-    let key = dir.path().join("key");
-    std::fs::write(&key, "R0UTINGKEY").unwrap();
-    let notifications = dir.path().join("notifications.yaml");
-    std::fs::write(
-        &notifications,
-        format!(
-            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\nroutes:\n- events: [sync-gated]\n  channels: [oncall]\n",
-            key.display(),
-            pagerduty.url
-        ),
-    )
-    .unwrap();
+    let notifications =
+        pagerduty_notifications(dir.path(), &pagerduty.url, &["sync-gated"], "none", "");
     let args = [
         "--app",
         "web",

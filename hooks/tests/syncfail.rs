@@ -100,15 +100,13 @@ async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
     // The page goes to PagerDuty through notifications.yaml.
     let pagerduty = Capture::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let notifications = dir.path().join("notifications.yaml");
-    std::fs::write(
-        &notifications,
-        format!(
-            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{env: PD_KEY}}, url: \"{}\"}}\nroutes:\n- events: [rollback-done, rollback-failed]\n  channels: [oncall]\n",
-            pagerduty.url
-        ),
-    )
-    .unwrap();
+    let notifications = pagerduty_notifications(
+        dir.path(),
+        &pagerduty.url,
+        &["rollback-done", "rollback-failed"],
+        "none",
+        "",
+    );
     let args = [
         "--app",
         "web",
@@ -119,7 +117,7 @@ async fn a_failed_sync_is_rolled_back_once_to_the_last_good_revision() {
         "--notifications",
         notifications.to_str().unwrap(),
     ];
-    let env = [("ARGOCD_AUTH_TOKEN", TOKEN), ("PD_KEY", "R0UTINGKEY")];
+    let env = [("ARGOCD_AUTH_TOKEN", TOKEN)];
 
     // Dry-run first: says what it would do, does nothing.
     let mut dry = args.to_vec();

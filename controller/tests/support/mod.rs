@@ -677,3 +677,28 @@ pub async fn dynamic(
     )
     .await
 }
+
+/// A notifications file in `dir` paging through PagerDuty at `url` (routing key R0UTINGKEY,
+/// read from a file) for `events` from `min_severity` up; `header` adds top-level settings.
+pub fn pagerduty_notifications(
+    dir: &Path,
+    url: &str,
+    events: &[&str],
+    min_severity: &str,
+    header: &str,
+) -> PathBuf {
+    let key = dir.join("routing-key");
+    std::fs::write(&key, "R0UTINGKEY\n").unwrap();
+    let file = dir.join("notifications.yaml");
+    let events: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "{header}channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{url}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [{}]\n  minSeverity: {min_severity}\n  channels: [oncall]\n",
+            key.display(),
+            events.join(", ")
+        ),
+    )
+    .unwrap();
+    file
+}
