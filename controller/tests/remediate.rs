@@ -408,18 +408,8 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
         .unwrap();
     // Actions go to the on-call through the notifier, as routed.
     let pagerduty = Capture::start().await;
-    let key = f.dir.path().join("key");
-    std::fs::write(&key, "R0UTINGKEY").unwrap();
-    let notifications = f.dir.path().join("notifications.yaml");
-    std::fs::write(
-        &notifications,
-        format!(
-            "channels:\n- name: oncall\n  pagerduty: {{routingKey: {{file: {}}}, url: \"{}\"}}\n  ratePerSecond: 50\nroutes:\n- events: [action-taken]\n  channels: [oncall]\n",
-            key.display(),
-            pagerduty.url
-        ),
-    )
-    .unwrap();
+    let notifications =
+        pagerduty_notifications(f.dir.path(), &pagerduty.url, &["action-taken"], "none", "");
     let controller = f
         .start(&[
             "--policy",
@@ -617,8 +607,23 @@ async fn a_field_that_keeps_drifting_back_trips_the_recurrence_breaker() {
         )
         .await;
         healed(&f, "web").await;
+        // The sync worked: the label is gone, and the controller has seen it before the clock
+        // moves (a drift still there after a finished heal is a recurrence of its own).
+        let api = dynamic(&f.client, &f.shop, "v1", "ConfigMap").await;
+        merge(
+            &api,
+            "web",
+            "argocd-controller",
+            json!({"metadata": {"labels": {"team": null}}}),
+        )
+        .await;
+        f.report_where("web", "in sync after the heal", |r| {
+            r["summary"]["modified"] == 0
+        })
+        .await;
     }
-    f.set_clock(T0 + 3 * 601);
+    // Back a fourth time while the last heal's cooldown runs, all three heals within 30 min.
+    f.set_clock(T0 + 1300);
     f.drift("web", json!({"metadata": {"labels": {"team": "x3"}}}))
         .await;
     let r = f
