@@ -413,18 +413,19 @@ fn fnv(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
-/// The severity label of a report: the highest severity of anything not in sync, or `none`.
-pub fn severity_label(report: &DriftReport) -> String {
-    let drifted: Vec<Severity> = report
+/// The highest severity among resources not in sync; `None` when all are.
+pub fn drift_severity(report: &DriftReport) -> Option<Severity> {
+    report
         .resources
         .iter()
         .filter(|r| r.status != Status::Synced)
         .map(|r| r.severity)
-        .collect();
-    match drifted.into_iter().max() {
-        Some(s) => s.to_string(),
-        None => "none".to_string(),
-    }
+        .max()
+}
+
+/// The severity label of a report: its drift severity, or `none`.
+pub fn severity_label(report: &DriftReport) -> String {
+    drift_severity(report).map_or_else(|| "none".to_string(), |s| s.to_string())
 }
 
 /// "high drift in 2 resources: apps/Deployment shop/web spec.replicas (high, kubectl-scale); …"

@@ -683,13 +683,8 @@ async fn publish_report(
         ..
     } = *analysed;
     let fingerprint = analysed.fingerprint.to_string();
-    let severity = publish::severity_label(report);
-    let drifted_severity = report
-        .resources
-        .iter()
-        .filter(|r| r.status != Status::Synced)
-        .map(|r| r.severity)
-        .max();
+    let drifted_severity = publish::drift_severity(report);
+    let severity = drifted_severity.map_or_else(|| "none".to_string(), |s| s.to_string());
     let drifted = drifted_severity.is_some();
     update_gauges(ctx, app, report);
     let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
