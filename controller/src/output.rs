@@ -194,6 +194,10 @@ fn render_change(out: &mut String, p: &Painter, c: &ChangeReport) {
             format!("by {m} (ambiguous: Argo CD or a manual kubectl apply)")
         }
         (Some(m), _) => format!("by {m}"),
+        (None, argo_drift_core::normalize::AttributionKind::Ambiguous) => {
+            "by Argo CD or a manual kubectl apply (in the last-applied annotation; no managedFields to tell)"
+                .to_string()
+        }
         (None, _) => "by unknown manager".to_string(),
     };
     let when = c

@@ -54,6 +54,10 @@ pub struct ResourceReport {
     /// Where the desired (or, for extra resources, live) document came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Fields whose values could not be compared (a Secret value Argo CD's manifests API masked):
+    /// their presence is checked, their values are not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<String>,
 }
 
 impl ResourceReport {
@@ -314,6 +318,7 @@ fn base_report(
         patch: None,
         diff: None,
         source: Some(source.to_string()),
+        unverified: Vec::new(),
     }
 }
 
@@ -354,8 +359,17 @@ fn modified_report(
         ignore: &policy.ignore,
         app_ignore: &options.app_ignore,
     };
+    let unmasked;
+    let (d, unverified) = match crate::normalize::unmask_secret_values(d, l) {
+        Some((copy, fields)) => {
+            unmasked = copy;
+            (&unmasked, fields)
+        }
+        None => (d, Vec::new()),
+    };
     let comparison = compare(d, l, &compare_options, redactor);
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);
+    report.unverified = unverified;
     if comparison.changes.is_empty() {
         // Nothing to look at in the source of a synced object; at scale the strings add up.
         report.source = None;

@@ -22,8 +22,10 @@ pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
 pub const DEFAULT_TRACKING_LABEL: &str = "app.kubernetes.io/instance";
 pub const DEFAULT_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
-/// Which field managers are whose (see DOMAIN: Argo CD's client-side apply writes as
-/// `kubectl-client-side-apply`, which a person running `kubectl apply` also does).
+/// Which field managers are whose. Argo CD 2.5 and later apply every manifest, client-side and
+/// server-side, under `argocd-controller` (gitops-engine `pkg/utils/kube/resource_ops.go` sets
+/// kubectl's `FieldManager`, gitops-engine #418), so `kubectl-client-side-apply` is a person
+/// running `kubectl apply`: out of band, attributed exactly.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Managers {
@@ -34,27 +36,21 @@ pub struct Managers {
     #[serde(default = "Managers::default_system")]
     pub system: Vec<String>,
     /// Managers that cannot tell GitOps from a person: their writes are reported as ambiguous.
-    #[serde(default = "Managers::default_ambiguous")]
+    /// Empty by default; an Argo CD older than 2.5 applied as `kubectl-client-side-apply`.
+    #[serde(default)]
     pub ambiguous: Vec<String>,
 }
 
 impl Managers {
     fn default_gitops() -> Vec<String> {
-        [
-            "argocd-controller",
-            "kubectl-client-side-apply",
-            "argocd-application-controller",
-        ]
-        .map(String::from)
-        .to_vec()
+        ["argocd-controller", "argocd-application-controller"]
+            .map(String::from)
+            .to_vec()
     }
     fn default_system() -> Vec<String> {
         ["kube-controller-manager", "kube-scheduler", "kubelet"]
             .map(String::from)
             .to_vec()
-    }
-    fn default_ambiguous() -> Vec<String> {
-        vec!["kubectl-client-side-apply".to_string()]
     }
 }
 
@@ -63,7 +59,7 @@ impl Default for Managers {
         Managers {
             gitops: Managers::default_gitops(),
             system: Managers::default_system(),
-            ambiguous: Managers::default_ambiguous(),
+            ambiguous: Vec::new(),
         }
     }
 }
@@ -228,6 +224,44 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
     }
 }
 
+/// Argo CD's manifests API returns Secrets with every `data` value (and `stringData`, merged
+/// into `data` first) replaced by a run of `+` (gitops-engine `pkg/diff/diff.go`,
+/// `HideSecretData`, called by `server/application/application.go` for GetManifests). Such a
+/// value says nothing about the real one: when the live Secret has the key, the desired copy
+/// takes the live value, and the field is named as unverified. A key on one side only is still
+/// drift. `None` when `desired` has no masked value.
+pub fn unmask_secret_values(
+    desired: &Prepared,
+    live: &Prepared,
+) -> Option<(Prepared, Vec<String>)> {
+    if !(desired.key.group.is_empty() && desired.key.kind == "Secret") {
+        return None;
+    }
+    let is_masked = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'+'))
+    };
+    let data = desired.object.get("data")?.as_object()?;
+    if !data.values().any(is_masked) {
+        return None;
+    }
+    let live_data = live.object.get("data").and_then(Value::as_object);
+    let mut copy = desired.clone();
+    let mut unverified = Vec::new();
+    if let Some(Value::Object(d)) = copy.object.get_mut("data") {
+        for (k, v) in d.iter_mut() {
+            if !is_masked(v) {
+                continue;
+            }
+            if let Some(live_value) = live_data.and_then(|l| l.get(k)) {
+                *v = live_value.clone();
+                unverified.push(format!("data.{k}"));
+            }
+        }
+    }
+    Some((copy, unverified))
+}
+
 /// `stringData` is write-only: the server merges it into `data` (base64) and never returns it.
 fn merge_string_data(secret: &mut Map<String, Value>) {
     let Some(Value::Object(string_data)) = secret.remove("stringData") else {
@@ -308,7 +342,8 @@ fn is_plain_number(s: &str) -> bool {
 pub enum AttributionKind {
     /// `managedFields` names the manager.
     Exact,
-    /// The manager is shared by Argo CD and people (`kubectl-client-side-apply`).
+    /// Argo CD or a person: a manager listed in `managers.ambiguous`, or a field found only in
+    /// the last-applied annotation of an object without `managedFields`.
     Ambiguous,
     /// Nothing says who: no `managedFields`, or a field removed from live.
     Unknown,
@@ -392,27 +427,23 @@ impl LiveContext<'_> {
                 return LiveOnly::Drift(self.attribution(latest));
             }
             if self.in_last_applied(path) {
-                let csa = owners
+                // Argo CD applied this field from an earlier Git revision (it is in the
+                // last-applied annotation it wrote) and Git has dropped it since: drift, by the
+                // GitOps manager that owns it.
+                let latest = owners
                     .iter()
-                    .find(|o| managers.ambiguous.contains(&o.entry.manager))
+                    .max_by(|a, b| a.entry.time.cmp(&b.entry.time))
                     .map(|o| o.entry);
-                return LiveOnly::Drift(match csa {
-                    Some(entry) => self.attribution(Some(entry)),
-                    None => Attribution {
-                        manager: Some("kubectl-client-side-apply".to_string()),
-                        kind: AttributionKind::Ambiguous,
-                        time: None,
-                    },
-                });
+                return LiveOnly::Drift(self.attribution(latest));
             }
             return LiveOnly::Default;
         }
         if self.in_last_applied(path) {
-            // Only `kubectl apply` writes the last-applied annotation; Argo CD's client-side apply
-            // writes exactly Git, so a field there but not in Git was applied by someone, or Git
-            // moved on since the last sync.
+            // Both Argo CD's client-side apply and a person's `kubectl apply` write the
+            // last-applied annotation: a field there but not in Git was applied by someone, or
+            // Git moved on since the last sync. Without managedFields nobody can say which.
             return LiveOnly::Drift(Attribution {
-                manager: Some("kubectl-client-side-apply".to_string()),
+                manager: None,
                 kind: AttributionKind::Ambiguous,
                 time: None,
             });
