@@ -1,30 +1,56 @@
 #!/usr/bin/env bash
-# A real Kubernetes API server for argo-drift's integration tests: kube-apiserver v1.20.2 built from
-# Debian's `kubernetes` source package, with Debian's etcd, on loopback, token auth and RBAC on.
+# The real components argo-drift's integration tests run against, all on loopback:
+# kube-apiserver of a current Kubernetes release (with etcd), a second independent API server on
+# request, and a real Argo CD (server, application-controller, repo-server,
+# applicationset-controller, with Redis, helm and kustomize), every binary built from the Go module
+# proxy and cached, keyed by version.
 #
-#   scripts/testenv.sh up     build (once, cached) and start; prints the KUBECONFIG line
-#   scripts/testenv.sh env    print `export KUBECONFIG=...` for a running environment
-#   scripts/testenv.sh down   stop it and delete its state (the cached binary stays)
-#   scripts/testenv.sh build  only build and cache kube-apiserver
-#   scripts/testenv.sh restart-apiserver [SECONDS]   stop the API server, wait, start it again
+#   scripts/testenv.sh up [--cluster NAME]    start an API server (built once); prints `export` lines
+#                                             (NAME: hub, the default, or spoke)
+#   scripts/testenv.sh argocd                 `up`, then the real Argo CD against it; prints `export`
+#                                             lines for its address, CA and API token
+#   scripts/testenv.sh env [--cluster NAME]   print the `export` lines of a running environment
+#   scripts/testenv.sh logs [LINES]           the last lines of every Argo CD component's log
+#   scripts/testenv.sh down [--cluster NAME]  stop it (with Argo CD, for the hub) and delete its state
+#   scripts/testenv.sh build                  only build and cache every binary
+#   scripts/testenv.sh versions               the pinned versions
+#   scripts/testenv.sh restart-apiserver [SECONDS]   stop the hub's API server, wait, start it again
 #
-# With KUBECONFIG already set (kind, k3d, a real cluster), `up` checks that cluster answers, installs
-# the test CRDs there and starts nothing.
+# With KUBECONFIG already set (kind, k3d, a real cluster), `up` starts no API server and `argocd`
+# runs Argo CD's components on this machine against that cluster, as Argo CD's own local
+# development setup (its Procfile) does.
 #
 # Environment:
-#   ARGO_DRIFT_TESTENV_CACHE  where the built kube-apiserver is kept   (~/.cache/argo-drift)
-#   ARGO_DRIFT_TESTENV_DIR    certificates, etcd data, logs, kubeconfig (/tmp/argo-drift-testenv)
-#   ARGO_DRIFT_TESTENV_PORT   the API server's secure port               (16443)
+#   ARGO_DRIFT_TESTENV_CACHE  built binaries and Argo CD's release manifests (~/.cache/argo-drift)
+#   ARGO_DRIFT_TESTENV_DIR    certificates, etcd data, logs, kubeconfigs (/tmp/argo-drift-testenv)
+#   ARGO_DRIFT_TESTENV_PORT   the hub API server's secure port (16443; the spoke's is 1000 higher)
 set -euo pipefail
 
-K8S_VERSION=1.20.2
+# Pinned releases. kube-apiserver and Argo CD are built with Go modules (the way `go install`
+# would, were it not for their replace directives); Argo CD 3.6 needs Go 1.27, which the go
+# command fetches as a toolchain module.
+K8S_VERSION=1.37.2
+ARGOCD_VERSION=3.6.2
+ARGOCD_GO=go1.27.3
+HELM_VERSION=4.3.2
+KUSTOMIZE_VERSION=5.8.1
+
 cache=${ARGO_DRIFT_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/argo-drift}
-state=${ARGO_DRIFT_TESTENV_DIR:-/tmp/argo-drift-testenv}
-port=${ARGO_DRIFT_TESTENV_PORT:-16443}
-etcd_port=$((port + 1))
-etcd_peer_port=$((port + 2))
-apiserver=$cache/kube-apiserver-v$K8S_VERSION
+base_state=${ARGO_DRIFT_TESTENV_DIR:-/tmp/argo-drift-testenv}
+base_port=${ARGO_DRIFT_TESTENV_PORT:-16443}
 root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$cache/bin
+apiserver=$bin/kube-apiserver-v$K8S_VERSION
+argocd=$bin/argocd-v$ARGOCD_VERSION
+argocd_release=$cache/argocd-v$ARGOCD_VERSION-manifests
+tools=$cache/tools-helm-v$HELM_VERSION-kustomize-v$KUSTOMIZE_VERSION
+
+# Argo CD's ports (loopback only).
+argocd_port=$((base_port + 1637))          # argocd-server (HTTPS and gRPC): 18080
+repo_port=$((argocd_port + 1))             # argocd-repo-server: 18081
+redis_port=$((argocd_port + 2))            # redis: 18082
+metrics_base=$((argocd_port + 3))          # components' metrics and probes: 18083..18088
+argocd_ns=argocd
 
 say() { printf 'testenv: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -44,79 +70,152 @@ need_packages() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-build() {
-  [ -x "$apiserver" ] && return 0
-  need_packages golang-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync
-  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src .* bookworm main' /etc/apt/sources.list; then
-    say "adding a deb-src line for bookworm main"
-    echo 'deb-src http://deb.debian.org/debian bookworm main' | as_root tee /etc/apt/sources.list.d/argo-drift-src.list >/dev/null
-  fi
-  as_root apt-get update -qq
-  local work
-  work=$(mktemp -d "${TMPDIR:-/tmp}/argo-drift-k8s-build.XXXXXX")
-  trap 'rm -rf "$work"; trap - RETURN' RETURN
-  say "downloading the kubernetes source package into $work"
-  (cd "$work" && apt-get source --download-only kubernetes >/dev/null 2>&1) || die "apt-get source kubernetes failed"
-  (cd "$work" && dpkg-source --no-check -x kubernetes_*.dsc src >/dev/null) || die "dpkg-source -x failed"
-  local tree=$work/src
-  grep -q "gitVersion.*v$K8S_VERSION\|$K8S_VERSION" "$tree/debian/changelog" || say "warning: source is not v$K8S_VERSION"
-  # The vendored reflect2 1.0.1 segfaults under Go >= 1.18 once the server stores a custom resource.
-  rm -rf "$tree/vendor/github.com/modern-go/reflect2"
-  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
-  # Under Go >= 1.18 this zero-value comparison rejects every empty string in a custom resource as
-  # null, and Argo CD writes `"group": ""` for core kinds.
-  for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go vendor/github.com/go-openapi/validate/type.go; do
-    [ -f "$tree/$f" ] || continue
-    sed -i -E 's/if data == nil \|\| reflect\.DeepEqual\(reflect\.Zero\([^)]*\)\.Interface\(\), data\)/if data == nil/; s/if data == nil \|\| reflect\.DeepEqual\(reflect\.Zero\(.*\), reflect\.ValueOf\(data\)\)/if data == nil/' "$tree/$f"
-    grep -q 'reflect.DeepEqual(reflect.Zero' "$tree/$f" && die "could not patch $f"
+cluster=hub
+parse_cluster() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --cluster) cluster=${2:?--cluster needs a name}; shift 2 ;;
+      --cluster=*) cluster=${1#--cluster=}; shift ;;
+      *) die "unknown argument $1 (see the head of $0)" ;;
+    esac
   done
-  mkdir -p "$tree/.go/src/k8s.io"
-  ln -s "$tree" "$tree/.go/src/k8s.io/kubernetes"
-  say "building kube-apiserver (3-5 minutes on 2 cores)"
-  (
-    cd "$tree/.go/src/k8s.io/kubernetes"
-    export GO111MODULE=off GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= GOCACHE=$work/gocache
-    make WHAT=cmd/kube-apiserver KUBE_GIT_VERSION=v$K8S_VERSION KUBE_GIT_TREE_STATE=clean >"$work/build.log" 2>&1
-  ) || { tail -30 "$work/build.log" >&2; die "kube-apiserver build failed"; }
-  local bin
-  bin=$(find "$tree/_output" -type f -name kube-apiserver -perm -u+x | head -1)
-  [ -n "$bin" ] || die "build produced no kube-apiserver binary"
-  mkdir -p "$cache"
-  cp "$bin" "$apiserver.tmp" && mv "$apiserver.tmp" "$apiserver"
-  say "cached $apiserver"
+  case "$cluster" in
+    hub) state=$base_state; port=$base_port ;;
+    spoke) state=$base_state-spoke; port=$((base_port + 1000)) ;;
+    *) die "unknown cluster '$cluster': hub or spoke" ;;
+  esac
+  etcd_port=$((port + 1))
+  etcd_peer_port=$((port + 2))
 }
+
+# --- building from Go modules ------------------------------------------------------------------
+
+# gobuild OUT PACKAGE GO_MOD_TEXT [GOTOOLCHAIN]: build PACKAGE in a module of its own whose go.mod
+# is GO_MOD_TEXT, into OUT (atomically; the module directory and Go's caches are kept for the
+# next build).
+gobuild() {
+  local out=$1 pkg=$2 gomod=$3 toolchain=${4:-local} dir ldflags=${5:-}
+  dir=$cache/build/$(basename "$out")
+  mkdir -p "$dir" "$bin"
+  printf '%s\n' "$gomod" >"$dir/go.mod"
+  say "building $(basename "$out") from Go modules (log: $dir/build.log)"
+  (
+    cd "$dir"
+    export GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod CGO_ENABLED=0
+    go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg"
+  ) >"$dir/build.log" 2>&1 || { tail -30 "$dir/build.log" >&2; die "building $pkg failed (log: $dir/build.log)"; }
+  mv "$out.tmp" "$out"
+}
+
+# The go.mod of a released module, as the module proxy serves it.
+module_gomod() {
+  local path=$1 version=$2 toolchain=${3:-local} file
+  file=$(cd "$cache" && GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod go mod download -json "$path@$version" 2>/dev/null \
+    | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -n "$file" ] && [ -f "$file" ] || die "the module proxy did not serve $path@$version"
+  cat "$file"
+}
+
+# The source directory of a released module (downloaded into Go's module cache).
+module_dir() {
+  local path=$1 version=$2 toolchain=${3:-local} dir
+  dir=$(cd "$cache" && GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod go mod download -json "$path@$version" 2>/dev/null \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -n "$dir" ] && [ -d "$dir" ] || die "the module proxy did not serve $path@$version"
+  printf '%s\n' "$dir"
+}
+
+need_go() {
+  command -v go >/dev/null || die "Go is needed to build the test binaries (the machine image has Go 1.26)"
+}
+
+build_apiserver() {
+  [ -x "$apiserver" ] && return 0
+  need_go
+  mkdir -p "$cache"
+  # k8s.io/kubernetes replaces every k8s.io staging module with its own ./staging copy; outside
+  # its repository those are the published modules v0.<minor>.<patch>.
+  local staging minor=${K8S_VERSION#*.}
+  staging=$(module_gomod k8s.io/kubernetes "v$K8S_VERSION" \
+    | sed -nE 's#^\s*(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+.*#\t\1 => \1 v0.'"$minor"'#p')
+  [ -n "$staging" ] || die "no staging modules found in k8s.io/kubernetes@v$K8S_VERSION's go.mod"
+  gobuild "$apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$(printf 'module argo-drift.io/testenv/kube-apiserver\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n%s\n)' "$K8S_VERSION" "$staging")" \
+    local "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+build_argocd() {
+  [ -x "$argocd" ] && [ -d "$argocd_release" ] && return 0
+  need_go
+  mkdir -p "$cache"
+  local gomod replaces
+  gomod=$(module_gomod github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")
+  # Argo CD's own replace block, less its ./gitops-engine (a nested module, not in the zip): the
+  # gitops-engine module is tagged at the same release.
+  replaces=$(printf '%s\n' "$gomod" | awk '/^replace \(/{p=1} p{print} p&&/^\)/{p=0}')
+  if [ ! -x "$argocd" ]; then
+    gobuild "$argocd" github.com/argoproj/argo-cd/v3/cmd "$(printf 'module argo-drift.io/testenv/argocd\n\ngo 1.27.0\n\nrequire (\n\tgithub.com/argoproj/argo-cd/v3 v%s\n\tgithub.com/argoproj/argo-cd/gitops-engine/v3 v%s\n)\n\n%s' "$ARGOCD_VERSION" "$ARGOCD_VERSION" "$replaces")" \
+      "$ARGOCD_GO" "-X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean"
+  fi
+  release_manifests
+}
+
+# helm and kustomize, which Argo CD's repo-server runs, on its PATH.
+build_tools() {
+  need_go
+  mkdir -p "$tools"
+  local helm_replaces
+  [ -x "$tools/helm" ] || { helm_replaces=$(module_gomod helm.sh/helm/v4 "v$HELM_VERSION" | awk '/^replace \(/{p=1} p{print} p&&/^\)/{p=0} /^replace [^(]/{print}')
+  gobuild "$tools/helm" helm.sh/helm/v4/cmd/helm "$(printf 'module argo-drift.io/testenv/helm\n\ngo 1.26.0\n\nrequire helm.sh/helm/v4 v%s\n\n%s' "$HELM_VERSION" "$helm_replaces")" \
+    local "-X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION"; }
+  # Argo CD 3.6 ships kustomize 5.8.3, whose kube-openapi pseudo-version the module proxy does not
+  # serve; 5.8.1 builds. The same Go toolchain as Argo CD.
+  [ -x "$tools/kustomize" ] || gobuild "$tools/kustomize" sigs.k8s.io/kustomize/kustomize/v5 \
+    "$(printf 'module argo-drift.io/testenv/kustomize\n\ngo 1.27.0\n\nrequire sigs.k8s.io/kustomize/kustomize/v5 v%s\n' "$KUSTOMIZE_VERSION")" "$ARGOCD_GO"
+}
+
+build() {
+  build_apiserver
+  build_argocd
+  build_tools
+}
+
+# --- the API server ----------------------------------------------------------------------------
 
 certificates() {
   [ -f "$state/pki/server.crt" ] && return 0
   command -v openssl >/dev/null || need_packages openssl
   local d=$state/pki
   mkdir -p "$d"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=argo-drift-testenv-ca" \
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=argo-drift-testenv-$cluster-ca" \
     -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >"$d/ext"
+  # One serving certificate for every server on loopback: kube-apiserver and argocd-server.
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=argo-drift-testenv" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,DNS:argocd-server\nextendedKeyUsage=serverAuth\n' >"$d/ext"
   openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
     -extfile "$d/ext" -out "$d/server.crt" 2>/dev/null
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
   openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
-  # Tokens: an administrator (system:masters) for the tests, and an unprivileged identity whose
-  # rights come only from RBAC, as the controller has in a real cluster.
-  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/admin.token"
-  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/controller.token"
+  # Tokens: an administrator (system:masters) for the tests, Argo CD's controller (also
+  # cluster-admin, as Argo CD's install grants it), and an unprivileged identity whose rights come
+  # only from RBAC, as argo-drift has in a real cluster.
+  for t in admin argocd controller; do
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/$t.token"
+  done
   {
     echo "$(cat "$d/admin.token"),admin,admin,system:masters"
+    echo "$(cat "$d/argocd.token"),system:serviceaccount:argocd:argocd-application-controller,argocd-sa,system:masters"
     echo "$(cat "$d/controller.token"),system:serviceaccount:argocd:argo-drift,argo-drift-sa,system:serviceaccounts"
   } >"$d/tokens.csv"
   chmod 600 "$d"/*.key "$d"/*.token "$d/tokens.csv"
 }
 
 kubeconfig() {
-  local user=$1 token_file=$2 out=$3
+  local user=$1 token_file=$2 out=$3 namespace=${4:-default}
   cat >"$out.tmp" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
-- name: argo-drift-testenv
+- name: argo-drift-testenv-$cluster
   cluster:
     server: https://127.0.0.1:$port
     certificate-authority-data: $(base64 -w0 <"$state/pki/ca.crt")
@@ -125,9 +224,9 @@ users:
   user:
     token: $(cat "$token_file")
 contexts:
-- name: argo-drift-testenv
-  context: {cluster: argo-drift-testenv, user: $user}
-current-context: argo-drift-testenv
+- name: argo-drift-testenv-$cluster
+  context: {cluster: argo-drift-testenv-$cluster, user: $user, namespace: $namespace}
+current-context: argo-drift-testenv-$cluster
 EOF
   chmod 600 "$out.tmp" && mv "$out.tmp" "$out"
 }
@@ -142,6 +241,25 @@ alive() {
   [ "$stat" != Z ]
 }
 
+# start NAME COMMAND...: run a server in the background, its log in $state/NAME.log. The servers
+# must not inherit the lock (fd 9), or it would never be released.
+start() {
+  local name=$1; shift
+  alive "$name" && return 0
+  nohup "$@" >"$state/$name.log" 2>&1 9>&- &
+  echo $! >"$state/$name.pid"
+}
+
+stop() {
+  local name=$1
+  if alive "$name"; then
+    kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$name" || break; sleep 0.1; done
+    alive "$name" && kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
+  fi
+  rm -f "$state/$name.pid"
+}
+
 ready() {
   curl -sf --max-time 2 --cacert "$state/pki/ca.crt" -H "Authorization: Bearer $(cat "$state/pki/admin.token")" \
     "https://127.0.0.1:$port/readyz" >/dev/null 2>&1
@@ -150,23 +268,20 @@ ready() {
 start_etcd() {
   alive etcd && return 0
   need_packages etcd-server
-  local etcd
-  etcd=$(command -v etcd || echo /usr/bin/etcd)
   mkdir -p "$state/etcd"
   say "starting etcd on 127.0.0.1:$etcd_port"
-  nohup "$etcd" --name argo-drift-testenv --data-dir "$state/etcd" \
+  start etcd "$(command -v etcd || echo /usr/bin/etcd)" --name "argo-drift-testenv-$cluster" --data-dir "$state/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
-    --initial-cluster "argo-drift-testenv=http://127.0.0.1:$etcd_peer_port" \
-    --quota-backend-bytes 4294967296 --unsafe-no-fsync >"$state/etcd.log" 2>&1 9>&- &
-  echo $! >"$state/etcd.pid"
+    --initial-cluster "argo-drift-testenv-$cluster=http://127.0.0.1:$etcd_peer_port" \
+    --quota-backend-bytes 4294967296 --unsafe-no-fsync
 }
 
 start_apiserver() {
   alive kube-apiserver && return 0
-  say "starting kube-apiserver on 127.0.0.1:$port"
+  say "starting kube-apiserver v$K8S_VERSION on 127.0.0.1:$port"
   local d=$state/pki
-  nohup "$apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+  start kube-apiserver "$apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
     --tls-cert-file "$d/server.crt" --tls-private-key-file "$d/server.key" --client-ca-file "$d/ca.crt" \
     --token-auth-file "$d/tokens.csv" --authorization-mode RBAC --anonymous-auth=false \
@@ -176,46 +291,73 @@ start_apiserver() {
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,DefaultStorageClass,ResourceQuota \
     --disable-admission-plugins ServiceAccount \
     --endpoint-reconciler-type none --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --cert-dir "$state/pki" >"$state/kube-apiserver.log" 2>&1 9>&- &
-  echo $! >"$state/kube-apiserver.pid"
+    --cert-dir "$state/pki"
 }
 
 wait_ready() {
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 240); do
     ready && return 0
     alive kube-apiserver || { tail -20 "$state/kube-apiserver.log" >&2; die "kube-apiserver exited; log: $state/kube-apiserver.log"; }
     sleep 0.5
   done
-  die "kube-apiserver not ready after 60 s; log: $state/kube-apiserver.log"
+  die "kube-apiserver not ready after 120 s; log: $state/kube-apiserver.log"
 }
 
+# kube PATH METHOD [CURL ARGS...]: a request to the API server as the administrator.
+kube() {
+  local path=$1 method=$2; shift 2
+  curl -sf --cacert "$state/pki/ca.crt" -H "Authorization: Bearer $(cat "$state/pki/admin.token")" \
+    -X "$method" "$@" "https://127.0.0.1:$port$path"
+}
+
+# apply_file COLLECTION_PATH NAME FILE [MANAGER]: server-side apply of one YAML document.
+apply_file() {
+  kube "$1/$2?fieldManager=${4:-argo-drift-testenv}&force=true" PATCH \
+    -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$3" >/dev/null \
+    || die "could not apply $2 from $3"
+}
+
+yaml_name() { awk '/^metadata:/ {m=1; next} m && /^  name:/ {print $2; exit}' "$1"; }
+
 install_crds() {
-  local kc=$1
-  # The tests apply through the API with the project's own client; curl keeps this script free of
-  # kubectl, which Debian does not ship as a binary package.
-  local server token ca
-  server=$(awk '/server:/ {print $2; exit}' "$kc")
-  if [ "$kc" = "$state/kubeconfig" ]; then
-    token=$(cat "$state/pki/admin.token")
-    ca=(--cacert "$state/pki/ca.crt")
-  else
-    return 0 # an existing cluster: the tests install the CRDs themselves through its kubeconfig
-  fi
-  for f in "$root"/deploy/testenv/crds/*.yaml; do
-    local name
-    name=$(awk '/^  name:/ {print $2; exit}' "$f")
-    curl -sf "${ca[@]}" -H "Authorization: Bearer $token" -H 'Content-Type: application/apply-patch+yaml' \
-      -X PATCH --data-binary @"$f" \
-      "$server/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$name?fieldManager=argo-drift-testenv&force=true" >/dev/null \
-      || die "could not install CRD $name from $f"
+  local f
+  for f in "$argocd_release"/crds/*.yaml "$root"/deploy/testenv/crds/*.yaml; do
+    apply_file /apis/apiextensions.k8s.io/v1/customresourcedefinitions "$(yaml_name "$f")" "$f"
   done
 }
 
-up() {
-  if [ -n "${KUBECONFIG:-}" ] && [ "${KUBECONFIG}" != "$state/kubeconfig" ]; then
-    [ -f "$KUBECONFIG" ] || die "KUBECONFIG=$KUBECONFIG does not exist"
-    say "using the existing cluster in KUBECONFIG=$KUBECONFIG"
+# The Argo CD CRDs are the release's own; fetching them needs only the module, not the build.
+release_manifests() {
+  [ -d "$argocd_release" ] && return 0
+  need_go
+  mkdir -p "$cache"
+  local src
+  src=$(module_dir github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")
+  rm -rf "$argocd_release.tmp"
+  mkdir -p "$argocd_release.tmp/crds" "$argocd_release.tmp/config"
+  cp "$src"/manifests/crds/*-crd.yaml "$argocd_release.tmp/crds/"
+  cp "$src"/manifests/base/config/argocd-*.yaml "$argocd_release.tmp/config/"
+  rm -rf "$argocd_release" && mv "$argocd_release.tmp" "$argocd_release"
+}
+
+exports() {
+  if [ "$external" = 1 ]; then
     echo "export KUBECONFIG=$KUBECONFIG"
+  else
+    echo "export KUBECONFIG=$state/kubeconfig"
+  fi
+  echo "export ARGO_DRIFT_ARGOCD_CRDS=$argocd_release/crds"
+}
+
+external=0
+up() {
+  parse_cluster "$@"
+  if [ "$cluster" = hub ] && [ -n "${KUBECONFIG:-}" ] && [ "${KUBECONFIG}" != "$state/kubeconfig" ]; then
+    [ -f "$KUBECONFIG" ] || die "KUBECONFIG=$KUBECONFIG does not exist"
+    external=1
+    say "using the existing cluster in KUBECONFIG=$KUBECONFIG"
+    release_manifests
+    exports
     return 0
   fi
   command -v curl >/dev/null || need_packages curl
@@ -223,28 +365,187 @@ up() {
   [ -x /usr/sbin/sshd ] || need_packages openssh-server
   mkdir -p "$state"
   # Test binaries may call `up` at the same time; one of them does the work.
-  # The servers started below must not inherit the lock (fd 9), or it would never be released.
   exec 9>"$state.lock"
-  flock -w 900 9 || die "another scripts/testenv.sh up holds $state.lock"
-  build
+  flock -w 2400 9 || die "another scripts/testenv.sh up holds $state.lock"
+  build_apiserver
+  release_manifests
   certificates
   start_etcd
   start_apiserver
   wait_ready
   kubeconfig admin "$state/pki/admin.token" "$state/kubeconfig"
   kubeconfig argo-drift "$state/pki/controller.token" "$state/kubeconfig-controller"
-  install_crds "$state/kubeconfig"
-  say "ready: https://127.0.0.1:$port (logs in $state)"
-  echo "export KUBECONFIG=$state/kubeconfig"
+  install_crds
+  say "ready: kube-apiserver v$K8S_VERSION at https://127.0.0.1:$port (logs in $state)"
+  exports
+}
+
+# --- Argo CD -----------------------------------------------------------------------------------
+
+# The environment Argo CD's Procfile gives every component when it runs outside a cluster
+# (ARGOCD_FAKE_IN_CLUSTER), with Argo CD's own kubeconfig.
+argocd_env() {
+  printf '%s\n' ARGOCD_FAKE_IN_CLUSTER=true "KUBECONFIG=$argocd_kubeconfig" \
+    "ARGOCD_TLS_DATA_PATH=$state/argocd/tls" "ARGOCD_SSH_DATA_PATH=$state/argocd/ssh" \
+    "ARGOCD_GNUPGHOME=$state/argocd/gpg/keys" "ARGOCD_GPG_DATA_PATH=$state/argocd/gpg/source" \
+    ARGOCD_GPG_ENABLED=false "PATH=$tools:$PATH" "HOME=$state/argocd/home"
+}
+
+start_argocd_component() {
+  local name=$1; shift
+  alive "$name" && return 0
+  say "starting $name"
+  local vars
+  mapfile -t vars < <(argocd_env)
+  # The namespace comes from Argo CD's kubeconfig context (the repo-server has no --namespace).
+  start "$name" env "${vars[@]}" "ARGOCD_BINARY_NAME=$name" "$argocd" "$@" --loglevel info
+}
+
+argocd_api() {
+  local path=$1; shift
+  curl -sf --max-time 10 --cacert "$state/pki/ca.crt" "$@" "https://127.0.0.1:$argocd_port$path"
+}
+
+# Argo CD's settings: the release's own ConfigMaps and Secret, then the test installation's keys
+# on top, under a field manager of their own so that neither removes the other's fields (an apiKey account for argo-drift, an admin password, a short reconciliation period, the
+# server certificate signed by the test CA).
+argocd_settings() {
+  local cfg f hash ns_path=/api/v1/namespaces/$argocd_ns
+  kube /api/v1/namespaces POST -H 'Content-Type: application/json' \
+    --data "{\"metadata\":{\"name\":\"$argocd_ns\"}}" >/dev/null 2>&1 || true
+  for f in "$argocd_release"/config/*.yaml; do
+    case "$(awk '/^kind:/ {print $2; exit}' "$f")" in
+      ConfigMap) apply_file "$ns_path/configmaps" "$(yaml_name "$f")" "$f" ;;
+      Secret) apply_file "$ns_path/secrets" "$(yaml_name "$f")" "$f" ;;
+    esac
+  done
+  cfg=$state/argocd/config
+  mkdir -p "$cfg"
+  [ -f "$state/argocd/admin.password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/argocd/admin.password"
+  chmod 600 "$state/argocd/admin.password"
+  hash=$(ARGOCD_BINARY_NAME=argocd "$argocd" account bcrypt --password "$(cat "$state/argocd/admin.password")")
+  cat >"$cfg/argocd-cm.yaml" <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-cm, namespace: $argocd_ns}
+data:
+  accounts.argo-drift: apiKey
+  admin.enabled: "true"
+  timeout.reconciliation: 10s
+  url: https://127.0.0.1:$argocd_port
+YAML
+  cat >"$cfg/argocd-rbac-cm.yaml" <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-rbac-cm, namespace: $argocd_ns}
+data:
+  policy.csv: |
+    g, argo-drift, role:admin
+YAML
+  cat >"$cfg/argocd-secret.yaml" <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: argocd-secret, namespace: $argocd_ns}
+stringData:
+  admin.password: '$hash'
+  admin.passwordMtime: '2026-01-01T00:00:00Z'
+YAML
+  cat >"$cfg/argocd-server-tls.yaml" <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: argocd-server-tls, namespace: $argocd_ns, labels: {app.kubernetes.io/part-of: argocd}}
+type: kubernetes.io/tls
+data:
+  tls.crt: $(base64 -w0 <"$state/pki/server.crt")
+  tls.key: $(base64 -w0 <"$state/pki/server.key")
+YAML
+  chmod 600 "$cfg"/*.yaml
+  apply_file "$ns_path/configmaps" argocd-cm "$cfg/argocd-cm.yaml" argo-drift-testenv-settings
+  apply_file "$ns_path/configmaps" argocd-rbac-cm "$cfg/argocd-rbac-cm.yaml" argo-drift-testenv-settings
+  apply_file "$ns_path/secrets" argocd-secret "$cfg/argocd-secret.yaml" argo-drift-testenv-settings
+  apply_file "$ns_path/secrets" argocd-server-tls "$cfg/argocd-server-tls.yaml" argo-drift-testenv-settings
+}
+
+# An API token for the argo-drift account, made through Argo CD's own API (log in as admin, then
+# POST /api/v1/account/argo-drift/token), kept while it still works.
+argocd_token() {
+  local token_file=$state/argocd/token session
+  if [ -s "$token_file" ] && argocd_api /api/v1/session/userinfo -H "Authorization: Bearer $(cat "$token_file")" \
+    | grep -q '"loggedIn":true'; then
+    return 0
+  fi
+  session=$(argocd_api /api/v1/session -X POST -H 'Content-Type: application/json' \
+    --data "{\"username\":\"admin\",\"password\":\"$(cat "$state/argocd/admin.password")\"}" \
+    | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  [ -n "$session" ] || die "could not log in to argocd-server as admin (scripts/testenv.sh logs)"
+  argocd_api /api/v1/account/argo-drift/token -X POST -H "Authorization: Bearer $session" \
+    -H 'Content-Type: application/json' --data '{"id":"argo-drift-tests"}' \
+    | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' >"$token_file.tmp"
+  [ -s "$token_file.tmp" ] || die "argocd-server gave no API token for the argo-drift account"
+  chmod 600 "$token_file.tmp" && mv "$token_file.tmp" "$token_file"
+}
+
+argocd_exports() {
+  echo "export ARGO_DRIFT_TEST_ARGOCD_SERVER=127.0.0.1:$argocd_port"
+  echo "export ARGO_DRIFT_TEST_ARGOCD_CA=$state/pki/ca.crt"
+  echo "export ARGO_DRIFT_TEST_ARGOCD_TOKEN_FILE=$state/argocd/token"
+  echo "export ARGO_DRIFT_TEST_ARGOCD_NAMESPACE=$argocd_ns"
+}
+
+argocd_up() {
+  up >/dev/null
+  if [ "$external" = 1 ]; then
+    die "the real Argo CD runs against the project's own API server (its admin token and CA); unset KUBECONFIG"
+  fi
+  exec 9>"$state.argocd.lock"
+  flock -w 2400 9 || die "another scripts/testenv.sh argocd holds $state.argocd.lock"
+  build_argocd
+  build_tools
+  need_packages redis-server
+  mkdir -p "$state/argocd/tls" "$state/argocd/ssh" "$state/argocd/gpg/keys" "$state/argocd/gpg/source" "$state/argocd/home"
+  argocd_kubeconfig=$state/kubeconfig-argocd
+  kubeconfig argocd-application-controller "$state/pki/argocd.token" "$argocd_kubeconfig" "$argocd_ns"
+  argocd_settings
+  start redis "$(command -v redis-server || echo /usr/bin/redis-server)" --bind 127.0.0.1 --port "$redis_port" \
+    --save '' --appendonly no
+  local repo=127.0.0.1:$repo_port m=$metrics_base redis=127.0.0.1:$redis_port
+  start_argocd_component argocd-repo-server --address 127.0.0.1 --port "$repo_port" --redis "$redis" \
+    --metrics-address 127.0.0.1 --metrics-port "$m"
+  start_argocd_component argocd-application-controller --repo-server "$repo" --redis "$redis" \
+    --metrics-port "$((m + 1))" --commit-server 127.0.0.1:1 --self-heal-timeout-seconds 2
+  start_argocd_component argocd-server --repo-server "$repo" --redis "$redis" --address 127.0.0.1 \
+    --port "$argocd_port" --metrics-address 127.0.0.1 --metrics-port "$((m + 2))" --dex-server http://127.0.0.1:1
+  start_argocd_component argocd-applicationset-controller --argocd-repo-server "$repo" \
+    --metrics-addr "127.0.0.1:$((m + 3))" --probe-addr "127.0.0.1:$((m + 4))" --webhook-addr "127.0.0.1:$((m + 5))"
+  local p
+  for _ in $(seq 1 240); do
+    argocd_api /api/version >/dev/null 2>&1 && break
+    for p in argocd-server argocd-repo-server argocd-application-controller argocd-applicationset-controller; do
+      alive "$p" || { tail -20 "$state/$p.log" >&2; die "$p exited; log: $state/$p.log"; }
+    done
+    sleep 0.5
+  done
+  argocd_api /api/version >/dev/null || die "argocd-server did not answer /api/version in 120 s (log: $state/argocd-server.log)"
+  argocd_token
+  say "ready: Argo CD v$ARGOCD_VERSION at https://127.0.0.1:$argocd_port (scripts/testenv.sh logs)"
+  exports
+  argocd_exports
+}
+
+logs() {
+  parse_cluster
+  local p
+  for p in argocd-server argocd-repo-server argocd-application-controller argocd-applicationset-controller redis; do
+    [ -f "$state/$p.log" ] || continue
+    echo "===== $p ($state/$p.log), last ${1:-50} lines"
+    tail -n "${1:-50}" "$state/$p.log"
+  done
 }
 
 down() {
-  for p in kube-apiserver etcd; do
-    if alive "$p"; then
-      kill "$(cat "$state/$p.pid")" 2>/dev/null || true
-      for _ in $(seq 1 50); do alive "$p" || break; sleep 0.1; done
-      alive "$p" && kill -9 "$(cat "$state/$p.pid")" 2>/dev/null || true
-    fi
+  parse_cluster "$@"
+  for p in argocd-applicationset-controller argocd-application-controller argocd-server argocd-repo-server redis kube-apiserver etcd; do
+    stop "$p"
   done
   rm -rf "$state"
   say "stopped and removed $state"
@@ -252,6 +553,7 @@ down() {
 
 # Stop and start kube-apiserver alone (etcd keeps the data): the resilience tests use it.
 restart_apiserver() {
+  parse_cluster
   alive kube-apiserver || die "not running: scripts/testenv.sh up"
   kill "$(cat "$state/kube-apiserver.pid")"
   for _ in $(seq 1 100); do alive kube-apiserver || break; sleep 0.1; done
@@ -262,18 +564,20 @@ restart_apiserver() {
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
     sleep 0.1
   done
-  sleep "${2:-0}"
+  sleep "${1:-0}"
   start_apiserver
   wait_ready
   say "kube-apiserver restarted"
 }
 
 case "${1:-}" in
-  up) up ;;
-  restart-apiserver) restart_apiserver "$@" ;;
-  down) down ;;
+  up) shift; up "$@" ;;
+  argocd) shift; parse_cluster; argocd_up ;;
+  logs) shift; logs "$@" ;;
+  env) shift; parse_cluster "$@"; [ -f "$state/kubeconfig" ] || die "not running: scripts/testenv.sh up"; exports ;;
+  restart-apiserver) shift; restart_apiserver "$@" ;;
+  down) shift; down "$@" ;;
   build) build ;;
-  env) [ -f "$state/kubeconfig" ] || die "not running: scripts/testenv.sh up"; echo "export KUBECONFIG=$state/kubeconfig" ;;
-  -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -511,6 +511,7 @@ mod tests {
             patch: None,
             diff: None,
             source: None,
+            unverified: Vec::new(),
         }
     }
 

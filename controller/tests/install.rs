@@ -49,6 +49,10 @@ async fn dry_run(client: &kube::Client, doc: &Value, argocd: &str, namespace: &s
             )
             .replace("APP_NAMESPACE", namespace)
             .replace(
+                "\"namespace\":\"shop\"",
+                &format!("\"namespace\":\"{namespace}\""),
+            )
+            .replace(
                 "\"namespace\":\"argo-drift-workflows\"",
                 &format!("\"namespace\":\"{namespace}\""),
             ),
@@ -94,6 +98,7 @@ async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
     let mut files = yaml_files(&repo("applicationsets"));
     files.extend(yaml_files(&repo("examples/tiers")));
     files.extend(yaml_files(&repo("examples/workflows")));
+    files.extend(yaml_files(&repo("examples/offline/desired")));
     for f in yaml_files(&repo("deploy")) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         // Kustomize files are not objects; the CRDs are installed already; the sidecar is a

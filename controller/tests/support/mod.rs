@@ -18,6 +18,7 @@ use kube::{Client, Config};
 use serde_json::{json, Value};
 
 static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+static ARGOCD: OnceLock<RealArgoCd> = OnceLock::new();
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -26,33 +27,100 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Run `scripts/testenv.sh VERB` and return the `export NAME=VALUE` lines it prints.
+fn testenv(verb: &str) -> Vec<(String, String)> {
+    let out = Command::new(root().join("scripts/testenv.sh"))
+        .arg(verb)
+        .output()
+        .expect("running scripts/testenv.sh");
+    assert!(
+        out.status.success(),
+        "scripts/testenv.sh {verb} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn exported(exports: &[(String, String)], name: &str) -> String {
+    exports
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("scripts/testenv.sh exported no {name}"))
+}
+
+/// Where the pinned Argo CD release's CRDs are (the script fetches them, for any cluster).
+static ARGOCD_CRDS: OnceLock<PathBuf> = OnceLock::new();
+
 /// The kubeconfig of the test cluster: KUBECONFIG when set, else the project's own API server,
 /// started (and built, the first time) by `scripts/testenv.sh up`.
 pub fn kubeconfig() -> PathBuf {
     KUBECONFIG
         .get_or_init(|| {
-            if let Ok(k) = std::env::var("KUBECONFIG") {
-                if !k.is_empty() {
-                    return PathBuf::from(k);
-                }
-            }
-            let out = Command::new(root().join("scripts/testenv.sh"))
-                .arg("up")
-                .output()
-                .expect("running scripts/testenv.sh up");
-            assert!(
-                out.status.success(),
-                "scripts/testenv.sh up failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let line = stdout
-                .lines()
-                .find(|l| l.starts_with("export KUBECONFIG="))
-                .unwrap();
-            PathBuf::from(line.trim_start_matches("export KUBECONFIG="))
+            let exports = testenv("up");
+            let _ = ARGOCD_CRDS.set(PathBuf::from(exported(&exports, "ARGO_DRIFT_ARGOCD_CRDS")));
+            PathBuf::from(exported(&exports, "KUBECONFIG"))
         })
         .clone()
+}
+
+/// The real Argo CD (`scripts/testenv.sh argocd`: argocd-server, application-controller,
+/// repo-server and applicationset-controller of the pinned release, on loopback against the test
+/// API server), started once per test run.
+pub struct RealArgoCd {
+    /// `host:port` of argocd-server (HTTPS, certificate from the test CA).
+    pub server: String,
+    pub ca: PathBuf,
+    pub token_file: PathBuf,
+    /// The namespace Argo CD runs in and keeps its Applications in.
+    pub namespace: String,
+}
+
+impl RealArgoCd {
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A client of argo-drift's for this server, authenticated with the argo-drift account's token.
+    pub fn client(&self) -> argo_drift_controller::argocd::ArgoCd {
+        use argo_drift_controller::argocd::{ArgoCd, Settings};
+        let mut settings = Settings::new(&format!("https://{}", self.server), self.token());
+        settings.ca_pem = Some(std::fs::read(&self.ca).unwrap());
+        ArgoCd::new(settings).unwrap()
+    }
+
+    /// The components' logs, for a failing test's message.
+    pub fn logs(&self) -> String {
+        let out = Command::new(root().join("scripts/testenv.sh"))
+            .args(["logs", "40"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+pub fn real_argocd() -> &'static RealArgoCd {
+    ARGOCD.get_or_init(|| {
+        if std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty()) {
+            panic!("the real Argo CD runs against the project's own API server: unset KUBECONFIG");
+        }
+        kubeconfig();
+        let exports = testenv("argocd");
+        RealArgoCd {
+            server: exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_SERVER"),
+            ca: PathBuf::from(exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_CA")),
+            token_file: PathBuf::from(exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_TOKEN_FILE")),
+            namespace: exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_NAMESPACE"),
+        }
+    })
 }
 
 pub async fn client() -> Client {
@@ -74,10 +142,16 @@ pub async fn client() -> Client {
     client
 }
 
-/// The project's minimal Argo CD CRDs (idempotent), for clusters the script did not start.
+/// The pinned Argo CD release's CRDs and the project's test CRDs (Argo Workflows, the
+/// ServiceMonitor), idempotent, for clusters the script did not start.
 async fn install_crds(client: &Client) {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("deploy/testenv/crds"))
-        .unwrap()
+    let dirs = [
+        ARGOCD_CRDS.get().cloned().unwrap(),
+        root().join("deploy/testenv/crds"),
+    ];
+    let mut files: Vec<_> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
