@@ -144,7 +144,7 @@ build_apiserver() {
 }
 
 build_argocd() {
-  [ -x "$argocd" ] && [ -d "$argocd_release" ] && return 0
+  [ -x "$argocd" ] && [ -x "$argocd_release/bin/git-verify-wrapper.sh" ] && return 0
   need_go
   mkdir -p "$cache"
   local gomod replaces
@@ -328,7 +328,7 @@ install_crds() {
 
 # The Argo CD CRDs are the release's own; fetching them needs only the module, not the build.
 release_manifests() {
-  [ -d "$argocd_release" ] && return 0
+  [ -x "$argocd_release/bin/git-verify-wrapper.sh" ] && return 0
   need_go
   mkdir -p "$cache"
   local src
@@ -337,6 +337,11 @@ release_manifests() {
   mkdir -p "$argocd_release.tmp/crds" "$argocd_release.tmp/config"
   cp "$src"/manifests/crds/*-crd.yaml "$argocd_release.tmp/crds/"
   cp "$src"/manifests/base/config/argocd-*.yaml "$argocd_release.tmp/config/"
+  # The repo-server runs git-verify-wrapper.sh for every manifest generation (Argo CD's image
+  # has it on PATH; reposerver/repository/repository.go calls VerifyCommitSignature).
+  mkdir -p "$argocd_release.tmp/bin"
+  cp "$src"/hack/git-verify-wrapper.sh "$src"/hack/gpg-wrapper.sh "$argocd_release.tmp/bin/"
+  chmod 755 "$argocd_release.tmp"/bin/*
   rm -rf "$argocd_release" && mv "$argocd_release.tmp" "$argocd_release"
 }
 
@@ -388,7 +393,7 @@ argocd_env() {
   printf '%s\n' ARGOCD_FAKE_IN_CLUSTER=true "KUBECONFIG=$argocd_kubeconfig" \
     "ARGOCD_TLS_DATA_PATH=$state/argocd/tls" "ARGOCD_SSH_DATA_PATH=$state/argocd/ssh" \
     "ARGOCD_GNUPGHOME=$state/argocd/gpg/keys" "ARGOCD_GPG_DATA_PATH=$state/argocd/gpg/source" \
-    ARGOCD_GPG_ENABLED=false "PATH=$tools:$PATH" "HOME=$state/argocd/home"
+    ARGOCD_GPG_ENABLED=false "PATH=$tools:$argocd_release/bin:$PATH" "HOME=$state/argocd/home"
 }
 
 start_argocd_component() {

@@ -285,11 +285,13 @@ impl ArgoCd {
         prune: bool,
     ) -> Result<Value> {
         let path = format!("/api/v1/applications/{app}/rollback");
-        // int64 travels as a string over grpc-gateway.
+        // A number: Argo CD 3.x decodes the request with encoding/json into an int64 and refuses
+        // a string ("cannot unmarshal string into Go struct field ApplicationRollbackRequest.id
+        // of type int64", seen against the real argocd-server v3.6.2).
         let body = serde_json::json!({
             "name": app,
             "appNamespace": app_namespace,
-            "id": id.to_string(),
+            "id": id,
             "prune": prune,
         });
         self.call(reqwest::Method::POST, &path, &[], Some(&body), false)
