@@ -107,23 +107,21 @@ gobuild() {
   mv "$out.tmp" "$out"
 }
 
-# The go.mod of a released module, as the module proxy serves it.
-module_gomod() {
-  local path=$1 version=$2 toolchain=${3:-local} file
+# module_file FIELD PATH VERSION [GOTOOLCHAIN]: download a released module from the module proxy
+# and print one of `go mod download -json`'s fields (GoMod: its go.mod file; Dir: its source).
+module_file() {
+  local field=$1 path=$2 version=$3 toolchain=${4:-local} file
   file=$(cd "$cache" && GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod go mod download -json "$path@$version" 2>/dev/null \
-    | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -n "$file" ] && [ -f "$file" ] || die "the module proxy did not serve $path@$version"
-  cat "$file"
+    | sed -n 's/.*"'"$field"'": "\(.*\)".*/\1/p')
+  [ -n "$file" ] && [ -e "$file" ] || die "the module proxy did not serve $path@$version"
+  printf '%s\n' "$file"
 }
 
+# The go.mod of a released module, as the module proxy serves it.
+module_gomod() { cat "$(module_file GoMod "$@")"; }
+
 # The source directory of a released module (downloaded into Go's module cache).
-module_dir() {
-  local path=$1 version=$2 toolchain=${3:-local} dir
-  dir=$(cd "$cache" && GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod go mod download -json "$path@$version" 2>/dev/null \
-    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  [ -n "$dir" ] && [ -d "$dir" ] || die "the module proxy did not serve $path@$version"
-  printf '%s\n' "$dir"
-}
+module_dir() { module_file Dir "$@"; }
 
 need_go() {
   command -v go >/dev/null || die "Go is needed to build the test binaries (the machine image has Go 1.26)"

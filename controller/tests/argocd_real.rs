@@ -104,6 +104,17 @@ fn synced(app: &Value) -> bool {
 const CONFIG_MAP: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  level: info\n";
 
+/// An app named `<prefix>-<random>` whose Git holds ConfigMap `web` (`level: info`), deployed
+/// to a fresh namespace: the client, that namespace and the app's name.
+async fn config_map_app(prefix: &str, automated: bool) -> (kube::Client, String, String) {
+    let client = client().await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let git = repo(&[("web/cm.yaml", CONFIG_MAP)]);
+    let name = format!("{prefix}-{:x}", rand_u32());
+    create_app(&client, &name, &git, "web", &shop, automated).await;
+    (client, shop, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_cds_own_errors_reach_the_caller_without_the_token() {
     let argocd = real_argocd();
@@ -117,12 +128,7 @@ async fn argo_cds_own_errors_reach_the_caller_without_the_token() {
     assert_eq!(code_of(&err), (Some(403), Some(7)), "{err}");
     assert!(err.to_string().contains("permission denied"), "{err}");
 
-    let mut settings = argo_drift_controller::argocd::Settings::new(
-        &format!("https://{}", argocd.server),
-        "wrong-token".into(),
-    );
-    settings.ca_pem = Some(std::fs::read(&argocd.ca).unwrap());
-    let anonymous = argo_drift_controller::argocd::ArgoCd::new(settings).unwrap();
+    let anonymous = argocd.client_with_token("wrong-token".into());
     let err = anonymous
         .application("no-such-app", &argocd.namespace)
         .await
@@ -149,12 +155,8 @@ async fn argo_cds_own_errors_reach_the_caller_without_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_sync_makes_argo_cd_put_the_named_resource_back_to_gits_value() {
-    let client = client().await;
+    let (client, shop, name) = config_map_app("heal", false).await;
     let argocd = real_argocd();
-    let shop = fresh_namespace(&client, "shop").await;
-    let git = repo(&[("web/cm.yaml", CONFIG_MAP)]);
-    let name = format!("heal-{:x}", rand_u32());
-    create_app(&client, &name, &git, "web", &shop, false).await;
     let api = argocd.client();
     let resources = [SyncResource {
         group: String::new(),
@@ -192,7 +194,7 @@ async fn a_partial_sync_makes_argo_cd_put_the_named_resource_back_to_gits_value(
     )
     .await;
     // Argo CD's operation timestamps have one-second resolution and a sync here takes less: the
-    // heal shows as the live value back at Git's, written by Argo CD's field manager.
+    // heal shows as the live value back at Git's.
     api.sync(&name, &argocd.namespace, &resources)
         .await
         .unwrap();
@@ -218,12 +220,8 @@ async fn a_partial_sync_makes_argo_cd_put_the_named_resource_back_to_gits_value(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_is_refused_while_automated_sync_is_on_and_accepted_once_it_is_off() {
-    let client = client().await;
+    let (client, _, name) = config_map_app("rollback", true).await;
     let argocd = real_argocd();
-    let shop = fresh_namespace(&client, "shop").await;
-    let git = repo(&[("web/cm.yaml", CONFIG_MAP)]);
-    let name = format!("rollback-{:x}", rand_u32());
-    create_app(&client, &name, &git, "web", &shop, true).await;
     let app = wait_app(&client, &name, "the automated sync", |a| {
         synced(a)
             && a["status"]["history"]

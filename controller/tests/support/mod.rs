@@ -91,8 +91,13 @@ impl RealArgoCd {
 
     /// A client of argo-drift's for this server, authenticated with the argo-drift account's token.
     pub fn client(&self) -> argo_drift_controller::argocd::ArgoCd {
+        self.client_with_token(self.token())
+    }
+
+    /// A client trusting the test CA that presents `token`.
+    pub fn client_with_token(&self, token: String) -> argo_drift_controller::argocd::ArgoCd {
         use argo_drift_controller::argocd::{ArgoCd, Settings};
-        let mut settings = Settings::new(&format!("https://{}", self.server), self.token());
+        let mut settings = Settings::new(&format!("https://{}", self.server), token);
         settings.ca_pem = Some(std::fs::read(&self.ca).unwrap());
         ArgoCd::new(settings).unwrap()
     }
