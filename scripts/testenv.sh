@@ -51,6 +51,9 @@ repo_port=$((argocd_port + 1))             # argocd-repo-server: 18081
 redis_port=$((argocd_port + 2))            # redis: 18082
 metrics_base=$((argocd_port + 3))          # components' metrics and probes: 18083..18088
 argocd_ns=argocd
+# Argo CD also manages the Applications of these namespaces ("apps in any namespace"); a test that
+# wants the real Argo CD to act on its Applications makes its namespace with this prefix.
+apps_namespaces="argo-drift-apps-*"
 
 say() { printf 'testenv: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -467,6 +470,21 @@ YAML
   apply_file "$ns_path/configmaps" argocd-rbac-cm "$cfg/argocd-rbac-cm.yaml" argo-drift-testenv-settings
   apply_file "$ns_path/secrets" argocd-secret "$cfg/argocd-secret.yaml" argo-drift-testenv-settings
   apply_file "$ns_path/secrets" argocd-server-tls "$cfg/argocd-server-tls.yaml" argo-drift-testenv-settings
+  # The default project, as argocd-server would create it (server/server.go,
+  # initializeDefaultProject), that also admits Applications from the namespaces of "apps in any
+  # namespace" (docs/operator-manual/app-any-namespace.md: spec.sourceNamespaces).
+  cat >"$cfg/default-project.yaml" <<YAML
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default, namespace: $argocd_ns}
+spec:
+  sourceRepos: ['*']
+  destinations: [{server: '*', namespace: '*'}]
+  clusterResourceWhitelist: [{group: '*', kind: '*'}]
+  sourceNamespaces: ['$apps_namespaces']
+YAML
+  apply_file "/apis/argoproj.io/v1alpha1/namespaces/$argocd_ns/appprojects" default \
+    "$cfg/default-project.yaml" argo-drift-testenv-settings
 }
 
 # An API token for the argo-drift account, made through Argo CD's own API (log in as admin, then
@@ -493,6 +511,7 @@ argocd_exports() {
   echo "export ARGO_DRIFT_TEST_ARGOCD_CA=$state/pki/ca.crt"
   echo "export ARGO_DRIFT_TEST_ARGOCD_TOKEN_FILE=$state/argocd/token"
   echo "export ARGO_DRIFT_TEST_ARGOCD_NAMESPACE=$argocd_ns"
+  echo "export ARGO_DRIFT_TEST_ARGOCD_APPS_NAMESPACES=$apps_namespaces"
 }
 
 argocd_up() {
@@ -515,9 +534,11 @@ argocd_up() {
   start_argocd_component argocd-repo-server --address 127.0.0.1 --port "$repo_port" --redis "$redis" \
     --metrics-address 127.0.0.1 --metrics-port "$m"
   start_argocd_component argocd-application-controller --repo-server "$repo" --redis "$redis" \
-    --metrics-port "$((m + 1))" --commit-server 127.0.0.1:1 --self-heal-timeout-seconds 2
+    --metrics-port "$((m + 1))" --commit-server 127.0.0.1:1 --self-heal-timeout-seconds 2 \
+    --application-namespaces "$apps_namespaces"
   start_argocd_component argocd-server --repo-server "$repo" --redis "$redis" --address 127.0.0.1 \
-    --port "$argocd_port" --metrics-address 127.0.0.1 --metrics-port "$((m + 2))" --dex-server http://127.0.0.1:1
+    --port "$argocd_port" --metrics-address 127.0.0.1 --metrics-port "$((m + 2))" --dex-server http://127.0.0.1:1 \
+    --application-namespaces "$apps_namespaces"
   start_argocd_component argocd-applicationset-controller --argocd-repo-server "$repo" \
     --metrics-addr "127.0.0.1:$((m + 3))" --probe-addr "127.0.0.1:$((m + 4))" --webhook-addr "127.0.0.1:$((m + 5))"
   local p

@@ -171,6 +171,10 @@ pub struct RunArgs {
         value_name = "NS"
     )]
     pub control_plane_namespace: String,
+    /// Where argo-drift keeps its own objects: the guardrail state ConfigMap, the audit records
+    /// and the leader election Lease (default: the control plane namespace).
+    #[arg(long, env = "ARGO_DRIFT_STATE_NAMESPACE", value_name = "NS")]
+    pub state_namespace: Option<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Notifications file (Slack, PagerDuty, email; see config/notifications.yaml). Without it,
@@ -242,7 +246,7 @@ pub struct RunArgs {
         value_name = "NAME"
     )]
     pub lease_name: String,
-    /// Namespace of the Lease (default: the control plane namespace).
+    /// Namespace of the Lease (default: the state namespace).
     #[arg(long, env = "ARGO_DRIFT_LEASE_NAMESPACE", value_name = "NS")]
     pub lease_namespace: Option<String>,
     /// A leader that has not renewed for this long loses the lease.
@@ -251,6 +255,15 @@ pub struct RunArgs {
     /// This replica's name in the Lease and in Events (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value_t = default_identity(), value_name = "NAME")]
     pub identity: String,
+}
+
+impl RunArgs {
+    /// The namespace of argo-drift's own objects.
+    pub fn state_namespace(&self) -> &str {
+        self.state_namespace
+            .as_deref()
+            .unwrap_or(&self.control_plane_namespace)
+    }
 }
 
 fn default_identity() -> String {

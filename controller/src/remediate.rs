@@ -99,7 +99,7 @@ pub struct Outcome {
 
 pub struct Remediator {
     client: Client,
-    /// Argo CD's namespace: the state ConfigMap and the audit records live there.
+    /// argo-drift's state namespace: the state ConfigMap and the audit records live there.
     namespace: String,
     argocd: Option<ArgoCd>,
     clock: Clock,

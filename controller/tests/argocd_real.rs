@@ -61,18 +61,7 @@ async fn create_app(
     apply(client, &argocd.namespace, app, "argo-drift-tests").await;
 }
 
-async fn application(client: &kube::Client, name: &str) -> Value {
-    let api = dynamic(
-        client,
-        &real_argocd().namespace,
-        "argoproj.io/v1alpha1",
-        "Application",
-    )
-    .await;
-    serde_json::to_value(api.get(name).await.unwrap()).unwrap()
-}
-
-/// Wait until Argo CD's own view of the app satisfies `ready` (its controller runs on its own).
+/// Wait until Argo CD's own view of the app in its namespace satisfies `ready`.
 async fn wait_app(
     client: &kube::Client,
     name: &str,
@@ -80,25 +69,9 @@ async fn wait_app(
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
     let argocd = real_argocd();
-    let start = std::time::Instant::now();
-    loop {
-        let app = application(client, name).await;
-        if ready(&app) {
-            return app;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "timed out waiting for {what}; the Application:\n{:#}\nArgo CD's logs:\n{}",
-            app["status"],
-            argocd.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn synced(app: &Value) -> bool {
-    app["status"]["sync"]["status"] == "Synced"
-        && app["status"]["operationState"]["phase"] == "Succeeded"
+    argocd
+        .wait_app(client, &argocd.namespace, name, what, ready)
+        .await
 }
 
 const CONFIG_MAP: &str =
@@ -253,7 +226,9 @@ async fn rollback_is_refused_while_automated_sync_is_on_and_accepted_once_it_is_
     )
     .await
     .unwrap();
-    let app = application(&client, &name).await;
+    let app = real_argocd()
+        .app(&client, &real_argocd().namespace, &name)
+        .await;
     assert!(
         app["spec"]["syncPolicy"].get("automated").is_none(),
         "{:#}",

@@ -1,5 +1,7 @@
-//! Remediation end to end against the real API server (and the fake Argo CD API): decisions,
-//! actions with their audit records, and the guardrails that hold them back. The controller's
+//! Remediation end to end against the real API server: decisions, actions with their audit
+//! records, and the guardrails that hold them back. Heal and freeze go through the real Argo
+//! CD's API (`Fixture::with_argocd`); the guardrail tests play Argo CD's part themselves, since
+//! they are about what argo-drift decides, not how Argo CD carries it out. The controller's
 //! clock is a file the test sets (`--clock-file`), so cooldowns and expiries need no sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,46 +23,76 @@ const T0: i64 = 1_800_000_000;
 /// given, more labels from `labels`).
 struct Fixture {
     client: kube::Client,
+    /// The Applications' namespace, where the controller also keeps its state.
     argocd: String,
+    /// Argo CD's own namespace.
+    control_plane: String,
     shop: String,
+    repo: GitRepo,
     dir: tempfile::TempDir,
     clock: PathBuf,
 }
 
 impl Fixture {
+    /// Applications nobody but argo-drift acts on: the test plays Argo CD's part.
     async fn new(apps: &[&str], labels: Value) -> Fixture {
         let client = client().await;
         let argocd = fresh_namespace(&client, "argocd").await;
+        let f = Fixture::build(client, argocd.clone(), argocd, apps).await;
+        let commit = f.repo.git(&["rev-parse", "HEAD"]);
+        for app in apps {
+            apply_yaml(&f.client, &f.shop, &config_map(app), "argocd-controller").await;
+            let a = application(app, &f.repo_url(), app, &f.shop, Some(&commit));
+            apply(&f.client, &f.argocd, labelled(a, &labels), "argocd-server").await;
+        }
+        f
+    }
+
+    /// Applications the real Argo CD manages (in an "apps in any namespace" namespace), synced
+    /// once by Argo CD before the test begins.
+    async fn with_argocd(apps: &[&str], labels: Value) -> Fixture {
+        let client = client().await;
+        let real = real_argocd();
+        let namespace = real.fresh_apps_namespace(&client).await;
+        let f = Fixture::build(client, namespace, real.namespace.clone(), apps).await;
+        for app in apps {
+            let a = application(app, &f.repo_url(), app, &f.shop, None);
+            apply(&f.client, &f.argocd, labelled(a, &labels), "argocd-server").await;
+            real.sync_and_wait(&f.client, &f.argocd, app).await;
+        }
+        f
+    }
+
+    /// Namespaces, the Git repository with a directory per app, and the clock.
+    async fn build(
+        client: kube::Client,
+        argocd: String,
+        control_plane: String,
+        apps: &[&str],
+    ) -> Fixture {
         let shop = fresh_namespace(&client, "shop").await;
         let dir = tempfile::tempdir().unwrap();
         let repo = GitRepo::new(&dir.path().join("repo"));
-        let cm = |name: &str| {
-            format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: \"1\"\n"
-            )
-        };
         for app in apps {
-            repo.write(&format!("{app}/cm.yaml"), &cm(app));
+            repo.write(&format!("{app}/cm.yaml"), &config_map(app));
         }
-        let commit = repo.commit("apps");
-        for app in apps {
-            apply_yaml(&client, &shop, &cm(app), "argocd-controller").await;
-            let mut a = application(app, &repo.url(), app, &shop, Some(&commit));
-            for (k, v) in labels.as_object().unwrap() {
-                a["metadata"]["labels"][k] = v.clone();
-            }
-            apply(&client, &argocd, a, "argocd-server").await;
-        }
+        repo.commit("apps");
         let clock = dir.path().join("clock");
         let f = Fixture {
             client,
             argocd,
+            control_plane,
             shop,
+            repo,
             dir,
             clock,
         };
         f.set_clock(T0);
         f
+    }
+
+    fn repo_url(&self) -> String {
+        self.repo.url()
     }
 
     fn set_clock(&self, t: i64) {
@@ -70,7 +102,29 @@ impl Fixture {
     async fn start(&self, extra: &[&str]) -> Running {
         let mut args = vec!["--clock-file", self.clock.to_str().unwrap()];
         args.extend_from_slice(extra);
-        Running::start(&self.client, &self.argocd, &args).await
+        Running::start_beside(&self.client, &self.argocd, &self.control_plane, &args).await
+    }
+
+    /// A controller that acts through the real Argo CD's API.
+    async fn start_with_argocd(&self, extra: &[&str]) -> Running {
+        let real = real_argocd();
+        let server = format!("https://{}", real.server);
+        let mut args = vec![
+            "--argocd-server",
+            &server,
+            "--argocd-token-file",
+            real.token_file.to_str().unwrap(),
+            "--argocd-ca-file",
+            real.ca.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.start(&args).await
+    }
+
+    /// The live ConfigMap `name` of the shop namespace.
+    async fn live(&self, name: &str) -> Value {
+        let api = dynamic(&self.client, &self.shop, "v1", "ConfigMap").await;
+        serde_json::to_value(api.get(name).await.unwrap()).unwrap()
     }
 
     /// A policy file: the shipped one with `remediation` lines replaced as given.
@@ -157,6 +211,21 @@ impl Fixture {
     }
 }
 
+/// The Application with `labels` added to its own.
+fn labelled(mut app: Value, labels: &Value) -> Value {
+    for (k, v) in labels.as_object().unwrap() {
+        app["metadata"]["labels"][k] = v.clone();
+    }
+    app
+}
+
+/// ConfigMap `name` as Git has it: label `team: shop`, data `a: "1"`.
+fn config_map(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    team: shop\ndata:\n  a: \"1\"\n"
+    )
+}
+
 fn held(r: &Value) -> Vec<String> {
     r["decision"]["held"]
         .as_array()
@@ -202,17 +271,10 @@ async fn the_shipped_dry_run_reports_what_it_would_do_and_does_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_drift_is_healed_through_argo_cds_api_audited_and_not_again_within_the_cooldown_across_a_restart(
 ) {
-    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
-    let fake = FakeArgoCd::start(f.client.clone(), "tok", &f.argocd)
-        .await
-        .unwrap();
-    let args = [
-        "--argocd-server",
-        fake.url.as_str(),
-        "--argocd-token",
-        "tok",
-    ];
-    let controller = f.start(&args).await;
+    // The real Argo CD syncs the named resource: the live object returns to Git's value.
+    let f = Fixture::with_argocd(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let real = real_argocd();
+    let controller = f.start_with_argocd(&[]).await;
     f.report_where("web", "the first report", |_| true).await;
     f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
         .await;
@@ -222,20 +284,25 @@ async fn low_drift_is_healed_through_argo_cds_api_audited_and_not_again_within_t
         })
         .await;
     assert_eq!(r["decision"]["mode"], "enforce");
-    let app = wait_for("the sync operation", WAIT, || async {
-        let app = f.app("web").await;
-        app.get("operation").is_some().then_some(app)
-    })
-    .await;
+    let app = real
+        .wait_app(&f.client, &f.argocd, "web", "Argo CD's heal", |a| {
+            a["status"]["operationState"]["operation"]["initiatedBy"]["username"] == "argo-drift"
+                && a["status"]["operationState"]["phase"] == "Succeeded"
+        })
+        .await;
+    let operation = &app["status"]["operationState"]["operation"];
+    // Argo CD stores the core group as no group at all (omitempty).
     assert_eq!(
-        app["operation"]["sync"]["resources"],
-        json!([{"group": "", "kind": "ConfigMap", "namespace": f.shop, "name": "web"}])
+        operation["sync"]["resources"],
+        json!([{"kind": "ConfigMap", "namespace": f.shop, "name": "web"}])
     );
-    assert_eq!(app["operation"]["initiatedBy"]["username"], "argo-drift");
-    assert!(fake
-        .requests()
-        .iter()
-        .any(|q| q.path == "/api/v1/applications/web/sync"));
+    assert_eq!(
+        app["status"]["operationState"]["syncResult"]["resources"][0]["status"], "Synced",
+        "{:#}",
+        app["status"]["operationState"]
+    );
+    assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "shop");
+    let first_heal = app["status"]["operationState"]["startedAt"].clone();
     // The audit record: intent, then outcome.
     let records = wait_for("the audit outcome", WAIT, || async {
         let r = f.audit("web").await;
@@ -259,26 +326,29 @@ async fn low_drift_is_healed_through_argo_cds_api_audited_and_not_again_within_t
         "{metrics}"
     );
 
-    // Argo CD ran it, but the same field drifts again a minute later: the cooldown holds,
-    // also after a restart of the controller (the state is in a ConfigMap).
-    f.finish_operation("web").await;
+    // The same field drifts again a minute later: the cooldown holds, also after a restart of
+    // the controller (the state is in a ConfigMap).
     controller.stop().await;
     f.set_clock(T0 + 60);
-    let controller = f.start(&args).await;
+    let controller = f.start_with_argocd(&[]).await;
     f.drift("web", json!({"metadata": {"labels": {"team": "y"}}}))
         .await;
     let r = f
         .report_where("web", "the cooldown", |r| held(r) == ["cooldown"])
         .await;
     assert_eq!(r["decision"]["held"][0]["until"], T0 + 600);
-    assert!(f.app("web").await.get("operation").is_none());
+    let app = real.app(&f.client, &f.argocd, "web").await;
+    assert_eq!(app["status"]["operationState"]["startedAt"], first_heal);
+    assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "y");
     // Past the cooldown (and the per-app rate limit), it heals again.
     f.set_clock(T0 + 601);
     f.annotate("web", "test/nudge", "1").await;
-    wait_for("the second heal", WAIT, || async {
-        f.app("web").await.get("operation").map(|_| ())
+    real.wait_app(&f.client, &f.argocd, "web", "the second heal", |a| {
+        a["status"]["operationState"]["startedAt"] != first_heal
+            && a["status"]["operationState"]["phase"] == "Succeeded"
     })
     .await;
+    assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "shop");
     assert_eq!(f.audit("web").await.len(), 2);
     controller.stop().await;
 }
@@ -387,7 +457,7 @@ async fn medium_drift_waits_for_an_approval_naming_its_report_and_an_unanswered_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_nothing() {
-    let f = Fixture::new(
+    let f = Fixture::with_argocd(
         &["vault"],
         json!({"argo-drift.io/mode": "enforce", "argo-drift.io/tier": "locked"}),
     )
@@ -396,28 +466,23 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
         &f.apps().await,
         "vault",
         "argocd-server",
-        json!({"spec": {"syncPolicy": {"automated": {"selfHeal": true}}}}),
+        // Automated sync without self-heal: Argo CD deploys Git's commits but leaves the
+        // drift, the evidence, as it is.
+        json!({"spec": {"syncPolicy": {"automated": {"prune": true}}}}),
     )
     .await;
     let policy = f.policy(&[(
         "  tiers: {}",
         "  tiers:\n    locked: {medium: [freeze, page]}",
     )]);
-    let fake = FakeArgoCd::start(f.client.clone(), "tok", &f.argocd)
-        .await
-        .unwrap();
     // Actions go to the on-call through the notifier, as routed.
     let pagerduty = Capture::start().await;
     let notifications =
         pagerduty_notifications(f.dir.path(), &pagerduty.url, &["action-taken"], "none", "");
     let controller = f
-        .start(&[
+        .start_with_argocd(&[
             "--policy",
             &policy,
-            "--argocd-server",
-            &fake.url,
-            "--argocd-token",
-            "tok",
             "--notifications",
             notifications.to_str().unwrap(),
         ])
@@ -436,6 +501,7 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
         app.get("operation").is_none(),
         "nothing healed: the drift is evidence"
     );
+    assert_eq!(f.live("vault").await["data"]["a"], "2");
     f.report_where("vault", "frozen", |r| held(r) == ["frozen"])
         .await;
     let records = f.audit("vault").await;
@@ -468,7 +534,7 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
     );
     assert_eq!(
         app["metadata"]["annotations"]["argo-drift.io/frozen-automated"],
-        "{\"selfHeal\":true}"
+        "{\"prune\":true}"
     );
     // A human looked at it and put the data back: the reset annotation unfreezes the app,
     // automated sync as it was.
@@ -485,7 +551,7 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
     .await;
     assert_eq!(
         app["spec"]["syncPolicy"]["automated"],
-        json!({"selfHeal": true})
+        json!({"prune": true})
     );
     assert!(app["metadata"]["annotations"]
         .get("argo-drift.io/frozen-automated")
@@ -607,14 +673,14 @@ async fn a_field_that_keeps_drifting_back_trips_the_recurrence_breaker() {
         )
         .await;
         healed(&f, "web").await;
-        // The sync worked: the label is gone, and the controller has seen it before the clock
-        // moves (a drift still there after a finished heal is a recurrence of its own).
+        // The sync worked: the label is Git's again, and the controller has seen it before the
+        // clock moves (a drift still there after a finished heal is a recurrence of its own).
         let api = dynamic(&f.client, &f.shop, "v1", "ConfigMap").await;
         merge(
             &api,
             "web",
             "argocd-controller",
-            json!({"metadata": {"labels": {"team": null}}}),
+            json!({"metadata": {"labels": {"team": "shop"}}}),
         )
         .await;
         f.report_where("web", "in sync after the heal", |r| {
@@ -634,7 +700,7 @@ async fn a_field_that_keeps_drifting_back_trips_the_recurrence_breaker() {
         events(&f.client, &f.argocd, "web")
             .await
             .iter()
-            .any(|e| e.0 == "DriftRecurrenceBreakerTripped" && e.1.contains("metadata.labels"))
+            .any(|e| e.0 == "DriftRecurrenceBreakerTripped" && e.1.contains("metadata.labels.team"))
             .then_some(())
     })
     .await;
@@ -981,7 +1047,7 @@ async fn the_workflow_action_starts_workflows_behind_the_rate_limit_and_reports_
     assert_eq!(params["kind"], "ConfigMap");
     assert_eq!(params["name"], app);
     assert_eq!(params["namespace"], f.shop);
-    assert_eq!(params["fields"], "metadata.labels");
+    assert_eq!(params["fields"], "metadata.labels.team");
     assert_eq!(params["severity"], "low");
     assert_eq!(params["team"], "sre");
     assert_eq!(

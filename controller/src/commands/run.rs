@@ -124,7 +124,7 @@ pub async fn serve(
     let lease_namespace = args
         .lease_namespace
         .clone()
-        .unwrap_or_else(|| args.control_plane_namespace.clone());
+        .unwrap_or_else(|| args.state_namespace().to_string());
     let elector = args.leader_election.then(|| {
         Elector::new(
             client.clone(),
@@ -226,7 +226,7 @@ pub async fn serve(
         notifier,
         Remediator::new(
             client.clone(),
-            args.control_plane_namespace.clone(),
+            args.state_namespace().to_string(),
             argocd_for_actions,
             Clock::new(args.clock_file.clone()),
             args.audit_keep,

@@ -79,6 +79,9 @@ pub struct RealArgoCd {
     pub token_file: PathBuf,
     /// The namespace Argo CD runs in and keeps its Applications in.
     pub namespace: String,
+    /// Argo CD also manages the Applications of namespaces named `<this>-...` ("apps in any
+    /// namespace").
+    pub apps_namespace_prefix: String,
 }
 
 impl RealArgoCd {
@@ -102,6 +105,50 @@ impl RealArgoCd {
         ArgoCd::new(settings).unwrap()
     }
 
+    /// A fresh namespace whose Applications the real Argo CD manages.
+    pub async fn fresh_apps_namespace(&self, client: &Client) -> String {
+        fresh_namespace(client, &self.apps_namespace_prefix).await
+    }
+
+    /// The Application `namespace/name` as the API server has it.
+    pub async fn app(&self, client: &Client, namespace: &str, name: &str) -> Value {
+        let api = dynamic(client, namespace, "argoproj.io/v1alpha1", "Application").await;
+        serde_json::to_value(api.get(name).await.unwrap()).unwrap()
+    }
+
+    /// Wait until Argo CD's own view of the app satisfies `ready` (its controller runs on its
+    /// own); on timeout, fail with the app's status and Argo CD's logs.
+    pub async fn wait_app(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let app = self.app(client, namespace, name).await;
+            if ready(&app) {
+                return app;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "timed out waiting for {what}; the Application:\n{:#}\nArgo CD's logs:\n{}",
+                app["status"],
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Sync the whole app through the API and wait until Argo CD says it is Synced.
+    pub async fn sync_and_wait(&self, client: &Client, namespace: &str, name: &str) -> Value {
+        self.client().sync(name, namespace, &[]).await.unwrap();
+        self.wait_app(client, namespace, name, "the first sync", synced)
+            .await
+    }
+
     /// The components' logs, for a failing test's message.
     pub fn logs(&self) -> String {
         let out = Command::new(root().join("scripts/testenv.sh"))
@@ -110,6 +157,12 @@ impl RealArgoCd {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Argo CD's own word that the app is in sync and its last operation succeeded.
+pub fn synced(app: &Value) -> bool {
+    app["status"]["sync"]["status"] == "Synced"
+        && app["status"]["operationState"]["phase"] == "Succeeded"
 }
 
 pub fn real_argocd() -> &'static RealArgoCd {
@@ -124,6 +177,10 @@ pub fn real_argocd() -> &'static RealArgoCd {
             ca: PathBuf::from(exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_CA")),
             token_file: PathBuf::from(exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_TOKEN_FILE")),
             namespace: exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_NAMESPACE"),
+            apps_namespace_prefix: exported(&exports, "ARGO_DRIFT_TEST_ARGOCD_APPS_NAMESPACES")
+                .trim_end_matches('*')
+                .trim_end_matches('-')
+                .to_string(),
         }
     })
 }
@@ -382,7 +439,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// A controller watching `app_namespace`, which is also its Argo CD's namespace.
     pub async fn start(client: &Client, app_namespace: &str, extra: &[&str]) -> Running {
+        Running::start_beside(client, app_namespace, app_namespace, extra).await
+    }
+
+    /// A controller watching `app_namespace`, beside an Argo CD that runs in `control_plane`;
+    /// its own objects (state, audit records, lease) are kept in `app_namespace`.
+    pub async fn start_beside(
+        client: &Client,
+        app_namespace: &str,
+        control_plane: &str,
+        extra: &[&str],
+    ) -> Running {
         let repo_cache = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut argv: Vec<String> = [
@@ -391,6 +460,8 @@ impl Running {
             "--app-namespace",
             app_namespace,
             "--control-plane-namespace",
+            control_plane,
+            "--state-namespace",
             app_namespace,
             "--admin-addr",
             &format!("127.0.0.1:{port}"),
