@@ -17,6 +17,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod remediate;
 pub mod repo;
+pub mod rollback;
 pub mod sources;
 pub mod telemetry;
 

@@ -14,6 +14,8 @@ use argo_drift_notify::{EventKind, Notification};
 use kube::Client;
 use serde_json::{json, Value};
 
+use argo_drift_controller::rollback::{Request, REQUEST_KEY, ROLLBACK_LABEL};
+
 use crate::{audit, short, target, text, Common, Outcome};
 
 pub const ALERT_TYPE_LABEL: &str = "alert-type";
@@ -86,13 +88,25 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let now = audit::now();
     let mut new_state = state.clone();
     new_state.insert("lastOperation".into(), operation.clone());
-    let state_labels = BTreeMap::from([
-        ("argo-drift.io/app".to_string(), target.name.clone()),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            "argo-drift".to_string(),
-        ),
-    ]);
+    let state_labels = state_labels(&target.name);
+    if let Some(hooks) = nothing_applied(&data) {
+        // A sync that failed before applying anything (a PreSync hook, such as argo-drift's
+        // own gate, or a dry run Kubernetes refused) left the cluster as it was: "rolling
+        // back" would re-sync the deployed revision over what the gate was protecting.
+        let message = format!(
+            "{full}: the sync of revision {} failed before any resource was applied{}; nothing to roll back",
+            short(&failing),
+            if hooks.is_empty() {
+                String::new()
+            } else {
+                format!(" (failed: {})", hooks.join(", "))
+            }
+        );
+        if !args.common.dry_run {
+            audit::write(&client, records, &state_name, &state_labels, &new_state).await?;
+        }
+        return Ok(Outcome::Done(message));
+    }
     let history: Vec<Value> = data
         .pointer("/status/history")
         .and_then(Value::as_array)
@@ -134,7 +148,14 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .await;
         if !args.common.dry_run {
             if raise_alert {
-                alert(&client, &args, &target, &failing, None, false, &message).await?;
+                let a = Alert {
+                    failing: &failing,
+                    to: None,
+                    automated_off: false,
+                    message: &message,
+                    request: None,
+                };
+                alert(&client, &args, &target, a).await?;
             }
             audit::write(&client, records, &state_name, &state_labels, &new_state).await?;
         }
@@ -168,6 +189,42 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             .await
             .context("turning automated sync off before the rollback")?;
     }
+    if data.get("operation").is_some_and(|o| !o.is_null()) {
+        // Argo CD runs this hook inside the failed operation and refuses a rollback until that
+        // operation has ended, which it does only once this hook's Job has finished
+        // (util/argo/argo.go SetAppOperation; gitops-engine sync_context.go
+        // executeSyncFailPhase). The controller, which outlives this Pod, runs the request.
+        let request = Request {
+            app_namespace: target.namespace.clone(),
+            app: target.name.clone(),
+            history_id: id,
+            revision: good.clone(),
+            failing_revision: failing.clone(),
+            operation_started_at: started.to_string(),
+            prune: args.prune,
+        };
+        let message = format!(
+            "{full}: rollback to history id {id} (revision {}) from failing revision {} requested; argo-drift's controller runs it once Argo CD has ended the failed operation{}",
+            short(&good),
+            short(&failing),
+            if automated {
+                "; automated sync turned off and left off"
+            } else {
+                ""
+            }
+        );
+        let a = Alert {
+            failing: &failing,
+            to: Some((id, &good)),
+            automated_off: automated,
+            message: &message,
+            request: Some(&request),
+        };
+        alert(&client, &args, &target, a).await?;
+        new_state.insert("lastRollbackAt".into(), now.to_string());
+        audit::write(&client, records, &state_name, &state_labels, &new_state).await?;
+        return Ok(Outcome::Done(message));
+    }
     let result = argocd
         .rollback(&target.name, &target.namespace, id, args.prune)
         .await;
@@ -190,35 +247,48 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             format!("{full}: rollback to history id {id} failed: {e}"),
         ),
     };
-    alert(
-        &client,
-        &args,
-        &target,
-        &failing,
-        Some((id, &good)),
-        automated,
-        &message,
-    )
-    .await?;
+    let a = Alert {
+        failing: &failing,
+        to: Some((id, &good)),
+        automated_off: automated,
+        message: &message,
+        request: None,
+    };
+    alert(&client, &args, &target, a).await?;
     new_state.insert("lastRollbackAt".into(), now.to_string());
     audit::write(&client, records, &state_name, &state_labels, &new_state).await?;
     page(&args, &full, kind, &message, &operation).await;
     match result {
         Ok(_) => Ok(Outcome::Done(message)),
-        Err(e) => Err(anyhow::Error::new(e).context(message)),
+        // The message already carries Argo CD's answer.
+        Err(_) => Err(anyhow::anyhow!(message)),
     }
 }
 
 /// The alert ConfigMap (`alert-type=emergency`), newest `--keep` per app kept.
+/// What an alert says: the failing revision, the rollback's target, whether automated sync was
+/// turned off, and the rollback request handed to the controller, if any.
+struct Alert<'a> {
+    failing: &'a str,
+    to: Option<(i64, &'a str)>,
+    automated_off: bool,
+    message: &'a str,
+    request: Option<&'a Request>,
+}
+
 async fn alert(
     client: &Client,
     args: &Args,
     target: &target::Target,
-    failing: &str,
-    to: Option<(i64, &str)>,
-    automated_off: bool,
-    message: &str,
+    alert: Alert<'_>,
 ) -> anyhow::Result<()> {
+    let Alert {
+        failing,
+        to,
+        automated_off,
+        message,
+        request,
+    } = alert;
     let records = &args.common.app_namespace;
     let now = audit::now();
     let name = audit::name(&[
@@ -227,7 +297,7 @@ async fn alert(
         &now.to_string(),
         short(failing),
     ]);
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (ALERT_TYPE_LABEL.to_string(), "emergency".to_string()),
         ("argo-drift.io/app".to_string(), target.name.clone()),
         (
@@ -247,7 +317,11 @@ async fn alert(
         "message": message,
         "time": audit::timestamp(),
     });
-    let data = BTreeMap::from([("alert.json".to_string(), body.to_string())]);
+    let mut data = BTreeMap::from([("alert.json".to_string(), body.to_string())]);
+    if let Some(request) = request {
+        labels.insert(ROLLBACK_LABEL.to_string(), "requested".to_string());
+        data.insert(REQUEST_KEY.to_string(), serde_json::to_string(request)?);
+    }
     audit::write(client, records, &name, &labels, &data).await?;
     let selector = format!(
         "{ALERT_TYPE_LABEL}=emergency,argo-drift.io/app={},argo-drift.io/app-namespace={}",
@@ -255,6 +329,43 @@ async fn alert(
     );
     audit::keep_newest(client, records, &selector, args.common.keep).await;
     Ok(())
+}
+
+fn state_labels(app: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("argo-drift.io/app".to_string(), app.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "argo-drift".to_string(),
+        ),
+    ])
+}
+
+/// When the failed operation's result shows that no resource of the app was applied: the hooks
+/// that failed ("PreSync Job name"), possibly none. `None` when something was applied, or when
+/// the result does not say (no resources recorded).
+pub fn nothing_applied(app: &Value) -> Option<Vec<String>> {
+    let resources = app
+        .pointer("/status/operationState/syncResult/resources")?
+        .as_array()?;
+    let mut failed_hooks = Vec::new();
+    for r in resources {
+        let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+        if field("hookType").is_empty() {
+            // One of the app's own resources: applied unless its own apply failed.
+            if field("status") != "SyncFailed" {
+                return None;
+            }
+        } else if matches!(field("hookPhase"), "Failed" | "Error") {
+            failed_hooks.push(format!(
+                "{} {} {}",
+                field("hookType"),
+                field("kind"),
+                field("name")
+            ));
+        }
+    }
+    (!resources.is_empty()).then_some(failed_hooks)
 }
 
 async fn page(args: &Args, app: &str, kind: EventKind, message: &str, operation: &str) {
@@ -282,6 +393,36 @@ async fn page(args: &Args, app: &str, kind: EventKind, message: &str, operation:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sync_that_failed_before_applying_anything_is_told_apart() {
+        let app = |resources: Value| json!({"status": {"operationState": {"syncResult": {"resources": resources}}}});
+        // Captured from Argo CD v3.6.2: the PreSync gate failed, SyncFail runs.
+        let gated = app(json!([
+            {"group": "batch", "kind": "Job", "name": "argo-drift-presync", "hookType": "PreSync",
+             "hookPhase": "Failed", "status": "Synced", "syncPhase": "PreSync"},
+            {"group": "batch", "kind": "Job", "name": "argo-drift-syncfail", "hookType": "SyncFail",
+             "hookPhase": "Running", "status": "Synced", "syncPhase": "SyncFail"}
+        ]));
+        assert_eq!(
+            nothing_applied(&gated),
+            Some(vec!["PreSync Job argo-drift-presync".to_string()])
+        );
+        // Kubernetes refused one object: nothing else was applied either.
+        let refused = app(json!([
+            {"kind": "Service", "name": "web", "status": "SyncFailed", "syncPhase": "Sync"}
+        ]));
+        assert_eq!(nothing_applied(&refused), Some(vec![]));
+        // The ConfigMap went out, then a PostSync smoke test failed.
+        let applied = app(json!([
+            {"kind": "ConfigMap", "name": "web", "status": "Synced", "syncPhase": "Sync"},
+            {"group": "batch", "kind": "Job", "name": "smoke", "hookType": "PostSync",
+             "hookPhase": "Failed", "status": "Synced", "syncPhase": "PostSync"}
+        ]));
+        assert_eq!(nothing_applied(&applied), None);
+        assert_eq!(nothing_applied(&app(json!([]))), None);
+        assert_eq!(nothing_applied(&json!({})), None);
+    }
 
     #[test]
     fn the_last_good_revision_is_the_newest_that_is_not_failing() {

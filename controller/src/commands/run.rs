@@ -33,6 +33,8 @@ use argo_drift_notify::dispatch::Notifier;
 
 /// How long running analyses may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often pending rollback requests of the SyncFail hook are looked at.
+const ROLLBACK_INTERVAL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -266,6 +268,14 @@ pub async fn serve(
             w.namespace.clone(),
         ));
     }
+    // Rollbacks the SyncFail hook asked for, once Argo CD has ended the failed operation.
+    tokio::spawn(crate::rollback::serve(
+        ctx.clone(),
+        client.clone(),
+        args.app_namespaces.clone(),
+        ROLLBACK_INTERVAL,
+        shutdown.clone(),
+    ));
     tokio::spawn(forget_gone_apps(
         opted_in.clone(),
         ctx.clone(),
