@@ -39,11 +39,12 @@ fn config_map(a: &str) -> String {
 /// An application namespace's kustomization, as deploy/hooks/kustomization.yaml tells users to
 /// write it: the component, the two bindings renamed for the app's namespace, and (apps in any
 /// namespace) the hooks' records namespace set to where the Application lives.
-fn kustomization(shop: &str, apps: &str) -> String {
+fn kustomization(shop: &str, apps: &str, resources: &[&str]) -> String {
+    let resources = resources.join(", ");
     format!(
         r#"apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: [cm.yaml]
+resources: [{resources}]
 components: [../hooks]
 patches:
 - target: {{kind: RoleBinding, name: argo-drift-hooks-APP_NAMESPACE}}
@@ -55,7 +56,7 @@ patches:
   patch: |-
     - {{op: replace, path: /metadata/name, value: argo-drift-hooks-read-{shop}}}
     - {{op: replace, path: /subjects/0/namespace, value: {shop}}}
-- target: {{kind: Job}}
+- target: {{kind: Job, labelSelector: app.kubernetes.io/name=argo-drift-hooks}}
   patch: |-
     - {{op: replace, path: /spec/template/spec/containers/0/env/2, value: {{name: ARGO_DRIFT_APP_NAMESPACE, value: {apps}}}}}
 "#
@@ -82,8 +83,26 @@ impl Drop for RealSync {
     }
 }
 
+/// The app's own PostSync smoke test (its Job fails or succeeds as the test says).
+const SMOKE_TEST: &str = r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: smoke-test
+  annotations:
+    argocd.argoproj.io/hook: PostSync
+    argocd.argoproj.io/hook-delete-policy: BeforeHookCreation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: smoke, image: example.com/smoke:1, command: [smoke]}
+"#;
+
 impl RealSync {
-    async fn new(annotations: Value) -> RealSync {
+    /// `smoke_test`: the app also has a PostSync smoke-test Job of its own.
+    async fn new(annotations: Value, smoke_test: bool) -> RealSync {
         let real = real_argocd();
         let client = client().await;
         // The hooks' ClusterRoles come once with deploy/base.
@@ -97,7 +116,15 @@ impl RealSync {
             let text = std::fs::read_to_string(root().join("deploy/hooks").join(file)).unwrap();
             repo.write(&format!("hooks/{file}"), &text);
         }
-        repo.write("web/kustomization.yaml", &kustomization(&shop, &apps));
+        let mut resources = vec!["cm.yaml"];
+        if smoke_test {
+            repo.write("web/smoke-test.yaml", SMOKE_TEST);
+            resources.push("smoke-test.yaml");
+        }
+        repo.write(
+            "web/kustomization.yaml",
+            &kustomization(&shop, &apps, &resources),
+        );
         repo.write("web/cm.yaml", &config_map("1"));
         repo.commit("first");
         // The SyncFail hook rolls back through Argo CD's API with this token.
@@ -396,7 +423,7 @@ fn last_line(out: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_postsync_audits_it() {
-    let s = RealSync::new(json!({"argo-drift.io/gate": "medium"})).await;
+    let s = RealSync::new(json!({"argo-drift.io/gate": "medium"}), false).await;
     // Someone fixed something by hand: the next sync would overwrite it.
     merge(
         &dynamic(&s.client, &s.shop, "v1", "ConfigMap").await,
@@ -479,4 +506,98 @@ async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_post
         record["presync"]["overwrites"][0]["manager"],
         "kubectl-edit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_argo_cd_has_ended_it()
+{
+    let s = RealSync::new(json!({}), true).await;
+    let real = real_argocd();
+    let first = s.app().await["status"]["sync"]["revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = format!("https://{}", real.server);
+    let controller = Running::start_beside(
+        &s.client,
+        &s.apps,
+        &real.namespace,
+        &[
+            "--argocd-server",
+            &server,
+            "--argocd-token-file",
+            real.token_file.to_str().unwrap(),
+            "--argocd-ca-file",
+            real.ca.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let second = s.commit("2", "second: raise a");
+    let argocd = real.client();
+    argocd.sync(&s.name, &s.apps, &[]).await.unwrap();
+    let presync = env!("CARGO_BIN_EXE_argo-drift-presync");
+    let syncfail = env!("CARGO_BIN_EXE_argo-drift-syncfail");
+    let (code, out) = s.run_hook("argo-drift-presync", presync).await;
+    assert_eq!(code, 0, "nothing out of band, no gate: {out}");
+    // The ConfigMap went out; the app's smoke test fails.
+    let (code, _) = s.run_hook("smoke-test", "false").await;
+    assert_eq!(code, 1);
+    assert_eq!(s.live().await["data"]["a"], "2");
+    let (code, out) = s.run_hook("argo-drift-syncfail", syncfail).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        last_line(&out).contains(&format!(
+            "rollback to history id 0 (revision {}) from failing revision {} requested",
+            &first[..12],
+            &second[..12]
+        )),
+        "{out}"
+    );
+    // Argo CD ends the failed operation; the controller then asks for the rollback, and Argo
+    // CD syncs the first revision (a rollback skips hooks: server/application/application.go
+    // Rollback uses the "apply" strategy). Git still says `second`: OutOfSync, as it should.
+    let app = s
+        .wait_app("the rollback", |a| {
+            let state = &a["status"]["operationState"];
+            state["operation"]["sync"]["revision"] == first.as_str()
+                && state["phase"] == "Succeeded"
+        })
+        .await;
+    let operation = &app["status"]["operationState"]["operation"];
+    assert_eq!(operation["initiatedBy"]["username"], "argo-drift");
+    assert_eq!(operation["sync"]["syncStrategy"], json!({"apply": {}}));
+    assert_eq!(app["status"]["sync"]["status"], "OutOfSync");
+    assert_eq!(s.live().await["data"]["a"], "1");
+    // The SyncFail Job was the last hook: no PostSync ran for the failed sync.
+    let jobs: Api<Job> = Api::namespaced(s.client.clone(), &s.shop);
+    assert!(jobs.get_opt("argo-drift-postsync").await.unwrap().is_none());
+    let alerts = wait_for("the alert closed", Duration::from_secs(20), || async {
+        let done = configmaps(
+            &s.client,
+            &s.apps,
+            "alert-type=emergency,argo-drift.io/rollback=done",
+        )
+        .await;
+        (!done.is_empty()).then_some(done)
+    })
+    .await;
+    let alert: Value =
+        serde_json::from_str(&alerts[0].data.as_ref().unwrap()["alert.json"]).unwrap();
+    assert!(
+        alert["rollback"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "rolled back to history id 0 (revision {})",
+                &first[..12]
+            )),
+        "{alert:#}"
+    );
+    let reasons: Vec<String> = events(&s.client, &s.apps, &s.name)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(reasons.contains(&"RollbackDone".to_string()), "{reasons:?}");
+    controller.stop().await;
 }
