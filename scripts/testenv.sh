@@ -54,6 +54,9 @@ argocd_ns=argocd
 # Argo CD also manages the Applications of these namespaces ("apps in any namespace"); a test that
 # wants the real Argo CD to act on its Applications makes its namespace with this prefix.
 apps_namespaces="argo-drift-apps-*"
+# Argo CD's full comparison period (argocd-cm timeout.reconciliation, which Argo CD's manifests
+# pass to its components as ARGOCD_RECONCILIATION_TIMEOUT): short, so tests need not wait.
+reconciliation_timeout=10s
 
 say() { printf 'testenv: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -394,7 +397,8 @@ argocd_env() {
   printf '%s\n' ARGOCD_FAKE_IN_CLUSTER=true "KUBECONFIG=$argocd_kubeconfig" \
     "ARGOCD_TLS_DATA_PATH=$state/argocd/tls" "ARGOCD_SSH_DATA_PATH=$state/argocd/ssh" \
     "ARGOCD_GNUPGHOME=$state/argocd/gpg/keys" "ARGOCD_GPG_DATA_PATH=$state/argocd/gpg/source" \
-    ARGOCD_GPG_ENABLED=false "PATH=$tools:$argocd_release/bin:$PATH" "HOME=$state/argocd/home"
+    ARGOCD_GPG_ENABLED=false "PATH=$tools:$argocd_release/bin:$PATH" "HOME=$state/argocd/home" \
+    "ARGOCD_RECONCILIATION_TIMEOUT=$reconciliation_timeout"
 }
 
 start_argocd_component() {
@@ -437,7 +441,7 @@ metadata: {name: argocd-cm, namespace: $argocd_ns}
 data:
   accounts.argo-drift: apiKey
   admin.enabled: "true"
-  timeout.reconciliation: 10s
+  timeout.reconciliation: $reconciliation_timeout
   url: https://127.0.0.1:$argocd_port
 YAML
   cat >"$cfg/argocd-rbac-cm.yaml" <<YAML

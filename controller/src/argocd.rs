@@ -132,6 +132,9 @@ pub struct ResourceDiff {
     pub target_state: String,
     #[serde(default)]
     pub modified: bool,
+    /// A hook resource (not part of the desired state).
+    #[serde(default)]
+    pub hook: bool,
 }
 
 impl ArgoCd {

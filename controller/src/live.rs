@@ -153,9 +153,14 @@ impl LiveState {
         tracking_name: &str,
         keys: Vec<ResourceKey>,
         needed: Vec<(Arc<Kind>, WatchKey)>,
+        optional: Vec<(Arc<Kind>, WatchKey)>,
         timeout: Duration,
     ) -> Result<()> {
-        let watch_keys: Vec<WatchKey> = needed.iter().map(|(_, w)| w.clone()).collect();
+        let watch_keys: Vec<WatchKey> = needed
+            .iter()
+            .chain(&optional)
+            .map(|(_, w)| w.clone())
+            .collect();
         {
             let mut interest = lock(&self.interest);
             interest.unregister(app);
@@ -181,6 +186,11 @@ impl LiveState {
             interest
                 .registered
                 .insert(app.clone(), (keys, tracking_name.to_string(), watch_keys));
+        }
+        // Optional watches are not waited for: once listed, they trigger the app's analysis
+        // again; one that never lists (no permission) only logs its errors.
+        for (kind, key) in &optional {
+            self.ensure_watch(kind, key);
         }
         for (kind, key) in needed {
             let watch = self.ensure_watch(&kind, &key);

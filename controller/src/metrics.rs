@@ -26,6 +26,8 @@ pub struct Metrics {
     /// Actions a guardrail held back, by guardrail.
     pub actions_held: Family<Labels, Counter>,
     pub breaker_trips: Counter,
+    /// Resources whose verdict differs from Argo CD's, by application and class.
+    pub argocd_disagreements: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,8 +98,15 @@ impl Metrics {
             "Applications whose recurrence breaker tripped",
             breaker_trips.clone(),
         );
+        let argocd_disagreements = Family::<Labels, Gauge>::default();
+        registry.register(
+            "argocd_disagreements",
+            "Resources where argo-drift and Argo CD disagree on drift, by application and class (docs/agreement.md)",
+            argocd_disagreements.clone(),
+        );
         Metrics {
             registry,
+            argocd_disagreements,
             drifted_resources,
             detection_latency,
             reconcile_errors,

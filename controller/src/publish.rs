@@ -105,6 +105,9 @@ pub struct Envelope<'a> {
     /// What remediation decided: steps, and what a guardrail held back and until when.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'a argo_drift_core::policy::Decision>,
+    /// Where argo-drift and Argo CD disagree, by class (each resource carries Argo CD's view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<&'a argo_drift_core::agreement::Agreement>,
     #[serde(flatten)]
     pub report: &'a DriftReport,
 }
@@ -512,6 +515,7 @@ mod tests {
             diff: None,
             source: None,
             unverified: Vec::new(),
+            argocd: None,
         }
     }
 
@@ -647,6 +651,7 @@ mod tests {
             truncated: None,
             notification_failures: None,
             decision: None,
+            agreement: None,
             report: &r,
         };
         let text = fit_report(&envelope);

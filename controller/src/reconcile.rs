@@ -2,10 +2,11 @@
 //! live objects from the shared watches, analyse with the core engine, publish the report.
 //! The shape is kube-runtime's: `reconcile` returns an `Action`, `error_policy` decides retries.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use argo_drift_core::agreement::{self, Agreement, ArgoCdResource};
 use argo_drift_core::manifest::{index_by_key, Origin, Resource, ResourceKey, Scopes};
 use argo_drift_core::normalize::ignore::IgnoreRule;
 use argo_drift_core::normalize::{prepare, Prepared};
@@ -140,6 +141,11 @@ impl Context {
                 self.metrics
                     .drifted_resources
                     .remove(&labels(&[("app", &name), ("severity", severity.as_str())]));
+            }
+            for class in agreement::Class::DISAGREEMENTS {
+                self.metrics
+                    .argocd_disagreements
+                    .remove(&labels(&[("app", &name), ("class", class.as_str())]));
             }
             // Its report goes with it (owner reference); an open page must not stay open.
             if let (Some(notifier), Some(incident)) =
@@ -303,14 +309,42 @@ async fn analyse_app(
     }
     let desired = index_by_key(prepared)?;
     let tracking_name = tracking_name(&app, &ctx.settings.control_plane_namespace);
+    // Kinds Argo CD tracks for the app and Git does not have (objects it would prune): watched
+    // too, so that argo-drift sees the extra objects Argo CD sees.
+    let mut optional: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
+    for (api_version, kind_name, namespace) in argocd_listed_kinds(object) {
+        let kind = match ctx.live.kind(&api_version, &kind_name).await {
+            Ok(kind) => kind,
+            Err(e) => {
+                tracing::debug!(kind = %kind_name, error = %e, "a kind Argo CD lists for the app");
+                continue;
+            }
+        };
+        let key = WatchKey {
+            group: kind.resource.group.clone(),
+            version: kind.resource.version.clone(),
+            kind: kind.resource.kind.clone(),
+            namespace: kind.namespaced.then_some(namespace),
+        };
+        let id = key.to_string();
+        if !needed.contains_key(&id) {
+            optional.entry(id).or_insert((kind, key));
+        }
+    }
     let needed: Vec<_> = needed.into_values().collect();
-    let watch_keys: Vec<WatchKey> = needed.iter().map(|(_, k)| k.clone()).collect();
+    let optional: Vec<_> = optional.into_values().collect();
+    let watch_keys: Vec<WatchKey> = needed
+        .iter()
+        .chain(&optional)
+        .map(|(_, k)| k.clone())
+        .collect();
     ctx.live
         .register(
             app_ref,
             &tracking_name,
             desired.keys().cloned().collect(),
             needed,
+            optional,
             ctx.settings.watch_timeout,
         )
         .await?;
@@ -322,9 +356,12 @@ async fn analyse_app(
         text_diffs: false,
         app_ignore: Arc::new(app_ignore),
     };
-    let report = analyse(desired, &live, &policy, &options);
+    let mut report = analyse(desired, &live, &policy, &options);
     // Once per analysis: it serialises the drifted part of the report.
     let fingerprint = publish::fingerprint(&report);
+    // Argo CD's own word on each resource, next to ours (not part of the drift's identity).
+    let argocd_view = argocd_resources(object, &app, ctx).await;
+    let agreement = agreement::compare(&mut report, &argocd_view);
     let outcome = ctx
         .remediator
         .run(
@@ -341,6 +378,7 @@ async fn analyse_app(
         fingerprint: &fingerprint,
         revision: revision.as_deref(),
         decision: Some(&outcome.decision),
+        agreement: Some(&agreement),
     };
     let sooner = publish_report(object, app_ref, &app, ctx, &analysed).await?;
     announce(
@@ -402,6 +440,87 @@ async fn announce(
             notifier.notify(n);
         }
     }
+}
+
+/// (apiVersion, kind, namespace) of the app's resources Argo CD would prune: in its status, not
+/// in Git.
+fn argocd_listed_kinds(object: &DynamicObject) -> BTreeSet<(String, String, String)> {
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    object.data["status"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["requiresPruning"].as_bool() == Some(true) && r["hook"].as_bool() != Some(true)
+        })
+        .map(|r| {
+            let (group, version) = (text(r, "group"), text(r, "version"));
+            let api_version = if group.is_empty() {
+                version
+            } else {
+                format!("{group}/{version}")
+            };
+            (api_version, text(r, "kind"), text(r, "namespace"))
+        })
+        .collect()
+}
+
+/// What Argo CD says of the app's resources: the Application's `status.resources`, and with
+/// its API the managed-resources diff (`modified`). A failing API call leaves the status alone:
+/// the agreement is a second opinion, not a reason to fail the analysis.
+async fn argocd_resources(
+    object: &DynamicObject,
+    app: &Application,
+    ctx: &Context,
+) -> Vec<ArgoCdResource> {
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let mut out: Vec<ArgoCdResource> = object.data["status"]["resources"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|r| ArgoCdResource {
+                    key: ResourceKey {
+                        group: text(r, "group"),
+                        kind: text(r, "kind"),
+                        namespace: text(r, "namespace"),
+                        name: text(r, "name"),
+                    },
+                    status: text(r, "status"),
+                    requires_pruning: r["requiresPruning"].as_bool().unwrap_or(false),
+                    modified: None,
+                    hook: r["hook"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(argocd) = &ctx.argocd else {
+        return out;
+    };
+    match argocd.managed_resources(&app.name, &app.namespace).await {
+        Ok(diffs) => {
+            for d in diffs {
+                let key = ResourceKey {
+                    group: d.group,
+                    kind: d.kind,
+                    namespace: d.namespace,
+                    name: d.name,
+                };
+                match out.iter_mut().find(|r| r.key == key) {
+                    Some(r) => r.modified = Some(d.modified),
+                    None => out.push(ArgoCdResource {
+                        key,
+                        status: "Unknown".into(),
+                        requires_pruning: false,
+                        modified: Some(d.modified),
+                        hook: d.hook,
+                    }),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "Argo CD's managed resources, for the agreement"),
+    }
+    out
 }
 
 /// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
@@ -667,6 +786,7 @@ struct Analysed<'a> {
     fingerprint: &'a str,
     revision: Option<&'a str>,
     decision: Option<&'a argo_drift_core::policy::Decision>,
+    agreement: Option<&'a Agreement>,
 }
 
 async fn publish_report(
@@ -680,13 +800,14 @@ async fn publish_report(
         report,
         revision,
         decision,
+        agreement,
         ..
     } = *analysed;
     let fingerprint = analysed.fingerprint.to_string();
     let drifted_severity = publish::drift_severity(report);
     let severity = drifted_severity.map_or_else(|| "none".to_string(), |s| s.to_string());
     let drifted = drifted_severity.is_some();
-    update_gauges(ctx, app, report);
+    update_gauges(ctx, app, report, agreement);
     let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
     let hold = ctx
@@ -721,6 +842,7 @@ async fn publish_report(
             .as_ref()
             .and_then(|n| n.last_failure(&app_name)),
         decision,
+        agreement,
         report,
     };
     let text_hash = publish::fingerprint_text(&envelope);
@@ -927,8 +1049,22 @@ fn notification(
     }
 }
 
-fn update_gauges(ctx: &Context, app: &Application, report: &DriftReport) {
+fn update_gauges(
+    ctx: &Context,
+    app: &Application,
+    report: &DriftReport,
+    agreement: Option<&Agreement>,
+) {
     let name = format!("{}/{}", app.namespace, app.name);
+    if let Some(agreement) = agreement {
+        for class in agreement::Class::DISAGREEMENTS {
+            let n = agreement.disagreements.get(&class).copied().unwrap_or(0);
+            ctx.metrics
+                .argocd_disagreements
+                .get_or_create(&labels(&[("app", &name), ("class", class.as_str())]))
+                .set(n as i64);
+        }
+    }
     let mut counts: BTreeMap<Severity, i64> = Severity::ALL.into_iter().map(|s| (s, 0)).collect();
     for r in report
         .resources
@@ -973,6 +1109,7 @@ async fn publish_failure(
         truncated: None,
         notification_failures: None,
         decision: None,
+        agreement: None,
         report: &empty,
     };
     let owner = owner_reference(object);

@@ -35,10 +35,14 @@ fn copy_tree(from: &Path, repo: &GitRepo, to: &str) {
     }
 }
 
+/// Everything this test creates carries this label, with the run's id as value.
+const RUN_LABEL: &str = "argo-drift.io/test-run";
+
 /// A cluster Secret as `argocd cluster add` writes it.
-fn cluster(name: &str, server: &str, labels: Value) -> Value {
+fn cluster(name: &str, server: &str, labels: Value, run: &str) -> Value {
     let mut labels = labels;
     labels["argocd.argoproj.io/secret-type"] = json!("cluster");
+    labels[RUN_LABEL] = json!(run);
     json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": format!("cluster-{}", name.to_lowercase().replace('_', "-")), "labels": labels},
@@ -53,6 +57,13 @@ async fn the_real_applicationset_controller_renders_one_app_per_cluster_tier_and
     let real = real_argocd();
     let client = client().await;
     let run = format!("{:x}", rand_u32() & 0xffffff);
+    // What an earlier run that failed left behind.
+    clean_up(
+        &client,
+        &real.namespace,
+        &format!("{RUN_LABEL},{RUN_LABEL}!={run}"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(&dir.path().join("repo"));
     copy_tree(&project("examples/tiers"), &repo, "examples/tiers");
@@ -63,12 +74,23 @@ async fn the_real_applicationset_controller_renders_one_app_per_cluster_tier_and
     let east = format!("east-{run}");
     let west = format!("West_{run}");
     let clusters = [
-        cluster(&east, &format!("https://east-{run}.example.com"), json!({})),
-        cluster(&west, &format!("https://west-{run}.example.com"), json!({})),
+        cluster(
+            &east,
+            &format!("https://east-{run}.example.com"),
+            json!({}),
+            &run,
+        ),
+        cluster(
+            &west,
+            &format!("https://west-{run}.example.com"),
+            json!({}),
+            &run,
+        ),
         cluster(
             &format!("off-{run}"),
             &format!("https://off-{run}.example.com"),
             json!({"argo-drift.io/tiers": "off"}),
+            &run,
         ),
     ];
     for c in &clusters {
@@ -83,6 +105,12 @@ async fn the_real_applicationset_controller_renders_one_app_per_cluster_tier_and
         let name = format!("{}-{run}", set["metadata"]["name"].as_str().unwrap());
         set["metadata"]["name"] = json!(name);
         set["metadata"]["namespace"] = json!(real.namespace);
+        set["metadata"]["labels"] = json!({RUN_LABEL: run});
+        set["spec"]["template"]["metadata"]["labels"][RUN_LABEL] = json!(run);
+        // The test installation is shared: this run's sets see only this run's clusters (the
+        // shipped selector stays as it is, this one is added to it).
+        let clusters = &mut set["spec"]["generators"][0]["matrix"]["generators"][0]["clusters"];
+        clusters["selector"]["matchLabels"] = json!({RUN_LABEL: run});
         apply(&client, &real.namespace, set, "argo-drift-tests").await;
         sets.push((tier, name));
     }
@@ -196,33 +224,47 @@ async fn the_real_applicationset_controller_renders_one_app_per_cluster_tier_and
     )
     .await;
     for (tier, name) in &sets {
-        let set = serde_json::to_value(sets_api.get(name).await.unwrap()).unwrap();
-        let conditions = set["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            conditions
-                .iter()
-                .any(|c| c["type"] == "ResourcesUpToDate" && c["status"] == "True"),
-            "{tier}: {conditions:#?}"
-        );
+        wait_for(
+            &format!("{tier}: ResourcesUpToDate"),
+            Duration::from_secs(30),
+            || async {
+                let set = serde_json::to_value(sets_api.get(name).await.unwrap()).unwrap();
+                set["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "ResourcesUpToDate" && c["status"] == "True")
+                    .then_some(())
+            },
+        )
+        .await;
     }
+    clean_up(&client, &real.namespace, &format!("{RUN_LABEL}={run}")).await;
+}
 
-    // Clean up: the sets, their apps (no garbage collector runs here) and the clusters.
-    for (_, name) in &sets {
-        let _ = sets_api.delete(name, &DeleteParams::default()).await;
+/// Delete the sets, their apps and the cluster Secrets that `selector` picks. The generated
+/// apps carry Argo CD's resources finalizer, which would wait forever for clusters that do not
+/// exist: it goes first.
+async fn clean_up(client: &kube::Client, namespace: &str, selector: &str) {
+    let params = ListParams::default().labels(selector);
+    let sets = dynamic(client, namespace, "argoproj.io/v1alpha1", "ApplicationSet").await;
+    let _ = sets
+        .delete_collection(&DeleteParams::default(), &params)
+        .await;
+    let apps = dynamic(client, namespace, "argoproj.io/v1alpha1", "Application").await;
+    for app in apps.list(&params).await.unwrap().items {
+        let name = app.metadata.name.unwrap();
+        merge(
+            &apps,
+            &name,
+            "argo-drift-tests",
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+        let _ = apps.delete(&name, &DeleteParams::default()).await;
     }
-    for name in generated.keys() {
-        let _ = apps_api.delete(name, &DeleteParams::default()).await;
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &real.namespace);
-    for c in &clusters {
-        let _ = secrets
-            .delete(
-                c["metadata"]["name"].as_str().unwrap(),
-                &DeleteParams::default(),
-            )
-            .await;
-    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let _ = secrets
+        .delete_collection(&DeleteParams::default(), &params)
+        .await;
 }

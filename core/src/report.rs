@@ -58,6 +58,9 @@ pub struct ResourceReport {
     /// their presence is checked, their values are not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unverified: Vec<String>,
+    /// What Argo CD itself says of the resource, when it was asked (see `agreement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<crate::agreement::ArgoCdView>,
 }
 
 impl ResourceReport {
@@ -319,6 +322,7 @@ fn base_report(
         diff: None,
         source: Some(source.to_string()),
         unverified: Vec::new(),
+        argocd: None,
     }
 }
 

@@ -852,3 +852,76 @@ pub fn pagerduty_notifications(
     .unwrap();
     file
 }
+
+/// An app of the usual kinds (Deployment, Service, Secret, Role) and a file that is no manifest.
+pub const WEB: &[(&str, &str)] = &[
+    (
+        "apps/web/deployment.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+          protocol: TCP
+        env:
+        - name: MODE
+          value: production
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+"#,
+    ),
+    (
+        "apps/web/service.yaml",
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+    protocol: TCP
+"#,
+    ),
+    (
+        "apps/web/secret.yaml",
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: web-creds
+type: Opaque
+data:
+  password: c2VjcmV0LXZhbHVl
+"#,
+    ),
+    (
+        "apps/web/rbac.yaml",
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: web-reader
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+"#,
+    ),
+    (
+        "apps/web/README.md",
+        "not a manifest: skipped like Argo CD does\n",
+    ),
+];

@@ -1,0 +1,297 @@
+//! Agreement with Argo CD, judged against the real Argo CD (`scripts/testenv.sh argocd`): the
+//! app of the live scenarios is synced by Argo CD itself, people change it out of band as in
+//! live.rs, and after each change both Argo CD and argo-drift look again. No resource Argo CD
+//! calls OutOfSync may be reported in sync by argo-drift, and every drift only argo-drift sees
+//! must belong to a documented class (docs/agreement.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch};
+use serde_json::{json, Value};
+use support::*;
+
+struct Scenario {
+    client: kube::Client,
+    apps: String,
+    shop: String,
+}
+
+impl Scenario {
+    /// Ask Argo CD for a full comparison (`argocd app get --refresh` sets this annotation), wait
+    /// until it has done it and argo-drift's report carries Argo CD's current word on every
+    /// resource, with `drifted` (kind/name) drifted by argo-drift's verdict; then check the
+    /// agreement. Returns the report.
+    async fn settled(&self, drifted: &[&str]) -> Value {
+        let real = real_argocd();
+        let apps = dynamic(
+            &self.client,
+            &self.apps,
+            "argoproj.io/v1alpha1",
+            "Application",
+        )
+        .await;
+        merge(
+            &apps,
+            "web",
+            "argocd-cli",
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        )
+        .await;
+        let want: BTreeSet<String> = drifted.iter().map(|s| s.to_string()).collect();
+        let start = std::time::Instant::now();
+        loop {
+            let app = real.app(&self.client, &self.apps, "web").await;
+            let report = report(&self.client, &self.apps, "web").await.map(|r| r.1);
+            // Argo CD removes the annotation once it has compared.
+            let compared = app["metadata"]["annotations"]
+                .get("argocd.argoproj.io/refresh")
+                .is_none();
+            if let (true, Some(report)) = (compared, report.as_ref()) {
+                let ours: BTreeSet<String> = report["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["status"] != "synced")
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            r["kind"].as_str().unwrap(),
+                            r["name"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                let current = report["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["argocd"]["status"] == argocd_status(&app, r));
+                if ours == want && current {
+                    check(report);
+                    return report.clone();
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "not settled on {want:?}; argo-drift's report:\n{report:#?}\nArgo CD's resources:\n{:#}",
+                app["status"]["resources"]
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Argo CD's status of the report's resource `r` in the Application, `Absent` if unlisted.
+fn argocd_status(app: &Value, r: &Value) -> Value {
+    app["status"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| {
+            a["kind"] == r["kind"]
+                && a["name"] == r["name"]
+                && a["namespace"].as_str().unwrap_or("") == r["namespace"].as_str().unwrap_or("")
+                && a["group"].as_str().unwrap_or("") == r["group"].as_str().unwrap_or("")
+        })
+        .map_or(json!("Absent"), |a| a["status"].clone())
+}
+
+/// The agreement rules: nothing Argo CD calls OutOfSync is in sync for argo-drift, and what
+/// only argo-drift sees is of a documented class.
+fn check(report: &Value) {
+    for r in report["resources"].as_array().unwrap() {
+        let class = r["argocd"]["agreement"].as_str().unwrap();
+        assert!(
+            ["agree", "no-verdict", "out-of-band-addition"].contains(&class),
+            "{} {}: {class}\n{r:#}",
+            r["kind"],
+            r["name"]
+        );
+        if r["argocd"]["status"] == "OutOfSync" {
+            assert_ne!(r["status"], "synced", "{r:#}");
+        }
+    }
+    assert!(
+        report["agreement"].get("argocdOnly").is_none(),
+        "{:#}",
+        report["agreement"]
+    );
+}
+
+fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
+    let r = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .unwrap();
+    (
+        r["argocd"]["status"].as_str().unwrap().to_string(),
+        r["argocd"]["agreement"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_what_only_it_sees()
+{
+    let real = real_argocd();
+    let client = client().await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("shop.git"));
+    for (path, text) in WEB {
+        repo.write(path, text);
+    }
+    repo.commit("web");
+    let mut app = application("web", &repo.url(), "apps/web", &shop, None);
+    app["spec"]["source"]["directory"] = json!({"recurse": true});
+    apply(&client, &apps, app, "argocd-server").await;
+    real.sync_and_wait(&client, &apps, "web").await;
+    let server = format!("https://{}", real.server);
+    let controller = Running::start_beside(
+        &client,
+        &apps,
+        &real.namespace,
+        &[
+            "--argocd-server",
+            &server,
+            "--argocd-token-file",
+            real.token_file.to_str().unwrap(),
+            "--argocd-ca-file",
+            real.ca.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let s = Scenario {
+        client: client.clone(),
+        apps: apps.clone(),
+        shop: shop.clone(),
+    };
+    let first = s.settled(&[]).await;
+    assert_eq!(first["summary"]["synced"], 4, "{first:#}");
+    assert_eq!(
+        class_of(&first, "Deployment", "web"),
+        ("Synced".into(), "agree".into())
+    );
+
+    // kubectl scale, and a label added to the Service by hand.
+    let deployments = dynamic(&client, &s.shop, "apps/v1", "Deployment").await;
+    merge(
+        &deployments,
+        "web",
+        "kubectl-scale",
+        json!({"spec": {"replicas": 5}}),
+    )
+    .await;
+    let services = dynamic(&client, &s.shop, "v1", "Service").await;
+    merge(
+        &services,
+        "web",
+        "kubectl-label",
+        json!({"metadata": {"labels": {"team": "payments"}}}),
+    )
+    .await;
+    let r = s.settled(&["Deployment/web", "Service/web"]).await;
+    assert_eq!(
+        class_of(&r, "Deployment", "web"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    // Argo CD never applied that label, so its diff does not see it; argo-drift does.
+    assert_eq!(
+        class_of(&r, "Service", "web"),
+        ("Synced".into(), "out-of-band-addition".into())
+    );
+    assert_eq!(
+        r["agreement"]["disagreements"],
+        json!({"out-of-band-addition": 1})
+    );
+    let (_, metrics) = controller.get("/metrics").await;
+    let line = format!(
+        "argo_drift_argocd_disagreements{{app=\"{apps}/web\",class=\"out-of-band-addition\"}} 1"
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+
+    // kubectl set image, an environment variable added by kubectl edit, a rule added to the
+    // Role, and the Secret's value changed.
+    deployments
+        .patch(
+            "web",
+            &manager("kubectl-edit"),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1.26-evil",
+                 "env": [{"name": "DEBUG", "value": "1"}]}]}}}})),
+        )
+        .await
+        .unwrap();
+    let roles = dynamic(&client, &s.shop, "rbac.authorization.k8s.io/v1", "Role").await;
+    merge(
+        &roles,
+        "web-reader",
+        "kubectl-edit",
+        json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+    )
+    .await;
+    let secrets = dynamic(&client, &s.shop, "v1", "Secret").await;
+    merge(
+        &secrets,
+        "web-creds",
+        "kubectl-edit",
+        json!({"data": {"password": "b3RoZXI="}}),
+    )
+    .await;
+    let r = s
+        .settled(&[
+            "Deployment/web",
+            "Service/web",
+            "Role/web-reader",
+            "Secret/web-creds",
+        ])
+        .await;
+    for (kind, name) in [("Role", "web-reader"), ("Secret", "web-creds")] {
+        assert_eq!(
+            class_of(&r, kind, name),
+            ("OutOfSync".into(), "agree".into()),
+            "{kind}"
+        );
+    }
+
+    // The Secret deleted, and an object of nobody's Git that carries the app's tracking mark.
+    Api::<Secret>::namespaced(client.clone(), &shop)
+        .delete("web-creds", &DeleteParams::default())
+        .await
+        .unwrap();
+    apply(
+        &client,
+        &shop,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "stray", "annotations": {
+                "argocd.argoproj.io/tracking-id": format!("{apps}_web:/ConfigMap:{shop}/stray")}},
+            "data": {"k": "v"}}),
+        "kubectl-client-side-apply",
+    )
+    .await;
+    let r = s
+        .settled(&[
+            "ConfigMap/stray",
+            "Deployment/web",
+            "Role/web-reader",
+            "Secret/web-creds",
+            "Service/web",
+        ])
+        .await;
+    assert_eq!(
+        class_of(&r, "Secret", "web-creds"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    assert_eq!(
+        class_of(&r, "ConfigMap", "stray"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    controller.stop().await;
+}
