@@ -133,7 +133,14 @@ impl Sources<'_> {
                 Ok(())
             })?;
         }
-        Ok((resources, (!m.revision.is_empty()).then_some(m.revision)))
+        // Argo CD v3.6's server answers with the manifests only (no `revision`) when asked for a
+        // revision: the one asked for is then the one read.
+        let read = if m.revision.is_empty() {
+            revision.map(str::to_string)
+        } else {
+            Some(m.revision)
+        };
+        Ok((resources, read))
     }
 }
 

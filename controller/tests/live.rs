@@ -613,47 +613,65 @@ async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_token() {
+    // The real Argo CD renders a chart from Git and syncs it; argo-drift reads what it rendered.
+    let real = real_argocd();
     let client = client().await;
-    let argocd = fresh_namespace(&client, "argocd").await;
+    let apps = real.fresh_apps_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
-    let rendered = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "redis-config", "namespace": shop, "labels": {"helm.sh/chart": "redis-1.2.3"}},
-        "data": {"maxmemory": "256mb"}
-    });
-    apply(&client, &shop, rendered.clone(), "argocd-controller").await;
-    let fake = FakeArgoCd::start(client.clone(), "s3cret-token", &argocd)
-        .await
-        .unwrap();
-    fake.set_manifests("redis", vec![rendered]);
-    let helm = |name: &str| {
-        let mut app = application(name, "https://charts.example.com", "", &shop, None);
-        app["spec"]["source"] = json!({"repoURL": "https://charts.example.com", "chart": "redis", "targetRevision": "1.2.3"});
-        app
-    };
-    // Argo CD synced chart version 1.2.3: its manifests at that revision are asked for.
-    let mut redis = helm("redis");
-    redis["status"] = json!({"sync": {"status": "Synced", "revision": "1.2.3"}});
-    apply(&client, &argocd, redis, "argocd-server").await;
-    apply(&client, &argocd, helm("unknown"), "argocd-server").await;
-    let controller = Running::start(
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("charts.git"));
+    repo.write(
+        "redis/Chart.yaml",
+        "apiVersion: v2\nname: redis\nversion: 1.2.3\n",
+    );
+    repo.write("redis/values.yaml", "maxmemory: 256mb\n");
+    repo.write(
+        "redis/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: redis-config\n  labels:\n    helm.sh/chart: redis-{{ .Chart.Version }}\ndata:\n  maxmemory: {{ .Values.maxmemory }}\n",
+    );
+    let commit = repo.commit("redis chart");
+    apply(
         &client,
-        &argocd,
-        &[
-            "--argocd-server",
-            &fake.url,
-            "--argocd-token",
-            "s3cret-token",
-        ],
+        &apps,
+        application("redis", &repo.url(), "redis", &shop, None),
+        "argocd-server",
     )
     .await;
+    real.sync_and_wait(&client, &apps, "redis").await;
+    // An app Argo CD cannot render: a chart from a Helm repository it cannot reach.
+    let mut unknown = application("unknown", "https://charts.invalid", "", &shop, None);
+    unknown["spec"]["source"] =
+        json!({"repoURL": "https://charts.invalid", "chart": "nope", "targetRevision": "1.0.0"});
+    apply(&client, &apps, unknown, "argocd-server").await;
+    let server = format!("https://{}", real.server);
+    let ca = real.ca.to_str().unwrap();
+    let start = |token_file: String| {
+        let (client, apps, server) = (client.clone(), apps.clone(), server.clone());
+        async move {
+            Running::start_beside(
+                &client,
+                &apps,
+                &real.namespace,
+                &[
+                    "--argocd-server",
+                    &server,
+                    "--argocd-token-file",
+                    &token_file,
+                    "--argocd-ca-file",
+                    ca,
+                ],
+            )
+            .await
+        }
+    };
+    let controller = start(real.token_file.display().to_string()).await;
     let (cm, r) = wait_for("the Helm app's report", WAIT, || async {
-        report(&client, &argocd, "redis").await
+        report(&client, &apps, "redis").await
     })
     .await;
     assert_eq!(severity_label(&cm), "none", "{r:#}");
-    assert_eq!(r["summary"]["synced"], 1);
-    assert_eq!(r["revision"], "1.2.3");
+    assert_eq!(r["summary"]["synced"], 1, "{r:#}");
+    assert_eq!(r["revision"], commit.as_str());
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
     merge(
         &configmaps,
@@ -664,7 +682,7 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     .await;
     let c = wait_change(
         &client,
-        &argocd,
+        &apps,
         "redis",
         "ConfigMap",
         "redis-config",
@@ -672,6 +690,7 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     )
     .await;
     assert_eq!(c["live"], "8gb");
+    assert_eq!(c["desired"], "256mb");
     // Argo CD's own error when it cannot render an application, retried as transient.
     let (_, metrics) = wait_for("the Argo CD API error counted", WAIT, || async {
         let m = controller.get("/metrics").await;
@@ -681,37 +700,26 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     assert!(metrics.contains("argo_drift_reconcile_errors_total{category=\"argocd_api\"}"));
     controller.stop().await;
 
-    // A wrong token: Argo CD's 401 is reported with its message and code, the token never.
-    let argocd2 = fresh_namespace(&client, "argocd").await;
-    apply(&client, &argocd2, helm("redis"), "argocd-server").await;
-    let client2 = client.clone();
-    let wrong = Running::start(
-        &client2,
-        &argocd2,
-        &[
-            "--argocd-server",
-            &fake.url,
-            "--argocd-token",
-            "wrong-token",
-        ],
-    )
-    .await;
+    // A wrong token: Argo CD's 401 is counted and reported with its message, the token never.
+    let wrong_token = dir.path().join("wrong-token");
+    std::fs::write(&wrong_token, "wrong-token").unwrap();
+    let wrong = start(wrong_token.display().to_string()).await;
     wait_for("the 401 counted", WAIT, || async {
         let m = wrong.get("/metrics").await.1;
         m.contains("category=\"argocd_api\"").then_some(())
     })
     .await;
-    let settings = argo_drift_controller::argocd::Settings::new(&fake.url, "wrong-token".into());
-    let err = argo_drift_controller::argocd::ArgoCd::new(settings)
-        .unwrap()
-        .manifests("redis", &argocd2, None)
+    let err = real
+        .client_with_token("wrong-token".into())
+        .manifests("redis", &apps, None)
         .await
         .unwrap_err()
         .to_string();
-    assert_eq!(
-        err,
-        "Argo CD API /api/v1/applications/redis/manifests: 401 Unauthorized: invalid session: token signature is invalid (code 16)"
+    assert!(
+        err.starts_with("Argo CD API /api/v1/applications/redis/manifests: 401 Unauthorized: "),
+        "{err}"
     );
+    assert!(err.ends_with("(code 16)"), "{err}");
     assert!(!err.contains("wrong-token"));
     wrong.stop().await;
 }
