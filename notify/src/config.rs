@@ -185,6 +185,35 @@ pub struct RouteSpec {
     pub channels: Vec<String>,
 }
 
+/// serde's message with every quoted string value left out: a webhook URL or routing key written
+/// inline where a secret reference belongs would otherwise be quoted in the error, and the error
+/// goes to the logs.
+fn without_values(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(MARK) {
+        out.push_str(&rest[..start]);
+        out.push_str("a string (value not shown)");
+        let after = &rest[start + MARK.len()..];
+        let mut escaped = false;
+        let mut end = after.len();
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = i + 1;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A secret value; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -280,7 +309,7 @@ impl Notifications {
                 .next()
                 .unwrap_or(&message)
                 .to_string();
-            fail(at, message)
+            fail(at, without_values(&message))
         })?;
         if raw.api_version.as_deref().is_some_and(|v| v != API_VERSION) {
             return Err(fail(
@@ -611,10 +640,18 @@ routes:
             err("channels:\n- name: a\n"),
             "n.yaml: channels[0]: needs exactly one of slack, pagerduty, email, cloudevents"
         );
-        assert!(
-            err("channels:\n- name: a\n  slack: {webhookUrl: \"https://inline\"}\n")
-                .starts_with("n.yaml: line 3 column")
+        // A secret written inline is refused without being quoted back.
+        let inline = err(
+            "channels:\n- name: a\n  slack: {webhookUrl: \"https://hooks.slack.com/services/T/B/XYZ\\\"q\"}\n",
         );
+        assert!(inline.starts_with("n.yaml: line 3 column"), "{inline}");
+        assert!(inline.contains("a string (value not shown)"), "{inline}");
+        assert!(
+            !inline.contains("hooks.slack.com") && !inline.contains("XYZ"),
+            "{inline}"
+        );
+        let key = err("channels:\n- name: p\n  pagerduty: {routingKey: R0UT1NGKEY}\n");
+        assert!(!key.contains("R0UT1NGKEY"), "{key}");
         let mail = "channels:\n- name: m\n  email: {host: relay, from: a@example.com, to: [b@example.com], ";
         assert_eq!(
             err(&format!("{mail}caFile: /nonexistent/ca.pem}}\n")),

@@ -126,8 +126,7 @@ impl HttpTarget {
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
                     let text = response.text().await.unwrap_or_default();
                     let text = text.chars().take(300).collect::<String>();
                     last = format!("HTTP {}: {text}", status.as_u16());
@@ -140,6 +139,7 @@ impl HttpTarget {
                     } else {
                         return Err(Error::Rejected {
                             channel: self.channel.clone(),
+                            protocol: "HTTP",
                             status: status.as_u16(),
                             message: text,
                         });
@@ -162,5 +162,42 @@ impl HttpTarget {
             attempts: self.retry.attempts,
             last,
         })
+    }
+}
+
+/// `Retry-After` (RFC 9110 10.2.3): delay-seconds, or an HTTP-date to wait until (a date in the
+/// past means at once).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Fri, 04 Dec 2026 10:00:00 GMT").unwrap();
+        assert_eq!(retry_after(" 30 ", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 10:00:45 GMT", now),
+            Some(Duration::from_secs(45))
+        );
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            retry_after("Friday, 04-Dec-26 10:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

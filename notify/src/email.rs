@@ -106,9 +106,8 @@ impl EmailChannel {
         }
         let message = builder
             .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| Error::Rejected {
+            .map_err(|e| Error::Invalid {
                 channel: self.name.clone(),
-                status: 0,
                 message: e.to_string(),
             })?;
         let mut last = String::new();
@@ -119,6 +118,7 @@ impl EmailChannel {
                 Err(e) if e.is_permanent() => {
                     return Err(Error::Rejected {
                         channel: self.name.clone(),
+                        protocol: "SMTP",
                         status: e
                             .status()
                             .and_then(|c| c.to_string().parse().ok())

@@ -7,12 +7,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Error)]
 pub enum Error {
     /// The channel answered with an error it will answer again (bad payload, bad key).
-    #[error("{channel}: rejected with HTTP {status}: {message}")]
+    #[error("{channel}: rejected with {protocol} {status}: {message}")]
     Rejected {
         channel: String,
+        /// `HTTP` or `SMTP`: whose status code `status` is.
+        protocol: &'static str,
         status: u16,
         message: String,
     },
+    /// The message could not be built (an address or header the channel cannot carry).
+    #[error("{channel}: the message could not be built: {message}")]
+    Invalid { channel: String, message: String },
     /// Gave up after retries (5xx, 429, timeouts, connection errors).
     #[error("{channel}: not delivered after {attempts} attempts: {last}")]
     Undelivered {
@@ -25,7 +30,7 @@ pub enum Error {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Rejected { .. } => "rejected",
+            Error::Rejected { .. } | Error::Invalid { .. } => "rejected",
             Error::Undelivered { .. } => "undelivered",
         }
     }

@@ -229,7 +229,17 @@ async fn pagerduty_trigger_and_resolve_are_accepted_by_the_documented_rules() {
         .post(&json!({"event_action": "trigger"}))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Rejected { status: 400, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                protocol: "HTTP",
+                status: 400,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -325,7 +325,12 @@ async fn a_wrong_password_is_a_permanent_rejection_not_retried() {
     let channel = EmailChannel::new("mail", s).unwrap();
     let err = channel.send(&notification(), None).await.unwrap_err();
     match &err {
-        argo_drift_notify::Error::Rejected { status, .. } => assert_eq!(*status, 535, "{err}"),
+        argo_drift_notify::Error::Rejected {
+            status, protocol, ..
+        } => {
+            assert_eq!((*protocol, *status), ("SMTP", 535), "{err}");
+            assert!(err.to_string().contains("rejected with SMTP 535"), "{err}");
+        }
         other => panic!("expected a rejection, got {other}"),
     }
     assert!(!err.to_string().contains("wrong-pw"), "{err}");
