@@ -1,6 +1,7 @@
 //! Command-line arguments (clap derive). Every flag can also come from an `ARGO_DRIFT_*`
 //! environment variable.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -380,6 +381,43 @@ mod tests {
     fn the_command_line_is_well_formed() {
         Args::command().debug_assert();
     }
+
+    #[test]
+    fn argocd_opts_is_read_as_the_argocd_cli_reads_it() {
+        let flags = argocd_opts_flags(
+            "--server argocd.example.com:443 --plaintext --auth-token 'tok en' --grpc-web --header=X-A:1",
+        )
+        .unwrap();
+        assert_eq!(flags["server"], "argocd.example.com:443");
+        assert_eq!(flags["plaintext"], "true");
+        assert_eq!(flags["auth-token"], "tok en");
+        assert_eq!(flags["grpc-web"], "true");
+        assert_eq!(flags["header"], "X-A:1");
+        let err = argocd_opts_flags("s3cret --insecure").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(argocd_opts_flags("--auth-token 'open").is_err());
+
+        let args = |argv: &[&str]| {
+            let mut all = vec!["argo-drift", "run"];
+            all.extend_from_slice(argv);
+            let Command::Run(run) = Args::try_parse_from(all).unwrap().command else {
+                unreachable!()
+            };
+            run.argocd
+        };
+        let s = args(&[])
+            .settings_with("--server argocd:443 --insecure --auth-token t1")
+            .unwrap()
+            .unwrap();
+        assert!(s.insecure && !s.plaintext);
+        // Flags given to argo-drift win over ARGOCD_OPTS.
+        let s = args(&["--argocd-server", "other:443", "--argocd-token", "t2"])
+            .settings_with("--server argocd:443 --auth-token t1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.server, "other:443");
+        assert!(args(&[]).settings_with("").unwrap().is_none());
+    }
 }
 
 /// How to reach Argo CD's API server; the environment variables are the `argocd` CLI's.
@@ -415,10 +453,22 @@ pub struct ArgoCdArgs {
 }
 
 impl ArgoCdArgs {
-    /// The client settings, token and CA read from their files; `None` without a server.
+    /// The client settings, token and CA read from their files; `None` without a server. What
+    /// is not given here comes from `ARGOCD_OPTS`, as the argocd CLI takes it.
     pub fn settings(&self) -> anyhow::Result<Option<crate::argocd::Settings>> {
+        let opts = std::env::var("ARGOCD_OPTS").unwrap_or_default();
+        self.settings_with(&opts)
+    }
+
+    /// `settings` with `ARGOCD_OPTS` given.
+    pub fn settings_with(
+        &self,
+        argocd_opts: &str,
+    ) -> anyhow::Result<Option<crate::argocd::Settings>> {
         use anyhow::Context as _;
-        let Some(server) = &self.argocd_server else {
+        let opts = argocd_opts_flags(argocd_opts).map_err(anyhow::Error::msg)?;
+        let flag = |k: &str| opts.get(k).map(String::as_str) == Some("true");
+        let Some(server) = self.argocd_server.as_ref().or(opts.get("server")) else {
             return Ok(None);
         };
         let token = match (&self.argocd_token, &self.argocd_token_file) {
@@ -427,7 +477,7 @@ impl ArgoCdArgs {
                 .with_context(|| format!("reading the Argo CD token file {}", path.display()))?
                 .trim()
                 .to_string(),
-            (None, None) => String::new(),
+            (None, None) => opts.get("auth-token").cloned().unwrap_or_default(),
         };
         let ca_pem = match &self.argocd_ca_file {
             Some(path) => Some(
@@ -438,8 +488,48 @@ impl ArgoCdArgs {
         };
         let mut settings = crate::argocd::Settings::new(server, token);
         settings.ca_pem = ca_pem;
-        settings.plaintext = self.argocd_plaintext;
-        settings.insecure = self.argocd_insecure;
+        settings.plaintext = self.argocd_plaintext || flag("plaintext");
+        settings.insecure = self.argocd_insecure || flag("insecure");
         Ok(Some(settings))
     }
+}
+
+/// `ARGOCD_OPTS` read as the argocd CLI reads it (util/config/env.go, LoadFlags): shell words;
+/// `--flag value`, `--flag` alone meaning `true`, and `--flag=value`. Values are never quoted
+/// back in errors (`--auth-token` is one).
+pub fn argocd_opts_flags(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let words = shlex::split(text).ok_or_else(|| "ARGOCD_OPTS: unbalanced quotes".to_string())?;
+    let mut flags = BTreeMap::new();
+    let mut key: Option<String> = None;
+    for (i, word) in words.iter().enumerate() {
+        if let Some(name) = word.strip_prefix("--") {
+            if let Some(k) = key.take() {
+                flags.insert(k, "true".to_string());
+            }
+            key = Some(name.to_string());
+        } else if let Some(k) = key.take() {
+            flags.insert(k, word.clone());
+        } else {
+            return Err(format!(
+                "ARGOCD_OPTS: word {} is not a --flag nor a flag's value",
+                i + 1
+            ));
+        }
+    }
+    if let Some(k) = key {
+        flags.insert(k, "true".to_string());
+    }
+    // `--foo=bar`, which shell splitting leaves whole (argo-cd issue 6822).
+    let joined: Vec<(String, String)> = flags
+        .iter()
+        .filter(|(k, v)| k.contains('=') && v.as_str() == "true")
+        .filter_map(|(k, _)| {
+            k.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect();
+    for (k, v) in joined {
+        flags.entry(k).or_insert(v);
+    }
+    Ok(flags)
 }

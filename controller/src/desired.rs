@@ -146,7 +146,11 @@ impl Sources<'_> {
 
 /// A commit (or revision) as people read it: its first 12 characters.
 pub fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
+    // By characters: a revision is any ref name, and a byte index can fall inside one.
+    match commit.char_indices().nth(12) {
+        Some((end, _)) => &commit[..end],
+        None => commit,
+    }
 }
 
 /// Argo CD's repository Secrets: an exact `repository` match first, then the longest matching
@@ -191,4 +195,16 @@ pub fn credentials_for(secrets: &[Secret], url: &str) -> Option<Credentials> {
         ssh_private_key: field(chosen, "sshPrivateKey"),
         insecure: field(chosen, "insecure").is_some_and(|v| v == "true"),
     })
+}
+
+#[cfg(test)]
+mod short_tests {
+    use super::short;
+
+    #[test]
+    fn a_revision_is_shortened_by_characters() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("v1"), "v1");
+        assert_eq!(short("release/ünïcödé-ß-2026"), "release/ünïc");
+    }
 }

@@ -155,9 +155,36 @@ fn sandbox(options: Options) -> mlua::Result<Lua> {
     Ok(lua)
 }
 
+/// `os.time{...}` as Argo CD's Lua (gopher-lua) computes it: Go's `time.Date`, which carries
+/// out-of-range fields over (month 13 is January of the next year, day 0 the last day of the
+/// month before), in UTC. A date outside what can be represented is an error, never a panic.
+fn os_time(year: i64, month: i64, day: i64, hour: i64, min: i64, sec: i64) -> Result<i64, String> {
+    use k8s_openapi::jiff::{civil, tz::TimeZone, Span};
+    let out_of_range = || format!("date out of range (year {year}, month {month}, day {day})");
+    let year = i16::try_from(year).map_err(|_| out_of_range())?;
+    let first = civil::Date::new(year, 1, 1).map_err(|_| out_of_range())?;
+    // Months first, then days and time of day, as time.Date normalises them.
+    let month_start = Span::new()
+        .try_months(month.saturating_sub(1))
+        .and_then(|m| first.checked_add(m))
+        .map_err(|_| out_of_range())?;
+    let rest = Span::new()
+        .try_days(day.saturating_sub(1))
+        .and_then(|s| s.try_hours(hour))
+        .and_then(|s| s.try_minutes(min))
+        .and_then(|s| s.try_seconds(sec))
+        .map_err(|_| out_of_range())?;
+    let at = month_start
+        .to_datetime(civil::Time::midnight())
+        .checked_add(rest)
+        .map_err(|_| out_of_range())?;
+    let zoned = at.to_zoned(TimeZone::UTC).map_err(|e| e.to_string())?;
+    Ok(zoned.timestamp().as_second())
+}
+
 /// Argo CD's safe `os`: `time` and `date` only.
 fn safe_os(lua: &Lua) -> mlua::Result<Table> {
-    use k8s_openapi::jiff::{civil, tz::TimeZone, Timestamp};
+    use k8s_openapi::jiff::{tz::TimeZone, Timestamp};
     let os = lua.create_table()?;
     os.set(
         "time",
@@ -166,21 +193,15 @@ fn safe_os(lua: &Lua) -> mlua::Result<Table> {
                 return Ok(Timestamp::now().as_second());
             };
             let int = |k: &str, default: i64| t.get::<Option<i64>>(k).map(|v| v.unwrap_or(default));
-            let date = civil::date(
-                int("year", 1970)? as i16,
-                int("month", 1)? as i8,
-                int("day", 1)? as i8,
+            os_time(
+                int("year", 1970)?,
+                int("month", 1)?,
+                int("day", 1)?,
+                int("hour", 12)?,
+                int("min", 0)?,
+                int("sec", 0)?,
             )
-            .at(
-                int("hour", 12)? as i8,
-                int("min", 0)? as i8,
-                int("sec", 0)? as i8,
-                0,
-            );
-            let zoned = date
-                .to_zoned(TimeZone::UTC)
-                .map_err(|e| mlua::Error::RuntimeError(format!("os.time: {e}")))?;
-            Ok(zoned.timestamp().as_second())
+            .map_err(|e| mlua::Error::RuntimeError(format!("os.time: {e}")))
         })?,
     )?;
     os.set(
@@ -359,6 +380,26 @@ pub fn configmap_entries(dir: &Path) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_time_carries_fields_over_as_go_does_and_never_panics() {
+        let t = |y, mo, d, h, mi, s| os_time(y, mo, d, h, mi, s);
+        assert_eq!(t(2026, 12, 4, 0, 0, 0), Ok(1_796_342_400));
+        // time.Date(2026, 13, 1, ...) is 2027-01-01; day 0 is the month before's last day.
+        assert_eq!(t(2026, 13, 1, 0, 0, 0), t(2027, 1, 1, 0, 0, 0));
+        assert_eq!(t(2026, 3, 0, 0, 0, 0), t(2026, 2, 28, 0, 0, 0));
+        assert_eq!(t(2026, 2, 30, 0, 0, 0), t(2026, 3, 2, 0, 0, 0));
+        assert_eq!(t(2026, 1, 1, 25, 0, 0), t(2026, 1, 2, 1, 0, 0));
+        assert_eq!(t(2026, 1, 1, 0, 0, -1), t(2025, 12, 31, 23, 59, 59));
+        for bad in [
+            t(99_999, 1, 1, 0, 0, 0),
+            t(2026, i64::MAX, 1, 0, 0, 0),
+            t(2026, 1, i64::MIN, 0, 0, 0),
+            t(9999, 12, 31, 24 * 400, 0, 0),
+        ] {
+            assert!(bad.unwrap_err().contains("out of range"));
+        }
+    }
     use serde_json::json;
 
     fn check(script: &str) -> Result<HealthStatus, String> {
