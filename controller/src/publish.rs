@@ -35,7 +35,57 @@ const SUMMARY_MAX: usize = 250;
 pub const REPORT_LIMIT: usize = 900 * 1024;
 
 pub fn report_name(app: &str) -> String {
-    format!("argo-drift-report-{app}")
+    bounded_name("argo-drift-report-", app, 253)
+}
+
+/// `prefix` + `name`, kept within `max` characters: a name that would not fit keeps its start
+/// and gets a hash of the whole, so that two long names stay two names.
+fn bounded_name(prefix: &str, name: &str, max: usize) -> String {
+    let full = format!("{prefix}{name}");
+    if full.len() <= max {
+        return full;
+    }
+    let hash = &fnv(name.as_bytes())[..10];
+    let keep = max - prefix.len() - hash.len() - 1;
+    let start: String = name.chars().take(keep).collect();
+    format!("{prefix}{}-{hash}", start.trim_end_matches(['-', '.']))
+}
+
+/// A label value for a name (an Application's or a namespace's, up to 253 characters): the name
+/// itself when it is a valid label value, else its first characters and a hash of the whole
+/// (label values are at most 63 characters). Selectors use the same function.
+pub fn label_value(name: &str) -> String {
+    let valid = name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid || name.is_empty() {
+        return name.to_string();
+    }
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let start: String = cleaned
+        .trim_start_matches(['-', '_', '.'])
+        .chars()
+        .take(52)
+        .collect();
+    let start = start.trim_end_matches(['-', '_', '.']);
+    let hash = &fnv(name.as_bytes())[..10];
+    if start.is_empty() {
+        hash.to_string()
+    } else {
+        format!("{start}-{hash}")
+    }
 }
 
 /// Delete all but the newest `keep` ConfigMaps matching `selector` (by creation time, then
@@ -69,7 +119,9 @@ pub async fn keep_newest(client: &Client, namespace: &str, selector: &str, keep:
     }
 }
 
-/// A ConfigMap name from parts: lower case, `[a-z0-9.-]`, at most 253 characters.
+/// A ConfigMap name from parts: lower case, `[a-z0-9.-]`, at most 253 characters. Too long (an
+/// Application name can take them all), it keeps its start and ends in a hash of the whole, so
+/// that records told apart by a later part (a time) stay apart.
 pub fn record_name(parts: &[&str]) -> String {
     let joined = parts.join("-").to_lowercase();
     let cleaned: String = joined
@@ -81,9 +133,13 @@ pub fn record_name(parts: &[&str]) -> String {
                 '-'
             }
         })
-        .take(253)
         .collect();
-    cleaned.trim_matches('-').to_string()
+    let cleaned = cleaned.trim_matches('-');
+    if cleaned.len() <= 253 {
+        return cleaned.to_string();
+    }
+    let start = cleaned[..242].trim_end_matches(['-', '.']);
+    format!("{start}-{}", &fnv(joined.as_bytes())[..10])
 }
 
 /// What the report ConfigMap holds.
@@ -213,7 +269,7 @@ impl Publisher {
                 "namespace": namespace,
                 "labels": {
                     REPORT_LABEL: "true",
-                    APP_LABEL: envelope.application,
+                    APP_LABEL: label_value(envelope.application),
                     SEVERITY_LABEL: severity_label,
                     "app.kubernetes.io/managed-by": "argo-drift",
                 },
@@ -494,6 +550,33 @@ mod tests {
     use argo_drift_core::normalize::AttributionKind;
     use argo_drift_core::report::{ChangeReport, ResourceReport, Summary};
     use serde_json::json;
+
+    #[test]
+    fn names_too_long_for_a_label_or_a_configmap_stay_valid_and_distinct() {
+        assert_eq!(label_value("web"), "web");
+        let long = format!("payments-{}", "x".repeat(62));
+        let other = format!("payments-{}y", "x".repeat(61));
+        let (a, b) = (label_value(&long), label_value(&other));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert!(a.starts_with("payments-xxx"));
+        assert_eq!(label_value(&long), a, "stable");
+        assert!(label_value("-odd name-")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let app = "a".repeat(253);
+        let report = report_name(&app);
+        assert!(report.len() <= 253 && report.starts_with("argo-drift-report-aaa"));
+        assert_ne!(report, report_name(&"a".repeat(252)));
+        assert_eq!(report_name("web"), "argo-drift-report-web");
+        let long = "b".repeat(253);
+        let (one, two) = (
+            record_name(&["argo-drift-audit", &long, "1800000000"]),
+            record_name(&["argo-drift-audit", &long, "1800000001"]),
+        );
+        assert!(one.len() <= 253 && two.len() <= 253);
+        assert_ne!(one, two, "told apart by the time");
+    }
 
     fn resource(
         name: &str,

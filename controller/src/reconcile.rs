@@ -633,10 +633,15 @@ impl Context {
                 .cloned()
                 .unwrap_or_default()
         };
-        let (name, namespace) = (
-            label(crate::remediate::WORKFLOW_APP_LABEL),
-            label(crate::remediate::WORKFLOW_APP_NAMESPACE_LABEL),
-        );
+        // The full name is in the annotation (Workflows started before it only have the label).
+        let name = workflow
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::remediate::WORKFLOW_APP_ANNOTATION))
+            .cloned()
+            .unwrap_or_else(|| label(crate::remediate::WORKFLOW_APP_LABEL));
+        let namespace = label(crate::remediate::WORKFLOW_APP_NAMESPACE_LABEL);
         let wf = format!(
             "{}/{}",
             workflow.metadata.namespace.as_deref().unwrap_or_default(),

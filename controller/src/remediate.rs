@@ -23,6 +23,7 @@ use crate::application::{self, Application};
 use crate::argocd::{ArgoCd, SyncResource};
 use crate::error::{Error, Result};
 use crate::metrics::{labels, Metrics};
+use crate::publish::label_value;
 use crate::publish::FIELD_MANAGER;
 
 pub const MODE_LABEL: &str = "argo-drift.io/mode";
@@ -37,6 +38,8 @@ pub const FROZEN_AUTOMATED_ANNOTATION: &str = "argo-drift.io/frozen-automated";
 pub const STATE_CONFIGMAP: &str = "argo-drift-guardrails";
 /// On Workflows argo-drift started: the Application they are for.
 pub const WORKFLOW_APP_LABEL: &str = "argo-drift.io/app";
+/// The Workflow's Application, by its full name.
+pub const WORKFLOW_APP_ANNOTATION: &str = "argo-drift.io/app";
 pub const WORKFLOW_APP_NAMESPACE_LABEL: &str = "argo-drift.io/app-namespace";
 /// On a finished Workflow once its outcome was announced (so a restart does not repeat it).
 pub const WORKFLOW_REPORTED_ANNOTATION: &str = "argo-drift.io/reported";
@@ -537,7 +540,8 @@ impl Remediator {
         severity: Severity,
         step: &Step,
     ) -> Result<String> {
-        let record = self.audit_intent(app, "workflow", severity, step).await;
+        // Fail closed, as every action: no intent recorded, no Workflow.
+        let record = self.audit_intent(app, "workflow", severity, step).await?;
         let report = w
             .parameters
             .iter()
@@ -559,8 +563,11 @@ impl Remediator {
             "metadata": {
                 "generateName": format!("argo-drift-{}-", app.name.chars().take(40).collect::<String>()),
                 "namespace": w.namespace,
+                // The label selects; the annotation names the app whole (a label value is
+                // at most 63 characters, an Application name up to 253).
+                "annotations": {WORKFLOW_APP_ANNOTATION: app.name},
                 "labels": {
-                    WORKFLOW_APP_LABEL: app.name,
+                    WORKFLOW_APP_LABEL: label_value(&app.name),
                     WORKFLOW_APP_NAMESPACE_LABEL: app.namespace,
                     "argo-drift.io/report": report.chars().take(63).collect::<String>(),
                     "app.kubernetes.io/managed-by": "argo-drift",
@@ -582,14 +589,12 @@ impl Remediator {
                 w.namespace
             )))
             .map(|created| created.metadata.name.unwrap_or_default());
-        if let Ok(record) = &record {
-            let detail = result
-                .as_ref()
-                .ok()
-                .map(|n| json!({"workflow": format!("{}/{n}", w.namespace)}));
-            let error = result.as_ref().err().map(|e| e.to_string());
-            self.audit_outcome_with(record, error, detail).await;
-        }
+        let detail = result
+            .as_ref()
+            .ok()
+            .map(|n| json!({"workflow": format!("{}/{n}", w.namespace)}));
+        let error = result.as_ref().err().map(|e| e.to_string());
+        self.audit_outcome_with(&record, error, detail).await;
         result
     }
 
@@ -606,14 +611,10 @@ impl Remediator {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let record = self.audit_intent(app, action, severity, step).await;
+        // Fail closed: an action whose intent could not be recorded does not run.
+        let record = self.audit_intent(app, action, severity, step).await?;
         let result = perform().await;
-        if let Ok(name) = &record {
-            self.audit_outcome(name, &result).await;
-        }
-        if let Err(e) = &record {
-            tracing::warn!(error = %e, "audit record not written");
-        }
+        self.audit_outcome(&record, &result).await;
         result
     }
 
@@ -753,7 +754,7 @@ impl Remediator {
                 "namespace": self.namespace,
                 "labels": {
                     AUDIT_TYPE_LABEL: AUDIT_TYPE,
-                    "argo-drift.io/app": app.name,
+                    "argo-drift.io/app": label_value(&app.name),
                     "argo-drift.io/app-namespace": app.namespace,
                     "argo-drift.io/severity": severity.as_str(),
                     "argo-drift.io/action": action,
@@ -888,7 +889,10 @@ fn next_look(decision: &Decision, now: i64) -> Option<Duration> {
 
 /// Labels of an audit record, for readers (and tests).
 pub fn audit_selector(app: &str, app_namespace: &str) -> String {
-    format!("{AUDIT_TYPE_LABEL}={AUDIT_TYPE},argo-drift.io/app={app},argo-drift.io/app-namespace={app_namespace}")
+    format!(
+        "{AUDIT_TYPE_LABEL}={AUDIT_TYPE},argo-drift.io/app={},argo-drift.io/app-namespace={app_namespace}",
+        label_value(app)
+    )
 }
 
 /// Watch the Workflows argo-drift started in `namespace` and announce each one's end once

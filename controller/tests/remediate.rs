@@ -908,6 +908,107 @@ async fn one_app_gets_one_action_per_five_minutes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_with_a_seventy_character_name_is_reported_and_healed_with_its_audit_record()
+{
+    // Valid for an Application (up to 253 characters), too long for a label value (63).
+    let name = format!("payments-{}", "a".repeat(61));
+    let f = Fixture::new(&[&name], json!({"argo-drift.io/mode": "enforce"})).await;
+    let controller = f.start(&[]).await;
+    f.report_where(&name, "the first report", |_| true).await;
+    let (cm, _) = report(&f.client, &f.argocd, &name).await.unwrap();
+    let label = cm.metadata.labels.unwrap()["argo-drift.io/app"].clone();
+    assert!(
+        label.len() <= 63 && label.starts_with("payments-aaa"),
+        "{label}"
+    );
+    f.drift(&name, json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    healed(&f, &name).await;
+    let records = wait_for("the audit outcome", WAIT, || async {
+        let r = f.audit(&name).await;
+        (r.len() == 1 && r[0].data.as_ref().unwrap().contains_key("outcome.json")).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        records[0].metadata.labels.as_ref().unwrap()["argo-drift.io/app"],
+        label
+    );
+    let intent: Value =
+        serde_json::from_str(&records[0].data.as_ref().unwrap()["intent.json"]).unwrap();
+    assert_eq!(intent["application"], format!("{}/{name}", f.argocd));
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_audit_intent_cannot_be_written_does_not_run() {
+    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    // The API server itself refuses audit records in this namespace (a ValidatingAdmissionPolicy:
+    // a full disk or a quota would look the same to argo-drift).
+    let name = format!("deny-audit-{}", f.argocd);
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "validations": [{"expression":
+                "!has(object.metadata.labels) || !('audit-type' in object.metadata.labels)",
+                "message": "audit records are not accepted here"}]}
+    });
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels":
+                {"kubernetes.io/metadata.name": f.argocd}}}}
+    });
+    apply(&f.client, "", policy, "argo-drift-tests").await;
+    apply(&f.client, "", binding, "argo-drift-tests").await;
+    // Admission policies take a moment to load: wait until a record is refused.
+    let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(f.client.clone(), &f.argocd);
+    wait_for("the policy in force", WAIT, || async {
+        let probe: ConfigMap = serde_json::from_value(json!({"metadata": {
+            "generateName": "probe-", "labels": {"audit-type": "probe"}}}))
+        .unwrap();
+        configmaps
+            .create(&kube::api::PostParams::default(), &probe)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let controller = f.start(&[]).await;
+    f.report_where("web", "the first report", |_| true).await;
+    f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    let (_, metrics) = wait_for("the failed action", WAIT, || async {
+        let m = controller.get("/metrics").await;
+        m.1.contains("argo_drift_actions_total{action=\"heal\",outcome=\"failed\"}")
+            .then_some(m)
+    })
+    .await;
+    assert!(!metrics.contains("outcome=\"succeeded\""), "{metrics}");
+    assert!(
+        f.app("web").await.get("operation").is_none(),
+        "no sync was asked for without its audit record"
+    );
+    controller.stop().await;
+    for (api_version, kind) in [
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicyBinding",
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+        ),
+    ] {
+        let api = dynamic(&f.client, "", api_version, kind).await;
+        let _ = api.delete(&name, &Default::default()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_application_carries_its_drift_summary_and_the_shipped_health_check_reads_it() {
     let f = Fixture::new(&["web"], json!({})).await;
     f.annotate("web", "argo-drift.io/degrade-at", "low").await;

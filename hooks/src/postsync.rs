@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use argo_drift_controller::application::Application;
+use argo_drift_controller::publish::label_value;
 use argo_drift_controller::repo::Repos;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
@@ -183,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let labels = BTreeMap::from([
         (AUDIT_TYPE_LABEL.to_string(), AUDIT_TYPE.to_string()),
         (RECORD_LABEL.to_string(), "sync".to_string()),
-        ("argo-drift.io/app".to_string(), target.name.clone()),
+        ("argo-drift.io/app".to_string(), label_value(&target.name)),
         (
             "argo-drift.io/app-namespace".to_string(),
             target.namespace.clone(),
@@ -205,7 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     audit::write(&client, records, &name, &labels, &data).await?;
     let selector = format!(
         "{AUDIT_TYPE_LABEL}={AUDIT_TYPE},{RECORD_LABEL}=sync,argo-drift.io/app={},argo-drift.io/app-namespace={}",
-        target.name, target.namespace
+        label_value(&target.name), target.namespace
     );
     audit::keep_newest(&client, records, &selector, args.common.keep).await;
     Ok(Outcome::Done(format!(

@@ -12,6 +12,7 @@ use argo_drift_controller::application::Application;
 use argo_drift_controller::argocd::ArgoCd;
 use argo_drift_controller::cli::PolicyArgs;
 use argo_drift_controller::desired::Sources;
+use argo_drift_controller::publish::label_value;
 use argo_drift_controller::reconcile::{compile_ignores, tracking_name};
 use argo_drift_core::manifest::{index_by_key, Origin, ResourceKey, Scopes};
 use argo_drift_core::normalize::{prepare, Prepared};
@@ -220,7 +221,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     if !args.common.dry_run {
         let labels = BTreeMap::from([
             (ANALYSIS_LABEL.to_string(), "presync".to_string()),
-            ("argo-drift.io/app".to_string(), target.name.clone()),
+            ("argo-drift.io/app".to_string(), label_value(&target.name)),
             (
                 "argo-drift.io/app-namespace".to_string(),
                 target.namespace.clone(),
@@ -242,7 +243,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         audit::write(&client, &records, &name, &labels, &data).await?;
         let selector = format!(
             "{ANALYSIS_LABEL}=presync,argo-drift.io/app={},argo-drift.io/app-namespace={}",
-            target.name, target.namespace
+            label_value(&target.name),
+            target.namespace
         );
         audit::keep_newest(&client, &records, &selector, args.common.keep).await;
     }

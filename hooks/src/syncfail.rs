@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use argo_drift_controller::argocd::ArgoCd;
+use argo_drift_controller::publish::label_value;
 use argo_drift_core::Severity;
 use argo_drift_notify::{EventKind, Notification};
 use kube::Client;
@@ -299,7 +300,7 @@ async fn alert(
     ]);
     let mut labels = BTreeMap::from([
         (ALERT_TYPE_LABEL.to_string(), "emergency".to_string()),
-        ("argo-drift.io/app".to_string(), target.name.clone()),
+        ("argo-drift.io/app".to_string(), label_value(&target.name)),
         (
             "argo-drift.io/app-namespace".to_string(),
             target.namespace.clone(),
@@ -325,7 +326,8 @@ async fn alert(
     audit::write(client, records, &name, &labels, &data).await?;
     let selector = format!(
         "{ALERT_TYPE_LABEL}=emergency,argo-drift.io/app={},argo-drift.io/app-namespace={}",
-        target.name, target.namespace
+        label_value(&target.name),
+        target.namespace
     );
     audit::keep_newest(client, records, &selector, args.common.keep).await;
     Ok(())
@@ -333,7 +335,7 @@ async fn alert(
 
 fn state_labels(app: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("argo-drift.io/app".to_string(), app.to_string()),
+        ("argo-drift.io/app".to_string(), label_value(app)),
         (
             "app.kubernetes.io/managed-by".to_string(),
             "argo-drift".to_string(),
