@@ -167,8 +167,35 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// Whether Argo CD leaves `object` out of its comparison: a resource hook (an
+/// `argocd.argoproj.io/hook` annotation, including `Skip`, PreDelete and PostDelete, or a
+/// `helm.sh/hook` other than `crd-install`, which Helm uses for CRDs that are no hooks). Argo CD
+/// stores no sync status for them (controller/state.go, CompareAppState: `resState.Hook ||
+/// ignore.Ignore(obj) || hookutil.Skip(targetObj)`; gitops-engine pkg/sync/hook/hook.go IsHook,
+/// Skip and helm.IsHook), so neither a hook's own changes nor its deletion by a hook delete
+/// policy is drift, and a hook with only a `generateName` needs no identity.
+pub fn is_hook(object: &Value) -> bool {
+    let annotations = &object["metadata"]["annotations"];
+    if annotations.get("argocd.argoproj.io/hook").is_some() {
+        return true;
+    }
+    annotations
+        .get("helm.sh/hook")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v != "crd-install")
+}
+
+/// Hand `object` to `sink` as a resource, unless it is a hook (see [`is_hook`]).
+fn emit(object: Value, origin: Origin, sink: &mut dyn FnMut(Resource) -> Result<()>) -> Result<()> {
+    if is_hook(&object) {
+        return Ok(());
+    }
+    sink(Resource::from_object(object, origin)?)
+}
+
 /// Parse every object in one source and hand each to `sink` as soon as it is parsed, so that the
-/// caller can shrink it (drop `managedFields`, `status`) before the next one is built.
+/// caller can shrink it (drop `managedFields`, `status`) before the next one is built. Resource
+/// hooks are left out, as Argo CD leaves them out of its comparison ([`is_hook`]).
 pub fn parse_source(
     source_name: &str,
     bytes: &[u8],
@@ -398,7 +425,7 @@ fn emit_document(
         }
         // A bare JSON array of objects: treat as the items of a List.
         Value::Array(items) => emit_items(items, &origin, sink),
-        other => sink(Resource::from_object(other, origin)?),
+        other => emit(other, origin, sink),
     }
 }
 
@@ -412,7 +439,7 @@ fn emit_items(
             item: Some(i + 1),
             ..origin.clone()
         };
-        sink(Resource::from_object(item, origin)?)?;
+        emit(item, origin, sink)?;
     }
     Ok(())
 }
@@ -557,7 +584,7 @@ fn parse_split_list(
             origin: item_origin.clone(),
             message,
         })?;
-        sink(Resource::from_object(value, item_origin)?)?;
+        emit(value, item_origin, sink)?;
     }
     Ok(true)
 }

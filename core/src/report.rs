@@ -335,6 +335,11 @@ fn extra_report(
     if options.app.as_deref().is_some_and(|want| want != app) {
         return None;
     }
+    // A hook Argo CD created (it carries the app's tracking mark) is not an extra object, and
+    // neither is one marked IgnoreExtraneous (controller/state.go, CompareAppState).
+    if crate::manifest::is_hook(&live.object) || ignores_extraneous(&live.object) {
+        return None;
+    }
     let verdict = policy
         .classifier
         .classify_resource(&live.key, Status::Extra);
@@ -347,6 +352,14 @@ fn extra_report(
     report.severity = verdict.severity;
     report.rule = Some(verdict.rule);
     Some(report)
+}
+
+/// `argocd.argoproj.io/compare-options: IgnoreExtraneous` (a comma-separated list, as Argo CD's
+/// resourceutil.HasAnnotationOption reads it).
+fn ignores_extraneous(object: &Value) -> bool {
+    object["metadata"]["annotations"]["argocd.argoproj.io/compare-options"]
+        .as_str()
+        .is_some_and(|v| v.split(',').any(|o| o.trim() == "IgnoreExtraneous"))
 }
 
 fn modified_report(

@@ -73,7 +73,6 @@ struct RealSync {
     name: String,
     repo: GitRepo,
     _dir: tempfile::TempDir,
-    hooks_kubeconfig: PathBuf,
     gc: tokio::task::JoinHandle<()>,
 }
 
@@ -133,33 +132,49 @@ impl RealSync {
             "stringData": {"token": real.token()}});
         apply(&client, &shop, token, "argo-drift-tests").await;
         let name = "web".to_string();
-        let mut app = application(&name, &repo.url(), "web", &shop, None);
-        app["metadata"]["annotations"] = annotations;
+        let app = application(&name, &repo.url(), "web", &shop, None);
         apply(&client, &apps, app, "argocd-server").await;
-        // The first sync without hooks, as a kubectl user would start it.
-        merge(
-            &dynamic(&client, &apps, "argoproj.io/v1alpha1", "Application").await,
-            &name,
-            "argo-drift-tests",
-            json!({"operation": {"sync": {"syncStrategy": {"apply": {}}},
-                "initiatedBy": {"username": "test"}}}),
-        )
-        .await;
-        real.wait_app(&client, &apps, &name, "the first sync", synced)
-            .await;
-        let hooks_kubeconfig = dir.path().join("hooks-kubeconfig");
-        service_account_kubeconfig(&client, &shop, "argo-drift-hooks", &hooks_kubeconfig).await;
-        let gc = tokio::spawn(collect_garbage(client.clone(), shop.clone()));
-        RealSync {
+        let gc = tokio::spawn(collect_garbage(
+            client.clone(),
+            vec![shop.clone(), apps.clone()],
+        ));
+        let s = RealSync {
             client,
             apps,
             shop,
             name,
             repo,
             _dir: dir,
-            hooks_kubeconfig,
             gc,
+        };
+        // The first sync, hooks and all: the hooks' ServiceAccount and RBAC are PreSync hooks
+        // themselves, so they exist before the PreSync Job runs.
+        real.client().sync(&s.name, &s.apps, &[]).await.unwrap();
+        let mut hooks = vec![(
+            "argo-drift-presync",
+            env!("CARGO_BIN_EXE_argo-drift-presync"),
+        )];
+        if smoke_test {
+            hooks.push(("smoke-test", "true"));
         }
+        hooks.push((
+            "argo-drift-postsync",
+            env!("CARGO_BIN_EXE_argo-drift-postsync"),
+        ));
+        for (job, binary) in hooks {
+            let (code, out) = s.run_hook(job, binary).await;
+            assert_eq!(code, 0, "{job} in the first sync: {out}");
+        }
+        s.wait_app("the first sync", synced).await;
+        // The gate and other settings of the test, from here on.
+        merge(
+            &dynamic(&s.client, &s.apps, "argoproj.io/v1alpha1", "Application").await,
+            &s.name,
+            "kubectl-annotate",
+            json!({"metadata": {"annotations": annotations}}),
+        )
+        .await;
+        s
     }
 
     async fn app(&self) -> Value {
@@ -235,11 +250,25 @@ impl RealSync {
             .await
             .unwrap();
         let env = self.job_env(&job, &pod).await;
+        // A fresh token each time: the ServiceAccount is created anew on every sync.
+        let kubeconfig_path = self._dir.path().join(format!("kubeconfig-{pod}"));
+        let account = template
+            .spec
+            .as_ref()
+            .and_then(|p| p.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        // (No controller-manager makes `default` ServiceAccounts here; the app's own hooks are
+        // played by a plain command that needs none.)
+        if account == "default" {
+            std::fs::copy(kubeconfig(), &kubeconfig_path).unwrap();
+        } else {
+            service_account_kubeconfig(&self.client, &self.shop, &account, &kubeconfig_path).await;
+        }
         let out = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap())
             .envs(env)
-            .env("KUBECONFIG", &self.hooks_kubeconfig)
+            .env("KUBECONFIG", &kubeconfig_path)
             .output()
             .unwrap();
         let code = out.status.code().unwrap_or(-1);
@@ -361,51 +390,74 @@ async fn finish_job(client: &kube::Client, namespace: &str, name: &str, succeede
     .unwrap_or_else(|e| panic!("setting Job {namespace}/{name}'s status: {e}"));
 }
 
-/// The garbage collector's part for Jobs deleted in the foreground (Argo CD's hook deletion
-/// policy): their Pods go, then the `foregroundDeletion` finalizer.
-async fn collect_garbage(client: kube::Client, namespace: String) {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+/// The garbage collector's part for hooks Argo CD deletes in the foreground (its hook deletion
+/// policy): the Pods a Job owns go, then the `foregroundDeletion` finalizer, for every kind the
+/// hooks are made of, in the app's namespace and the records namespace.
+async fn collect_garbage(client: kube::Client, namespaces: Vec<String>) {
+    let pods_of = |ns: &str| Api::<Pod>::namespaced(client.clone(), ns);
     loop {
-        if let Ok(list) = jobs.list(&ListParams::default()).await {
-            for job in list.items {
-                let finalizers = job.metadata.finalizers.clone().unwrap_or_default();
-                if job.metadata.deletion_timestamp.is_none()
-                    || !finalizers.iter().any(|f| f == "foregroundDeletion")
-                {
-                    continue;
-                }
-                let uid = job.metadata.uid.clone().unwrap();
-                if let Ok(owned) = pods.list(&ListParams::default()).await {
-                    for pod in owned.items.iter().filter(|p| {
-                        p.metadata
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .any(|o| o.uid == uid)
-                    }) {
-                        let _ = pods
-                            .delete(
-                                pod.metadata.name.as_deref().unwrap(),
-                                &DeleteParams::default().grace_period(0),
-                            )
-                            .await;
-                    }
-                }
-                let rest: Vec<String> = finalizers
-                    .into_iter()
-                    .filter(|f| f != "foregroundDeletion")
-                    .collect();
-                let _ = jobs
-                    .patch(
-                        job.metadata.name.as_deref().unwrap(),
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
+        for ns in &namespaces {
+            for (api_version, kind) in [
+                ("batch/v1", "Job"),
+                ("v1", "ServiceAccount"),
+                ("rbac.authorization.k8s.io/v1", "Role"),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+            ] {
+                let api = dynamic(&client, ns, api_version, kind).await;
+                collect(&api, &pods_of(ns)).await;
+            }
+        }
+        let bindings = dynamic(
+            &client,
+            "",
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+        )
+        .await;
+        collect(&bindings, &pods_of(&namespaces[0])).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn collect(api: &Api<kube::api::DynamicObject>, pods: &Api<Pod>) {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    for object in list.items {
+        let finalizers = object.metadata.finalizers.clone().unwrap_or_default();
+        if object.metadata.deletion_timestamp.is_none()
+            || !finalizers.iter().any(|f| f == "foregroundDeletion")
+        {
+            continue;
+        }
+        let uid = object.metadata.uid.clone().unwrap();
+        if let Ok(owned) = pods.list(&ListParams::default()).await {
+            for pod in owned.items.iter().filter(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid)
+            }) {
+                let _ = pods
+                    .delete(
+                        pod.metadata.name.as_deref().unwrap(),
+                        &DeleteParams::default().grace_period(0),
                     )
                     .await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rest: Vec<String> = finalizers
+            .into_iter()
+            .filter(|f| f != "foregroundDeletion")
+            .collect();
+        let _ = api
+            .patch(
+                object.metadata.name.as_deref().unwrap(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
+            )
+            .await;
     }
 }
 
@@ -497,10 +549,23 @@ async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_post
         "audit-type=drift-remediation,argo-drift.io/record=sync",
     )
     .await;
-    assert_eq!(audits.len(), 1, "{audits:#?}");
-    let record: Value =
-        serde_json::from_str(&audits[0].data.as_ref().unwrap()["audit.json"]).unwrap();
-    assert_eq!(record["revision"], second.as_str());
+    // One record per sync that went through: the first, and the approved one.
+    let records: Vec<Value> = audits
+        .iter()
+        .map(|a| serde_json::from_str(&a.data.as_ref().unwrap()["audit.json"]).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let record = records
+        .iter()
+        .find(|r| r["revision"] == second.as_str())
+        .unwrap();
+    assert_eq!(
+        record["previousRevision"],
+        records
+            .iter()
+            .find(|r| r["revision"] != second.as_str())
+            .unwrap()["revision"]
+    );
     assert_eq!(record["initiatedBy"]["username"], "argo-drift");
     assert_eq!(
         record["presync"]["overwrites"][0]["manager"],
@@ -532,6 +597,12 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
         ],
     )
     .await;
+    let first_postsync = Api::<Job>::namespaced(s.client.clone(), &s.shop)
+        .get("argo-drift-postsync")
+        .await
+        .unwrap()
+        .metadata
+        .uid;
     let second = s.commit("2", "second: raise a");
     let argocd = real.client();
     argocd.sync(&s.name, &s.apps, &[]).await.unwrap();
@@ -566,11 +637,16 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
     let operation = &app["status"]["operationState"]["operation"];
     assert_eq!(operation["initiatedBy"]["username"], "argo-drift");
     assert_eq!(operation["sync"]["syncStrategy"], json!({"apply": {}}));
-    assert_eq!(app["status"]["sync"]["status"], "OutOfSync");
+    s.wait_app("Argo CD's comparison with Git's newest revision", |a| {
+        a["status"]["sync"]["status"] == "OutOfSync"
+    })
+    .await;
     assert_eq!(s.live().await["data"]["a"], "1");
-    // The SyncFail Job was the last hook: no PostSync ran for the failed sync.
+    // The SyncFail Job was the last hook: no PostSync ran for the failed sync (the PostSync Job
+    // there is the first sync's).
     let jobs: Api<Job> = Api::namespaced(s.client.clone(), &s.shop);
-    assert!(jobs.get_opt("argo-drift-postsync").await.unwrap().is_none());
+    let postsync = jobs.get("argo-drift-postsync").await.unwrap();
+    assert_eq!(postsync.metadata.uid, first_postsync);
     let alerts = wait_for("the alert closed", Duration::from_secs(20), || async {
         let done = configmaps(
             &s.client,
