@@ -11,6 +11,13 @@ pub enum Error {
     InvalidApplication { app: String, message: String },
     #[error("Application {app}: {message}")]
     UnsupportedSource { app: String, message: String },
+    /// A setting of Argo CD's that Argo CD could not read either.
+    #[error("Argo CD settings {configmap}: {key}: {message}")]
+    ArgoCdSettings {
+        configmap: String,
+        key: String,
+        message: String,
+    },
     #[error("fetching {url} at {revision:?}: {source}")]
     FetchRepo {
         url: String,
@@ -60,6 +67,7 @@ impl Error {
         match self {
             Error::InvalidApplication { .. } => "invalid_application",
             Error::UnsupportedSource { .. } => "unsupported_source",
+            Error::ArgoCdSettings { .. } => "argocd_settings",
             Error::FetchRepo { .. } => "fetch_repo",
             Error::RenderSource { .. } => "render_source",
             Error::Manifest(e) => e.category(),

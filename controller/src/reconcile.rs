@@ -64,6 +64,10 @@ pub struct Context {
     pub reconciled: Mutex<HashSet<AppRef>>,
     /// Failed analyses in a row, per application.
     failures: Mutex<HashMap<AppRef, u32>>,
+    /// Argo CD's `argocd-cm`, for the settings argo-drift follows (its ignore rules).
+    pub argocd_cm: Option<Store<ConfigMap>>,
+    /// The ignore rules compiled from `argocd-cm`, by its resourceVersion.
+    argocd_rules: Mutex<Option<(String, Arc<Vec<IgnoreRule>>)>>,
 }
 
 /// After this many failed analyses in a row, a transient failure is published on the app.
@@ -100,7 +104,44 @@ impl Context {
             published: Mutex::default(),
             reconciled: Mutex::default(),
             failures: Mutex::default(),
+            argocd_cm: None,
+            argocd_rules: Mutex::default(),
         }
+    }
+
+    /// The system-level ignore rules of Argo CD's `argocd-cm` (none without it), compiled once
+    /// per version of the ConfigMap. A setting Argo CD could not read either fails the analysis
+    /// with the key named: argo-drift must not page about what the user told Argo CD to ignore.
+    pub fn argocd_ignore_rules(&self) -> Result<Arc<Vec<IgnoreRule>>> {
+        let Some(cm) = self
+            .argocd_cm
+            .as_ref()
+            .and_then(|s| s.state().into_iter().next())
+        else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let version = cm.metadata.resource_version.clone().unwrap_or_default();
+        if let Some((v, rules)) = lock(&self.argocd_rules).as_ref() {
+            if *v == version {
+                return Ok(rules.clone());
+            }
+        }
+        let data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
+        let rules = Arc::new(
+            argo_drift_core::normalize::ignore::argocd_cm_rules(&data).map_err(
+                |(key, message)| Error::ArgoCdSettings {
+                    configmap: format!(
+                        "{}/{}",
+                        cm.metadata.namespace.as_deref().unwrap_or_default(),
+                        cm.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                    key,
+                    message,
+                },
+            )?,
+        );
+        *lock(&self.argocd_rules) = Some((version, rules.clone()));
+        Ok(rules)
     }
 
     /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
@@ -271,7 +312,9 @@ async fn analyse_app(
 ) -> Result<Option<Duration>> {
     let app = Application::parse(object)?;
     let policy = ctx.policy();
-    let app_ignore = compile_ignores(&app)?;
+    // Argo CD's own ignore rules (argocd-cm) first, then the app's.
+    let mut app_ignore: Vec<IgnoreRule> = ctx.argocd_ignore_rules()?.as_ref().clone();
+    app_ignore.extend(compile_ignores(&app)?);
     let (resources, revision) = desired(&app, ctx).await?;
 
     // Scopes come from discovery, so that a namespace is filled in exactly where the server

@@ -22,6 +22,26 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// Application `app` (named `web`) in `apps`, synced by the real Argo CD, and a controller
+    /// watching it beside Argo CD.
+    async fn start(
+        client: &kube::Client,
+        apps: &str,
+        shop: &str,
+        app: Value,
+    ) -> (Scenario, Running) {
+        let real = real_argocd();
+        apply(client, apps, app, "argocd-server").await;
+        real.sync_and_wait(client, apps, "web").await;
+        let controller = Running::start_with_real_argocd(client, apps, &[]).await;
+        let s = Scenario {
+            client: client.clone(),
+            apps: apps.to_string(),
+            shop: shop.to_string(),
+        };
+        (s, controller)
+    }
+
     /// Ask Argo CD for a full comparison (`argocd app get --refresh` sets this annotation), wait
     /// until it has done it and argo-drift's report carries Argo CD's current word on every
     /// resource, with `drifted` (kind/name) drifted by argo-drift's verdict; then check the
@@ -150,28 +170,7 @@ async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_
     repo.commit("web");
     let mut app = application("web", &repo.url(), "apps/web", &shop, None);
     app["spec"]["source"]["directory"] = json!({"recurse": true});
-    apply(&client, &apps, app, "argocd-server").await;
-    real.sync_and_wait(&client, &apps, "web").await;
-    let server = format!("https://{}", real.server);
-    let controller = Running::start_beside(
-        &client,
-        &apps,
-        &real.namespace,
-        &[
-            "--argocd-server",
-            &server,
-            "--argocd-token-file",
-            real.token_file.to_str().unwrap(),
-            "--argocd-ca-file",
-            real.ca.to_str().unwrap(),
-        ],
-    )
-    .await;
-    let s = Scenario {
-        client: client.clone(),
-        apps: apps.clone(),
-        shop: shop.clone(),
-    };
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
     let first = s.settled(&[]).await;
     assert_eq!(first["summary"]["synced"], 4, "{first:#}");
     assert_eq!(
@@ -294,4 +293,85 @@ async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_
         ("OutOfSync".into(), "agree".into())
     );
     controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_alike() {
+    let real = real_argocd();
+    let client = client().await;
+    // A system-level rule in Argo CD's own settings, as users write them (only ConfigMaps with a
+    // `tuned` key are touched, so the shared test installation is otherwise unchanged).
+    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm"},
+        "data": {"resource.customizations.ignoreDifferences.ConfigMap": "jsonPointers:\n- /data/tuned\n"}});
+    apply(
+        &client,
+        &real.namespace,
+        settings,
+        "argo-drift-tests-ignore",
+    )
+    .await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("tuning.git"));
+    repo.write(
+        "tuning/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tuning\ndata:\n  tuned: \"1\"\n  other: a\n",
+    );
+    repo.commit("tuning");
+    let app = application("web", &repo.url(), "tuning", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    s.settled(&[]).await;
+    // The tuned value changed by hand: ignored by both.
+    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+    merge(
+        &configmaps,
+        "tuning",
+        "kubectl-edit",
+        json!({"data": {"tuned": "2"}}),
+    )
+    .await;
+    let r = s.settled(&[]).await;
+    assert_eq!(
+        class_of(&r, "ConfigMap", "tuning"),
+        ("Synced".into(), "agree".into())
+    );
+    // Another key changed too: drift for both, and argo-drift names only that key.
+    merge(
+        &configmaps,
+        "tuning",
+        "kubectl-edit",
+        json!({"data": {"other": "b"}}),
+    )
+    .await;
+    let r = s.settled(&["ConfigMap/tuning"]).await;
+    assert_eq!(
+        class_of(&r, "ConfigMap", "tuning"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    let fields: Vec<&str> = r["resources"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["data.other"]);
+    // The rule widened in argocd-cm while both run: taken up without a restart.
+    let wider = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm"},
+        "data": {"resource.customizations.ignoreDifferences.ConfigMap":
+            "jsonPointers:\n- /data/tuned\n- /data/other\n"}});
+    apply(&client, &real.namespace, wider, "argo-drift-tests-ignore").await;
+    let r = s.settled(&[]).await;
+    assert_eq!(
+        class_of(&r, "ConfigMap", "tuning"),
+        ("Synced".into(), "agree".into())
+    );
+    controller.stop().await;
+    // Back to the narrow rule for the next run (other tests never use these keys).
+    let narrow = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm"},
+        "data": {"resource.customizations.ignoreDifferences.ConfigMap": "jsonPointers:\n- /data/tuned\n"}});
+    apply(&client, &real.namespace, narrow, "argo-drift-tests-ignore").await;
 }

@@ -107,18 +107,9 @@ impl Fixture {
 
     /// A controller that acts through the real Argo CD's API.
     async fn start_with_argocd(&self, extra: &[&str]) -> Running {
-        let real = real_argocd();
-        let server = format!("https://{}", real.server);
-        let mut args = vec![
-            "--argocd-server",
-            &server,
-            "--argocd-token-file",
-            real.token_file.to_str().unwrap(),
-            "--argocd-ca-file",
-            real.ca.to_str().unwrap(),
-        ];
+        let mut args = vec!["--clock-file", self.clock.to_str().unwrap()];
         args.extend_from_slice(extra);
-        self.start(&args).await
+        Running::start_with_real_argocd(&self.client, &self.argocd, &args).await
     }
 
     /// The live ConfigMap `name` of the shop namespace.

@@ -582,21 +582,7 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
         .as_str()
         .unwrap()
         .to_string();
-    let server = format!("https://{}", real.server);
-    let controller = Running::start_beside(
-        &s.client,
-        &s.apps,
-        &real.namespace,
-        &[
-            "--argocd-server",
-            &server,
-            "--argocd-token-file",
-            real.token_file.to_str().unwrap(),
-            "--argocd-ca-file",
-            real.ca.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let controller = Running::start_with_real_argocd(&s.client, &s.apps, &[]).await;
     let first_postsync = Api::<Job>::namespaced(s.client.clone(), &s.shop)
         .get("argo-drift-postsync")
         .await

@@ -181,6 +181,12 @@ pub async fn serve(
             .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)"),
         "repository Secrets",
     );
+    let argocd_cm: reflector::Store<ConfigMap> = watched(
+        &client,
+        &args.control_plane_namespace,
+        watcher::Config::default().fields("metadata.name=argocd-cm"),
+        "argocd-cm",
+    );
     let known_hosts: reflector::Store<ConfigMap> = watched(
         &client,
         &args.control_plane_namespace,
@@ -207,7 +213,7 @@ pub async fn serve(
             }
         });
     }
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         Settings {
             resync: args.resync,
             watch_timeout: args.watch_timeout,
@@ -233,7 +239,10 @@ pub async fn serve(
             Clock::new(args.clock_file.clone()),
             args.audit_keep,
         ),
-    ));
+    );
+    // Argo CD's own settings are the baseline: an ignore rule set once, in Argo CD, holds here.
+    ctx.argocd_cm = Some(argocd_cm);
+    let ctx = Arc::new(ctx);
 
     let resource = application::api_resource();
     let apps: Api<DynamicObject> = match args.app_namespaces.as_slice() {
@@ -281,6 +290,14 @@ pub async fn serve(
         ctx.clone(),
         args.gc_interval,
     ));
+    if let Some(argocd_cm) = ctx.argocd_cm.clone() {
+        tokio::spawn(follow_argocd_cm(
+            args.policy_reload,
+            argocd_cm,
+            store.clone(),
+            trigger_tx.clone(),
+        ));
+    }
     if let Some(path) = policy_path.clone() {
         tokio::spawn(reload_policy(
             path,
@@ -482,6 +499,44 @@ async fn keep_lease(elector: Elector, lost: watch::Sender<bool>) {
 /// Re-read the policy file when it changes (a ConfigMap volume swaps a symlink, so the
 /// modification time and size are compared rather than relying on inotify). A bad file is
 /// logged and the running policy kept.
+/// When Argo CD's `argocd-cm` changes, every application is analysed again with its settings.
+async fn follow_argocd_cm(
+    every: Duration,
+    argocd_cm: reflector::Store<ConfigMap>,
+    store: reflector::Store<DynamicObject>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) {
+    let version = || {
+        argocd_cm
+            .state()
+            .into_iter()
+            .next()
+            .and_then(|cm| cm.metadata.resource_version.clone())
+    };
+    let mut last = version();
+    loop {
+        tokio::time::sleep(every).await;
+        let now = version();
+        if now == last {
+            continue;
+        }
+        last = now;
+        tracing::info!("argocd-cm changed; analysing every application again");
+        analyse_all(&store, &triggers);
+    }
+}
+
+fn analyse_all(store: &reflector::Store<DynamicObject>, triggers: &mpsc::UnboundedSender<Trigger>) {
+    for app in store.state() {
+        let app = ObjectRef::from_obj_with(app.as_ref(), application::api_resource());
+        let _ = triggers.send(Trigger {
+            app,
+            seen: Instant::now(),
+            live_change: false,
+        });
+    }
+}
+
 async fn reload_policy(
     path: std::path::PathBuf,
     every: Duration,
@@ -508,14 +563,7 @@ async fn reload_policy(
             Ok(policy) => {
                 tracing::info!(file = %path.display(), "policy reloaded; analysing every application again");
                 ctx.set_policy(policy);
-                for app in store.state() {
-                    let app = ObjectRef::from_obj_with(app.as_ref(), application::api_resource());
-                    let _ = triggers.send(Trigger {
-                        app,
-                        seen: Instant::now(),
-                        live_change: false,
-                    });
-                }
+                analyse_all(&store, &triggers);
             }
             Err(e) => {
                 tracing::error!(file = %path.display(), error = %format!("{e:#}"), "policy not reloaded; keeping the previous one")

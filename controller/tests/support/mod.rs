@@ -444,6 +444,27 @@ impl Running {
         Running::start_beside(client, app_namespace, app_namespace, extra).await
     }
 
+    /// A controller watching `app_namespace` beside the real Argo CD, using its API (server,
+    /// the argo-drift account's token, the test CA), with `extra` arguments.
+    pub async fn start_with_real_argocd(
+        client: &Client,
+        app_namespace: &str,
+        extra: &[&str],
+    ) -> Running {
+        let real = real_argocd();
+        let server = format!("https://{}", real.server);
+        let mut args = vec![
+            "--argocd-server",
+            &server,
+            "--argocd-token-file",
+            real.token_file.to_str().unwrap(),
+            "--argocd-ca-file",
+            real.ca.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Running::start_beside(client, app_namespace, &real.namespace, &args).await
+    }
+
     /// A controller watching `app_namespace`, beside an Argo CD that runs in `control_plane`;
     /// its own objects (state, audit records, lease) are kept in `app_namespace`.
     pub async fn start_beside(

@@ -29,9 +29,10 @@ pub struct IgnoreDifferences {
 type JqFilter = jaq_core::compile::Filter<jaq_core::Native<jaq_core::data::JustLut<jaq_json::Val>>>;
 
 /// An `ignoreDifferences` entry with its jq expressions compiled once.
+#[derive(Clone)]
 pub struct IgnoreRule {
     spec: IgnoreDifferences,
-    jq: Vec<(String, JqFilter)>,
+    jq: Vec<(String, std::sync::Arc<JqFilter>)>,
 }
 
 impl std::fmt::Debug for IgnoreRule {
@@ -60,7 +61,7 @@ impl IgnoreRule {
         for (i, expr) in spec.jq_path_expressions.iter().enumerate() {
             let filter = compile_deletion(expr)
                 .map_err(|m| (format!("jqPathExpressions[{i}]"), format!("{expr:?}: {m}")))?;
-            jq.push((expr.clone(), filter));
+            jq.push((expr.clone(), std::sync::Arc::new(filter)));
         }
         Ok(IgnoreRule { spec, jq })
     }
@@ -91,6 +92,89 @@ impl IgnoreRule {
             }
         }
     }
+}
+
+/// One resource override's `ignoreDifferences` in `argocd-cm` (Argo CD's OverrideIgnoreDiff).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OverrideIgnoreDiff {
+    #[serde(default)]
+    json_pointers: Vec<String>,
+    #[serde(default)]
+    jq_path_expressions: Vec<String>,
+    #[serde(default)]
+    managed_fields_managers: Vec<String>,
+}
+
+/// The system-level ignore rules of Argo CD's `argocd-cm`, read as Argo CD reads them
+/// (util/settings/settings.go, GetResourceOverrides and appendResourceOverridesFromSplitKeys;
+/// util/argo/normalizers/diff_normalizer.go, NewIgnoreNormalizer): the YAML map under
+/// `resource.customizations` (`<group>/<kind>` or `<kind>` to an override whose
+/// `ignoreDifferences` is YAML text), then the split keys
+/// `resource.customizations.ignoreDifferences.<group>_<kind>`, `.<kind>` and `.all` (every
+/// kind), which replace the map's entry for the same kind. Errors name the key.
+pub fn argocd_cm_rules(
+    data: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<IgnoreRule>, (String, String)> {
+    const PREFIX: &str = "resource.customizations";
+    let mut overrides: std::collections::BTreeMap<String, (String, OverrideIgnoreDiff)> =
+        Default::default();
+    if let Some(text) = data.get(PREFIX).filter(|t| !t.trim().is_empty()) {
+        let map: std::collections::BTreeMap<String, Value> =
+            serde_yaml::from_str(text).map_err(|e| (PREFIX.to_string(), e.to_string()))?;
+        for (key, value) in map {
+            let at = format!("{PREFIX}: {key}.ignoreDifferences");
+            let diff = match value.get("ignoreDifferences") {
+                None | Some(Value::Null) => continue,
+                // The older form: the override's ignoreDifferences as YAML text.
+                Some(Value::String(t)) => {
+                    serde_yaml::from_str(t).map_err(|e| (at.clone(), e.to_string()))?
+                }
+                Some(v) => {
+                    serde_json::from_value(v.clone()).map_err(|e| (at.clone(), e.to_string()))?
+                }
+            };
+            overrides.insert(key, (at, diff));
+        }
+    }
+    let split = format!("{PREFIX}.ignoreDifferences.");
+    for (key, text) in data {
+        let Some(group_kind) = key.strip_prefix(&split) else {
+            continue;
+        };
+        let parts: Vec<&str> = group_kind.split('_').collect();
+        let override_key = match parts.as_slice() {
+            ["all"] => "*/*".to_string(),
+            [group, kind] => format!("{group}/{kind}"),
+            [kind] if !kind.is_empty() => kind.to_string(),
+            _ => return Err((
+                key.clone(),
+                "must be resource.customizations.ignoreDifferences.<group>_<kind>, .<kind> or .all"
+                    .to_string(),
+            )),
+        };
+        let diff: OverrideIgnoreDiff =
+            serde_yaml::from_str(text).map_err(|e| (key.clone(), e.to_string()))?;
+        overrides.insert(override_key, (key.clone(), diff));
+    }
+    let mut rules = Vec::new();
+    for (override_key, (at, diff)) in overrides {
+        let (group, kind) = match override_key.split_once('/') {
+            Some((g, k)) => (g.to_string(), k.to_string()),
+            None => (String::new(), override_key.clone()),
+        };
+        let spec = IgnoreDifferences {
+            group,
+            kind,
+            name: String::new(),
+            namespace: String::new(),
+            json_pointers: diff.json_pointers,
+            jq_path_expressions: diff.jq_path_expressions,
+            managed_fields_managers: diff.managed_fields_managers,
+        };
+        rules.push(IgnoreRule::compile(spec).map_err(|(field, m)| (format!("{at}: {field}"), m))?);
+    }
+    Ok(rules)
 }
 
 /// Argo CD matches group and kind as globs (`*` for any); an empty group is the core group.
@@ -185,6 +269,92 @@ fn run_deletion(filter: &JqFilter, value: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argocd_cm_ignore_rules_are_read_as_argo_cd_reads_them() {
+        let data: std::collections::BTreeMap<String, String> = [
+            (
+                "resource.customizations",
+                "admissionregistration.k8s.io/MutatingWebhookConfiguration:\n  ignoreDifferences: |\n    jsonPointers:\n    - /webhooks/0/clientConfig/caBundle\napps/Deployment:\n  ignoreDifferences: |\n    jsonPointers: [/spec/paused]\n",
+            ),
+            // The split key replaces the map's entry for the same kind.
+            (
+                "resource.customizations.ignoreDifferences.apps_Deployment",
+                "jqPathExpressions: ['.spec.template.spec.initContainers[] | select(.name == \"istio-init\")']",
+            ),
+            (
+                "resource.customizations.ignoreDifferences.ConfigMap",
+                "jsonPointers: [/data/tuned]",
+            ),
+            (
+                "resource.customizations.ignoreDifferences.all",
+                "managedFieldsManagers: [kube-controller-manager]",
+            ),
+            ("resource.customizations.health.apps_Deployment", "return {}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let rules = argocd_cm_rules(&data).unwrap();
+        let specs: Vec<(String, String, usize, usize, usize)> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.spec.group.clone(),
+                    r.spec.kind.clone(),
+                    r.spec.json_pointers.len(),
+                    r.spec.jq_path_expressions.len(),
+                    r.spec.managed_fields_managers.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                ("*".into(), "*".into(), 0, 0, 1),
+                ("".into(), "ConfigMap".into(), 1, 0, 0),
+                (
+                    "admissionregistration.k8s.io".into(),
+                    "MutatingWebhookConfiguration".into(),
+                    1,
+                    0,
+                    0
+                ),
+                ("apps".into(), "Deployment".into(), 0, 1, 0),
+            ]
+        );
+        let key = |group: &str, kind: &str| ResourceKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        assert!(rules[1].applies_to(&key("", "ConfigMap")));
+        assert!(!rules[1].applies_to(&key("example.com", "ConfigMap")));
+        assert!(rules[0].applies_to(&key("example.com", "Widget")));
+
+        let bad = |k: &str, v: &str| {
+            let data = [(k.to_string(), v.to_string())].into_iter().collect();
+            argocd_cm_rules(&data).unwrap_err()
+        };
+        assert_eq!(
+            bad(
+                "resource.customizations.ignoreDifferences.a_b_c",
+                "jsonPointers: []"
+            )
+            .0,
+            "resource.customizations.ignoreDifferences.a_b_c"
+        );
+        let (at, message) = bad(
+            "resource.customizations.ignoreDifferences.ConfigMap",
+            "jsonPointers: [data/x]",
+        );
+        assert_eq!(
+            at,
+            "resource.customizations.ignoreDifferences.ConfigMap: jsonPointers[0]"
+        );
+        assert!(message.contains("not a JSON pointer"), "{message}");
+    }
     use serde_json::json;
 
     fn rule(yaml: &str) -> IgnoreRule {
