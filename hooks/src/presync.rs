@@ -149,8 +149,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         p.resolve_namespace(&default_namespace, &scopes);
         prepared.push(p);
     }
-    let desired = index_by_key(prepared)?;
-    let live = live_objects(&client, &desired, &apis, &policy).await?;
+    let mut desired = index_by_key(prepared)?;
+    let (live, unreadable) = live_objects(&client, &desired, &apis, &policy).await?;
+    // What the hooks may not read (a Secret outside the hook's namespace) is not compared:
+    // neither a change nor an overwrite, but named in the analysis.
+    for key in &unreadable {
+        desired.remove(key);
+    }
     let options = AnalyseOptions {
         app: Some(tracking_name(&app, &records)),
         patches: false,
@@ -202,6 +207,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         "changes": changes.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
         "overwrites": overwrites.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        "notCompared": unreadable.iter().map(|k| json!({"resource": k.to_string(),
+            "why": "the hooks' ServiceAccount may not read it"})).collect::<Vec<_>>(),
         "gate": {"severity": gate_text, "approved": approved, "closed": closed && !args.common.dry_run},
         "analysedAt": audit::timestamp(),
     });
@@ -213,10 +220,23 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         short(&commit)
     );
     let summary = format!(
-        "{full} at {}: {} change(s) up to {change_severity}, overwriting {} out-of-band change(s) up to {overwrite_severity}; gate {gate_text}",
+        "{full} at {}: {} change(s) up to {change_severity}, overwriting {} out-of-band change(s) up to {overwrite_severity}{}; gate {gate_text}",
         short(&commit),
         changes.len(),
-        overwrites.len()
+        overwrites.len(),
+        if unreadable.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} resource(s) not compared (not readable by the hooks: {})",
+                unreadable.len(),
+                unreadable
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     );
     if !args.common.dry_run {
         let labels = BTreeMap::from([
@@ -337,15 +357,16 @@ fn describe(report: &DriftReport, gitops: &[String]) -> (Vec<Line>, Vec<Line>) {
 }
 
 /// The live counterparts of the desired objects, read one by one (a hook lives for seconds:
-/// no watches).
+/// no watches), and the objects the hooks may not read (403).
 async fn live_objects(
     client: &Client,
     desired: &BTreeMap<ResourceKey, Prepared>,
     apis: &BTreeMap<(String, String), (kube::api::ApiResource, bool)>,
     policy: &argo_drift_core::Policy,
-) -> anyhow::Result<BTreeMap<ResourceKey, Prepared>> {
+) -> anyhow::Result<(BTreeMap<ResourceKey, Prepared>, Vec<ResourceKey>)> {
     let source: Arc<str> = Arc::from("live");
     let mut live = BTreeMap::new();
+    let mut unreadable = Vec::new();
     for (key, d) in desired {
         let Some((resource, namespaced)) = apis.get(&(d.api_version.clone(), key.kind.clone()))
         else {
@@ -356,14 +377,18 @@ async fn live_objects(
         } else {
             Api::all_with(client.clone(), resource)
         };
-        let Some(object) =
-            api.get_opt(&key.name)
-                .await
-                .map_err(argo_drift_controller::error::Error::kube(format!(
-                    "reading {key}"
-                )))?
-        else {
-            continue;
+        let object = match api.get_opt(&key.name).await {
+            Ok(Some(object)) => object,
+            Ok(None) => continue,
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                unreadable.push(key.clone());
+                continue;
+            }
+            Err(e) => {
+                return Err(
+                    argo_drift_controller::error::Error::kube(format!("reading {key}"))(e).into(),
+                )
+            }
         };
         let mut value = serde_json::to_value(&object).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut value {
@@ -379,5 +404,5 @@ async fn live_objects(
         let resource = argo_drift_core::Resource::from_object(value, origin)?;
         live.insert(key.clone(), prepare(resource, &policy.tracking));
     }
-    Ok(live)
+    Ok((live, unreadable))
 }

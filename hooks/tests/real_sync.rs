@@ -115,7 +115,12 @@ impl RealSync {
             let text = std::fs::read_to_string(root().join("deploy/hooks").join(file)).unwrap();
             repo.write(&format!("hooks/{file}"), &text);
         }
-        let mut resources = vec!["cm.yaml"];
+        // A Secret in the hooks' namespace (readable by them), and one elsewhere (not).
+        repo.write(
+            "web/secrets.yaml",
+            &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: hunter2\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: elsewhere\n  namespace: {apps}\nstringData:\n  token: t0k3n\n"),
+        );
+        let mut resources = vec!["cm.yaml", "secrets.yaml"];
         if smoke_test {
             repo.write("web/smoke-test.yaml", SMOKE_TEST);
             resources.push("smoke-test.yaml");
@@ -148,7 +153,16 @@ impl RealSync {
             gc,
         };
         // The first sync, hooks and all: the hooks' ServiceAccount and RBAC are PreSync hooks
-        // themselves, so they exist before the PreSync Job runs.
+        // themselves, so they exist before the PreSync Job runs. Creating the app's Secret is a
+        // critical change for the default gate: a person approves the first revision.
+        let first = s.repo.git(&["rev-parse", "HEAD"]);
+        merge(
+            &dynamic(&s.client, &s.apps, "argoproj.io/v1alpha1", "Application").await,
+            &s.name,
+            "kubectl-annotate",
+            json!({"metadata": {"annotations": {"argo-drift.io/approve-sync": &first[..12]}}}),
+        )
+        .await;
         real.client().sync(&s.name, &s.apps, &[]).await.unwrap();
         let mut hooks = vec![(
             "argo-drift-presync",
@@ -495,6 +509,15 @@ async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_post
         last_line(&out).contains("overwriting 1 out-of-band change(s) up to medium"),
         "{out}"
     );
+    // The hooks read the app's Secret in their namespace, not the one in another.
+    assert!(
+        last_line(&out).contains(&format!(
+            "1 resource(s) not compared (not readable by the hooks: Secret {}/elsewhere)",
+            s.apps
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2") && !out.contains("t0k3n"), "{out}");
     // The failed PreSync fails the sync: Argo CD runs SyncFail, which finds nothing of the
     // failing revision applied, so nothing to roll back.
     let syncfail = env!("CARGO_BIN_EXE_argo-drift-syncfail");
