@@ -11,6 +11,9 @@ use serde_json::json;
 pub const FIELD_MANAGER: &str = "argo-drift-hooks";
 
 /// Create (or replace) ConfigMap `name` with `labels` and `data`.
+/// The application namespace whose hooks wrote a record.
+pub const HOOK_NAMESPACE_LABEL: &str = "argo-drift.io/hook-namespace";
+
 pub async fn write(
     client: &Client,
     namespace: &str,
@@ -18,6 +21,18 @@ pub async fn write(
     labels: &BTreeMap<String, String>,
     data: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
+    // The marks deploy/base/admission-policy.yaml asks for: argo-drift's own ConfigMap, and the
+    // application namespace whose hooks wrote it (only they may change it again).
+    let mut labels = labels.clone();
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "argo-drift".to_string(),
+    );
+    if let Ok(own) = std::env::var("POD_NAMESPACE") {
+        if !own.is_empty() {
+            labels.insert(HOOK_NAMESPACE_LABEL.to_string(), own);
+        }
+    }
     let cm = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",

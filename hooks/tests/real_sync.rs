@@ -352,31 +352,6 @@ impl RealSync {
     }
 }
 
-/// A kubeconfig for ServiceAccount `namespace/name`, with a token from the TokenRequest API.
-async fn service_account_kubeconfig(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    path: &Path,
-) {
-    let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 3600}});
-    let http = http::Request::post(format!(
-        "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
-    ))
-    .header("Content-Type", "application/json")
-    .body(serde_json::to_vec(&request).unwrap())
-    .unwrap();
-    let answer: Value = client.request(http).await.unwrap();
-    let token = answer["status"]["token"].as_str().unwrap();
-    let mut config: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig()).unwrap()).unwrap();
-    config["users"] = json!([{"name": "hooks", "user": {"token": token}}]);
-    config["contexts"][0]["context"]["user"] = json!("hooks");
-    config["contexts"][0]["context"]["namespace"] = json!(namespace);
-    std::fs::write(path, serde_yaml::to_string(&config).unwrap()).unwrap();
-}
-
 /// The Job controller's status for a finished Job.
 async fn finish_job(client: &kube::Client, namespace: &str, name: &str, succeeded: bool) {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);

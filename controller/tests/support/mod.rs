@@ -946,3 +946,41 @@ rules:
         "not a manifest: skipped like Argo CD does\n",
     ),
 ];
+
+/// A kubeconfig for ServiceAccount `namespace/name`, with a token from the TokenRequest API.
+pub async fn service_account_kubeconfig(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    path: &Path,
+) {
+    let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600}});
+    let http = ::http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+    ))
+    .header("Content-Type", "application/json")
+    .body(serde_json::to_vec(&request).unwrap())
+    .unwrap();
+    let answer: Value = client.request(http).await.unwrap();
+    let token = answer["status"]["token"].as_str().unwrap();
+    let mut config: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig()).unwrap()).unwrap();
+    config["users"] = json!([{"name": "hooks", "user": {"token": token}}]);
+    config["contexts"][0]["context"]["user"] = json!("hooks");
+    config["contexts"][0]["context"]["namespace"] = json!(namespace);
+    std::fs::write(path, serde_yaml::to_string(&config).unwrap()).unwrap();
+}
+
+/// A client acting as ServiceAccount `namespace/name` (a TokenRequest token), for tests that
+/// prove what the shipped RBAC and admission policy let it do.
+pub async fn service_account_client(client: &Client, namespace: &str, name: &str) -> Client {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    service_account_kubeconfig(client, namespace, name, &path).await;
+    let kc = Kubeconfig::read_from(&path).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}

@@ -1,0 +1,209 @@
+//! What the shipped ServiceAccounts may do, proven against the real API server with their own
+//! tokens: the RBAC of deploy/base and deploy/hooks and the admission policy of
+//! deploy/base/admission-policy.yaml, installed as shipped. An application namespace's hooks
+//! write their own records and nothing else: not Argo CD's settings, not another app's audit
+//! trail, and no Secret of Argo CD's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use support::*;
+
+fn shipped(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)).unwrap()
+}
+
+/// The API server's refusal, as (403, message): RBAC refuses with 403, the admission policy
+/// with 403 (`reason: Forbidden`), or 422 while an older version of it is still loaded.
+fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+            (403, status.message.clone())
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn record(name: &str, hook_namespace: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+        "app.kubernetes.io/managed-by": "argo-drift",
+        "argo-drift.io/hook-namespace": hook_namespace,
+        "audit-type": "drift-remediation"}},
+        "data": {"audit.json": "{}"}}))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_else() {
+    let client = client().await;
+    // The admission policy and the hooks' ClusterRoles, installed as shipped (cluster-wide and
+    // idempotent; they only concern ServiceAccounts named argo-drift and argo-drift-hooks).
+    for file in [
+        "deploy/base/admission-policy.yaml",
+        "deploy/base/hooks-rbac.yaml",
+    ] {
+        apply_yaml(&client, "default", &shipped(file), "argo-drift-tests").await;
+    }
+    // Argo CD's namespace with its settings and a cluster Secret, and two app namespaces with
+    // the hooks' identity bound as deploy/hooks binds it.
+    let argocd = fresh_namespace(&client, "argocd").await;
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, "data": {}}),
+        "argocd-server",
+    )
+    .await;
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm"},
+            "data": {"policy.default": "role:readonly"}}),
+        "argocd-server",
+    )
+    .await;
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-prod",
+            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
+            "stringData": {"server": "https://prod.example.com", "config": "{\"bearerToken\":\"t\"}"}}),
+        "argocd-server",
+    )
+    .await;
+    let mut hooks = Vec::new();
+    for team in ["team-a", "team-b"] {
+        let ns = fresh_namespace(&client, team).await;
+        let rbac = shipped("deploy/hooks/rbac.yaml")
+            .replace("APP_NAMESPACE", &ns)
+            .replace("namespace: argocd", &format!("namespace: {argocd}"));
+        for doc in serde_yaml::Deserializer::from_str(&rbac) {
+            let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+            if v.is_null() {
+                continue;
+            }
+            if v["kind"] == "RoleBinding" && v["metadata"]["namespace"].is_string() {
+                // The records binding, in Argo CD's namespace.
+                let target = v["metadata"]["namespace"].as_str().unwrap().to_string();
+                v["subjects"][0]["namespace"] = json!(ns);
+                apply(&client, &target, v, "argo-drift-tests").await;
+            } else if v["kind"] == "ClusterRoleBinding" {
+                v["subjects"][0]["namespace"] = json!(ns);
+                apply(&client, "", v, "argo-drift-tests").await;
+            } else {
+                apply(&client, &ns, v, "argo-drift-tests").await;
+            }
+        }
+        hooks.push((
+            ns.clone(),
+            service_account_client(&client, &ns, "argo-drift-hooks").await,
+        ));
+    }
+    let (a_ns, a) = &hooks[0];
+    let (_, b) = &hooks[1];
+    let as_a: Api<ConfigMap> = Api::namespaced(a.clone(), &argocd);
+    let as_b: Api<ConfigMap> = Api::namespaced(b.clone(), &argocd);
+
+    // Admission policies take a moment to load: wait until an unmarked ConfigMap is refused.
+    wait_for(
+        "the admission policy in force",
+        std::time::Duration::from_secs(30),
+        || async {
+            let probe: ConfigMap =
+                serde_json::from_value(json!({"metadata": {"generateName": "probe-"}})).unwrap();
+            as_a.create(&PostParams::default(), &probe)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    as_a.create(&PostParams::default(), &record("audit-a", a_ns))
+        .await
+        .unwrap();
+    // ... and change it again.
+    as_a.patch(
+        "audit-a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"outcome.json": "{}"}})),
+    )
+    .await
+    .unwrap();
+
+    // Argo CD's settings: RBAC lets the hooks write ConfigMaps here; the policy does not.
+    let (code, message) = refused(
+        as_a.patch(
+            "argocd-rbac-cm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("argo-drift may change only its own ConfigMaps"),
+        "{message}"
+    );
+    let (code, _) = refused(as_a.delete("argocd-cm", &DeleteParams::default()).await);
+    assert_eq!(code, 403);
+    // Labelling it as ours does not help: the old object decides.
+    let (code, _) = refused(
+        as_a.patch(
+            "argocd-cm",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "argo-drift"}}}),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(code, 403);
+    // A ConfigMap without argo-drift's mark cannot be created either.
+    let plain: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap();
+    let (code, _) = refused(as_a.create(&PostParams::default(), &plain).await);
+    assert_eq!(code, 403);
+
+    // Another app's hooks cannot alter team-a's audit trail, nor write in its name.
+    let (code, message) = refused(
+        as_b.patch(
+            "audit-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"audit.json": "{\"forged\":true}"}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("may change only their own records"),
+        "{message}"
+    );
+    let (code, _) = refused(as_b.delete("audit-a", &DeleteParams::default()).await);
+    assert_eq!(code, 403);
+    let (code, _) = refused(
+        as_b.create(&PostParams::default(), &record("forged", a_ns))
+            .await,
+    );
+    assert_eq!(code, 403);
+
+    // No Secret of Argo CD's: its cluster Secrets hold bearer tokens for every cluster.
+    let secrets: Api<Secret> = Api::namespaced(a.clone(), &argocd);
+    let (code, _) = refused(secrets.get("cluster-prod").await);
+    assert_eq!(code, 403);
+    // The app's own Secrets, in its namespace, it may read (PreSync compares them).
+    apply(
+        &client,
+        a_ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"p": "x"}}),
+        "argocd-controller",
+    )
+    .await;
+    Api::<Secret>::namespaced(a.clone(), a_ns)
+        .get("db")
+        .await
+        .unwrap();
+}
