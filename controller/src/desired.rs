@@ -92,10 +92,9 @@ impl Sources<'_> {
                 source.repo_url,
                 short(&rendered.commit.to_string())
             );
-            parse_source(&name, bytes, &mut |r| {
-                resources.push(r);
-                Ok(())
-            })?;
+            if !parse_directory_file(&name, path, bytes, &mut resources)? {
+                tracing::debug!(app = %app_name, file = %path, "not a manifest: skipped, as Argo CD skips it");
+            }
         }
         tracing::debug!(app = %app_name, files = rendered.files.len(), objects = resources.len(), "rendered from Git");
         Ok((resources, Some(rendered.commit.to_string())))
@@ -141,6 +140,38 @@ impl Sources<'_> {
             Some(m.revision)
         };
         Ok((resources, read))
+    }
+}
+
+/// The objects of one file of a directory source, added to `out`; `Ok(false)` when the file is
+/// skipped. Argo CD skips a YAML file that yields no object and does not look like a manifest
+/// (it lacks one of `apiVersion:`, `kind:`, `metadata:`): a values file, a CI config next to the
+/// manifests (reposerver/repository/repository.go, getObjsFromYAMLOrJSON). A JSON file, or a
+/// YAML file that yielded objects before failing, is an error, as there.
+pub fn parse_directory_file(
+    name: &str,
+    path: &str,
+    bytes: &[u8],
+    out: &mut Vec<Resource>,
+) -> Result<bool> {
+    let before = out.len();
+    let parsed = parse_source(name, bytes, &mut |r| {
+        out.push(r);
+        Ok(())
+    });
+    match parsed {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let yaml = !path.to_ascii_lowercase().ends_with(".json");
+            let looks_like_manifest = [&b"apiVersion:"[..], b"kind:", b"metadata:"]
+                .iter()
+                .all(|needle| bytes.windows(needle.len()).any(|w| w == *needle));
+            if yaml && out.len() == before && !looks_like_manifest {
+                Ok(false)
+            } else {
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -200,6 +231,35 @@ pub fn credentials_for(secrets: &[Secret], url: &str) -> Option<Credentials> {
 #[cfg(test)]
 mod short_tests {
     use super::short;
+
+    #[test]
+    fn non_manifest_yaml_is_skipped_as_argo_cd_skips_it() {
+        use super::parse_directory_file as parse;
+        let mut out = Vec::new();
+        // A CI config and a values file next to the manifests: skipped.
+        assert!(!parse(
+            "r",
+            ".gitlab-ci.yml",
+            b"stages: [test]\ntest:\n  script: make\n",
+            &mut out
+        )
+        .unwrap());
+        assert!(!parse("r", "values.yaml", b"replicas: 3\nimage: nginx\n", &mut out).unwrap());
+        assert!(out.is_empty());
+        // A manifest with a mistake: an error, naming the file.
+        let bad = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n";
+        let err = parse("repo@abc:cm.yaml", "cm.yaml", bad, &mut out).unwrap_err();
+        assert!(err.to_string().contains("cm.yaml"), "{err}");
+        // One good object, then garbage: an error, as in Argo CD.
+        let mixed = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nfoo: bar\n";
+        assert!(parse("r", "mixed.yaml", mixed, &mut out).is_err());
+        // JSON is never skipped.
+        assert!(parse("r", "package.json", b"{\"name\": \"x\"}", &mut Vec::new()).is_err());
+        let good = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n";
+        let mut out = Vec::new();
+        assert!(parse("r", "cm.yaml", good, &mut out).unwrap());
+        assert_eq!(out.len(), 1);
+    }
 
     #[test]
     fn a_revision_is_shortened_by_characters() {

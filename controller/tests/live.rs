@@ -21,6 +21,9 @@ async fn sync_like_argocd(client: &kube::Client, app: &str, ns: &str, files: &[(
             continue;
         }
         let mut v: Value = serde_yaml::from_str(text).unwrap();
+        if v.get("kind").is_none() {
+            continue; // no manifest: Argo CD applies nothing of it
+        }
         let (group, kind, name) = (
             v["apiVersion"]
                 .as_str()

@@ -945,6 +945,10 @@ rules:
         "apps/web/README.md",
         "not a manifest: skipped like Argo CD does\n",
     ),
+    (
+        "apps/web/settings.yaml",
+        "# YAML that is no manifest (a tool's settings): Argo CD skips it, and so do we.\nlogLevel: debug\nfeatures: [a, b]\n",
+    ),
 ];
 
 /// A kubeconfig for ServiceAccount `namespace/name`, with a token from the TokenRequest API.
