@@ -193,10 +193,11 @@ impl Repos {
             path: path.to_string(),
             message,
         };
-        let tree = repo
+        let root = repo
             .find_commit(commit)
             .and_then(|c| c.tree())
             .map_err(|e| render_fail(e.message().to_string()))?;
+        let tree = root.clone();
         let clean = path.trim_matches('/');
         let tree = if clean.is_empty() || clean == "." {
             tree
@@ -237,7 +238,14 @@ impl Repos {
         };
         let globs = Globs::new(&options).map_err(render_fail)?;
         let mut files = Vec::new();
-        collect(&repo, &tree, clean, "", &options, &globs, &mut files)
+        let walk = Walk {
+            repo: &repo,
+            root: &root,
+            base: clean,
+            options: &options,
+            globs: &globs,
+        };
+        walk.collect(&tree, "", &mut files)
             .map_err(|e| render_fail(e.message().to_string()))?;
         Ok(Rendered {
             commit,
@@ -436,46 +444,125 @@ impl Globs {
     }
 }
 
-fn collect(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    base: &str,
-    prefix: &str,
-    options: &DirectoryOptions,
-    globs: &Globs,
-    out: &mut Vec<(String, Vec<u8>)>,
-) -> std::result::Result<(), git2::Error> {
-    for entry in tree.iter() {
-        let Ok(name) = entry.name() else { continue };
-        let relative = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        match entry.kind() {
-            Some(ObjectType::Tree) if options.recurse => {
-                let sub = entry.to_object(repo)?.peel_to_tree()?;
-                collect(repo, &sub, base, &relative, options, globs, out)?;
-            }
-            // Symbolic links (mode 120000) are not followed: they may point outside the path.
-            Some(ObjectType::Blob) if entry.filemode() != 0o120000 => {
-                let manifest = [".yaml", ".yml", ".json"]
-                    .iter()
-                    .any(|ext| name.ends_with(ext));
-                if manifest && globs.admits(&relative) {
-                    let blob = entry.to_object(repo)?.peel_to_blob()?;
-                    let full = if base.is_empty() {
-                        relative
-                    } else {
-                        format!("{base}/{relative}")
-                    };
-                    out.push((full, blob.content().to_vec()));
+/// A directory source's walk through one commit's tree.
+struct Walk<'a> {
+    repo: &'a Repository,
+    /// The repository's root tree, where symbolic links are resolved.
+    root: &'a git2::Tree<'a>,
+    /// The application's path in the repository.
+    base: &'a str,
+    options: &'a DirectoryOptions,
+    globs: &'a Globs,
+}
+
+impl Walk<'_> {
+    fn collect(
+        &self,
+        tree: &git2::Tree<'_>,
+        prefix: &str,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> std::result::Result<(), git2::Error> {
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else { continue };
+            let relative = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let full = if self.base.is_empty() || self.base == "." {
+                relative.clone()
+            } else {
+                format!("{}/{relative}", self.base)
+            };
+            match entry.kind() {
+                Some(ObjectType::Tree) if self.options.recurse => {
+                    let sub = entry.to_object(self.repo)?.peel_to_tree()?;
+                    self.collect(&sub, &relative, out)?;
                 }
+                Some(ObjectType::Blob) => {
+                    let manifest = [".yaml", ".yml", ".json"]
+                        .iter()
+                        .any(|ext| name.ends_with(ext));
+                    if !manifest || !self.globs.admits(&relative) {
+                        continue;
+                    }
+                    let blob = entry.to_object(self.repo)?.peel_to_blob()?;
+                    let content = if entry.filemode() == 0o120000 {
+                        // A symbolic link: its target's content, as Argo CD reads a linked
+                        // file (a link to a directory is not walked, as Go's filepath.Walk
+                        // does not).
+                        match self.follow(&full, blob.content())? {
+                            Some(content) => content,
+                            None => continue,
+                        }
+                    } else {
+                        blob.content().to_vec()
+                    };
+                    out.push((full, content));
+                }
+                _ => {}
             }
-            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The content a symbolic link at `path` (repository-relative) leads to; `None` for a
+    /// directory. A link out of the repository is refused, as Argo CD refuses the whole
+    /// repository then ("repository contains out-of-bounds symlinks",
+    /// util/io/path/resolved.go CheckOutOfBoundsSymlinks).
+    fn follow(
+        &self,
+        path: &str,
+        target: &[u8],
+    ) -> std::result::Result<Option<Vec<u8>>, git2::Error> {
+        let mut path = path.to_string();
+        let mut target = String::from_utf8_lossy(target).into_owned();
+        for _ in 0..16 {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            let Some(resolved) = resolve_in_repo(dir, &target) else {
+                return Err(git2::Error::from_str(&format!(
+                    "repository contains out-of-bounds symlinks: {path} -> {target}"
+                )));
+            };
+            let entry = self.root.get_path(Path::new(&resolved)).map_err(|_| {
+                git2::Error::from_str(&format!("symbolic link {path} -> {target}: no such file"))
+            })?;
+            match entry.kind() {
+                Some(ObjectType::Tree) => return Ok(None),
+                Some(ObjectType::Blob) => {
+                    let blob = entry.to_object(self.repo)?.peel_to_blob()?;
+                    if entry.filemode() != 0o120000 {
+                        return Ok(Some(blob.content().to_vec()));
+                    }
+                    path = resolved;
+                    target = String::from_utf8_lossy(blob.content()).into_owned();
+                }
+                _ => return Ok(None),
+            }
+        }
+        Err(git2::Error::from_str(&format!(
+            "symbolic link {path}: too many levels of links"
+        )))
+    }
+}
+
+/// `target` (a link's text) read from directory `dir`, as a repository-relative path; `None`
+/// when it leaves the repository (absolute, or more `..` than there are directories).
+fn resolve_in_repo(dir: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for step in target.split('/') {
+        match step {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
         }
     }
-    Ok(())
+    Some(parts.join("/"))
 }
 
 #[cfg(test)]
@@ -514,6 +601,63 @@ mod tests {
         let head = git(dir.path(), &["rev-parse", "HEAD"]);
         let url = format!("file://{}", dir.path().display());
         (dir, url, head)
+    }
+
+    #[test]
+    fn symbolic_links_in_the_repository_are_followed_and_links_out_of_it_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(root.join("base")).unwrap();
+        std::fs::create_dir_all(root.join("app/nested")).unwrap();
+        std::fs::write(root.join("base/cm.yaml"), "shared").unwrap();
+        std::os::unix::fs::symlink("../base/cm.yaml", root.join("app/cm.yaml")).unwrap();
+        // A link to a link, and a link to a directory (not walked, as Go's filepath.Walk).
+        std::os::unix::fs::symlink("../cm.yaml", root.join("app/nested/again.yaml")).unwrap();
+        std::os::unix::fs::symlink("../base", root.join("app/base.yaml")).unwrap();
+        std::fs::create_dir_all(root.join("evil")).unwrap();
+        std::os::unix::fs::symlink("../../etc/passwd", root.join("evil/passwd.yaml")).unwrap();
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "links"]);
+        let head = git(root, &["rev-parse", "HEAD"]);
+        let url = format!("file://{}", root.display());
+        let cache = tempfile::tempdir().unwrap();
+        let repos = Repos::new(
+            cache.path().to_path_buf(),
+            Duration::from_secs(60),
+            Counter::default(),
+        );
+        let recurse = SourceKind::Directory(DirectoryOptions {
+            recurse: true,
+            include: None,
+            exclude: None,
+        });
+        let r = repos
+            .render(&url, &head, "app", Some(&recurse), None, "")
+            .unwrap();
+        let files: Vec<(&str, &[u8])> = r
+            .files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_slice()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("app/cm.yaml", &b"shared"[..]),
+                ("app/nested/again.yaml", &b"shared"[..])
+            ]
+        );
+        let err = repos
+            .render(&url, &head, "evil", Some(&recurse), None, "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("out-of-bounds symlinks: evil/passwd.yaml -> ../../etc/passwd"),
+            "{err}"
+        );
+        assert_eq!(resolve_in_repo("a/b", "../c"), Some("a/c".into()));
+        assert_eq!(resolve_in_repo("a", "../../c"), None);
+        assert_eq!(resolve_in_repo("a", "/etc"), None);
     }
 
     #[test]
