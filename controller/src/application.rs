@@ -78,7 +78,34 @@ impl Application {
             .filter(|s| s.is_object())
             .ok_or_else(|| invalid("spec is missing or not an object".into()))?;
         let mut sources = Vec::new();
-        if let Some(list) = spec.get("sources").and_then(Value::as_array) {
+        if let Some(hydrator) = spec.get("sourceHydrator").filter(|h| h.is_object()) {
+            // Argo CD syncs what the hydrator wrote: the sync source, its branch and path, in the
+            // dry source's repository unless it names its own (pkg/apis/application/v1alpha1/
+            // types.go, SourceHydrator.GetSyncSource; ApplicationSpec.GetSource prefers it).
+            let text = |p: &str| {
+                hydrator
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            let repo_url = match text("/syncSource/repoURL") {
+                "" => text("/drySource/repoURL"),
+                own => own,
+            };
+            let sync = serde_json::json!({
+                "repoURL": repo_url,
+                "path": text("/syncSource/path"),
+                "targetRevision": text("/syncSource/targetBranch"),
+            });
+            sources.push(
+                parse_source(&sync).map_err(|m| invalid(format!("spec.sourceHydrator.{m}")))?,
+            );
+        }
+        if let Some(list) = spec
+            .get("sources")
+            .and_then(Value::as_array)
+            .filter(|_| sources.is_empty())
+        {
             for (i, s) in list.iter().enumerate() {
                 sources
                     .push(parse_source(s).map_err(|m| invalid(format!("spec.sources[{i}].{m}")))?);
@@ -204,6 +231,37 @@ mod tests {
             }))
         );
         assert_eq!(a.revision(s), "0123456789abcdef0123456789abcdef01234567");
+    }
+
+    #[test]
+    fn a_hydrated_app_is_read_from_its_sync_source() {
+        let hydrated = |sync: Value| {
+            Application::parse(&app(serde_json::json!({
+                "spec": {"sourceHydrator": {
+                    "drySource": {"repoURL": "https://git.example/dry.git", "path": "helm/web", "targetRevision": "main"},
+                    "syncSource": sync},
+                    "destination": {"namespace": "shop"}}
+            })))
+            .unwrap()
+        };
+        let a = hydrated(serde_json::json!({"targetBranch": "environments/prod", "path": "web"}));
+        assert_eq!(a.sources.len(), 1);
+        let s = &a.sources[0];
+        assert_eq!(
+            (
+                s.repo_url.as_str(),
+                s.path.as_str(),
+                s.target_revision.as_str()
+            ),
+            ("https://git.example/dry.git", "web", "environments/prod")
+        );
+        // No type given: the files decide, as Argo CD decides (hydrated output is plain YAML).
+        assert_eq!(s.kind, None);
+        let a = hydrated(
+            serde_json::json!({"repoURL": "https://git.example/hydrated.git",
+            "targetBranch": "prod", "path": "web"}),
+        );
+        assert_eq!(a.sources[0].repo_url, "https://git.example/hydrated.git");
     }
 
     #[test]
