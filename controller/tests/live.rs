@@ -345,12 +345,20 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
         "argocd-controller",
     )
     .await;
-    // Tracked by label (older Argo CD installs), not in Git: extra.
+    // Tracked by Argo CD's annotation, not in Git: extra. One with only the instance label
+    // (a Helm chart's, say) is no application's under Argo CD 3.x's annotation tracking.
     apply_yaml(
         &client,
         &shop,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leftover\n  labels:\n    app.kubernetes.io/instance: settings\n",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leftover\n  annotations:\n    argocd.argoproj.io/tracking-id: settings:/ConfigMap:{shop}/leftover\n"),
         "argocd-controller",
+    )
+    .await;
+    apply_yaml(
+        &client,
+        &shop,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: chart-labelled\n  labels:\n    app.kubernetes.io/instance: settings\n",
+        "helm",
     )
     .await;
     // No synced revision yet: targetRevision (a branch) is used.
@@ -405,6 +413,14 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
         "nested/ is not read without recurse: {r:#}"
     );
     assert_eq!(resource(&r, "ConfigMap", "leftover")["status"], "extra");
+    assert!(
+        !r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "chart-labelled"),
+        "{r:#}"
+    );
     assert_eq!(severity_label(&cm), "info");
     assert_eq!(r["revision"].as_str().unwrap().len(), 40);
 

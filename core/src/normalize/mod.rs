@@ -64,10 +64,46 @@ impl Default for Managers {
     }
 }
 
+/// Which mark tells Argo CD that a live object is an application's (argocd-cm
+/// `application.resourceTrackingMethod`; util/argo/resource_tracking.go GetAppName).
+#[derive(
+    Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum TrackingMethod {
+    /// The tracking-id annotation only: Argo CD 3.x's default. A label alone tracks nothing.
+    #[default]
+    #[serde(rename = "annotation")]
+    Annotation,
+    /// The annotation; the label is written too, for other tools, and not read.
+    #[serde(rename = "annotation+label")]
+    AnnotationAndLabel,
+    /// The instance label only (Argo CD before 3.0 by default).
+    #[serde(rename = "label")]
+    Label,
+}
+
+impl std::str::FromStr for TrackingMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "annotation" => Ok(TrackingMethod::Annotation),
+            "annotation+label" => Ok(TrackingMethod::AnnotationAndLabel),
+            "label" => Ok(TrackingMethod::Label),
+            other => Err(format!(
+                "unknown tracking method {other:?} (annotation, annotation+label or label)"
+            )),
+        }
+    }
+}
+
 /// How Argo CD marks the live objects it tracks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackingKeys {
+    /// Which of the two marks counts (argocd-cm `application.resourceTrackingMethod`).
+    #[serde(default)]
+    pub method: TrackingMethod,
+    /// The instance label (argocd-cm `application.instanceLabelKey`).
     #[serde(default = "TrackingKeys::default_label")]
     pub label: String,
     #[serde(default = "TrackingKeys::default_annotation")]
@@ -86,6 +122,7 @@ impl TrackingKeys {
 impl Default for TrackingKeys {
     fn default() -> Self {
         TrackingKeys {
+            method: TrackingMethod::default(),
             label: TrackingKeys::default_label(),
             annotation: TrackingKeys::default_annotation(),
         }
@@ -197,14 +234,18 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
                 }
                 annotations.remove(DEPLOYMENT_REVISION);
                 if let Some(Value::String(id)) = annotations.remove(&tracking_keys.annotation) {
-                    tracking.annotation = Some(id);
+                    if tracking_keys.method != TrackingMethod::Label {
+                        tracking.annotation = Some(id);
+                    }
                 }
             }
             if let Some(Value::Object(labels)) = meta.get("labels") {
-                tracking.label = labels
-                    .get(&tracking_keys.label)
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
+                if tracking_keys.method == TrackingMethod::Label {
+                    tracking.label = labels
+                        .get(&tracking_keys.label)
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                }
             }
         }
         if key.group.is_empty() && key.kind == "Secret" {
