@@ -355,7 +355,8 @@ async fn analyse_app(
     // Kinds Argo CD tracks for the app and Git does not have (objects it would prune): watched
     // too, so that argo-drift sees the extra objects Argo CD sees.
     let mut optional: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
-    for (api_version, kind_name, namespace) in argocd_listed_kinds(object) {
+    let status = argocd_status(object);
+    for (api_version, kind_name, namespace) in argocd_listed_kinds(&status) {
         let kind = match ctx.live.kind(&api_version, &kind_name).await {
             Ok(kind) => kind,
             Err(e) => {
@@ -403,7 +404,7 @@ async fn analyse_app(
     // Once per analysis: it serialises the drifted part of the report.
     let fingerprint = publish::fingerprint(&report);
     // Argo CD's own word on each resource, next to ours (not part of the drift's identity).
-    let argocd_view = argocd_resources(object, &app, ctx).await;
+    let argocd_view = argocd_resources(status, &app, ctx).await;
     let agreement = agreement::compare(&mut report, &argocd_view);
     let outcome = ctx
         .remediator
@@ -485,17 +486,14 @@ async fn announce(
     }
 }
 
-/// (apiVersion, kind, namespace) of the app's resources Argo CD would prune: in its status, not
-/// in Git.
-fn argocd_listed_kinds(object: &DynamicObject) -> BTreeSet<(String, String, String)> {
+/// The Application's `status.resources`: what Argo CD says of each resource, with its
+/// apiVersion.
+fn argocd_status(object: &DynamicObject) -> Vec<(ArgoCdResource, String)> {
     let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
     object.data["status"]["resources"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|r| {
-            r["requiresPruning"].as_bool() == Some(true) && r["hook"].as_bool() != Some(true)
-        })
         .map(|r| {
             let (group, version) = (text(r, "group"), text(r, "version"));
             let api_version = if group.is_empty() {
@@ -503,40 +501,48 @@ fn argocd_listed_kinds(object: &DynamicObject) -> BTreeSet<(String, String, Stri
             } else {
                 format!("{group}/{version}")
             };
-            (api_version, text(r, "kind"), text(r, "namespace"))
+            let resource = ArgoCdResource {
+                key: ResourceKey {
+                    group,
+                    kind: text(r, "kind"),
+                    namespace: text(r, "namespace"),
+                    name: text(r, "name"),
+                },
+                status: text(r, "status"),
+                requires_pruning: r["requiresPruning"].as_bool().unwrap_or(false),
+                modified: None,
+                hook: r["hook"].as_bool().unwrap_or(false),
+            };
+            (resource, api_version)
         })
         .collect()
 }
 
-/// What Argo CD says of the app's resources: the Application's `status.resources`, and with
-/// its API the managed-resources diff (`modified`). A failing API call leaves the status alone:
-/// the agreement is a second opinion, not a reason to fail the analysis.
+/// (apiVersion, kind, namespace) of the app's resources Argo CD would prune: in its status, not
+/// in Git.
+fn argocd_listed_kinds(status: &[(ArgoCdResource, String)]) -> BTreeSet<(String, String, String)> {
+    status
+        .iter()
+        .filter(|(r, _)| r.requires_pruning && !r.hook)
+        .map(|(r, api_version)| {
+            (
+                api_version.clone(),
+                r.key.kind.clone(),
+                r.key.namespace.clone(),
+            )
+        })
+        .collect()
+}
+
+/// What Argo CD says of the app's resources: its status, and with its API the managed-resources
+/// diff (`modified`). A failing API call leaves the status alone: the agreement is a second
+/// opinion, not a reason to fail the analysis.
 async fn argocd_resources(
-    object: &DynamicObject,
+    status: Vec<(ArgoCdResource, String)>,
     app: &Application,
     ctx: &Context,
 ) -> Vec<ArgoCdResource> {
-    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-    let mut out: Vec<ArgoCdResource> = object.data["status"]["resources"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|r| ArgoCdResource {
-                    key: ResourceKey {
-                        group: text(r, "group"),
-                        kind: text(r, "kind"),
-                        namespace: text(r, "namespace"),
-                        name: text(r, "name"),
-                    },
-                    status: text(r, "status"),
-                    requires_pruning: r["requiresPruning"].as_bool().unwrap_or(false),
-                    modified: None,
-                    hook: r["hook"].as_bool().unwrap_or(false),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut out: Vec<ArgoCdResource> = status.into_iter().map(|(r, _)| r).collect();
     let Some(argocd) = &ctx.argocd else {
         return out;
     };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::desired::short;
 use crate::reconcile::Context;
 
 /// The alert ConfigMap's label carrying the request's state: `requested`, then `done`,
@@ -239,10 +240,6 @@ async fn close(
         )
         .await?;
     Ok(())
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }
 
 fn timestamp() -> String {
