@@ -48,18 +48,12 @@ impl Scenario {
     /// agreement. Returns the report.
     async fn settled(&self, drifted: &[&str]) -> Value {
         let real = real_argocd();
-        let apps = dynamic(
+        annotate_application(
             &self.client,
             &self.apps,
-            "argoproj.io/v1alpha1",
-            "Application",
-        )
-        .await;
-        merge(
-            &apps,
             "web",
             "argocd-cli",
-            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+            json!({"argocd.argoproj.io/refresh": "normal"}),
         )
         .await;
         let want: BTreeSet<String> = drifted.iter().map(|s| s.to_string()).collect();
@@ -299,22 +293,30 @@ async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_
     controller.stop().await;
 }
 
+/// The real Argo CD's system-level rule for ConfigMaps, in its argocd-cm as users write it:
+/// these JSON pointers ignored (under a field manager of the tests' own, so the installation's
+/// other settings stay).
+async fn ignore_config_map_fields(client: &kube::Client, pointers: &[&str]) {
+    let list: String = pointers.iter().map(|p| format!("- {p}\n")).collect();
+    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm"},
+        "data": {"resource.customizations.ignoreDifferences.ConfigMap": format!("jsonPointers:\n{list}")}});
+    apply(
+        client,
+        &real_argocd().namespace,
+        settings,
+        "argo-drift-tests-ignore",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_alike() {
     let real = real_argocd();
     let client = client().await;
     // A system-level rule in Argo CD's own settings, as users write them (only ConfigMaps with a
     // `tuned` key are touched, so the shared test installation is otherwise unchanged).
-    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "argocd-cm"},
-        "data": {"resource.customizations.ignoreDifferences.ConfigMap": "jsonPointers:\n- /data/tuned\n"}});
-    apply(
-        &client,
-        &real.namespace,
-        settings,
-        "argo-drift-tests-ignore",
-    )
-    .await;
+    ignore_config_map_fields(&client, &["/data/tuned"]).await;
     let apps = real.fresh_apps_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
     let dir = tempfile::tempdir().unwrap();
@@ -362,11 +364,7 @@ async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_a
         .collect();
     assert_eq!(fields, ["data.other"]);
     // The rule widened in argocd-cm while both run: taken up without a restart.
-    let wider = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "argocd-cm"},
-        "data": {"resource.customizations.ignoreDifferences.ConfigMap":
-            "jsonPointers:\n- /data/tuned\n- /data/other\n"}});
-    apply(&client, &real.namespace, wider, "argo-drift-tests-ignore").await;
+    ignore_config_map_fields(&client, &["/data/tuned", "/data/other"]).await;
     let r = s.settled(&[]).await;
     assert_eq!(
         class_of(&r, "ConfigMap", "tuning"),
@@ -374,8 +372,5 @@ async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_a
     );
     controller.stop().await;
     // Back to the narrow rule for the next run (other tests never use these keys).
-    let narrow = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "argocd-cm"},
-        "data": {"resource.customizations.ignoreDifferences.ConfigMap": "jsonPointers:\n- /data/tuned\n"}});
-    apply(&client, &real.namespace, narrow, "argo-drift-tests-ignore").await;
+    ignore_config_map_fields(&client, &["/data/tuned"]).await;
 }

@@ -155,11 +155,12 @@ impl Fixture {
 
     /// Annotate the Application: an answer, a reset, or just a nudge so it is looked at again.
     async fn annotate(&self, name: &str, key: &str, value: &str) {
-        merge(
-            &self.apps().await,
+        annotate_application(
+            &self.client,
+            &self.argocd,
             name,
             "kubectl-annotate",
-            json!({"metadata": {"annotations": {key: value}}}),
+            json!({key: value}),
         )
         .await;
     }

@@ -156,13 +156,7 @@ impl RealSync {
         // themselves, so they exist before the PreSync Job runs. Creating the app's Secret is a
         // critical change for the default gate: a person approves the first revision.
         let first = s.repo.git(&["rev-parse", "HEAD"]);
-        merge(
-            &dynamic(&s.client, &s.apps, "argoproj.io/v1alpha1", "Application").await,
-            &s.name,
-            "kubectl-annotate",
-            json!({"metadata": {"annotations": {"argo-drift.io/approve-sync": &first[..12]}}}),
-        )
-        .await;
+        s.approve(&first).await;
         real.client().sync(&s.name, &s.apps, &[]).await.unwrap();
         let mut hooks = vec![(
             "argo-drift-presync",
@@ -181,14 +175,26 @@ impl RealSync {
         }
         s.wait_app("the first sync", synced).await;
         // The gate and other settings of the test, from here on.
-        merge(
-            &dynamic(&s.client, &s.apps, "argoproj.io/v1alpha1", "Application").await,
-            &s.name,
+        s.annotate(annotations).await;
+        s
+    }
+
+    /// Annotate the Application, as a person with kubectl does.
+    async fn annotate(&self, annotations: Value) {
+        annotate_application(
+            &self.client,
+            &self.apps,
+            &self.name,
             "kubectl-annotate",
-            json!({"metadata": {"annotations": annotations}}),
+            annotations,
         )
         .await;
-        s
+    }
+
+    /// A person approves `commit` past the PreSync gate.
+    async fn approve(&self, commit: &str) {
+        self.annotate(json!({"argo-drift.io/approve-sync": &commit[..12]}))
+            .await;
     }
 
     async fn app(&self) -> Value {
@@ -521,13 +527,7 @@ async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_post
     assert_eq!(live["data"], json!({"a": "1", "b": "9"}), "the gate held");
 
     // A human approves this revision: the next sync goes through, and PostSync audits it.
-    merge(
-        &dynamic(&s.client, &s.apps, "argoproj.io/v1alpha1", "Application").await,
-        &s.name,
-        "kubectl-annotate",
-        json!({"metadata": {"annotations": {"argo-drift.io/approve-sync": &second[..12]}}}),
-    )
-    .await;
+    s.approve(&second).await;
     argocd.sync(&s.name, &s.apps, &[]).await.unwrap();
     let (code, out) = s.run_hook("argo-drift-presync", presync).await;
     assert_eq!(code, 0, "{out}");

@@ -988,3 +988,22 @@ pub async fn service_account_client(client: &Client, namespace: &str, name: &str
         .unwrap();
     Client::try_from(config).unwrap()
 }
+
+/// Annotate Application `namespace/name` as `manager` does (a person with kubectl, the argocd
+/// CLI asking for a refresh).
+pub async fn annotate_application(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    manager: &str,
+    annotations: Value,
+) {
+    let apps = dynamic(client, namespace, "argoproj.io/v1alpha1", "Application").await;
+    merge(
+        &apps,
+        name,
+        manager,
+        json!({"metadata": {"annotations": annotations}}),
+    )
+    .await;
+}
