@@ -580,9 +580,20 @@ down() {
 }
 
 # Stop and start kube-apiserver alone (etcd keeps the data): the resilience tests use it.
+# A running Argo CD is restarted with it: argocd-server v3.6.2's Application informer, seen
+# here, kept serving the list it had before the restart (apps created later answered
+# "permission denied", Argo CD's reply for an app it does not know), and every later test of
+# the shared Argo CD failed.
 restart_apiserver() {
   parse_cluster
   alive kube-apiserver || die "not running: scripts/testenv.sh up"
+  local with_argocd=0 p
+  alive argocd-server && with_argocd=1
+  if [ "$with_argocd" = 1 ]; then
+    for p in argocd-applicationset-controller argocd-application-controller argocd-server argocd-repo-server; do
+      stop "$p"
+    done
+  fi
   kill "$(cat "$state/kube-apiserver.pid")"
   for _ in $(seq 1 100); do alive kube-apiserver || break; sleep 0.1; done
   alive kube-apiserver && kill -9 "$(cat "$state/kube-apiserver.pid")"
@@ -596,6 +607,10 @@ restart_apiserver() {
   start_apiserver
   wait_ready
   say "kube-apiserver restarted"
+  if [ "$with_argocd" = 1 ]; then
+    argocd_up >/dev/null
+    say "Argo CD restarted"
+  fi
 }
 
 case "${1:-}" in

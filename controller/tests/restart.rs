@@ -54,7 +54,7 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Straight after the restart, before the watches are back.
+    // Straight after the restart (and the shared Argo CD's, which the script restarts with it).
     let client = support::client().await;
     let configmaps =
         kube::api::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &shop);
