@@ -96,8 +96,13 @@ parse_cluster() {
 
 # --- building from Go modules ------------------------------------------------------------------
 
+# Go's build cache for these builds: several GB once Kubernetes and Argo CD are built, so it is
+# our own and removed once every binary is cached (drop_gocache), not left in the user's.
+gocache=$cache/build/go-cache
+drop_gocache() { rm -rf "$gocache"; }
+
 # gobuild OUT PACKAGE GO_MOD_TEXT [GOTOOLCHAIN]: build PACKAGE in a module of its own whose go.mod
-# is GO_MOD_TEXT, into OUT (atomically; the module directory and Go's caches are kept for the
+# is GO_MOD_TEXT, into OUT (atomically; the module directory and the build cache are kept for the
 # next build).
 gobuild() {
   local out=$1 pkg=$2 gomod=$3 toolchain=${4:-local} dir ldflags=${5:-}
@@ -107,7 +112,7 @@ gobuild() {
   say "building $(basename "$out") from Go modules (log: $dir/build.log)"
   (
     cd "$dir"
-    export GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod CGO_ENABLED=0
+    export GOTOOLCHAIN=$toolchain GOFLAGS=-mod=mod CGO_ENABLED=0 GOCACHE=$gocache
     go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg"
   ) >"$dir/build.log" 2>&1 || { tail -30 "$dir/build.log" >&2; die "building $pkg failed (log: $dir/build.log)"; }
   mv "$out.tmp" "$out"
@@ -175,6 +180,8 @@ build_tools() {
   # serve; 5.8.1 builds. The same Go toolchain as Argo CD.
   [ -x "$tools/kustomize" ] || gobuild "$tools/kustomize" sigs.k8s.io/kustomize/kustomize/v5 \
     "$(printf 'module argo-drift.io/testenv/kustomize\n\ngo 1.27.0\n\nrequire sigs.k8s.io/kustomize/kustomize/v5 v%s\n' "$KUSTOMIZE_VERSION")" "$ARGOCD_GO"
+  # The last of the builds (the API server's went first).
+  drop_gocache
 }
 
 build() {
