@@ -1,5 +1,7 @@
 //! The admin port: `/metrics` (Prometheus text), `/healthz` (the process runs) and `/readyz`
-//! (the first full analysis of every opted-in application is done).
+//! (the first full analysis of every opted-in application is done; its body also says how each
+//! destination cluster answers — a managed cluster that is down does not make argo-drift
+//! unready, its apps' reports say it).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +13,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::clusters::{describe_board, Board};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct Admin {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    clusters: Board,
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -27,13 +31,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    clusters: Board,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(Admin { metrics, ready });
+        .with_state(Admin {
+            metrics,
+            ready,
+            clusters,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -50,12 +59,13 @@ async fn metrics_page(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
+    let clusters = describe_board(&admin.clusters);
     if admin.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, format!("ready\n{clusters}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the first analysis of every application is not done\n",
+            format!("not ready: the first analysis of every application is not done\n{clusters}"),
         )
     }
 }

@@ -49,6 +49,9 @@ pub struct Application {
     pub namespace: String,
     pub sources: Vec<Source>,
     pub destination_namespace: String,
+    /// `spec.destination.server` and `.name`: which cluster (crate::clusters resolves them).
+    pub destination_server: String,
+    pub destination_name: String,
     pub ignore_differences: Vec<IgnoreDifferences>,
     /// The revision Argo CD last synced (`status.sync.revision`), a commit for Git sources.
     pub synced_revision: Option<String>,
@@ -118,11 +121,16 @@ impl Application {
             sources.push(parse_source(s).map_err(|m| invalid(format!("spec.source.{m}")))?);
         }
         let destination = spec.get("destination");
-        let destination_namespace = destination
-            .and_then(|d| d.get("namespace"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let destination_field = |field: &str| {
+            destination
+                .and_then(|d| d.get(field))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let destination_namespace = destination_field("namespace");
+        let destination_server = destination_field("server");
+        let destination_name = destination_field("name");
         let mut ignore_differences = Vec::new();
         if let Some(list) = spec.get("ignoreDifferences") {
             let list = list
@@ -144,6 +152,8 @@ impl Application {
             namespace,
             sources,
             destination_namespace,
+            destination_server,
+            destination_name,
             ignore_differences,
             synced_revision,
         })

@@ -182,6 +182,10 @@ pub struct RunArgs {
     /// drift is reported through the ConfigMap, Events, metrics and logs only.
     #[arg(long, env = "ARGO_DRIFT_NOTIFICATIONS", value_name = "FILE")]
     pub notifications: Option<PathBuf>,
+    /// How often each destination cluster is probed (`GET /version` with Argo CD's credentials
+    /// for it); a change of answer re-analyses its applications.
+    #[arg(long, env = "ARGO_DRIFT_CLUSTER_PROBE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub cluster_probe_interval: Duration,
     /// How often to look at the policy file for changes.
     #[arg(long, env = "ARGO_DRIFT_POLICY_RELOAD", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub policy_reload: Duration,

@@ -52,8 +52,33 @@ pub enum Error {
         code: Option<i32>,
         message: String,
     },
-    #[error("waiting for the watch on {what}: not synced after {seconds} s")]
-    WatchNotReady { what: String, seconds: u64 },
+    #[error("waiting for the watch on {what}: not synced after {seconds} s{}", last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    WatchNotReady {
+        what: String,
+        seconds: u64,
+        last_error: Option<String>,
+    },
+    /// The destination does not name a cluster Argo CD knows (Argo CD's own words).
+    #[error("destination: {message}")]
+    Destination { message: String },
+    /// A cluster Secret argo-drift cannot turn into a client (invalid, or an auth kind it does
+    /// not support). Never quotes the Secret's values.
+    #[error("cluster {cluster} (Secret {secret}): {message}")]
+    ClusterConfig {
+        cluster: String,
+        secret: String,
+        message: String,
+    },
+    /// The destination cluster does not answer, or refuses the credentials: nothing was compared
+    /// and no action taken.
+    #[error("cluster {cluster} ({server}) is {state}: {reason}; live state not compared, no action taken")]
+    ClusterUnavailable {
+        cluster: String,
+        server: String,
+        /// `unreachable` or `unauthorised`.
+        state: &'static str,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -75,6 +100,12 @@ impl Error {
             Error::Discover { .. } => "discovery",
             Error::ArgoCd { .. } => "argocd_api",
             Error::WatchNotReady { .. } => "watch_not_ready",
+            Error::Destination { .. } => "destination",
+            Error::ClusterConfig { .. } => "cluster_config",
+            Error::ClusterUnavailable { state, .. } => match *state {
+                "unauthorised" => "cluster_unauthorised",
+                _ => "cluster_unreachable",
+            },
         }
     }
 
@@ -88,6 +119,7 @@ impl Error {
                 | Error::Discover { .. }
                 | Error::ArgoCd { .. }
                 | Error::WatchNotReady { .. }
+                | Error::ClusterUnavailable { .. }
         )
     }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod application;
 pub mod argocd;
 pub mod cli;
+pub mod clusters;
 pub mod commands;
 pub mod desired;
 pub mod error;

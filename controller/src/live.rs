@@ -78,6 +78,8 @@ struct Watch {
     store: Store<DynamicObject>,
     ready: watch::Receiver<bool>,
     task: tokio::task::AbortHandle,
+    /// The watch's latest error, said when it does not list in time (e.g. "forbidden").
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 /// Which applications care about which objects.
@@ -90,8 +92,11 @@ struct Interest {
     registered: HashMap<AppRef, (Vec<ResourceKey>, String, Vec<WatchKey>)>,
 }
 
+/// The live state of one cluster.
 pub struct LiveState {
     client: Client,
+    /// The cluster's name, for metrics and logs.
+    cluster: String,
     tracking: TrackingKeys,
     kinds: Mutex<HashMap<(String, String), Arc<Kind>>>,
     watches: Mutex<HashMap<WatchKey, Arc<Watch>>>,
@@ -103,12 +108,14 @@ pub struct LiveState {
 impl LiveState {
     pub fn new(
         client: Client,
+        cluster: &str,
         tracking: TrackingKeys,
         triggers: mpsc::UnboundedSender<Trigger>,
         metrics: Arc<Metrics>,
     ) -> LiveState {
         LiveState {
             client,
+            cluster: cluster.to_string(),
             tracking,
             kinds: Mutex::default(),
             watches: Mutex::default(),
@@ -200,14 +207,20 @@ impl LiveState {
                 return Err(Error::WatchNotReady {
                     what: key.to_string(),
                     seconds: timeout.as_secs(),
+                    last_error: lock(&watch.last_error).clone(),
                 });
             }
         }
         Ok(())
     }
 
-    /// Forget applications that are gone (deleted, opted out) and stop the watches no
-    /// application needs any more. Returns the applications forgotten.
+    /// The applications registered here.
+    pub fn apps(&self) -> HashSet<AppRef> {
+        lock(&self.interest).registered.keys().cloned().collect()
+    }
+
+    /// Forget applications that are gone (deleted, opted out, moved to another cluster) and
+    /// stop the watches no application needs any more. Returns the applications forgotten.
     pub fn retain_apps(&self, alive: &HashSet<AppRef>) -> Vec<AppRef> {
         let (gone, unused) = {
             let mut interest = lock(&self.interest);
@@ -232,10 +245,18 @@ impl LiveState {
         for key in unused {
             if let Some(w) = watches.remove(&key) {
                 w.task.abort();
-                tracing::info!(watch = %key, "watch stopped: no application needs it");
+                tracing::info!(cluster = %self.cluster, watch = %key, "watch stopped: no application needs it");
             }
         }
+        self.count_watches(watches.len());
         gone
+    }
+
+    fn count_watches(&self, n: usize) {
+        self.metrics
+            .cluster_watches
+            .get_or_create(&labels(&[("cluster", &self.cluster)]))
+            .set(n as i64);
     }
 
     /// The objects a running watch holds now.
@@ -269,6 +290,9 @@ impl LiveState {
         let metrics = self.metrics.clone();
         let watch_key = key.clone();
         let label = key.to_string();
+        let cluster = self.cluster.clone();
+        let last_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let errors = last_error.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
@@ -281,12 +305,16 @@ impl LiveState {
                     Ok(Event::Init) if listed => {
                         metrics
                             .watch_restarts
-                            .get_or_create(&labels(&[("kind", &watch_key.kind)]))
+                            .get_or_create(&labels(&[
+                                ("cluster", &cluster),
+                                ("kind", &watch_key.kind),
+                            ]))
                             .inc();
-                        tracing::info!(watch = %label, "watch re-listing");
+                        tracing::info!(cluster = %cluster, watch = %label, "watch re-listing");
                     }
                     Ok(Event::InitDone) => {
                         listed = true;
+                        *lock(&errors) = None;
                         let _ = ready_tx.send(true);
                         // After a re-list (410 Gone, API server restart) changes may have been
                         // missed: every application on this watch is analysed again.
@@ -301,9 +329,13 @@ impl LiveState {
                     Err(e) => {
                         metrics
                             .watch_errors
-                            .get_or_create(&labels(&[("kind", &watch_key.kind)]))
+                            .get_or_create(&labels(&[
+                                ("cluster", &cluster),
+                                ("kind", &watch_key.kind),
+                            ]))
                             .inc();
-                        tracing::warn!(watch = %label, error = %e, "watch error; retrying with backoff");
+                        tracing::warn!(cluster = %cluster, watch = %label, error = %e, "watch error; retrying with backoff");
+                        *lock(&errors) = Some(e.to_string());
                     }
                 }
             }
@@ -312,19 +344,39 @@ impl LiveState {
             store,
             ready: ready_rx,
             task: task.abort_handle(),
+            last_error,
         });
         watches.insert(key.clone(), w.clone());
+        self.count_watches(watches.len());
         w
     }
 }
 
+/// A cluster's live state replaced (its credentials rotated) or dropped stops its watches.
+impl Drop for LiveState {
+    fn drop(&mut self) {
+        for w in lock(&self.watches).values() {
+            w.task.abort();
+        }
+    }
+}
+
 fn send(triggers: &mpsc::UnboundedSender<Trigger>, apps: HashSet<AppRef>) {
+    send_all(triggers, apps, true);
+}
+
+/// Analyse `apps` again; `live_change`: because a live object changed (counted for latency).
+pub fn send_all(
+    triggers: &mpsc::UnboundedSender<Trigger>,
+    apps: impl IntoIterator<Item = AppRef>,
+    live_change: bool,
+) {
     let seen = Instant::now();
     for app in apps {
         let _ = triggers.send(Trigger {
             app,
             seen,
-            live_change: true,
+            live_change,
         });
     }
 }

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub breaker_trips: Counter,
     /// Resources whose verdict differs from Argo CD's, by application and class.
     pub argocd_disagreements: Family<Labels, Gauge>,
+    /// 1 when a destination cluster answers with its credentials, else 0, by cluster.
+    pub cluster_up: Family<Labels, Gauge>,
+    /// Live-state watches running, by cluster.
+    pub cluster_watches: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -63,13 +67,13 @@ impl Metrics {
         let watch_restarts = Family::<Labels, Counter>::default();
         registry.register(
             "watch_restarts",
-            "Watches that re-listed (410 Gone, API server restart), by kind",
+            "Watches that re-listed (410 Gone, API server restart), by cluster and kind",
             watch_restarts.clone(),
         );
         let watch_errors = Family::<Labels, Counter>::default();
         registry.register(
             "watch_errors",
-            "Watch stream errors, by kind",
+            "Watch stream errors, by cluster and kind",
             watch_errors.clone(),
         );
         let events_emitted = Family::<Labels, Counter>::default();
@@ -104,8 +108,22 @@ impl Metrics {
             "Resources where argo-drift and Argo CD disagree on drift, by application and class (docs/agreement.md)",
             argocd_disagreements.clone(),
         );
+        let cluster_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cluster_up",
+            "Whether a destination cluster answers with Argo CD's credentials for it (1) or not (0), by cluster and server",
+            cluster_up.clone(),
+        );
+        let cluster_watches = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cluster_watches",
+            "Live-state watches running, by cluster",
+            cluster_watches.clone(),
+        );
         Metrics {
             registry,
+            cluster_up,
+            cluster_watches,
             argocd_disagreements,
             drifted_resources,
             detection_latency,

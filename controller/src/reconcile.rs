@@ -24,6 +24,7 @@ use tracing::instrument;
 
 use crate::application::{self, Application};
 use crate::argocd::ArgoCd;
+use crate::clusters::Clusters;
 use crate::error::{Error, Result};
 use crate::live::{AppRef, Kind, LiveState, WatchKey};
 use crate::lock;
@@ -46,7 +47,8 @@ pub struct Context {
     pub policy: RwLock<Arc<Policy>>,
     pub repos: Arc<Repos>,
     pub argocd: Option<ArgoCd>,
-    pub live: LiveState,
+    /// Destination clusters, each with its live state.
+    pub clusters: Clusters,
     pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
     /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository|repo-creds`).
@@ -80,7 +82,7 @@ impl Context {
         policy: Policy,
         repos: Arc<Repos>,
         argocd: Option<ArgoCd>,
-        live: LiveState,
+        clusters: Clusters,
         publisher: Publisher,
         metrics: Arc<Metrics>,
         repo_secrets: Option<Store<Secret>>,
@@ -93,7 +95,7 @@ impl Context {
             policy: RwLock::new(Arc::new(policy)),
             repos,
             argocd,
-            live,
+            clusters,
             publisher,
             metrics,
             repo_secrets,
@@ -168,7 +170,7 @@ impl Context {
     /// watches only they needed, their state, and their gauges (a deleted app must not keep
     /// alerting on drift).
     pub fn forget_missing(&self, alive: &HashSet<AppRef>) {
-        for app in self.live.retain_apps(alive) {
+        for app in self.clusters.retain_apps(alive) {
             lock(&self.pending).remove(&app);
             let published = lock(&self.published).remove(&app);
             lock(&self.failures).remove(&app);
@@ -316,6 +318,11 @@ async fn analyse_app(
     let mut app_ignore: Vec<IgnoreRule> = ctx.argocd_ignore_rules()?.as_ref().clone();
     app_ignore.extend(compile_ignores(&app)?);
     let (resources, revision) = desired(&app, ctx).await?;
+    // The destination cluster, as Argo CD finds it; one that does not answer fails the analysis
+    // here, said as such on the app, before anything is compared or done.
+    let cluster = ctx.clusters.resolve(&app, app_ref).await?;
+    cluster.usable().await?;
+    let live_state = &cluster.live;
 
     // Scopes come from discovery, so that a namespace is filled in exactly where the server
     // would fill it in.
@@ -326,7 +333,10 @@ async fn analyse_app(
         if kinds.contains_key(&id) {
             continue;
         }
-        let kind = ctx.live.kind(&r.api_version, &r.key.kind).await?;
+        let kind = match live_state.kind(&r.api_version, &r.key.kind).await {
+            Ok(kind) => kind,
+            Err(e) => return Err(cluster.explain(e).await),
+        };
         scopes.learn(&r.key.group, &r.key.kind, !kind.namespaced);
         kinds.insert(id, kind);
     }
@@ -357,7 +367,7 @@ async fn analyse_app(
     let mut optional: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
     let status = argocd_status(object);
     for (api_version, kind_name, namespace) in argocd_listed_kinds(&status) {
-        let kind = match ctx.live.kind(&api_version, &kind_name).await {
+        let kind = match live_state.kind(&api_version, &kind_name).await {
             Ok(kind) => kind,
             Err(e) => {
                 tracing::debug!(kind = %kind_name, error = %e, "a kind Argo CD lists for the app");
@@ -382,7 +392,7 @@ async fn analyse_app(
         .chain(&optional)
         .map(|(_, k)| k.clone())
         .collect();
-    ctx.live
+    if let Err(e) = live_state
         .register(
             app_ref,
             &tracking_name,
@@ -391,9 +401,15 @@ async fn analyse_app(
             optional,
             ctx.settings.watch_timeout,
         )
-        .await?;
+        .await
+    {
+        return Err(cluster.explain(e).await);
+    }
+    // Watches keep their last list while a cluster is away: a cluster lost since the last
+    // probe is not compared on stale objects.
+    cluster.usable().await?;
 
-    let live = live_objects(ctx, &watch_keys, &desired, &tracking_name, &policy)?;
+    let live = live_objects(live_state, &watch_keys, &desired, &tracking_name, &policy)?;
     let options = AnalyseOptions {
         app: Some(tracking_name),
         patches: true,
@@ -615,7 +631,7 @@ async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Opt
 /// The live objects the analysis needs: the counterparts of desired objects and whatever the
 /// application's tracking marks claim.
 fn live_objects(
-    ctx: &Context,
+    live_state: &LiveState,
     watches: &[WatchKey],
     desired: &BTreeMap<ResourceKey, Prepared>,
     tracking_name: &str,
@@ -624,7 +640,7 @@ fn live_objects(
     let source: Arc<str> = Arc::from("live");
     let mut live = BTreeMap::new();
     for w in watches {
-        for o in ctx.live.objects(w) {
+        for o in live_state.objects(w) {
             let key = ResourceKey {
                 group: w.group.clone(),
                 kind: w.kind.clone(),

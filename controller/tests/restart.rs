@@ -87,7 +87,8 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
     let (_, metrics) = controller.get("/metrics").await;
     // The ConfigMap watch lost its connection and listed again.
     assert!(
-        metrics.contains("argo_drift_watch_restarts_total{kind=\"ConfigMap\"}"),
+        metrics
+            .contains("argo_drift_watch_restarts_total{cluster=\"in-cluster\",kind=\"ConfigMap\"}"),
         "{metrics}"
     );
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);

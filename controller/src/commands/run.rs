@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, watch};
 use crate::application::{self, OPT_IN_LABEL};
 use crate::argocd::ArgoCd;
 use crate::cli::{PolicyArgs, RunArgs};
+use crate::clusters::{self, ClusterSettings, Clusters};
 use crate::leader::Elector;
-use crate::live::{AppRef, LiveState, Trigger};
+use crate::live::{AppRef, Trigger};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
@@ -127,10 +128,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the admin port {}", args.admin_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "admin server: /metrics /healthz /readyz");
+    let cluster_board = clusters::Board::default();
     tokio::spawn(admin::serve(
         listener,
         metrics.clone(),
         ready.clone(),
+        cluster_board.clone(),
         stopped(shutdown.clone()),
     ));
 
@@ -174,12 +177,6 @@ pub async fn serve(
     }
 
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<Trigger>();
-    let live = LiveState::new(
-        client.clone(),
-        policy.tracking.clone(),
-        trigger_tx.clone(),
-        metrics.clone(),
-    );
     let argocd = match args.argocd.settings()? {
         Some(settings) => Some(ArgoCd::new(settings)?),
         None => None,
@@ -191,18 +188,43 @@ pub async fn serve(
         watcher::Config::default()
             .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)"),
         "repository Secrets",
+        None,
     );
     let argocd_cm: reflector::Store<ConfigMap> = watched(
         &client,
         &args.control_plane_namespace,
         watcher::Config::default().fields("metadata.name=argocd-cm"),
         "argocd-cm",
+        None,
     );
     let known_hosts: reflector::Store<ConfigMap> = watched(
         &client,
         &args.control_plane_namespace,
         watcher::Config::default().fields("metadata.name=argocd-ssh-known-hosts-cm"),
         "argocd-ssh-known-hosts-cm",
+        None,
+    );
+    // Argo CD's cluster Secrets: a new cluster, or a rotated token, re-analyses every app.
+    let cluster_secrets_changed = Arc::new(tokio::sync::Notify::new());
+    let cluster_secrets: reflector::Store<Secret> = watched(
+        &client,
+        &args.control_plane_namespace,
+        watcher::Config::default().labels(clusters::SECRET_SELECTOR),
+        "cluster Secrets",
+        Some(cluster_secrets_changed.clone()),
+    );
+    let clusters = Clusters::new(
+        client.clone(),
+        ClusterSettings {
+            control_plane: args.control_plane_namespace.clone(),
+            secrets: Some(cluster_secrets),
+            argocd_cm: Some(argocd_cm.clone()),
+            tracking: policy.tracking.clone(),
+            probe_every: args.cluster_probe_interval,
+            board: cluster_board,
+        },
+        trigger_tx.clone(),
+        metrics.clone(),
     );
     // A notification that could not be delivered shows in its application's report at once:
     // the application is analysed again and its report rewritten with the failure.
@@ -237,7 +259,7 @@ pub async fn serve(
             metrics.git_fetches.clone(),
         )),
         argocd,
-        live,
+        clusters,
         Publisher::new(client.clone(), args.identity.clone()),
         metrics.clone(),
         Some(repo_secrets),
@@ -300,6 +322,11 @@ pub async fn serve(
         opted_in.clone(),
         ctx.clone(),
         args.gc_interval,
+    ));
+    tokio::spawn(follow_cluster_secrets(
+        cluster_secrets_changed,
+        store.clone(),
+        trigger_tx.clone(),
     ));
     if let Some(argocd_cm) = ctx.argocd_cm.clone() {
         tokio::spawn(follow_argocd_cm(
@@ -385,13 +412,14 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Argo CD's repository Secrets and its SSH known hosts, watched so that they are at hand without
-/// an API call per analysis.
+/// Argo CD's Secrets and ConfigMaps, watched so that they are at hand without an API call per
+/// analysis; `changed` is notified on every change after the first list.
 fn watched<K>(
     client: &Client,
     namespace: &str,
     config: watcher::Config,
     what: &'static str,
+    changed: Option<Arc<tokio::sync::Notify>>,
 ) -> reflector::Store<K>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -407,13 +435,37 @@ where
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut listed = false;
         while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "watching {what}");
+            match event {
+                Err(e) => tracing::warn!(error = %e, "watching {what}"),
+                Ok(watcher::Event::InitDone) => listed = true,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) if listed => {
+                    if let Some(c) = &changed {
+                        c.notify_one();
+                    }
+                }
+                Ok(_) => {}
             }
         }
     });
     reader
+}
+
+/// A cluster Secret added, changed or deleted: every application is analysed again (its
+/// destination may now resolve, or resolve to new credentials).
+async fn follow_cluster_secrets(
+    changed: Arc<tokio::sync::Notify>,
+    store: reflector::Store<DynamicObject>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) {
+    loop {
+        changed.notified().await;
+        // A burst of changes (Argo CD's own cluster cache updates) is one re-analysis.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tracing::info!("cluster Secrets changed; analysing every application again");
+        analyse_all(&store, &triggers);
+    }
 }
 
 /// The opted-in Applications in the watched namespaces, read from the API server rather than the
@@ -539,14 +591,11 @@ async fn follow_argocd_cm(
 }
 
 fn analyse_all(store: &reflector::Store<DynamicObject>, triggers: &mpsc::UnboundedSender<Trigger>) {
-    for app in store.state() {
-        let app = ObjectRef::from_obj_with(app.as_ref(), application::api_resource());
-        let _ = triggers.send(Trigger {
-            app,
-            seen: Instant::now(),
-            live_change: false,
-        });
-    }
+    let apps = store
+        .state()
+        .into_iter()
+        .map(|app| ObjectRef::from_obj_with(app.as_ref(), application::api_resource()));
+    crate::live::send_all(triggers, apps, false);
 }
 
 /// argocd-cm's `application.resourceTrackingMethod` and `application.instanceLabelKey` over

@@ -29,13 +29,17 @@ pub fn root() -> PathBuf {
 
 /// Run `scripts/testenv.sh VERB` and return the `export NAME=VALUE` lines it prints.
 fn testenv(verb: &str) -> Vec<(String, String)> {
+    testenv_with(&[verb])
+}
+
+fn testenv_with(args: &[&str]) -> Vec<(String, String)> {
     let out = Command::new(root().join("scripts/testenv.sh"))
-        .arg(verb)
+        .args(args)
         .output()
         .expect("running scripts/testenv.sh");
     assert!(
         out.status.success(),
-        "scripts/testenv.sh {verb} failed:\n{}",
+        "scripts/testenv.sh {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
@@ -183,6 +187,62 @@ pub fn real_argocd() -> &'static RealArgoCd {
                 .to_string(),
         }
     })
+}
+
+/// The second API server (`scripts/testenv.sh up --cluster spoke`): a cluster Argo CD manages
+/// besides the one it runs in.
+pub struct Spoke {
+    /// Its API server URL.
+    pub server: String,
+    /// Its CA certificate, base64 (as a cluster Secret's `caData` holds it).
+    pub ca_data: String,
+    /// A token with full rights there.
+    pub token: String,
+    pub client: Client,
+}
+
+static SPOKE_KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+pub async fn spoke() -> Spoke {
+    if std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty()) {
+        panic!("the spoke cluster is the project's own second API server: unset KUBECONFIG");
+    }
+    let path = SPOKE_KUBECONFIG
+        .get_or_init(|| {
+            let exports = testenv_with(&["up", "--cluster", "spoke"]);
+            PathBuf::from(exported(&exports, "KUBECONFIG"))
+        })
+        .clone();
+    let kc = Kubeconfig::read_from(&path).unwrap();
+    let cluster = kc.clusters[0].cluster.clone().unwrap();
+    let text: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let token = text["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Spoke {
+        server: cluster.server.unwrap(),
+        ca_data: cluster.certificate_authority_data.unwrap(),
+        token,
+        client: Client::try_from(config).unwrap(),
+    }
+}
+
+impl Spoke {
+    /// An Argo CD cluster Secret for the spoke named `name` in `namespace`, with `token`.
+    pub fn secret(&self, namespace: &str, secret_name: &str, name: &str, token: &str) -> Value {
+        let config = json!({"bearerToken": token, "tlsClientConfig": {"insecure": false, "caData": self.ca_data}});
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret_name, "namespace": namespace,
+                         "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
+            "stringData": {"name": name, "server": self.server, "config": config.to_string()}
+        })
+    }
 }
 
 pub async fn client() -> Client {
