@@ -219,6 +219,7 @@ impl Clusters {
     /// The cluster an application deploys to, its client built (or rebuilt, when its Secret
     /// changed). The application is forgotten on the cluster it was on before, if another.
     pub async fn resolve(&self, app: &Application, app_ref: &AppRef) -> Result<Arc<Cluster>> {
+        self.listed().await?;
         let server = self.destination_server(app)?;
         let cluster = self.cluster(&server).await?;
         let before = lock(&self.placed).insert(app_ref.clone(), server.clone());
@@ -234,6 +235,18 @@ impl Clusters {
             }
         }
         Ok(cluster)
+    }
+
+    /// Wait for the first list of the cluster Secrets and argocd-cm: an analysis before it
+    /// would find no cluster (and no Secret change would come to correct it).
+    async fn listed(&self) -> Result<()> {
+        if let Some(s) = &self.secrets {
+            wait_listed(s, &format!("cluster Secrets in {}", self.control_plane)).await?;
+        }
+        if let Some(s) = &self.argocd_cm {
+            wait_listed(s, &format!("{}/argocd-cm", self.control_plane)).await?;
+        }
+        Ok(())
     }
 
     /// Forget applications that are gone, on every cluster. Returns those forgotten.
@@ -470,6 +483,24 @@ pub fn destination_server(
             "there are {n} clusters with the same name: [{}]",
             servers.join(" ")
         )),
+    }
+}
+
+/// How long an analysis waits for the first list of Argo CD's Secrets and ConfigMaps.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn wait_listed<K>(store: &Store<K>, what: &str) -> Result<()>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match tokio::time::timeout(LIST_TIMEOUT, store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Error::WatchNotReady {
+            what: what.to_string(),
+            seconds: LIST_TIMEOUT.as_secs(),
+            last_error: None,
+        }),
     }
 }
 

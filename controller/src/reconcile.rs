@@ -313,16 +313,17 @@ async fn analyse_app(
     ctx: &Context,
 ) -> Result<Option<Duration>> {
     let app = Application::parse(object)?;
+    // The destination cluster, as Argo CD finds it (once Argo CD's cluster Secrets and
+    // argocd-cm are listed); one that does not answer fails the analysis here, said as such on
+    // the app, before anything is compared or done.
+    let cluster = ctx.clusters.resolve(&app, app_ref).await?;
+    cluster.usable().await?;
+    let live_state = &cluster.live;
     let policy = ctx.policy();
     // Argo CD's own ignore rules (argocd-cm) first, then the app's.
     let mut app_ignore: Vec<IgnoreRule> = ctx.argocd_ignore_rules()?.as_ref().clone();
     app_ignore.extend(compile_ignores(&app)?);
     let (resources, revision) = desired(&app, ctx).await?;
-    // The destination cluster, as Argo CD finds it; one that does not answer fails the analysis
-    // here, said as such on the app, before anything is compared or done.
-    let cluster = ctx.clusters.resolve(&app, app_ref).await?;
-    cluster.usable().await?;
-    let live_state = &cluster.live;
 
     // Scopes come from discovery, so that a namespace is filled in exactly where the server
     // would fill it in.

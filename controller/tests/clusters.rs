@@ -284,3 +284,79 @@ async fn a_new_cluster_secret_and_a_rotated_token_take_effect_without_a_restart(
     assert_eq!(r["summary"]["missing"], 0, "{r:#}");
     controller.stop().await;
 }
+
+/// The other ways Argo CD reaches a cluster: a TLS client certificate, and an exec credential
+/// plugin (`execProviderConfig`, as EKS/GKE/AKS installs use), each compared like a token's.
+#[tokio::test]
+async fn client_certificates_and_exec_plugins_reach_the_cluster() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let client = client().await;
+    let spoke = spoke().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&spoke.client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = spoke.client_certificate(dir.path(), "argo-drift-test-cert");
+    // An exec plugin as client-go runs them: it prints an ExecCredential with a token.
+    let plugin = dir.path().join("credential-plugin");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\n[ \"$CLUSTER\" = spoke ] || exit 3\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{}\"}}}}'\n",
+            spoke.token
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let configs = [
+        (
+            "cert",
+            json!({"tlsClientConfig": {"caData": spoke.ca_data, "certData": b64(&cert), "keyData": b64(&key)}}),
+        ),
+        (
+            "exec",
+            json!({"tlsClientConfig": {"caData": spoke.ca_data},
+                   "execProviderConfig": {"command": plugin.to_str().unwrap(),
+                                          "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                          "env": {"CLUSTER": "spoke"}}}),
+        ),
+    ];
+    let repo = GitRepo::new(&dir.path().join("repo"));
+    for (name, _) in &configs {
+        repo.write(&format!("{name}/cm.yaml"), &config_map(name, "calm"));
+        apply_yaml(
+            &spoke.client,
+            &shop,
+            &config_map(name, "calm"),
+            "argocd-controller",
+        )
+        .await;
+    }
+    let commit = repo.commit("apps");
+    // One cluster Secret for the server at a time (Argo CD keys clusters by server), each
+    // reaching the spoke its own way.
+    for (name, config) in &configs {
+        apply(
+            &client,
+            &argocd,
+            spoke.secret_with(&argocd, &format!("cluster-{name}"), name, config.clone()),
+            "argocd-cli",
+        )
+        .await;
+        let mut app = app_to(name, &repo.url(), name, json!({"name": name}), &shop);
+        app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
+        apply(&client, &argocd, app, "argocd-server").await;
+        let controller =
+            Running::start(&client, &argocd, &["--cluster-probe-interval", "1s"]).await;
+        let (_, r) = wait_report(&client, &argocd, name, "a report in sync", WAIT, |r| {
+            r["error"].is_null() && r["summary"]["synced"] == 1
+        })
+        .await;
+        assert_eq!(r["summary"]["missing"], 0, "{name}: {r:#}");
+        controller.stop().await;
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &argocd)
+            .delete(&format!("cluster-{name}"), &Default::default())
+            .await
+            .unwrap();
+    }
+}

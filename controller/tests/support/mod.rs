@@ -199,6 +199,8 @@ pub struct Spoke {
     /// A token with full rights there.
     pub token: String,
     pub client: Client,
+    /// Its certificates and keys (the CA signs client certificates too).
+    pub pki: PathBuf,
 }
 
 static SPOKE_KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
@@ -229,6 +231,7 @@ pub async fn spoke() -> Spoke {
         ca_data: cluster.certificate_authority_data.unwrap(),
         token,
         client: Client::try_from(config).unwrap(),
+        pki: path.parent().unwrap().join("pki"),
     }
 }
 
@@ -236,12 +239,88 @@ impl Spoke {
     /// An Argo CD cluster Secret for the spoke named `name` in `namespace`, with `token`.
     pub fn secret(&self, namespace: &str, secret_name: &str, name: &str, token: &str) -> Value {
         let config = json!({"bearerToken": token, "tlsClientConfig": {"insecure": false, "caData": self.ca_data}});
+        self.secret_with(namespace, secret_name, name, config)
+    }
+
+    /// A cluster Secret with this Argo CD `ClusterConfig`.
+    pub fn secret_with(
+        &self,
+        namespace: &str,
+        secret_name: &str,
+        name: &str,
+        config: Value,
+    ) -> Value {
         json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": secret_name, "namespace": namespace,
                          "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
             "stringData": {"name": name, "server": self.server, "config": config.to_string()}
         })
+    }
+
+    /// A client certificate and key (PEM) for `user` in group system:masters, signed by the
+    /// spoke's CA (openssl).
+    pub fn client_certificate(&self, dir: &Path, user: &str) -> (String, String) {
+        let key = dir.join(format!("{user}.key"));
+        let csr = dir.join(format!("{user}.csr"));
+        let crt = dir.join(format!("{user}.crt"));
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p = |p: &Path| p.to_str().unwrap().to_string();
+        // Extensions make it an X.509 v3 certificate, the only version rustls accepts.
+        let ext = dir.join(format!("{user}.ext"));
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &p(&key),
+        ]);
+        run(&[
+            "req",
+            "-new",
+            "-key",
+            &p(&key),
+            "-subj",
+            &format!("/O=system:masters/CN={user}"),
+            "-out",
+            &p(&csr),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&self.pki.join("ca.crt")),
+            "-CAkey",
+            &p(&self.pki.join("ca.key")),
+            "-set_serial",
+            &rand_u32().to_string(),
+            "-extfile",
+            &p(&ext),
+            "-days",
+            "1",
+            "-out",
+            &p(&crt),
+        ]);
+        (
+            std::fs::read_to_string(crt).unwrap(),
+            std::fs::read_to_string(key).unwrap(),
+        )
     }
 }
 
