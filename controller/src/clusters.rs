@@ -7,7 +7,7 @@
 //! is compared there and no action taken.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -177,7 +177,7 @@ pub struct Clusters {
     built: Mutex<HashMap<String, Arc<Cluster>>>,
     /// The cluster (server) each application was last found on.
     placed: Arc<Mutex<HashMap<AppRef, String>>>,
-    tracking: TrackingKeys,
+    tracking: Arc<RwLock<TrackingKeys>>,
     triggers: mpsc::UnboundedSender<Trigger>,
     metrics: Arc<Metrics>,
     probe_every: Duration,
@@ -208,7 +208,7 @@ impl Clusters {
             argocd_cm: settings.argocd_cm,
             built: Mutex::default(),
             placed: Arc::default(),
-            tracking: settings.tracking,
+            tracking: Arc::new(RwLock::new(settings.tracking)),
             triggers,
             metrics,
             probe_every: settings.probe_every,
@@ -247,6 +247,15 @@ impl Clusters {
             wait_listed(s, &format!("{}/argocd-cm", self.control_plane)).await?;
         }
         Ok(())
+    }
+
+    /// Argo CD's tracking marks now (argocd-cm can change them): the watches route changes by
+    /// them.
+    pub fn set_tracking(&self, keys: &TrackingKeys) {
+        let mut tracking = self.tracking.write().unwrap_or_else(|p| p.into_inner());
+        if *tracking != *keys {
+            *tracking = keys.clone();
+        }
     }
 
     /// Forget applications that are gone, on every cluster. Returns those forgotten.
@@ -494,13 +503,23 @@ where
     K: kube::runtime::reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    match tokio::time::timeout(LIST_TIMEOUT, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(Error::WatchNotReady {
-            what: what.to_string(),
-            seconds: LIST_TIMEOUT.as_secs(),
-            last_error: None,
-        }),
+    use futures::FutureExt as _;
+    // Store::wait_until_ready wakes only the last of several waiters (kube-runtime 5's
+    // DelayedInit polls a oneshot receiver, which keeps one waker): analyses that waited
+    // together hung forever. Each looks now and then instead.
+    let deadline = tokio::time::Instant::now() + LIST_TIMEOUT;
+    loop {
+        if matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::WatchNotReady {
+                what: what.to_string(),
+                seconds: LIST_TIMEOUT.as_secs(),
+                last_error: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -703,6 +722,28 @@ mod tests {
             dest("", "", &[], true),
             "error: destination: Destination server missing from app spec"
         );
+    }
+
+    /// Many analyses wait for the first list at once: every one goes on once it is done (with
+    /// Store::wait_until_ready only the last waiter did; the others hung).
+    #[tokio::test]
+    async fn every_analysis_waiting_for_the_first_list_goes_on() {
+        use kube::runtime::watcher::Event;
+        let mut writer = kube::runtime::reflector::store::Writer::<Secret>::default();
+        let store = writer.as_reader();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { wait_listed(&store, "cluster Secrets").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        for w in waiters {
+            let done = tokio::time::timeout(Duration::from_secs(5), w).await;
+            assert!(matches!(done, Ok(Ok(Ok(())))), "a waiter hung");
+        }
     }
 
     #[test]

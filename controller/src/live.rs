@@ -4,7 +4,7 @@
 //! re-analyses only its own application.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argo_drift_core::manifest::ResourceKey;
@@ -97,7 +97,8 @@ pub struct LiveState {
     client: Client,
     /// The cluster's name, for metrics and logs.
     cluster: String,
-    tracking: TrackingKeys,
+    /// Argo CD's tracking marks, shared by every cluster and followed as argocd-cm changes.
+    tracking: Arc<RwLock<TrackingKeys>>,
     kinds: Mutex<HashMap<(String, String), Arc<Kind>>>,
     watches: Mutex<HashMap<WatchKey, Arc<Watch>>>,
     interest: Arc<Mutex<Interest>>,
@@ -109,7 +110,7 @@ impl LiveState {
     pub fn new(
         client: Client,
         cluster: &str,
-        tracking: TrackingKeys,
+        tracking: Arc<RwLock<TrackingKeys>>,
         triggers: mpsc::UnboundedSender<Trigger>,
         metrics: Arc<Metrics>,
     ) -> LiveState {
@@ -299,7 +300,8 @@ impl LiveState {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
-                        let apps = lock(&interest).apps_for(&o, &watch_key, &tracking);
+                        let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        let apps = lock(&interest).apps_for(&o, &watch_key, &keys);
                         send(&triggers, apps);
                     }
                     Ok(Event::Init) if listed => {

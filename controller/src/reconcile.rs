@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argo_drift_core::agreement::{self, Agreement, ArgoCdResource};
+use argo_drift_core::argocd_cm::ArgoCdSettings;
 use argo_drift_core::manifest::{index_by_key, Origin, Resource, ResourceKey, Scopes};
 use argo_drift_core::normalize::ignore::IgnoreRule;
 use argo_drift_core::normalize::{prepare, Prepared};
@@ -68,8 +69,8 @@ pub struct Context {
     failures: Mutex<HashMap<AppRef, u32>>,
     /// Argo CD's `argocd-cm`, for the settings argo-drift follows (its ignore rules).
     pub argocd_cm: Option<Store<ConfigMap>>,
-    /// The ignore rules compiled from `argocd-cm`, by its resourceVersion.
-    argocd_rules: Mutex<Option<(String, Arc<Vec<IgnoreRule>>)>>,
+    /// Argo CD's settings read from `argocd-cm`, by its resourceVersion.
+    argocd_settings: Mutex<Option<(String, Arc<ArgoCdSettings>)>>,
 }
 
 /// After this many failed analyses in a row, a transient failure is published on the app.
@@ -107,43 +108,56 @@ impl Context {
             reconciled: Mutex::default(),
             failures: Mutex::default(),
             argocd_cm: None,
-            argocd_rules: Mutex::default(),
+            argocd_settings: Mutex::default(),
         }
     }
 
-    /// The system-level ignore rules of Argo CD's `argocd-cm` (none without it), compiled once
-    /// per version of the ConfigMap. A setting Argo CD could not read either fails the analysis
+    /// Argo CD's settings from `argocd-cm` (Argo CD's defaults without it), parsed once per
+    /// version of the ConfigMap. A setting Argo CD could not read either fails the analysis
     /// with the key named: argo-drift must not page about what the user told Argo CD to ignore.
-    pub fn argocd_ignore_rules(&self) -> Result<Arc<Vec<IgnoreRule>>> {
+    pub fn argocd_settings(&self) -> Result<Arc<ArgoCdSettings>> {
         let Some(cm) = self
             .argocd_cm
             .as_ref()
             .and_then(|s| s.state().into_iter().next())
         else {
-            return Ok(Arc::new(Vec::new()));
+            return Ok(Arc::new(ArgoCdSettings::default()));
         };
         let version = cm.metadata.resource_version.clone().unwrap_or_default();
-        if let Some((v, rules)) = lock(&self.argocd_rules).as_ref() {
+        if let Some((v, settings)) = lock(&self.argocd_settings).as_ref() {
             if *v == version {
-                return Ok(rules.clone());
+                return Ok(settings.clone());
             }
         }
         let data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
-        let rules = Arc::new(
-            argo_drift_core::normalize::ignore::argocd_cm_rules(&data).map_err(
-                |(key, message)| Error::ArgoCdSettings {
-                    configmap: format!(
-                        "{}/{}",
-                        cm.metadata.namespace.as_deref().unwrap_or_default(),
-                        cm.metadata.name.as_deref().unwrap_or_default()
-                    ),
-                    key,
-                    message,
-                },
-            )?,
-        );
-        *lock(&self.argocd_rules) = Some((version, rules.clone()));
-        Ok(rules)
+        let settings = Arc::new(ArgoCdSettings::from_data(&data).map_err(|(key, message)| {
+            Error::ArgoCdSettings {
+                configmap: format!(
+                    "{}/{}",
+                    cm.metadata.namespace.as_deref().unwrap_or_default(),
+                    cm.metadata.name.as_deref().unwrap_or_default()
+                ),
+                key,
+                message,
+            }
+        })?);
+        *lock(&self.argocd_settings) = Some((version, settings.clone()));
+        Ok(settings)
+    }
+
+    /// The policy with Argo CD's tracking settings over its own (Argo CD's are the baseline),
+    /// and those settings; followed on every analysis, so a change needs no restart.
+    pub fn effective_policy(&self) -> Result<(Arc<Policy>, Arc<ArgoCdSettings>)> {
+        let settings = self.argocd_settings()?;
+        let policy = self.policy();
+        let mut tracking = policy.tracking.clone();
+        settings.apply_tracking(&mut tracking);
+        if tracking == policy.tracking {
+            return Ok((policy, settings));
+        }
+        let mut effective = (*policy).clone();
+        effective.tracking = tracking;
+        Ok((Arc::new(effective), settings))
     }
 
     /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
@@ -319,11 +333,23 @@ async fn analyse_app(
     let cluster = ctx.clusters.resolve(&app, app_ref).await?;
     cluster.usable().await?;
     let live_state = &cluster.live;
-    let policy = ctx.policy();
+    let (policy, argocd) = ctx.effective_policy()?;
+    ctx.clusters.set_tracking(&policy.tracking);
     // Argo CD's own ignore rules (argocd-cm) first, then the app's.
-    let mut app_ignore: Vec<IgnoreRule> = ctx.argocd_ignore_rules()?.as_ref().clone();
+    let mut app_ignore: Vec<IgnoreRule> = argocd.ignore_rules.clone();
     app_ignore.extend(compile_ignores(&app)?);
     let (resources, revision) = desired(&app, ctx).await?;
+    // Kinds Argo CD does not manage on this cluster (resource.exclusions/inclusions) are not
+    // compared: Argo CD drops them from the target state with an ExcludedResourceWarning
+    // (controller/state.go CompareAppState).
+    let (resources, excluded): (Vec<_>, Vec<_>) = resources.into_iter().partition(|r| {
+        !argocd
+            .resources
+            .is_excluded(&r.key.group, &r.key.kind, &cluster.server)
+    });
+    for r in &excluded {
+        tracing::debug!(resource = %r.key, "excluded in Argo CD's settings: not compared");
+    }
 
     // Scopes come from discovery, so that a namespace is filled in exactly where the server
     // would fill it in.
@@ -368,6 +394,13 @@ async fn analyse_app(
     let mut optional: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
     let status = argocd_status(object);
     for (api_version, kind_name, namespace) in argocd_listed_kinds(&status) {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        if argocd
+            .resources
+            .is_excluded(group, &kind_name, &cluster.server)
+        {
+            continue;
+        }
         let kind = match live_state.kind(&api_version, &kind_name).await {
             Ok(kind) => kind,
             Err(e) => {
@@ -416,6 +449,7 @@ async fn analyse_app(
         patches: true,
         text_diffs: false,
         app_ignore: Arc::new(app_ignore),
+        sensitive_annotations: Arc::new(argocd.sensitive_annotations.clone()),
     };
     let mut report = analyse(desired, &live, &policy, &options);
     // Once per analysis: it serialises the drifted part of the report.

@@ -374,3 +374,74 @@ async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_a
     // Back to the narrow rule for the next run (other tests never use these keys).
     ignore_config_map_fields(&client, &["/data/tuned"]).await;
 }
+
+/// Argo CD's settings that decide what is compared at all, set once in the real Argo CD's
+/// argocd-cm: a kind excluded from management (`resource.exclusions`) is neither synced nor
+/// compared by Argo CD, so argo-drift must not call it missing; an aggregated ClusterRole's
+/// rules, filled in by Kubernetes' aggregation controller, are not drift with
+/// `resource.compareoptions: ignoreAggregatedRoles: true`. Both agree, with no drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_kinds_and_aggregated_roles_are_judged_as_argo_cd_judges_them() {
+    let real = real_argocd();
+    let client = client().await;
+    // Under a field manager of this test's own; no other test uses LimitRanges or aggregated
+    // ClusterRoles, so the shared installation is otherwise unchanged.
+    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+    "metadata": {"name": "argocd-cm"},
+    "data": {
+        "resource.exclusions": "- apiGroups: ['']\n  kinds: [LimitRange]\n",
+        "resource.compareoptions": "ignoreAggregatedRoles: true\n",
+    }});
+    apply(
+        &client,
+        &real.namespace,
+        settings,
+        "argo-drift-tests-settings",
+    )
+    .await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let role = format!("argo-drift-test-aggregate-{:x}", rand_u32());
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("settings.git"));
+    repo.write(
+        "web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: \"1\"\n",
+    );
+    repo.write(
+        "web/limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    default:\n      cpu: 500m\n",
+    );
+    repo.write(
+        "web/role.yaml",
+        &format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\naggregationRule:\n  clusterRoleSelectors:\n  - matchLabels:\n      {role}/aggregate: \"true\"\nrules: []\n"),
+    );
+    repo.commit("settings");
+    let app = application("web", &repo.url(), "web", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    // Kubernetes' aggregation controller fills the rules in (none runs here: the test does).
+    let roles = dynamic(&client, "", "rbac.authorization.k8s.io/v1", "ClusterRole").await;
+    merge(
+        &roles,
+        &role,
+        "clusterrole-aggregation-controller",
+        json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+    )
+    .await;
+    let r = s.settled(&[]).await;
+    assert_eq!(
+        class_of(&r, "ClusterRole", &role),
+        ("Synced".into(), "agree".into())
+    );
+    let kinds: Vec<&str> = r["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"LimitRange"), "{r:#}");
+    // Argo CD never created it: it is excluded from management.
+    let limits = dynamic(&client, &shop, "v1", "LimitRange").await;
+    assert!(limits.get_opt("limits").await.unwrap().is_none());
+    controller.stop().await;
+}

@@ -69,7 +69,7 @@ impl Default for SeveritySpec {
 }
 
 /// A validated, compiled policy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub source: String,
     pub managers: Managers,

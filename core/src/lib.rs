@@ -7,6 +7,7 @@
 //! [`report`] puts a run together; [`redact`] keeps Secret values out of all of it.
 
 pub mod agreement;
+pub mod argocd_cm;
 pub mod classify;
 pub mod config;
 pub mod diff;

@@ -11,11 +11,22 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct Redactor {
     masks: HashMap<(bool, Vec<u8>), usize>,
+    /// Secret annotations whose values are masked too (argocd-cm
+    /// `resource.sensitive.mask.annotations`).
+    sensitive_annotations: std::sync::Arc<Vec<String>>,
 }
 
 impl Redactor {
     pub fn new() -> Redactor {
         Redactor::default()
+    }
+
+    /// Also mask these annotations of Secrets, as Argo CD's diff does (HideSecretData).
+    pub fn with_sensitive_annotations(keys: std::sync::Arc<Vec<String>>) -> Redactor {
+        Redactor {
+            masks: HashMap::new(),
+            sensitive_annotations: keys,
+        }
     }
 
     fn mask_for(&mut self, decoded: bool, bytes: Vec<u8>) -> String {
@@ -34,8 +45,18 @@ impl Redactor {
         }
     }
 
-    /// Replace every value of a Secret's `data` (and `stringData`, should one remain) by its mask.
+    /// Replace every value of a Secret's `data` (and `stringData`, should one remain), and of its
+    /// sensitive annotations, by its mask.
     pub fn redact_secret(&mut self, secret: &mut Value) {
+        let keys = self.sensitive_annotations.clone();
+        if let Some(Value::Object(annotations)) = secret.pointer_mut("/metadata/annotations") {
+            for key in keys.iter() {
+                if let Some(v) = annotations.get_mut(key) {
+                    let masked = self.mask_for(false, v.to_string().into_bytes());
+                    *v = Value::String(masked);
+                }
+            }
+        }
         for (field, base64) in [("data", true), ("stringData", false)] {
             let Some(Value::Object(data)) = secret.get_mut(field) else {
                 continue;

@@ -112,6 +112,9 @@ pub struct AnalyseOptions {
     pub text_diffs: bool,
     /// The application's `spec.ignoreDifferences`, compiled; added to the policy's own.
     pub app_ignore: std::sync::Arc<Vec<IgnoreRule>>,
+    /// Secret annotations whose values are masked (argocd-cm
+    /// `resource.sensitive.mask.annotations`).
+    pub sensitive_annotations: std::sync::Arc<Vec<String>>,
 }
 
 fn version_of(api_version: &str) -> String {
@@ -187,11 +190,12 @@ pub struct Analyser<'p> {
 
 impl<'p> Analyser<'p> {
     pub fn new(policy: &'p Policy, options: AnalyseOptions) -> Analyser<'p> {
+        let sensitive = options.sensitive_annotations.clone();
         Analyser {
             policy,
             options,
             desired: BTreeMap::new(),
-            redactor: Redactor::new(),
+            redactor: Redactor::with_sensitive_annotations(sensitive),
             resources: Vec::new(),
         }
     }

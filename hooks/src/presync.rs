@@ -161,6 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         patches: false,
         text_diffs: false,
         app_ignore: Arc::new(compile_ignores(&app)?),
+        sensitive_annotations: Arc::default(),
     };
     let report = analyse(desired, &live, &policy, &options);
     let (changes, overwrites) = describe(&report, &policy.managers.gitops);

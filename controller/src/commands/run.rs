@@ -1,7 +1,6 @@
 //! `argo-drift run`: the long-running controller. Wires the pieces together: admin server, leader
 //! election, the Application controller, live watches, Git, policy reloads, graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,17 +92,8 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
     let policy_path = args.policy.policy.clone();
-    // Argo CD's tracking settings decide which objects are an application's; read at start
-    // (a change needs a restart: the watches route events by them).
-    let argocd_settings =
-        Api::<ConfigMap>::namespaced(client.clone(), &args.control_plane_namespace)
-            .get_opt("argocd-cm")
-            .await
-            .with_context(|| format!("reading {}/argocd-cm", args.control_plane_namespace))?
-            .and_then(|cm| cm.data)
-            .unwrap_or_default();
-    let mut policy = super::load_policy(&args.policy)?;
-    with_argocd_tracking(&mut policy, &argocd_settings)?;
+    // Argo CD's tracking settings (argocd-cm) are applied over the policy's on every analysis.
+    let policy = super::load_policy(&args.policy)?;
     let mut metrics = Metrics::new();
     let notifier = match &args.notifications {
         Some(path) => {
@@ -343,7 +333,6 @@ pub async fn serve(
             ctx.clone(),
             store.clone(),
             trigger_tx.clone(),
-            argocd_settings.clone(),
         ));
     }
     if let Some(elector) = elector.as_ref() {
@@ -598,33 +587,12 @@ fn analyse_all(store: &reflector::Store<DynamicObject>, triggers: &mpsc::Unbound
     crate::live::send_all(triggers, apps, false);
 }
 
-/// argocd-cm's `application.resourceTrackingMethod` and `application.instanceLabelKey` over
-/// the policy's tracking (Argo CD's settings are the baseline).
-fn with_argocd_tracking(
-    policy: &mut argo_drift_core::Policy,
-    argocd_cm: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    if let Some(method) = argocd_cm.get("application.resourceTrackingMethod") {
-        policy.tracking.method = method.parse().map_err(|e: String| {
-            anyhow::anyhow!("argocd-cm: application.resourceTrackingMethod: {e}")
-        })?;
-    }
-    if let Some(label) = argocd_cm
-        .get("application.instanceLabelKey")
-        .filter(|l| !l.trim().is_empty())
-    {
-        policy.tracking.label = label.trim().to_string();
-    }
-    Ok(())
-}
-
 async fn reload_policy(
     path: std::path::PathBuf,
     every: Duration,
     ctx: Arc<Context>,
     store: reflector::Store<DynamicObject>,
     triggers: mpsc::UnboundedSender<Trigger>,
-    tracking: BTreeMap<String, String>,
 ) {
     let stamp = |p: &std::path::Path| {
         std::fs::metadata(p)
@@ -644,11 +612,6 @@ async fn reload_policy(
         }) {
             Ok(policy) => {
                 tracing::info!(file = %path.display(), "policy reloaded; analysing every application again");
-                let mut policy = policy;
-                if let Err(e) = with_argocd_tracking(&mut policy, &tracking) {
-                    tracing::error!(error = %format!("{e:#}"), "policy not reloaded");
-                    continue;
-                }
                 ctx.set_policy(policy);
                 analyse_all(&store, &triggers);
             }
@@ -656,46 +619,5 @@ async fn reload_policy(
                 tracing::error!(file = %path.display(), error = %format!("{e:#}"), "policy not reloaded; keeping the previous one")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tracking_tests {
-    use super::*;
-    use argo_drift_core::normalize::TrackingMethod;
-
-    #[test]
-    fn argo_cds_tracking_settings_override_the_policys() {
-        let settings = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let mut policy = argo_drift_core::Policy::builtin().unwrap();
-        assert_eq!(policy.tracking.method, TrackingMethod::Annotation);
-        with_argocd_tracking(
-            &mut policy,
-            &settings(&[
-                ("application.resourceTrackingMethod", "label"),
-                (
-                    "application.instanceLabelKey",
-                    "argocd.argoproj.io/instance",
-                ),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(policy.tracking.method, TrackingMethod::Label);
-        assert_eq!(policy.tracking.label, "argocd.argoproj.io/instance");
-        let err = with_argocd_tracking(
-            &mut policy,
-            &settings(&[("application.resourceTrackingMethod", "labels")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("application.resourceTrackingMethod: unknown tracking method \"labels\""),
-            "{err}"
-        );
     }
 }

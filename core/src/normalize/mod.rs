@@ -96,6 +96,9 @@ impl std::str::FromStr for TrackingMethod {
     }
 }
 
+/// The annotation Argo CD sets to its `installationID` (common.AnnotationInstallationID).
+pub const INSTALLATION_ID: &str = "argocd.argoproj.io/installation-id";
+
 /// How Argo CD marks the live objects it tracks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -108,6 +111,10 @@ pub struct TrackingKeys {
     pub label: String,
     #[serde(default = "TrackingKeys::default_annotation")]
     pub annotation: String,
+    /// argocd-cm `installationID`: with annotation tracking, an object whose
+    /// `argocd.argoproj.io/installation-id` differs belongs to another Argo CD.
+    #[serde(default)]
+    pub installation_id: String,
 }
 
 impl TrackingKeys {
@@ -125,6 +132,7 @@ impl Default for TrackingKeys {
             method: TrackingMethod::default(),
             label: TrackingKeys::default_label(),
             annotation: TrackingKeys::default_annotation(),
+            installation_id: String::new(),
         }
     }
 }
@@ -233,8 +241,15 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
                     last_applied = serde_json::from_str(&text).ok();
                 }
                 annotations.remove(DEPLOYMENT_REVISION);
+                // Argo CD writes it on every object it applies when installationID is set.
+                let installation = annotations.remove(INSTALLATION_ID);
                 if let Some(Value::String(id)) = annotations.remove(&tracking_keys.annotation) {
-                    if tracking_keys.method != TrackingMethod::Label {
+                    // util/argo/resource_tracking.go getAppInstanceValue: another installation's
+                    // object is nobody's here.
+                    let ours = tracking_keys.installation_id.is_empty()
+                        || installation.as_ref().and_then(Value::as_str)
+                            == Some(tracking_keys.installation_id.as_str());
+                    if tracking_keys.method != TrackingMethod::Label && ours {
                         tracking.annotation = Some(id);
                     }
                 }
