@@ -55,6 +55,9 @@ pub struct Application {
     pub ignore_differences: Vec<IgnoreDifferences>,
     /// The revision Argo CD last synced (`status.sync.revision`), a commit for Git sources.
     pub synced_revision: Option<String>,
+    /// The tool Argo CD detected for the source (`status.sourceType`: Helm, Kustomize, Directory,
+    /// Plugin — a config-management plugin's discovery rule only Argo CD can apply).
+    pub source_type: Option<String>,
 }
 
 impl Application {
@@ -147,7 +150,14 @@ impl Application {
             .pointer("/status/sync/revision")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let source_type = object
+            .data
+            .pointer("/status/sourceType")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
         Ok(Application {
+            source_type,
             name,
             namespace,
             sources,

@@ -46,6 +46,17 @@ impl Sources<'_> {
                 )
                 .await;
         }
+        // What Argo CD itself detected: a plugin found by its discovery rules (only the
+        // repo-server knows its sidecars), or a tool the files at the path do not show.
+        if let Some(tool) = app.source_type.as_deref().filter(|t| *t != "Directory") {
+            return self
+                .rendered_by_argocd(
+                    app,
+                    revision,
+                    &format!("{tool} sources (status.sourceType)"),
+                )
+                .await;
+        }
         let source = &app.sources[0];
         let revision = revision
             .map(str::to_string)

@@ -52,7 +52,7 @@ pub struct Rendered {
     pub files: Vec<(String, Vec<u8>)>,
     /// Set when the path holds a Helm chart or a Kustomization (the tool, and the file that
     /// says so): then only Argo CD can render it, and `files` is empty.
-    pub tool: Option<(&'static str, &'static str)>,
+    pub tool: Option<(&'static str, String)>,
 }
 
 #[derive(Default)]
@@ -229,7 +229,7 @@ impl Repos {
                         return Ok(Rendered {
                             commit,
                             files: Vec::new(),
-                            tool: Some((tool, file)),
+                            tool: Some((tool, file.to_string())),
                         });
                     }
                 }
@@ -247,6 +247,15 @@ impl Repos {
         };
         walk.collect(&tree, "", &mut files)
             .map_err(|e| render_fail(e.message().to_string()))?;
+        // Argo CD's directory source evaluates `.jsonnet` files (reposerver/repository
+        // findManifests): only Argo CD renders those.
+        if let Some((path, _)) = files.iter().find(|(p, _)| p.ends_with(".jsonnet")) {
+            return Ok(Rendered {
+                commit,
+                files: Vec::new(),
+                tool: Some(("Jsonnet", path.clone())),
+            });
+        }
         Ok(Rendered {
             commit,
             files,
@@ -480,7 +489,8 @@ impl Walk<'_> {
                     self.collect(&sub, &relative, out)?;
                 }
                 Some(ObjectType::Blob) => {
-                    let manifest = [".yaml", ".yml", ".json"]
+                    // Argo CD's manifestFile pattern: yaml, yml, json, jsonnet.
+                    let manifest = [".yaml", ".yml", ".json", ".jsonnet"]
                         .iter()
                         .any(|ext| name.ends_with(ext));
                     if !manifest || !self.globs.admits(&relative) {
@@ -743,6 +753,37 @@ mod tests {
         assert_eq!(repos.fetch_count(), before);
     }
 
+    /// Argo CD's directory source evaluates `.jsonnet` files: such a directory is Argo CD's to
+    /// render, unless its exclude glob leaves the jsonnet out.
+    #[test]
+    fn a_directory_with_jsonnet_is_left_to_argo_cd() {
+        let (_dir, url, head) = repo_with(&[("app/main.jsonnet", "{}"), ("app/cm.yaml", "a")]);
+        let cache = tempfile::tempdir().unwrap();
+        let repos = Repos::new(
+            cache.path().to_path_buf(),
+            Duration::from_secs(60),
+            Counter::default(),
+        );
+        let r = repos.render(&url, &head, "app", None, None, "").unwrap();
+        assert_eq!(r.tool, Some(("Jsonnet", "app/main.jsonnet".to_string())));
+        let r = repos
+            .render(
+                &url,
+                &head,
+                "app",
+                Some(&SourceKind::Directory(DirectoryOptions {
+                    recurse: false,
+                    include: None,
+                    exclude: Some("*.jsonnet".into()),
+                })),
+                None,
+                "",
+            )
+            .unwrap();
+        assert_eq!(r.tool, None);
+        assert_eq!(names(&r), ["app/cm.yaml"]);
+    }
+
     #[test]
     fn errors_name_the_repository_revision_and_path_and_charts_are_recognised() {
         let (_dir, url, head) = repo_with(&[
@@ -756,10 +797,13 @@ mod tests {
             Counter::default(),
         );
         let r = repos.render(&url, &head, "chart", None, None, "").unwrap();
-        assert_eq!(r.tool, Some(("Helm", "Chart.yaml")));
+        assert_eq!(r.tool, Some(("Helm", "Chart.yaml".to_string())));
         assert!(r.files.is_empty());
         let r = repos.render(&url, &head, "k", None, None, "").unwrap();
-        assert_eq!(r.tool, Some(("Kustomize", "kustomization.yaml")));
+        assert_eq!(
+            r.tool,
+            Some(("Kustomize", "kustomization.yaml".to_string()))
+        );
         let e = repos
             .render(&url, &head, "nope", None, None, "")
             .unwrap_err();

@@ -7,6 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argo_drift_controller::argocd::{ArgoCd, Settings, SyncResource, FAILED_PRECONDITION};
 use argo_drift_controller::error::Error;
@@ -225,4 +226,62 @@ async fn tls_is_verified_by_default_against_the_system_or_the_given_ca() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), (Some(404), Some(5)), "{err}");
+}
+
+/// An app whose tool Argo CD detected as a config-management plugin (`status.sourceType:
+/// Plugin`; only the repo-server knows its sidecars' discovery rules) is compared with Argo CD's
+/// rendering, never with its files read as YAML. The fake stands in for a plugin sidecar, which
+/// the test installation does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_app_is_compared_with_argo_cds_rendering_not_its_raw_files() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("repo"));
+    // What the plugin reads: a template, not the object it makes.
+    repo.write(
+        "web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  level: ${LEVEL}\n",
+    );
+    let commit = repo.commit("plugin input");
+    let rendered = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "web", "namespace": shop}, "data": {"level": "info"}});
+    apply(&client, &shop, rendered.clone(), "argocd-controller").await;
+    let mut app = application("web", &repo.url(), "web", &shop, Some(&commit));
+    app["status"]["sourceType"] = json!("Plugin");
+    apply(&client, &argocd, app, "argocd-server").await;
+    let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
+        .await
+        .unwrap();
+    fake.set_manifests("web", vec![rendered]);
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let controller = Running::start(
+        &client,
+        &argocd,
+        &[
+            "--argocd-server",
+            &fake.url,
+            "--argocd-token-file",
+            token.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "web",
+        "the report",
+        Duration::from_secs(30),
+        |r| r["summary"]["resources"] == 1,
+    )
+    .await;
+    assert!(r["error"].is_null(), "{r:#}");
+    assert_eq!(r["summary"]["synced"], 1, "{r:#}");
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|q| q.method == "GET" && q.path.ends_with("/web/manifests")));
+    controller.stop().await;
 }
