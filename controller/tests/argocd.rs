@@ -255,19 +255,7 @@ async fn a_plugin_app_is_compared_with_argo_cds_rendering_not_its_raw_files() {
         .await
         .unwrap();
     fake.set_manifests("web", vec![rendered]);
-    let token = dir.path().join("token");
-    std::fs::write(&token, TOKEN).unwrap();
-    let controller = Running::start(
-        &client,
-        &argocd,
-        &[
-            "--argocd-server",
-            &fake.url,
-            "--argocd-token-file",
-            token.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let controller = Running::start_with_fake(&client, &argocd, &fake.url, TOKEN, &[]).await;
     let (_, r) = wait_report(
         &client,
         &argocd,

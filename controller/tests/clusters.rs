@@ -169,19 +169,12 @@ async fn an_unreachable_cluster_is_reported_as_such_and_nothing_is_done() {
     let fake = FakeArgoCd::start(client.clone(), "fake-token", &argocd)
         .await
         .unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "fake-token").unwrap();
-    let controller = Running::start(
+    let controller = Running::start_with_fake(
         &client,
         &argocd,
-        &[
-            "--argocd-server",
-            &fake.url,
-            "--argocd-token-file",
-            token.to_str().unwrap(),
-            "--cluster-probe-interval",
-            "1s",
-        ],
+        &fake.url,
+        "fake-token",
+        &["--cluster-probe-interval", "1s"],
     )
     .await;
     let (_, r) = wait_report(&client, &argocd, "web", "the failure", WAIT, |r| {

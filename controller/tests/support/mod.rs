@@ -583,6 +583,28 @@ impl Running {
         Running::start_beside(client, app_namespace, app_namespace, extra).await
     }
 
+    /// A controller watching `app_namespace` (also its Argo CD's namespace) that calls the fake
+    /// Argo CD at `url` with `token`, with `extra` arguments.
+    pub async fn start_with_fake(
+        client: &Client,
+        app_namespace: &str,
+        url: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Running {
+        let token_file =
+            std::env::temp_dir().join(format!("argo-drift-test-token-{:x}", rand_u32()));
+        std::fs::write(&token_file, token).unwrap();
+        let mut args = vec![
+            "--argocd-server",
+            url,
+            "--argocd-token-file",
+            token_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Running::start(client, app_namespace, &args).await
+    }
+
     /// A controller watching `app_namespace` beside the real Argo CD, using its API (server,
     /// the argo-drift account's token, the test CA), with `extra` arguments.
     pub async fn start_with_real_argocd(
