@@ -445,7 +445,9 @@ pub struct ArgoCdArgs {
     /// File holding the Argo CD API token (a mounted Secret); re-read at start only.
     #[arg(long, env = "ARGO_DRIFT_ARGOCD_TOKEN_FILE", value_name = "PATH")]
     pub argocd_token_file: Option<PathBuf>,
-    /// PEM CA certificates to trust for the Argo CD API server, besides the system's.
+    /// PEM certificates to trust for the Argo CD API server, besides the system's: a file, or a
+    /// directory whose files are all read (deploy/ mounts argocd-server's own certificate there,
+    /// so Argo CD's default self-signed one is trusted out of the box).
     #[arg(long, env = "ARGO_DRIFT_ARGOCD_CA_FILE", value_name = "PATH")]
     pub argocd_ca_file: Option<PathBuf>,
     /// Plain HTTP to the Argo CD API server (behind a TLS-terminating proxy).
@@ -454,6 +456,31 @@ pub struct ArgoCdArgs {
     /// Accept any TLS certificate from the Argo CD API server.
     #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
     pub argocd_insecure: bool,
+}
+
+/// A PEM file, or every file of a directory (a projected volume: its entries are links into a
+/// `..data` directory, hidden entries skipped), concatenated; `None` for an empty directory.
+fn read_pems(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+    if !path.is_dir() {
+        return std::fs::read(path).map(Some);
+    }
+    let mut names: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+                && p.is_file()
+        })
+        .collect();
+    names.sort();
+    let mut pem = Vec::new();
+    for name in names {
+        pem.extend(std::fs::read(name)?);
+        pem.push(b'\n');
+    }
+    Ok((!pem.is_empty()).then_some(pem))
 }
 
 impl ArgoCdArgs {
@@ -484,10 +511,8 @@ impl ArgoCdArgs {
             (None, None) => opts.get("auth-token").cloned().unwrap_or_default(),
         };
         let ca_pem = match &self.argocd_ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .with_context(|| format!("reading the Argo CD CA file {}", path.display()))?,
-            ),
+            Some(path) => read_pems(path)
+                .with_context(|| format!("reading the Argo CD CA file {}", path.display()))?,
             None => None,
         };
         let mut settings = crate::argocd::Settings::new(server, token);

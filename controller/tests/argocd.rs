@@ -273,3 +273,55 @@ async fn a_plugin_app_is_compared_with_argo_cds_rendering_not_its_raw_files() {
         .any(|q| q.method == "GET" && q.path.ends_with("/web/manifests")));
     controller.stop().await;
 }
+
+/// Argo CD's default TLS: argocd-server's self-signed certificate (not a CA), which deploy/
+/// mounts into a directory given as `--argocd-ca-file`, is trusted; the same directory empty
+/// (no certificate mounted) trusts only the system's roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_cds_default_self_signed_certificate_is_trusted_from_a_mounted_directory() {
+    use argo_drift_controller::cli::{Args, Command as Cmd};
+    use clap::Parser;
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let (cert, key) = argo_drift_fake_argocd::self_signed();
+    let fake = FakeArgoCd::start_tls(client, TOKEN, &argocd, cert.as_bytes(), key.as_bytes())
+        .await
+        .unwrap();
+    let address = fake.url.trim_start_matches("https://").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |ca_dir: &std::path::Path| {
+        let argv = [
+            "argo-drift",
+            "run",
+            "--argocd-server",
+            &address,
+            "--argocd-token",
+            TOKEN,
+            "--argocd-ca-file",
+            ca_dir.to_str().unwrap(),
+        ];
+        let Cmd::Run(args) = Args::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        args.argocd.settings_with("").unwrap().unwrap()
+    };
+    // Nothing mounted (argocd-server-tls and argocd-secret's certificate both absent).
+    let err = ArgoCd::new(settings(dir.path()))
+        .unwrap()
+        .application("web", &argocd)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // As a projected volume lays it out: the file, and Kubernetes' hidden ..data entry.
+    std::fs::create_dir(dir.path().join("..data")).unwrap();
+    std::fs::write(dir.path().join("argocd-server.crt"), &cert).unwrap();
+    let err = ArgoCd::new(settings(dir.path()))
+        .unwrap()
+        .application("web", &argocd)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), (Some(404), Some(5)), "{err}");
+}

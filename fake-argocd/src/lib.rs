@@ -216,6 +216,26 @@ pub fn certificates() -> (String, String, String) {
     generate().expect("rcgen generates test certificates")
 }
 
+/// A self-signed, non-CA certificate and its key (PEM), as argocd-server generates one at first
+/// start when no certificate is configured (util/settings/settings.go: tlsutil
+/// GenerateX509KeyPair with IsCA false, Organization "Argo CD"), for 127.0.0.1 and localhost.
+pub fn self_signed() -> (String, String) {
+    use rcgen::{CertificateParams, DnType, IsCa, KeyPair};
+    let generate = || -> std::result::Result<(String, String), rcgen::Error> {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Argo CD");
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    #[allow(clippy::expect_used)]
+    generate().expect("rcgen generates test certificates")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
