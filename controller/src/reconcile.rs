@@ -24,7 +24,7 @@ use serde_json::Value;
 use tracing::instrument;
 
 use crate::application::{self, Application};
-use crate::argocd::ArgoCd;
+use crate::argocd::{ArgoCd, ResourceDiff};
 use crate::clusters::Clusters;
 use crate::error::{Error, Result};
 use crate::live::{AppRef, Kind, LiveState, WatchKey};
@@ -444,18 +444,31 @@ async fn analyse_app(
     cluster.usable().await?;
 
     let live = live_objects(live_state, &watch_keys, &desired, &tracking_name, &policy)?;
+    // Argo CD's own comparison: its word on each resource (the agreement), and on Secret values
+    // its manifests API masked.
+    let managed = match &ctx.argocd {
+        Some(argocd) => match argocd.managed_resources(&app.name, &app.namespace).await {
+            Ok(diffs) => Some(diffs),
+            Err(e) => {
+                tracing::warn!(error = %e, "Argo CD's managed resources (agreement, masked Secrets)");
+                None
+            }
+        },
+        None => None,
+    };
     let options = AnalyseOptions {
         app: Some(tracking_name),
         patches: true,
         text_diffs: false,
         app_ignore: Arc::new(app_ignore),
         sensitive_annotations: Arc::new(argocd.sensitive_annotations.clone()),
+        argocd_secret_differences: managed.as_deref().map(|m| Arc::new(secret_differences(m))),
     };
     let mut report = analyse(desired, &live, &policy, &options);
     // Once per analysis: it serialises the drifted part of the report.
     let fingerprint = publish::fingerprint(&report);
     // Argo CD's own word on each resource, next to ours (not part of the drift's identity).
-    let argocd_view = argocd_resources(status, &app, ctx).await;
+    let argocd_view = argocd_resources(status, managed);
     let agreement = agreement::compare(&mut report, &argocd_view);
     let outcome = ctx
         .remediator
@@ -588,37 +601,63 @@ fn argocd_listed_kinds(status: &[(ArgoCdResource, String)]) -> BTreeSet<(String,
 /// What Argo CD says of the app's resources: its status, and with its API the managed-resources
 /// diff (`modified`). A failing API call leaves the status alone: the agreement is a second
 /// opinion, not a reason to fail the analysis.
-async fn argocd_resources(
+fn argocd_resources(
     status: Vec<(ArgoCdResource, String)>,
-    app: &Application,
-    ctx: &Context,
+    managed: Option<Vec<ResourceDiff>>,
 ) -> Vec<ArgoCdResource> {
     let mut out: Vec<ArgoCdResource> = status.into_iter().map(|(r, _)| r).collect();
-    let Some(argocd) = &ctx.argocd else {
-        return out;
-    };
-    match argocd.managed_resources(&app.name, &app.namespace).await {
-        Ok(diffs) => {
-            for d in diffs {
-                let key = ResourceKey {
-                    group: d.group,
-                    kind: d.kind,
-                    namespace: d.namespace,
-                    name: d.name,
-                };
-                match out.iter_mut().find(|r| r.key == key) {
-                    Some(r) => r.modified = Some(d.modified),
-                    None => out.push(ArgoCdResource {
-                        key,
-                        status: "Unknown".into(),
-                        requires_pruning: false,
-                        modified: Some(d.modified),
-                        hook: d.hook,
-                    }),
-                }
-            }
+    for d in managed.unwrap_or_default() {
+        let key = ResourceKey {
+            group: d.group,
+            kind: d.kind,
+            namespace: d.namespace,
+            name: d.name,
+        };
+        match out.iter_mut().find(|r| r.key == key) {
+            Some(r) => r.modified = Some(d.modified),
+            None => out.push(ArgoCdResource {
+                key,
+                status: "Unknown".into(),
+                requires_pruning: false,
+                modified: Some(d.modified),
+                hook: d.hook,
+            }),
         }
-        Err(e) => tracing::warn!(error = %e, "Argo CD's managed resources, for the agreement"),
+    }
+    out
+}
+
+/// Per Secret of Argo CD's managed-resources diff, the `data` keys whose masks differ between
+/// its target and live states. Argo CD masks both together (gitops-engine pkg/diff
+/// HideSecretData, called by server/application ManagedResources), one run of `+` per distinct
+/// value of a key, so the masks differ exactly when the values do.
+fn secret_differences(diffs: &[ResourceDiff]) -> BTreeMap<ResourceKey, BTreeSet<String>> {
+    let data = |text: &str| -> Option<serde_json::Map<String, Value>> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        v.get("data")?.as_object().cloned()
+    };
+    let mut out = BTreeMap::new();
+    for d in diffs
+        .iter()
+        .filter(|d| d.group.is_empty() && d.kind == "Secret")
+    {
+        let (Some(target), Some(live)) = (data(&d.target_state), data(&d.live_state)) else {
+            continue;
+        };
+        let differ: BTreeSet<String> = target
+            .iter()
+            .filter(|(k, v)| live.get(*k).is_some_and(|l| l != *v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        out.insert(
+            ResourceKey {
+                group: String::new(),
+                kind: d.kind.clone(),
+                namespace: d.namespace.clone(),
+                name: d.name.clone(),
+            },
+            differ,
+        );
     }
     out
 }

@@ -490,3 +490,59 @@ async fn a_jsonnet_directory_is_compared_as_argo_cd_renders_it() {
     );
     controller.stop().await;
 }
+
+/// A Helm chart's Secret: Argo CD's manifests API masks its values, so argo-drift cannot compare
+/// them itself. In sync after Argo CD's sync (no false drift), and a password changed by hand is
+/// drift for both: Argo CD's managed-resources diff masks equal values alike and different ones
+/// differently, and argo-drift takes its word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_secret_is_in_sync_until_its_live_value_changes() {
+    let real = real_argocd();
+    let client = client().await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("chart.git"));
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+    );
+    repo.write("chart/values.yaml", "password: correct-horse\n");
+    repo.write(
+        "chart/templates/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{ .Values.password }}\n  user: shop\n",
+    );
+    repo.commit("chart");
+    let app = application("web", &repo.url(), "chart", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    let r = s.settled(&[]).await;
+    assert_eq!(
+        class_of(&r, "Secret", "db"),
+        ("Synced".into(), "agree".into())
+    );
+    let secrets = dynamic(&client, &shop, "v1", "Secret").await;
+    merge(
+        &secrets,
+        "db",
+        "kubectl-edit",
+        json!({"stringData": {"password": "battery-staple"}}),
+    )
+    .await;
+    let r = s.settled(&["Secret/db"]).await;
+    assert_eq!(
+        class_of(&r, "Secret", "db"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    let changes = r["resources"][0]["changes"].as_array().unwrap();
+    let fields: Vec<&str> = changes
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["data.password"], "{r:#}");
+    let text = r.to_string();
+    assert!(
+        !text.contains("battery-staple") && !text.contains("correct-horse"),
+        "{text}"
+    );
+    controller.stop().await;
+}

@@ -115,6 +115,11 @@ pub struct AnalyseOptions {
     /// Secret annotations whose values are masked (argocd-cm
     /// `resource.sensitive.mask.annotations`).
     pub sensitive_annotations: std::sync::Arc<Vec<String>>,
+    /// Argo CD's own word on Secret values its manifests API masked: per Secret, the `data`
+    /// keys whose masks differ in its managed-resources diff (Argo CD masks a pair of values
+    /// with the same run of `+` exactly when they are equal). `None`: Argo CD was not asked.
+    pub argocd_secret_differences:
+        Option<std::sync::Arc<BTreeMap<ResourceKey, std::collections::BTreeSet<String>>>>,
 }
 
 fn version_of(api_version: &str) -> String {
@@ -381,7 +386,11 @@ fn modified_report(
         app_ignore: &options.app_ignore,
     };
     let unmasked;
-    let (d, unverified) = match crate::normalize::unmask_secret_values(d, l) {
+    let differing = options
+        .argocd_secret_differences
+        .as_ref()
+        .map(|all| all.get(key).cloned().unwrap_or_default());
+    let (d, unverified) = match crate::normalize::unmask_secret_values(d, l, differing.as_ref()) {
         Some((copy, fields)) => {
             unmasked = copy;
             (&unmasked, fields)

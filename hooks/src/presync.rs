@@ -162,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         text_diffs: false,
         app_ignore: Arc::new(compile_ignores(&app)?),
         sensitive_annotations: Arc::default(),
+        argocd_secret_differences: None,
     };
     let report = analyse(desired, &live, &policy, &options);
     let (changes, overwrites) = describe(&report, &policy.managers.gitops);

@@ -283,12 +283,16 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
 /// Argo CD's manifests API returns Secrets with every `data` value (and `stringData`, merged
 /// into `data` first) replaced by a run of `+` (gitops-engine `pkg/diff/diff.go`,
 /// `HideSecretData`, called by `server/application/application.go` for GetManifests). Such a
-/// value says nothing about the real one: when the live Secret has the key, the desired copy
-/// takes the live value, and the field is named as unverified. A key on one side only is still
-/// drift. `None` when `desired` has no masked value.
+/// value says nothing about the real one. With `argocd_differs` (the keys whose masks differ in
+/// Argo CD's managed-resources diff, where equal values get equal masks), a key Argo CD sees
+/// changed keeps its mask, so it is compared as a change (its values masked in the report), and
+/// any other masked key takes the live value. Without it, every masked key the live Secret has
+/// takes the live value and is named as unverified. A key on one side only is still drift.
+/// `None` when `desired` has no masked value.
 pub fn unmask_secret_values(
     desired: &Prepared,
     live: &Prepared,
+    argocd_differs: Option<&std::collections::BTreeSet<String>>,
 ) -> Option<(Prepared, Vec<String>)> {
     if !(desired.key.group.is_empty() && desired.key.kind == "Secret") {
         return None;
@@ -310,8 +314,14 @@ pub fn unmask_secret_values(
                 continue;
             }
             if let Some(live_value) = live_data.and_then(|l| l.get(k)) {
-                *v = live_value.clone();
-                unverified.push(format!("data.{k}"));
+                match argocd_differs {
+                    Some(differs) if differs.contains(k) => {}
+                    Some(_) => *v = live_value.clone(),
+                    None => {
+                        *v = live_value.clone();
+                        unverified.push(format!("data.{k}"));
+                    }
+                }
             }
         }
     }
