@@ -77,6 +77,8 @@ pub struct Repos {
     state: Mutex<HashMap<String, RepoState>>,
     /// Shared with the `git_fetches` metric, so concurrent analyses count each fetch once.
     fetches: Counter,
+    /// Per root tree: the first symbolic link leading out of the repository, if any.
+    symlink_checks: Mutex<HashMap<git2::Oid, Option<String>>>,
 }
 
 impl Repos {
@@ -88,6 +90,7 @@ impl Repos {
             refresh,
             state: Mutex::new(HashMap::new()),
             fetches,
+            symlink_checks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -236,6 +239,24 @@ impl Repos {
                 DirectoryOptions::default()
             }
         };
+        // Argo CD refuses a repository with any link out of it, wherever it is
+        // (reposerver/repository checkOutOfBoundsSymlinks on the whole work tree, util/app/path
+        // CheckOutOfBoundsSymlinks); checked once per tree.
+        let known = crate::lock(&self.symlink_checks).get(&root.id()).cloned();
+        let escape = match known {
+            Some(escape) => escape,
+            None => {
+                let escape = out_of_bounds_link(&repo, &root, "")
+                    .map_err(|e| render_fail(e.message().to_string()))?;
+                crate::lock(&self.symlink_checks).insert(root.id(), escape.clone());
+                escape
+            }
+        };
+        if let Some(link) = escape {
+            return Err(render_fail(format!(
+                "repository contains out-of-bounds symlinks: {link}"
+            )));
+        }
         let globs = Globs::new(&options).map_err(render_fail)?;
         let mut files = Vec::new();
         let walk = Walk {
@@ -556,6 +577,40 @@ impl Walk<'_> {
     }
 }
 
+/// The first symbolic link anywhere under `tree` whose target leaves the repository, as
+/// `path -> target`.
+fn out_of_bounds_link(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    prefix: &str,
+) -> std::result::Result<Option<String>, git2::Error> {
+    for entry in tree.iter() {
+        let Ok(name) = entry.name() else { continue };
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = entry.to_object(repo)?.peel_to_tree()?;
+                if let Some(found) = out_of_bounds_link(repo, &sub, &path)? {
+                    return Ok(Some(found));
+                }
+            }
+            Some(ObjectType::Blob) if entry.filemode() == 0o120000 => {
+                let blob = entry.to_object(repo)?.peel_to_blob()?;
+                let target = String::from_utf8_lossy(blob.content()).into_owned();
+                if resolve_in_repo(prefix, &target).is_none() {
+                    return Ok(Some(format!("{path} -> {target}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 /// `target` (a link's text) read from directory `dir`, as a repository-relative path; `None`
 /// when it leaves the repository (absolute, or more `..` than there are directories).
 fn resolve_in_repo(dir: &str, target: &str) -> Option<String> {
@@ -625,8 +680,6 @@ mod tests {
         // A link to a link, and a link to a directory (not walked, as Go's filepath.Walk).
         std::os::unix::fs::symlink("../cm.yaml", root.join("app/nested/again.yaml")).unwrap();
         std::os::unix::fs::symlink("../base", root.join("app/base.yaml")).unwrap();
-        std::fs::create_dir_all(root.join("evil")).unwrap();
-        std::os::unix::fs::symlink("../../etc/passwd", root.join("evil/passwd.yaml")).unwrap();
         git(root, &["add", "-A"]);
         git(root, &["commit", "-q", "-m", "links"]);
         let head = git(root, &["rev-parse", "HEAD"]);
@@ -657,14 +710,23 @@ mod tests {
                 ("app/nested/again.yaml", &b"shared"[..])
             ]
         );
-        let err = repos
-            .render(&url, &head, "evil", Some(&recurse), None, "")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("out-of-bounds symlinks: evil/passwd.yaml -> ../../etc/passwd"),
-            "{err}"
-        );
+        // A link out of the repository anywhere (here beside a README, not a manifest) makes
+        // Argo CD refuse the whole repository, so every app of it.
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::os::unix::fs::symlink("../../etc/passwd", root.join("docs/passwd")).unwrap();
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "a link out"]);
+        let head = git(root, &["rev-parse", "HEAD"]);
+        for path in ["app", "docs"] {
+            let err = repos
+                .render(&url, &head, path, Some(&recurse), None, "")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("out-of-bounds symlinks: docs/passwd -> ../../etc/passwd"),
+                "{err}"
+            );
+        }
         assert_eq!(resolve_in_repo("a/b", "../c"), Some("a/c".into()));
         assert_eq!(resolve_in_repo("a", "../../c"), None);
         assert_eq!(resolve_in_repo("a", "/etc"), None);
