@@ -153,13 +153,14 @@ pub struct NotifyTestArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Namespaces whose Applications are watched: Argo CD's own, plus any used for "apps in any
-    /// namespace".
+    /// Namespaces whose Applications are watched: names, globs or /regular expressions/, as
+    /// Argo CD's `application.namespaces`. Default: Argo CD's own namespace plus
+    /// argocd-cmd-params-cm `application.namespaces` ("apps in any namespace"), read at start as
+    /// Argo CD's components read it.
     #[arg(
         long = "app-namespace",
         env = "ARGO_DRIFT_APP_NAMESPACES",
         value_delimiter = ',',
-        default_value = "argocd",
         value_name = "NS"
     )]
     pub app_namespaces: Vec<String>,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod leader;
 pub mod live;
 pub mod metrics;
+pub mod namespaces;
 pub mod output;
 pub mod publish;
 pub mod reconcile;

@@ -83,15 +83,15 @@ pub fn step(request: &Request, app: Option<&Value>) -> Step {
 pub async fn serve(
     ctx: Arc<Context>,
     client: Client,
-    namespaces: Vec<String>,
+    namespaces: crate::namespaces::AppNamespaces,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // One namespace, or all of them filtered by the watched namespaces' patterns.
+    let scope = namespaces.single().unwrap_or("*").to_string();
     loop {
-        for namespace in &namespaces {
-            if let Err(e) = pending(&ctx, &client, namespace).await {
-                tracing::warn!(namespace = %namespace, error = %e, "rollback requests");
-            }
+        if let Err(e) = pending(&ctx, &client, &scope, &namespaces).await {
+            tracing::warn!(namespaces = %namespaces.describe(), error = %e, "rollback requests");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -100,7 +100,12 @@ pub async fn serve(
     }
 }
 
-async fn pending(ctx: &Context, client: &Client, namespace: &str) -> anyhow::Result<()> {
+async fn pending(
+    ctx: &Context,
+    client: &Client,
+    namespace: &str,
+    watched: &crate::namespaces::AppNamespaces,
+) -> anyhow::Result<()> {
     let all: Api<ConfigMap> = if namespace == "*" {
         Api::all(client.clone())
     } else {
@@ -113,6 +118,9 @@ async fn pending(ctx: &Context, client: &Client, namespace: &str) -> anyhow::Res
     {
         let name = cm.metadata.name.clone().unwrap_or_default();
         let here = cm.metadata.namespace.clone().unwrap_or_default();
+        if !watched.contains(&here) {
+            continue;
+        }
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &here);
         let data = cm.data.clone().unwrap_or_default();
         let request: Request = match data.get(REQUEST_KEY).map(|t| serde_json::from_str(t)) {

@@ -3,6 +3,7 @@
 //! registers clusters, with a cluster Secret. The spoke's live state is compared, never the
 //! hub's; a cluster that does not answer, or refuses its credentials, is reported as exactly
 //! that, with no action; a new cluster Secret or a rotated token takes effect without a restart.
+//! Also where the Applications are: the namespaces Argo CD's settings name.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -352,4 +353,63 @@ async fn client_certificates_and_exec_plugins_reach_the_cluster() {
             .await
             .unwrap();
     }
+}
+
+/// Without `--app-namespace`, the Applications watched are Argo CD's: its namespace and its
+/// argocd-cmd-params-cm `application.namespaces` (globs and regular expressions, as Argo CD
+/// matches them); an Application elsewhere is not Argo CD's to reconcile, nor argo-drift's.
+#[tokio::test]
+async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let team = format!("team-{:x}", rand_u32());
+    let matching = format!("{team}-a");
+    let elsewhere = format!("other-{:x}", rand_u32());
+    for ns in [&matching, &elsewhere] {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+        let n = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        api.create(&Default::default(), &n).await.unwrap();
+    }
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "argocd-cmd-params-cm"},
+               "data": {"application.namespaces": format!("{team}-*, /^never$/")}}),
+        "argocd-cli",
+    )
+    .await;
+    let shop = fresh_namespace(&client, "shop").await;
+    apply_yaml(
+        &client,
+        &shop,
+        &config_map("web", "calm"),
+        "argocd-controller",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("repo"));
+    repo.write("web/cm.yaml", &config_map("web", "calm"));
+    let commit = repo.commit("web");
+    for ns in [&matching, &elsewhere] {
+        let mut app = app_to(
+            "web",
+            &repo.url(),
+            "web",
+            json!({"server": "https://kubernetes.default.svc"}),
+            &shop,
+        );
+        app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
+        apply(&client, ns, app, "argocd-server").await;
+    }
+    let controller = Running::start_beside(&client, "", &argocd, &[]).await;
+    let (_, r) = wait_report(&client, &matching, "web", "the report", WAIT, |r| {
+        r["summary"]["synced"] == 1
+    })
+    .await;
+    assert!(r["error"].is_null(), "{r:#}");
+    // The other one never gets a report (its first analysis would have come with the first).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(report(&client, &elsewhere, "web").await.is_none());
+    controller.stop().await;
 }

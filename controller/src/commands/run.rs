@@ -24,6 +24,7 @@ use crate::clusters::{self, ClusterSettings, Clusters};
 use crate::leader::Elector;
 use crate::live::{AppRef, Trigger};
 use crate::metrics::Metrics;
+use crate::namespaces::AppNamespaces;
 use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
 use crate::remediate::{Clock, Remediator};
@@ -94,6 +95,8 @@ pub async fn serve(
     let policy_path = args.policy.policy.clone();
     // Argo CD's tracking settings (argocd-cm) are applied over the policy's on every analysis.
     let policy = super::load_policy(&args.policy)?;
+    let app_namespaces = app_namespaces(&client, args).await?;
+    tracing::info!(namespaces = %app_namespaces.describe(), "watching Applications");
     let mut metrics = Metrics::new();
     let notifier = match &args.notifications {
         Some(path) => {
@@ -268,16 +271,16 @@ pub async fn serve(
     let ctx = Arc::new(ctx);
 
     let resource = application::api_resource();
-    let apps: Api<DynamicObject> = match args.app_namespaces.as_slice() {
-        [one] => Api::namespaced_with(client.clone(), one, &resource),
-        _ => Api::all_with(client.clone(), &resource),
+    let apps: Api<DynamicObject> = match app_namespaces.single() {
+        Some(one) => Api::namespaced_with(client.clone(), one, &resource),
+        None => Api::all_with(client.clone(), &resource),
     };
     let selector = format!("{OPT_IN_LABEL}=true");
     let config = watcher::Config::default().labels(&selector);
     let opted_in = OptedIn {
         apps: apps.clone(),
         params: kube::api::ListParams::default().labels(&selector),
-        namespaces: args.app_namespaces.clone(),
+        namespaces: app_namespaces.clone(),
     };
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
@@ -304,7 +307,7 @@ pub async fn serve(
     tokio::spawn(crate::rollback::serve(
         ctx.clone(),
         client.clone(),
-        args.app_namespaces.clone(),
+        app_namespaces.clone(),
         ROLLBACK_INTERVAL,
         shutdown.clone(),
     ));
@@ -395,6 +398,31 @@ pub async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--app-namespace` as given, else Argo CD's namespace and argocd-cmd-params-cm
+/// `application.namespaces`.
+async fn app_namespaces(client: &Client, args: &RunArgs) -> anyhow::Result<AppNamespaces> {
+    let list = if args.app_namespaces.is_empty() {
+        let params = Api::<ConfigMap>::namespaced(client.clone(), &args.control_plane_namespace)
+            .get_opt("argocd-cmd-params-cm")
+            .await
+            .with_context(|| {
+                format!(
+                    "reading {}/argocd-cmd-params-cm (application.namespaces)",
+                    args.control_plane_namespace
+                )
+            })?
+            .and_then(|cm| cm.data)
+            .unwrap_or_default();
+        crate::namespaces::from_argocd(
+            &args.control_plane_namespace,
+            params.get("application.namespaces").map(String::as_str),
+        )
+    } else {
+        args.app_namespaces.clone()
+    };
+    AppNamespaces::new(&list).map_err(|e| anyhow::anyhow!("--app-namespace: {e}"))
+}
+
 fn tokio_stream_from<T: Send + 'static>(
     mut rx: mpsc::UnboundedReceiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
@@ -465,16 +493,15 @@ struct OptedIn {
     /// Namespaced when one namespace is watched, cluster-wide (then filtered) for several.
     apps: Api<DynamicObject>,
     params: kube::api::ListParams,
-    namespaces: Vec<String>,
+    namespaces: AppNamespaces,
 }
 
 impl OptedIn {
     fn watches(&self, app: &DynamicObject) -> bool {
-        self.namespaces.len() <= 1
+        self.namespaces.single().is_some()
             || self
                 .namespaces
-                .iter()
-                .any(|n| Some(n) == app.metadata.namespace.as_ref())
+                .contains(app.metadata.namespace.as_deref().unwrap_or_default())
     }
 
     async fn list(&self) -> kube::Result<HashSet<AppRef>> {

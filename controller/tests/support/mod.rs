@@ -627,7 +627,9 @@ impl Running {
     }
 
     /// A controller watching `app_namespace`, beside an Argo CD that runs in `control_plane`;
-    /// its own objects (state, audit records, lease) are kept in `app_namespace`.
+    /// its own objects (state, audit records, lease) are kept in `app_namespace`. An empty
+    /// `app_namespace` leaves the choice to the controller (Argo CD's settings; state in
+    /// `control_plane`).
     pub async fn start_beside(
         client: &Client,
         app_namespace: &str,
@@ -636,15 +638,19 @@ impl Running {
     ) -> Running {
         let repo_cache = tempfile::tempdir().unwrap();
         let port = free_port();
+        // No app namespace: the controller takes Argo CD's (argocd-cmd-params-cm).
+        let state = if app_namespace.is_empty() {
+            control_plane
+        } else {
+            app_namespace
+        };
         let mut argv: Vec<String> = [
             "argo-drift",
             "run",
-            "--app-namespace",
-            app_namespace,
             "--control-plane-namespace",
             control_plane,
             "--state-namespace",
-            app_namespace,
+            state,
             "--admin-addr",
             &format!("127.0.0.1:{port}"),
             "--repo-cache",
@@ -657,6 +663,9 @@ impl Running {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !app_namespace.is_empty() {
+            argv.extend(["--app-namespace".to_string(), app_namespace.to_string()]);
+        }
         argv.extend(extra.iter().map(|s| s.to_string()));
         let Cmd::Run(args) = Args::try_parse_from(argv).unwrap().command else {
             unreachable!()
