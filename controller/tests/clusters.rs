@@ -38,6 +38,16 @@ fn app_to(name: &str, repo: &str, path: &str, destination: Value, namespace: &st
     })
 }
 
+/// ConfigMap `web` live in `shop` as Argo CD applied it, and a Git repository (in `dir`) with it
+/// at `web/`: the repository and its commit.
+async fn web_in_sync(live: &kube::Client, shop: &str, dir: &std::path::Path) -> (GitRepo, String) {
+    apply_yaml(live, shop, &config_map("web", "calm"), "argocd-controller").await;
+    let repo = GitRepo::new(&dir.join("repo"));
+    repo.write("web/cm.yaml", &config_map("web", "calm"));
+    let commit = repo.commit("web");
+    (repo, commit)
+}
+
 fn change<'a>(report: &'a Value, name: &str, field: &str) -> Option<&'a Value> {
     report["resources"]
         .as_array()?
@@ -222,17 +232,8 @@ async fn a_new_cluster_secret_and_a_rotated_token_take_effect_without_a_restart(
     let spoke = spoke().await;
     let argocd = fresh_namespace(&client, "argocd").await;
     let shop = fresh_namespace(&spoke.client, "shop").await;
-    apply_yaml(
-        &spoke.client,
-        &shop,
-        &config_map("web", "calm"),
-        "argocd-controller",
-    )
-    .await;
     let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("repo"));
-    repo.write("web/cm.yaml", &config_map("web", "calm"));
-    let commit = repo.commit("web");
+    let (repo, commit) = web_in_sync(&spoke.client, &shop, dir.path()).await;
     let mut app = app_to("web", &repo.url(), "web", json!({"name": "late"}), &shop);
     app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
     apply(&client, &argocd, app, "argocd-server").await;
@@ -380,17 +381,8 @@ async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
     )
     .await;
     let shop = fresh_namespace(&client, "shop").await;
-    apply_yaml(
-        &client,
-        &shop,
-        &config_map("web", "calm"),
-        "argocd-controller",
-    )
-    .await;
     let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("repo"));
-    repo.write("web/cm.yaml", &config_map("web", "calm"));
-    let commit = repo.commit("web");
+    let (repo, commit) = web_in_sync(&client, &shop, dir.path()).await;
     for ns in [&matching, &elsewhere] {
         let mut app = app_to(
             "web",
