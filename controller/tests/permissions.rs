@@ -207,3 +207,158 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
         .await
         .unwrap();
 }
+
+/// The controller's ServiceAccount, with the RBAC of deploy/base/rbac.yaml and the admission
+/// policy as shipped: it reads what it compares (Applications, the apps' objects, Argo CD's
+/// cluster Secrets, which it needs to reach other clusters) and writes its own reports and
+/// Events and Applications' patches in Argo CD's namespace; it cannot write Argo CD's settings,
+/// any Secret, an application's objects, a Pod, or any RBAC (no way to escalate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects() {
+    let client = client().await;
+    apply_yaml(
+        &client,
+        "default",
+        &shipped("deploy/base/admission-policy.yaml"),
+        "argo-drift-tests",
+    )
+    .await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    // deploy/base/rbac.yaml in this test's Argo CD namespace (the cluster-wide binding renamed
+    // after it, so that parallel runs do not rebind one another's).
+    let rbac = shipped("deploy/base/rbac.yaml")
+        .replace("namespace: argocd", &format!("namespace: {argocd}"));
+    for doc in serde_yaml::Deserializer::from_str(&rbac) {
+        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "ClusterRoleBinding" {
+            v["metadata"]["name"] = json!(format!("argo-drift-read-{argocd}"));
+        }
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        apply(&client, &ns, v, "argo-drift-tests").await;
+    }
+    for (name, data) in [
+        ("argocd-cm", json!({})),
+        ("argocd-rbac-cm", json!({"policy.default": "role:readonly"})),
+    ] {
+        apply(
+            &client,
+            &argocd,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
+            "argocd-server",
+        )
+        .await;
+    }
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-prod",
+            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
+            "stringData": {"server": "https://prod.example.com", "config": "{\"bearerToken\":\"t\"}"}}),
+        "argocd-server",
+    )
+    .await;
+    apply_yaml(
+        &client,
+        &shop,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
+        "argocd-controller",
+    )
+    .await;
+    let controller = service_account_client(&client, &argocd, "argo-drift").await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(controller.clone(), &argocd);
+
+    // Admission policies take a moment to load: wait until an unmarked ConfigMap is refused.
+    wait_for(
+        "the admission policy in force",
+        std::time::Duration::from_secs(30),
+        || async {
+            let probe: ConfigMap =
+                serde_json::from_value(json!({"metadata": {"generateName": "probe-"}})).unwrap();
+            configmaps
+                .create(&PostParams::default(), &probe)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Its job: read, report, patch Applications.
+    let secrets: Api<Secret> = Api::namespaced(controller.clone(), &argocd);
+    secrets.get("cluster-prod").await.unwrap();
+    Api::<ConfigMap>::namespaced(controller.clone(), &shop)
+        .get("web")
+        .await
+        .unwrap();
+    let report: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "argo-drift-report-web",
+        "labels": {"app.kubernetes.io/managed-by": "argo-drift", "argo-drift.io/report": "true"}},
+        "data": {"report.json": "{}"}}))
+        .unwrap();
+    configmaps
+        .create(&PostParams::default(), &report)
+        .await
+        .unwrap();
+
+    // Argo CD's settings: refused by the admission policy.
+    let (code, message) = refused(
+        configmaps
+            .patch(
+                "argocd-rbac-cm",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    let (code, _) = refused(
+        configmaps
+            .delete("argocd-cm", &DeleteParams::default())
+            .await,
+    );
+    assert_eq!(code, 403);
+    // No Secret write, anywhere.
+    let (code, _) = refused(
+        secrets
+            .patch(
+                "cluster-prod",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"server": "https://evil.example.com"}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403);
+    // The application's own objects are Argo CD's to change (healing is a sync).
+    let (code, _) = refused(
+        Api::<ConfigMap>::namespaced(controller.clone(), &shop)
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"a": "2"}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403);
+    // No Pod to run code as someone else, no RBAC to grant itself more.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(controller.clone(), &argocd);
+    let pod = serde_json::from_value(json!({"metadata": {"name": "x"},
+        "spec": {"containers": [{"name": "x", "image": "busybox"}]}}))
+    .unwrap();
+    let (code, _) = refused(pods.create(&PostParams::default(), &pod).await);
+    assert_eq!(code, 403);
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+        Api::all(controller.clone());
+    let binding = serde_json::from_value(json!({"metadata": {"name": format!("escalate-{argocd}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "argo-drift", "namespace": argocd}]}))
+    .unwrap();
+    let (code, _) = refused(bindings.create(&PostParams::default(), &binding).await);
+    assert_eq!(code, 403);
+}
