@@ -38,6 +38,51 @@ fn record(name: &str, hook_namespace: &str) -> ConfigMap {
     .unwrap()
 }
 
+/// A fresh Argo CD namespace with its settings (argocd-cm, argocd-rbac-cm) and a cluster Secret.
+async fn argo_cd_namespace(client: &kube::Client) -> String {
+    let argocd = fresh_namespace(client, "argocd").await;
+    for (name, data) in [
+        ("argocd-cm", json!({})),
+        ("argocd-rbac-cm", json!({"policy.default": "role:readonly"})),
+    ] {
+        apply(
+            client,
+            &argocd,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
+            "argocd-server",
+        )
+        .await;
+    }
+    apply(
+        client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-prod",
+            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
+            "stringData": {"server": "https://prod.example.com", "config": "{\"bearerToken\":\"t\"}"}}),
+        "argocd-server",
+    )
+    .await;
+    argocd
+}
+
+/// Admission policies take a moment to load: wait until `api`'s identity is refused an
+/// unmarked ConfigMap.
+async fn policy_in_force(api: &Api<ConfigMap>) {
+    wait_for(
+        "the admission policy in force",
+        std::time::Duration::from_secs(30),
+        || async {
+            let probe: ConfigMap =
+                serde_json::from_value(json!({"metadata": {"generateName": "probe-"}})).unwrap();
+            api.create(&PostParams::default(), &probe)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_else() {
     let client = client().await;
@@ -51,31 +96,7 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     }
     // Argo CD's namespace with its settings and a cluster Secret, and two app namespaces with
     // the hooks' identity bound as deploy/hooks binds it.
-    let argocd = fresh_namespace(&client, "argocd").await;
-    apply(
-        &client,
-        &argocd,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, "data": {}}),
-        "argocd-server",
-    )
-    .await;
-    apply(
-        &client,
-        &argocd,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm"},
-            "data": {"policy.default": "role:readonly"}}),
-        "argocd-server",
-    )
-    .await;
-    apply(
-        &client,
-        &argocd,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-prod",
-            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
-            "stringData": {"server": "https://prod.example.com", "config": "{\"bearerToken\":\"t\"}"}}),
-        "argocd-server",
-    )
-    .await;
+    let argocd = argo_cd_namespace(&client).await;
     let mut hooks = Vec::new();
     for team in ["team-a", "team-b"] {
         let ns = fresh_namespace(&client, team).await;
@@ -109,20 +130,7 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     let as_a: Api<ConfigMap> = Api::namespaced(a.clone(), &argocd);
     let as_b: Api<ConfigMap> = Api::namespaced(b.clone(), &argocd);
 
-    // Admission policies take a moment to load: wait until an unmarked ConfigMap is refused.
-    wait_for(
-        "the admission policy in force",
-        std::time::Duration::from_secs(30),
-        || async {
-            let probe: ConfigMap =
-                serde_json::from_value(json!({"metadata": {"generateName": "probe-"}})).unwrap();
-            as_a.create(&PostParams::default(), &probe)
-                .await
-                .is_err()
-                .then_some(())
-        },
-    )
-    .await;
+    policy_in_force(&as_a).await;
     as_a.create(&PostParams::default(), &record("audit-a", a_ns))
         .await
         .unwrap();
@@ -223,7 +231,7 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
         "argo-drift-tests",
     )
     .await;
-    let argocd = fresh_namespace(&client, "argocd").await;
+    let argocd = argo_cd_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
     // deploy/base/rbac.yaml in this test's Argo CD namespace (the cluster-wide binding renamed
     // after it, so that parallel runs do not rebind one another's).
@@ -243,27 +251,6 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
             .to_string();
         apply(&client, &ns, v, "argo-drift-tests").await;
     }
-    for (name, data) in [
-        ("argocd-cm", json!({})),
-        ("argocd-rbac-cm", json!({"policy.default": "role:readonly"})),
-    ] {
-        apply(
-            &client,
-            &argocd,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
-            "argocd-server",
-        )
-        .await;
-    }
-    apply(
-        &client,
-        &argocd,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-prod",
-            "labels": {"argocd.argoproj.io/secret-type": "cluster"}},
-            "stringData": {"server": "https://prod.example.com", "config": "{\"bearerToken\":\"t\"}"}}),
-        "argocd-server",
-    )
-    .await;
     apply_yaml(
         &client,
         &shop,
@@ -274,21 +261,7 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
     let controller = service_account_client(&client, &argocd, "argo-drift").await;
     let configmaps: Api<ConfigMap> = Api::namespaced(controller.clone(), &argocd);
 
-    // Admission policies take a moment to load: wait until an unmarked ConfigMap is refused.
-    wait_for(
-        "the admission policy in force",
-        std::time::Duration::from_secs(30),
-        || async {
-            let probe: ConfigMap =
-                serde_json::from_value(json!({"metadata": {"generateName": "probe-"}})).unwrap();
-            configmaps
-                .create(&PostParams::default(), &probe)
-                .await
-                .is_err()
-                .then_some(())
-        },
-    )
-    .await;
+    policy_in_force(&configmaps).await;
 
     // Its job: read, report, patch Applications.
     let secrets: Api<Secret> = Api::namespaced(controller.clone(), &argocd);
