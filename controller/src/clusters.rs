@@ -258,9 +258,22 @@ impl Clusters {
         }
     }
 
-    /// Forget applications that are gone, on every cluster. Returns those forgotten.
+    /// Forget applications that are gone, on every cluster, and the clusters no application
+    /// deploys to any more (their watches and probe stop). Returns the applications forgotten.
     pub fn retain_apps(&self, alive: &HashSet<AppRef>) -> Vec<AppRef> {
-        lock(&self.placed).retain(|a, _| alive.contains(a));
+        let in_use: HashSet<String> = {
+            let mut placed = lock(&self.placed);
+            placed.retain(|a, _| alive.contains(a));
+            placed.values().cloned().collect()
+        };
+        lock(&self.built).retain(|server, c| {
+            let keep = in_use.contains(server);
+            if !keep {
+                tracing::info!(cluster = %c.name, server, "no application deploys there: cluster forgotten");
+                lock(&self.board).remove(server);
+            }
+            keep
+        });
         let clusters: Vec<Arc<Cluster>> = lock(&self.built).values().cloned().collect();
         let mut gone: Vec<AppRef> = Vec::new();
         for c in clusters {

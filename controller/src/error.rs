@@ -58,6 +58,9 @@ pub enum Error {
         seconds: u64,
         last_error: Option<String>,
     },
+    /// The application's namespace is one where argo-drift may not write its report.
+    #[error("argo-drift may not write reports and Events in namespace {namespace} (bind ClusterRole argo-drift-report there: deploy/README.md); the application is not analysed and nothing is done")]
+    ReportForbidden { namespace: String },
     /// The destination does not name a cluster Argo CD knows (Argo CD's own words).
     #[error("destination: {message}")]
     Destination { message: String },
@@ -100,6 +103,7 @@ impl Error {
             Error::Discover { .. } => "discovery",
             Error::ArgoCd { .. } => "argocd_api",
             Error::WatchNotReady { .. } => "watch_not_ready",
+            Error::ReportForbidden { .. } => "report_forbidden",
             Error::Destination { .. } => "destination",
             Error::ClusterConfig { .. } => "cluster_config",
             Error::ClusterUnavailable { state, .. } => match *state {

@@ -186,6 +186,8 @@ pub struct Publisher {
     client: Client,
     controller: String,
     instance: String,
+    /// Namespaces where this identity may write reports and Events (once allowed, for good).
+    allowed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Publisher {
@@ -194,7 +196,41 @@ impl Publisher {
             client,
             controller: format!("argo-drift.io/{FIELD_MANAGER}"),
             instance,
+            allowed: Default::default(),
         }
+    }
+
+    /// Whether this identity may write an application's report and Events in `namespace`
+    /// (SelfSubjectAccessReview: create ConfigMaps and events.k8s.io Events). An application
+    /// whose report could not be written is not analysed, so nothing is ever done without the
+    /// report that says so.
+    pub async fn may_publish_in(&self, namespace: &str) -> Result<bool> {
+        use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+        if crate::lock(&self.allowed).contains(namespace) {
+            return Ok(true);
+        }
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        for (group, resource) in [("", "configmaps"), ("events.k8s.io", "events")] {
+            let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
+                "spec": {"resourceAttributes": {
+                    "namespace": namespace, "verb": "create", "group": group, "resource": resource}}
+            }))
+            .map_err(|e| Error::Kube {
+                context: "building a SelfSubjectAccessReview".into(),
+                cause: kube::Error::SerdeError(e),
+            })?;
+            let answer = api
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(Error::kube(format!(
+                    "asking whether reports may be written in {namespace}"
+                )))?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                return Ok(false);
+            }
+        }
+        crate::lock(&self.allowed).insert(namespace.to_string());
+        Ok(true)
     }
 
     /// What an earlier run (maybe another replica) published, so a restart does not repeat Events.

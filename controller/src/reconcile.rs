@@ -67,10 +67,19 @@ pub struct Context {
     pub reconciled: Mutex<HashSet<AppRef>>,
     /// Failed analyses in a row, per application.
     failures: Mutex<HashMap<AppRef, u32>>,
-    /// Argo CD's `argocd-cm`, for the settings argo-drift follows (its ignore rules).
+    /// Argo CD's `argocd-cm`, for the settings argo-drift follows.
     pub argocd_cm: Option<Store<ConfigMap>>,
     /// Argo CD's settings read from `argocd-cm`, by its resourceVersion.
     argocd_settings: Mutex<Option<(String, Arc<ArgoCdSettings>)>>,
+    /// The policy with those settings' tracking, for the settings and policy it was made from.
+    effective: Mutex<Option<Effective>>,
+}
+
+/// The policy an analysis uses: `policy` with Argo CD's tracking `settings` applied.
+struct Effective {
+    settings: Arc<ArgoCdSettings>,
+    policy: Arc<Policy>,
+    effective: Arc<Policy>,
 }
 
 /// After this many failed analyses in a row, a transient failure is published on the app.
@@ -109,6 +118,7 @@ impl Context {
             failures: Mutex::default(),
             argocd_cm: None,
             argocd_settings: Mutex::default(),
+            effective: Mutex::default(),
         }
     }
 
@@ -150,14 +160,26 @@ impl Context {
     pub fn effective_policy(&self) -> Result<(Arc<Policy>, Arc<ArgoCdSettings>)> {
         let settings = self.argocd_settings()?;
         let policy = self.policy();
+        if let Some(e) = lock(&self.effective).as_ref() {
+            if Arc::ptr_eq(&e.settings, &settings) && Arc::ptr_eq(&e.policy, &policy) {
+                return Ok((e.effective.clone(), settings));
+            }
+        }
         let mut tracking = policy.tracking.clone();
         settings.apply_tracking(&mut tracking);
-        if tracking == policy.tracking {
-            return Ok((policy, settings));
-        }
-        let mut effective = (*policy).clone();
-        effective.tracking = tracking;
-        Ok((Arc::new(effective), settings))
+        let effective = if tracking == policy.tracking {
+            policy.clone()
+        } else {
+            let mut effective = (*policy).clone();
+            effective.tracking = tracking;
+            Arc::new(effective)
+        };
+        *lock(&self.effective) = Some(Effective {
+            settings: settings.clone(),
+            policy,
+            effective: effective.clone(),
+        });
+        Ok((effective, settings))
     }
 
     /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
@@ -327,6 +349,12 @@ async fn analyse_app(
     ctx: &Context,
 ) -> Result<Option<Duration>> {
     let app = Application::parse(object)?;
+    // Fail closed: where no report can be written, nothing is compared and nothing is done.
+    if !ctx.publisher.may_publish_in(&app.namespace).await? {
+        return Err(Error::ReportForbidden {
+            namespace: app.namespace.clone(),
+        });
+    }
     // The destination cluster, as Argo CD finds it (once Argo CD's cluster Secrets and
     // argocd-cm are listed); one that does not answer fails the analysis here, said as such on
     // the app, before anything is compared or done.

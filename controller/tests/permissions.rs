@@ -65,6 +65,27 @@ async fn argo_cd_namespace(client: &kube::Client) -> String {
     argocd
 }
 
+/// deploy/base/rbac.yaml in this test's Argo CD namespace (the cluster-wide binding renamed
+/// after it, so that parallel runs do not rebind one another's).
+async fn install_controller_rbac(client: &kube::Client, argocd: &str) {
+    let rbac = shipped("deploy/base/rbac.yaml")
+        .replace("namespace: argocd", &format!("namespace: {argocd}"));
+    for doc in serde_yaml::Deserializer::from_str(&rbac) {
+        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "ClusterRoleBinding" {
+            v["metadata"]["name"] = json!(format!("argo-drift-read-{argocd}"));
+        }
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        apply(client, &ns, v, "argo-drift-tests").await;
+    }
+}
+
 /// Admission policies take a moment to load: wait until `api`'s identity is refused an
 /// unmarked ConfigMap.
 async fn policy_in_force(api: &Api<ConfigMap>) {
@@ -233,24 +254,7 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
     .await;
     let argocd = argo_cd_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
-    // deploy/base/rbac.yaml in this test's Argo CD namespace (the cluster-wide binding renamed
-    // after it, so that parallel runs do not rebind one another's).
-    let rbac = shipped("deploy/base/rbac.yaml")
-        .replace("namespace: argocd", &format!("namespace: {argocd}"));
-    for doc in serde_yaml::Deserializer::from_str(&rbac) {
-        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        if v["kind"] == "ClusterRoleBinding" {
-            v["metadata"]["name"] = json!(format!("argo-drift-read-{argocd}"));
-        }
-        let ns = v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        apply(&client, &ns, v, "argo-drift-tests").await;
-    }
+    install_controller_rbac(&client, &argocd).await;
     apply_yaml(
         &client,
         &shop,
@@ -334,4 +338,80 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
     .unwrap();
     let (code, _) = refused(bindings.create(&PostParams::default(), &binding).await);
     assert_eq!(code, 403);
+}
+
+/// The controller, running as its shipped ServiceAccount, does not analyse (nor act on) the
+/// Applications of a namespace where it may not write their reports; once the namespace binds
+/// ClusterRole argo-drift-report as deploy/README.md says, their reports appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_application_is_analysed_where_its_report_cannot_be_written() {
+    let client = client().await;
+    apply_yaml(
+        &client,
+        "default",
+        &shipped("deploy/base/admission-policy.yaml"),
+        "argo-drift-tests",
+    )
+    .await;
+    let argocd = argo_cd_namespace(&client).await;
+    install_controller_rbac(&client, &argocd).await;
+    let team = fresh_namespace(&client, "team").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n";
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("repo"));
+    repo.write("web/cm.yaml", cm);
+    let commit = repo.commit("web");
+    apply(
+        &client,
+        &team,
+        application("web", &repo.url(), "web", &shop, Some(&commit)),
+        "argocd-server",
+    )
+    .await;
+    // Argo CD manages the team's namespace too ("apps in any namespace").
+    apply(
+        &client,
+        &argocd,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cmd-params-cm"},
+            "data": {"application.namespaces": team}}),
+        "argocd-server",
+    )
+    .await;
+    let identity = service_account_client(&client, &argocd, "argo-drift").await;
+    let controller = Running::start_beside(&identity, "", &argocd, &["--resync", "1s"]).await;
+    wait_for(
+        "the refusal counted",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, metrics) = controller.get("/metrics").await;
+            metrics
+                .contains("argo_drift_reconcile_errors_total{category=\"report_forbidden\"}")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(report(&client, &team, "web").await.is_none());
+    // The binding deploy/README.md shows: the app is analysed and reported.
+    apply(
+        &client,
+        &team,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "argo-drift-report"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "argo-drift-report"},
+            "subjects": [{"kind": "ServiceAccount", "name": "argo-drift", "namespace": argocd}]}),
+        "argo-drift-tests",
+    )
+    .await;
+    wait_report(
+        &client,
+        &team,
+        "web",
+        "the report once allowed",
+        std::time::Duration::from_secs(30),
+        |r| r["summary"]["synced"] == 1,
+    )
+    .await;
+    controller.stop().await;
 }
