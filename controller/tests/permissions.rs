@@ -86,6 +86,26 @@ async fn install_controller_rbac(client: &kube::Client, argocd: &str) {
     }
 }
 
+/// `api`'s identity may neither change argocd-rbac-cm (made admin by default) nor delete
+/// argocd-cm: the admission policy refuses, whatever RBAC allows.
+async fn argo_cds_settings_refused(api: &Api<ConfigMap>) {
+    let (code, message) = refused(
+        api.patch(
+            "argocd-rbac-cm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("argo-drift may change only its own ConfigMaps"),
+        "{message}"
+    );
+    let (code, _) = refused(api.delete("argocd-cm", &DeleteParams::default()).await);
+    assert_eq!(code, 403);
+}
+
 /// Admission policies take a moment to load: wait until `api`'s identity is refused an
 /// unmarked ConfigMap.
 async fn policy_in_force(api: &Api<ConfigMap>) {
@@ -165,21 +185,7 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     .unwrap();
 
     // Argo CD's settings: RBAC lets the hooks write ConfigMaps here; the policy does not.
-    let (code, message) = refused(
-        as_a.patch(
-            "argocd-rbac-cm",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
-        )
-        .await,
-    );
-    assert_eq!(code, 403, "{message}");
-    assert!(
-        message.contains("argo-drift may change only its own ConfigMaps"),
-        "{message}"
-    );
-    let (code, _) = refused(as_a.delete("argocd-cm", &DeleteParams::default()).await);
-    assert_eq!(code, 403);
+    argo_cds_settings_refused(&as_a).await;
     // Labelling it as ours does not help: the old object decides.
     let (code, _) = refused(
         as_a.patch(
@@ -285,22 +291,7 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
         .unwrap();
 
     // Argo CD's settings: refused by the admission policy.
-    let (code, message) = refused(
-        configmaps
-            .patch(
-                "argocd-rbac-cm",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
-            )
-            .await,
-    );
-    assert_eq!(code, 403, "{message}");
-    let (code, _) = refused(
-        configmaps
-            .delete("argocd-cm", &DeleteParams::default())
-            .await,
-    );
-    assert_eq!(code, 403);
+    argo_cds_settings_refused(&configmaps).await;
     // No Secret write, anywhere.
     let (code, _) = refused(
         secrets
