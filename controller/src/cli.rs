@@ -1,13 +1,15 @@
 //! Command-line arguments (clap derive). Every flag can also come from an `ARGO_DRIFT_*`
 //! environment variable.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use argo_drift_core::Severity;
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use argo_drift_cluster::process::{ColorChoice, GlobalArgs, LogFormat, PolicyArgs};
+pub use argo_drift_desired::argocd::{argocd_opts_flags, ArgoCdArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,32 +23,6 @@ pub struct Args {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct GlobalArgs {
-    /// Log filter (tracing syntax: warn, info, argo_drift_core=debug, ...); logs go to stderr.
-    #[arg(long, global = true, env = "ARGO_DRIFT_LOG", default_value = "warn")]
-    pub log_level: String,
-    /// Log format: text for people, json (one object per line) for log pipelines.
-    #[arg(long, global = true, env = "ARGO_DRIFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Colour in text output: auto (when stdout is a terminal and NO_COLOR is unset), always, never.
-    #[arg(long, global = true, env = "ARGO_DRIFT_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,14 +255,6 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct PolicyArgs {
-    /// Policy file (severity rules, managers, ignoreDifferences); the built-in config/policy.yaml
-    /// when not given.
-    #[arg(long, env = "ARGO_DRIFT_POLICY", value_name = "FILE")]
-    pub policy: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -423,143 +391,4 @@ mod tests {
         assert_eq!(s.server, "other:443");
         assert!(args(&[]).settings_with("").unwrap().is_none());
     }
-}
-
-/// How to reach Argo CD's API server; the environment variables are the `argocd` CLI's.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ArgoCdArgs {
-    /// Argo CD API server (`argocd-server.argocd.svc:443` or a URL): needed for Helm,
-    /// Kustomize, plugin and multi-source applications, whose manifests only Argo CD renders,
-    /// and used to heal, freeze and roll back. Without it, heals are requested by writing the
-    /// Application's `operation` through Kubernetes, as Argo CD's own API does.
-    #[arg(long, env = "ARGOCD_SERVER", value_name = "ADDRESS")]
-    pub argocd_server: Option<String>,
-    /// Argo CD API token (prefer --argocd-token-file or the environment; never logged).
-    #[arg(
-        long,
-        env = "ARGOCD_AUTH_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        conflicts_with = "argocd_token_file"
-    )]
-    pub argocd_token: Option<String>,
-    /// File holding the Argo CD API token (a mounted Secret); re-read at start only.
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_TOKEN_FILE", value_name = "PATH")]
-    pub argocd_token_file: Option<PathBuf>,
-    /// PEM certificates to trust for the Argo CD API server, besides the system's: a file, or a
-    /// directory whose files are all read (deploy/ mounts argocd-server's own certificate there,
-    /// so Argo CD's default self-signed one is trusted out of the box).
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_CA_FILE", value_name = "PATH")]
-    pub argocd_ca_file: Option<PathBuf>,
-    /// Plain HTTP to the Argo CD API server (behind a TLS-terminating proxy).
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_PLAINTEXT")]
-    pub argocd_plaintext: bool,
-    /// Accept any TLS certificate from the Argo CD API server.
-    #[arg(long, env = "ARGO_DRIFT_ARGOCD_INSECURE")]
-    pub argocd_insecure: bool,
-}
-
-/// A PEM file, or every file of a directory (a projected volume: its entries are links into a
-/// `..data` directory, hidden entries skipped), concatenated; `None` for an empty directory.
-fn read_pems(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
-    if !path.is_dir() {
-        return std::fs::read(path).map(Some);
-    }
-    let mut names: Vec<PathBuf> = std::fs::read_dir(path)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.'))
-                && p.is_file()
-        })
-        .collect();
-    names.sort();
-    let mut pem = Vec::new();
-    for name in names {
-        pem.extend(std::fs::read(name)?);
-        pem.push(b'\n');
-    }
-    Ok((!pem.is_empty()).then_some(pem))
-}
-
-impl ArgoCdArgs {
-    /// The client settings, token and CA read from their files; `None` without a server. What
-    /// is not given here comes from `ARGOCD_OPTS`, as the argocd CLI takes it.
-    pub fn settings(&self) -> anyhow::Result<Option<crate::argocd::Settings>> {
-        let opts = std::env::var("ARGOCD_OPTS").unwrap_or_default();
-        self.settings_with(&opts)
-    }
-
-    /// `settings` with `ARGOCD_OPTS` given.
-    pub fn settings_with(
-        &self,
-        argocd_opts: &str,
-    ) -> anyhow::Result<Option<crate::argocd::Settings>> {
-        use anyhow::Context as _;
-        let opts = argocd_opts_flags(argocd_opts).map_err(anyhow::Error::msg)?;
-        let flag = |k: &str| opts.get(k).map(String::as_str) == Some("true");
-        let Some(server) = self.argocd_server.as_ref().or(opts.get("server")) else {
-            return Ok(None);
-        };
-        let token = match (&self.argocd_token, &self.argocd_token_file) {
-            (Some(t), _) => t.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading the Argo CD token file {}", path.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => opts.get("auth-token").cloned().unwrap_or_default(),
-        };
-        let ca_pem = match &self.argocd_ca_file {
-            Some(path) => read_pems(path)
-                .with_context(|| format!("reading the Argo CD CA file {}", path.display()))?,
-            None => None,
-        };
-        let mut settings = crate::argocd::Settings::new(server, token);
-        settings.ca_pem = ca_pem;
-        settings.plaintext = self.argocd_plaintext || flag("plaintext");
-        settings.insecure = self.argocd_insecure || flag("insecure");
-        Ok(Some(settings))
-    }
-}
-
-/// `ARGOCD_OPTS` read as the argocd CLI reads it (util/config/env.go, LoadFlags): shell words;
-/// `--flag value`, `--flag` alone meaning `true`, and `--flag=value`. Values are never quoted
-/// back in errors (`--auth-token` is one).
-pub fn argocd_opts_flags(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let words = shlex::split(text).ok_or_else(|| "ARGOCD_OPTS: unbalanced quotes".to_string())?;
-    let mut flags = BTreeMap::new();
-    let mut key: Option<String> = None;
-    for (i, word) in words.iter().enumerate() {
-        if let Some(name) = word.strip_prefix("--") {
-            if let Some(k) = key.take() {
-                flags.insert(k, "true".to_string());
-            }
-            key = Some(name.to_string());
-        } else if let Some(k) = key.take() {
-            flags.insert(k, word.clone());
-        } else {
-            return Err(format!(
-                "ARGOCD_OPTS: word {} is not a --flag nor a flag's value",
-                i + 1
-            ));
-        }
-    }
-    if let Some(k) = key {
-        flags.insert(k, "true".to_string());
-    }
-    // `--foo=bar`, which shell splitting leaves whole (argo-cd issue 6822).
-    let joined: Vec<(String, String)> = flags
-        .iter()
-        .filter(|(k, v)| k.contains('=') && v.as_str() == "true")
-        .filter_map(|(k, _)| {
-            k.split_once('=')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .collect();
-    for (k, v) in joined {
-        flags.entry(k).or_insert(v);
-    }
-    Ok(flags)
 }

@@ -2,26 +2,23 @@
 //! controller (Kubernetes watches, Git, reports, Events, metrics). The drift logic itself lives in `argo-drift-core`.
 
 pub mod admin;
-pub mod application;
-pub mod argocd;
 pub mod cli;
-pub mod clusters;
 pub mod commands;
-pub mod desired;
-pub mod error;
 pub mod health;
 pub mod leader;
-pub mod live;
-pub mod metrics;
-pub mod namespaces;
 pub mod output;
 pub mod publish;
 pub mod reconcile;
 pub mod remediate;
-pub mod repo;
 pub mod rollback;
 pub mod sources;
-pub mod telemetry;
+
+// Where live state comes from (clusters, watches, Argo CD's settings and Applications) and
+// where desired state comes from (Git, Argo CD's API) are libraries the hooks share; they are
+// re-exported here under the paths the controller's modules use.
+pub use argo_drift_cluster::process as telemetry;
+pub use argo_drift_cluster::{application, clusters, error, live, metrics, namespaces};
+pub use argo_drift_desired::{argocd, repo, sources as desired};
 
 use std::process::ExitCode;
 
@@ -39,9 +36,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Lock a mutex even if a panic elsewhere poisoned it: a panicking task must not take the
-/// controller down with it, and every map behind these locks is updated by single inserts and
-/// removes, so it stays consistent.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use argo_drift_cluster::lock;

@@ -8,16 +8,18 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 pub use kube::runtime::events::EventType;
 use kube::Client;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+pub use argo_drift_cluster::records::{
+    fnv, keep_newest, label_value, record_name, report_name, APP_LABEL,
+};
 
 pub const FIELD_MANAGER: &str = "argo-drift";
 pub const REPORT_LABEL: &str = "argo-drift.io/report";
-pub const APP_LABEL: &str = "argo-drift.io/app";
 pub const SEVERITY_LABEL: &str = "argo-drift.io/severity";
 pub const FINGERPRINT_ANNOTATION: &str = "argo-drift.io/drift-fingerprint";
 pub const INCIDENT_ANNOTATION: &str = "argo-drift.io/incident";
@@ -33,114 +35,6 @@ pub const DRIFT_SUMMARY_ANNOTATION: &str = "argo-drift.io/drift-summary";
 const SUMMARY_MAX: usize = 250;
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
 pub const REPORT_LIMIT: usize = 900 * 1024;
-
-pub fn report_name(app: &str) -> String {
-    bounded_name("argo-drift-report-", app, 253)
-}
-
-/// `prefix` + `name`, kept within `max` characters: a name that would not fit keeps its start
-/// and gets a hash of the whole, so that two long names stay two names.
-fn bounded_name(prefix: &str, name: &str, max: usize) -> String {
-    let full = format!("{prefix}{name}");
-    if full.len() <= max {
-        return full;
-    }
-    let hash = &fnv(name.as_bytes())[..10];
-    let keep = max - prefix.len() - hash.len() - 1;
-    let start: String = name.chars().take(keep).collect();
-    format!("{prefix}{}-{hash}", start.trim_end_matches(['-', '.']))
-}
-
-/// A label value for a name (an Application's or a namespace's, up to 253 characters): the name
-/// itself when it is a valid label value, else its first characters and a hash of the whole
-/// (label values are at most 63 characters). Selectors use the same function.
-pub fn label_value(name: &str) -> String {
-    let valid = name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if valid || name.is_empty() {
-        return name.to_string();
-    }
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let start: String = cleaned
-        .trim_start_matches(['-', '_', '.'])
-        .chars()
-        .take(52)
-        .collect();
-    let start = start.trim_end_matches(['-', '_', '.']);
-    let hash = &fnv(name.as_bytes())[..10];
-    if start.is_empty() {
-        hash.to_string()
-    } else {
-        format!("{start}-{hash}")
-    }
-}
-
-/// Delete all but the newest `keep` ConfigMaps matching `selector` (by creation time, then
-/// name: record names end in their time). Failures are logged: retention never fails the
-/// action it follows.
-pub async fn keep_newest(client: &Client, namespace: &str, selector: &str, keep: usize) {
-    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-    let Ok(list) = api.list(&ListParams::default().labels(selector)).await else {
-        tracing::warn!(selector, "could not list records for retention");
-        return;
-    };
-    let mut items: Vec<(String, String)> = list
-        .items
-        .into_iter()
-        .filter_map(|c| {
-            let created = c
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default();
-            c.metadata.name.map(|n| (created, n))
-        })
-        .collect();
-    items.sort();
-    let excess = items.len().saturating_sub(keep.max(1));
-    for (_, name) in items.into_iter().take(excess) {
-        if let Err(e) = api.delete(&name, &Default::default()).await {
-            tracing::warn!(record = %name, error = %e, "could not delete an old record");
-        }
-    }
-}
-
-/// A ConfigMap name from parts: lower case, `[a-z0-9.-]`, at most 253 characters. Too long (an
-/// Application name can take them all), it keeps its start and ends in a hash of the whole, so
-/// that records told apart by a later part (a time) stay apart.
-pub fn record_name(parts: &[&str]) -> String {
-    let joined = parts.join("-").to_lowercase();
-    let cleaned: String = joined
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let cleaned = cleaned.trim_matches('-');
-    if cleaned.len() <= 253 {
-        return cleaned.to_string();
-    }
-    let start = cleaned[..242].trim_end_matches(['-', '.']);
-    format!("{start}-{}", &fnv(joined.as_bytes())[..10])
-}
 
 /// What the report ConfigMap holds.
 #[derive(Debug, Serialize)]
@@ -496,16 +390,6 @@ pub fn fingerprint_text(envelope: &Envelope<'_>) -> String {
 
 pub fn fingerprint_str(text: &str) -> String {
     fnv(text.as_bytes())
-}
-
-/// FNV-1a, 64 bits: stable across builds and platforms, unlike `DefaultHasher`.
-fn fnv(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }
 
 /// The highest severity among resources not in sync; `None` when all are.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use argo_drift_core::agreement::{self, Agreement, ArgoCdResource};
 use argo_drift_core::argocd_cm::ArgoCdSettings;
-use argo_drift_core::manifest::{index_by_key, Origin, Resource, ResourceKey, Scopes};
+use argo_drift_core::manifest::{index_by_key, Resource, ResourceKey};
 use argo_drift_core::normalize::ignore::IgnoreRule;
-use argo_drift_core::normalize::{prepare, Prepared};
+use argo_drift_core::normalize::Prepared;
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
 use argo_drift_core::{Policy, Severity, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
@@ -24,14 +24,16 @@ use serde_json::Value;
 use tracing::instrument;
 
 use crate::application::{self, Application};
+pub use crate::application::{compile_ignores, tracking_name};
 use crate::argocd::{ArgoCd, ResourceDiff};
 use crate::clusters::Clusters;
 use crate::error::{Error, Result};
-use crate::live::{AppRef, Kind, LiveState, WatchKey};
+use crate::live::{to_prepared, AppRef, Kind, LiveState, WatchKey};
 use crate::lock;
 use crate::metrics::{labels, Metrics};
 use crate::publish::{self, Envelope, Published, Publisher};
 use crate::repo::Repos;
+use argo_drift_cluster::discovery::place;
 use argo_drift_notify::{ChangeLine, EventKind, Notification};
 
 pub struct Settings {
@@ -139,18 +141,7 @@ impl Context {
                 return Ok(settings.clone());
             }
         }
-        let data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
-        let settings = Arc::new(ArgoCdSettings::from_data(&data).map_err(|(key, message)| {
-            Error::ArgoCdSettings {
-                configmap: format!(
-                    "{}/{}",
-                    cm.metadata.namespace.as_deref().unwrap_or_default(),
-                    cm.metadata.name.as_deref().unwrap_or_default()
-                ),
-                key,
-                message,
-            }
-        })?);
+        let settings = Arc::new(argo_drift_cluster::settings::from_configmap(&cm)?);
         *lock(&self.argocd_settings) = Some((version, settings.clone()));
         Ok(settings)
     }
@@ -379,33 +370,21 @@ async fn analyse_app(
         tracing::debug!(resource = %r.key, "excluded in Argo CD's settings: not compared");
     }
 
-    // Scopes come from discovery, so that a namespace is filled in exactly where the server
-    // would fill it in.
-    let mut scopes = Scopes::default();
-    let mut kinds: BTreeMap<(String, String), Arc<Kind>> = BTreeMap::new();
-    for r in &resources {
-        let id = (r.api_version.clone(), r.key.kind.clone());
-        if kinds.contains_key(&id) {
-            continue;
-        }
-        let kind = match live_state.kind(&r.api_version, &r.key.kind).await {
-            Ok(kind) => kind,
-            Err(e) => return Err(cluster.explain(e).await),
-        };
-        scopes.learn(&r.key.group, &r.key.kind, !kind.namespaced);
-        kinds.insert(id, kind);
-    }
-    let default_namespace = if app.destination_namespace.is_empty() {
-        "default"
-    } else {
-        &app.destination_namespace
+    // Kinds and namespaces as this cluster serves them (shared with the PreSync hook).
+    let placed = match place(
+        live_state.kinds(),
+        resources,
+        &policy.tracking,
+        &app.destination_namespace,
+    )
+    .await
+    {
+        Ok(placed) => placed,
+        Err(e) => return Err(cluster.explain(e).await),
     };
-    let mut prepared = Vec::with_capacity(resources.len());
+    let mut prepared = Vec::with_capacity(placed.len());
     let mut needed: BTreeMap<String, (Arc<Kind>, WatchKey)> = BTreeMap::new();
-    for r in resources {
-        let kind = kinds[&(r.api_version.clone(), r.key.kind.clone())].clone();
-        let mut p = prepare(r, &policy.tracking);
-        p.resolve_namespace(default_namespace, &scopes);
+    for (p, kind) in placed {
         let key = WatchKey {
             group: kind.resource.group.clone(),
             version: kind.resource.version.clone(),
@@ -491,6 +470,7 @@ async fn analyse_app(
         app_ignore: Arc::new(app_ignore),
         sensitive_annotations: Arc::new(argocd.sensitive_annotations.clone()),
         argocd_secret_differences: managed.as_deref().map(|m| Arc::new(secret_differences(m))),
+        known_types: argocd.known_types.clone(),
     };
     let mut report = analyse(desired, &live, &policy, &options);
     // Once per analysis: it serialises the drifted part of the report.
@@ -690,30 +670,6 @@ fn secret_differences(diffs: &[ResourceDiff]) -> BTreeMap<ResourceKey, BTreeSet<
     out
 }
 
-/// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
-/// namespace, and as `<namespace>_<name>` otherwise ("apps in any namespace").
-pub fn tracking_name(app: &Application, control_plane: &str) -> String {
-    if app.namespace == control_plane || app.namespace.is_empty() {
-        app.name.clone()
-    } else {
-        format!("{}_{}", app.namespace, app.name)
-    }
-}
-
-pub fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
-    let mut rules = Vec::new();
-    for (i, spec) in app.ignore_differences.iter().enumerate() {
-        let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| {
-            Error::InvalidApplication {
-                app: format!("{}/{}", app.namespace, app.name),
-                message: format!("spec.ignoreDifferences[{i}].{key}: {message}"),
-            }
-        })?;
-        rules.push(rule);
-    }
-    Ok(rules)
-}
-
 /// The application's manifests and the revision they were read at.
 async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Option<String>)> {
     let secrets: Vec<Secret> = ctx
@@ -739,7 +695,6 @@ fn live_objects(
     tracking_name: &str,
     policy: &Policy,
 ) -> Result<BTreeMap<ResourceKey, Prepared>> {
-    let source: Arc<str> = Arc::from("live");
     let mut live = BTreeMap::new();
     for w in watches {
         for o in live_state.objects(w) {
@@ -759,20 +714,10 @@ fn live_objects(
             {
                 continue; // our own reports are never part of an application
             }
-            let mut value = serde_json::to_value(&*o).unwrap_or(Value::Null);
-            // Items of a list or watch may come without their type; the watch knows it.
-            if let Value::Object(map) = &mut value {
-                map.insert("apiVersion".into(), Value::String(w.api_version()));
-                map.insert("kind".into(), Value::String(w.kind.clone()));
-            }
-            let origin = Origin {
-                source: source.clone(),
-                document: 1,
-                item: None,
-                line: 1,
-            };
-            let resource = Resource::from_object(value, origin)?;
-            live.insert(key, prepare(resource, &policy.tracking));
+            live.insert(
+                key,
+                to_prepared(&o, &w.api_version(), &w.kind, &policy.tracking)?,
+            );
         }
     }
     Ok(live)

@@ -14,35 +14,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::Client;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::desired::short;
 use crate::reconcile::Context;
+pub use argo_drift_cluster::records::{Request, REQUEST_KEY, ROLLBACK_LABEL};
 
-/// The alert ConfigMap's label carrying the request's state: `requested`, then `done`,
-/// `failed` or `superseded`.
-pub const ROLLBACK_LABEL: &str = "argo-drift.io/rollback";
-/// The alert ConfigMap's key holding the request.
-pub const REQUEST_KEY: &str = "rollback.json";
 const SELECTOR: &str = "alert-type=emergency,argo-drift.io/rollback=requested";
 const FIELD_MANAGER: &str = "argo-drift-rollback";
-
-/// What the SyncFail hook decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Request {
-    pub app_namespace: String,
-    pub app: String,
-    /// The history entry to roll back to, and its revision.
-    pub history_id: i64,
-    pub revision: String,
-    pub failing_revision: String,
-    /// `status.operationState.startedAt` of the failed operation: the one this request is about.
-    pub operation_started_at: String,
-    pub prune: bool,
-}
 
 /// What to do with a request, given the Application as it is now.
 #[derive(Debug, PartialEq, Eq)]

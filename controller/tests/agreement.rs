@@ -140,6 +140,16 @@ fn check(report: &Value) -> Result<(), String> {
     }
 }
 
+/// The fields argo-drift names as changed on the report's first resource.
+fn changed_fields(report: &Value) -> Vec<&str> {
+    report["resources"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect()
+}
+
 fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
     let r = report["resources"]
         .as_array()
@@ -356,13 +366,7 @@ async fn an_ignore_rule_set_once_in_argocd_cm_holds_for_argo_cd_and_argo_drift_a
         class_of(&r, "ConfigMap", "tuning"),
         ("OutOfSync".into(), "agree".into())
     );
-    let fields: Vec<&str> = r["resources"][0]["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["data.other"]);
+    assert_eq!(changed_fields(&r), ["data.other"]);
     // The rule widened in argocd-cm while both run: taken up without a restart.
     ignore_config_map_fields(&client, &["/data/tuned", "/data/other"]).await;
     let r = s.settled(&[]).await;
@@ -443,6 +447,86 @@ async fn excluded_kinds_and_aggregated_roles_are_judged_as_argo_cd_judges_them()
     // Argo CD never created it: it is excluded from management.
     let limits = dynamic(&client, &shop, "v1", "LimitRange").await;
     assert!(limits.get_opt("limits").await.unwrap().is_none());
+    controller.stop().await;
+}
+
+/// `knownTypeFields` set once in the real Argo CD's argocd-cm: a custom resource's quantity and
+/// duration rewritten to an equal value in another spelling (as a controller or webhook that
+/// normalises them would) are in sync for Argo CD and for argo-drift alike; a different value
+/// is drift for both, and argo-drift names only that field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_type_fields_set_in_argocd_cm_compare_as_argo_cd_compares_them() {
+    let real = real_argocd();
+    let client = client().await;
+    let group = "known-types.argo-drift.io";
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("certificates.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "certificates", "singular": "certificate", "kind": "Certificate"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
+    apply(&client, "", crd, "argo-drift-tests").await;
+    wait_for("the test CRD to be served", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let gvk = kube::api::GroupVersionKind::gvk(group, "v1", "Certificate");
+            kube::discovery::pinned_kind(&client, &gvk).await.ok()
+        }
+    })
+    .await;
+    // Under a field manager of this test's own; no other test uses this group.
+    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+    "metadata": {"name": "argocd-cm"},
+    "data": {
+        format!("resource.customizations.knownTypeFields.{group}_Certificate"):
+            "- field: spec.duration\n  type: meta/v1/Duration\n- field: spec.ram\n  type: core/Quantity\n",
+    }});
+    apply(
+        &client,
+        &real.namespace,
+        settings,
+        "argo-drift-tests-known-types",
+    )
+    .await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("known.git"));
+    repo.write(
+        "certs/cert.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Certificate\nmetadata:\n  name: web\nspec:\n  duration: 8760h\n  ram: 1.25G\n  issuer: acme\n"),
+    );
+    repo.commit("certificate");
+    let app = application("web", &repo.url(), "certs", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    s.settled(&[]).await;
+    let certs = dynamic(&client, &shop, &format!("{group}/v1"), "Certificate").await;
+    merge(
+        &certs,
+        "web",
+        "cert-normaliser",
+        json!({"spec": {"duration": "8760h0m0s", "ram": "1250M"}}),
+    )
+    .await;
+    let r = s.settled(&[]).await;
+    assert_eq!(
+        class_of(&r, "Certificate", "web"),
+        ("Synced".into(), "agree".into())
+    );
+    merge(
+        &certs,
+        "web",
+        "kubectl-edit",
+        json!({"spec": {"ram": "2G"}}),
+    )
+    .await;
+    let r = s.settled(&["Certificate/web"]).await;
+    assert_eq!(
+        class_of(&r, "Certificate", "web"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    assert_eq!(changed_fields(&r), ["spec.ram"]);
     controller.stop().await;
 }
 

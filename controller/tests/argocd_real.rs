@@ -302,3 +302,50 @@ async fn a_helm_charts_manifests_come_with_the_secret_masked_as_argo_cd_masks_it
         .unwrap();
     assert_eq!(managed.len(), 2, "{managed:?}");
 }
+
+/// The real Argo CD's settings API, read as the PreSync hook reads it on a cluster where it
+/// cannot read argocd-cm: a rule set in argocd-cm (split key) comes back as an override and is
+/// the same ignore rule, and Argo CD 3's default tracking (annotation) comes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_cds_settings_api_serves_the_rules_set_in_argocd_cm() {
+    let argocd = real_argocd();
+    let client = client().await;
+    let key = "resource.customizations.ignoreDifferences.argo-drift-settings-api.io_Probe";
+    let settings = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm"},
+        "data": {key: "jsonPointers:\n- /spec/probe\n"}});
+    apply(
+        &client,
+        &argocd.namespace,
+        settings,
+        "argo-drift-tests-settings-api",
+    )
+    .await;
+    let api = argocd.client();
+    // Argo CD's settings manager follows argocd-cm through an informer: wait for the rule.
+    let answer = wait_for(
+        "the rule in Argo CD's settings API",
+        Duration::from_secs(30),
+        || async {
+            let answer = api.settings().await.unwrap();
+            answer["resourceOverrides"]
+                .get("argo-drift-settings-api.io/Probe")
+                .is_some()
+                .then_some(answer)
+        },
+    )
+    .await;
+    let parsed = argo_drift_cluster::settings::from_api(&answer).unwrap();
+    assert_eq!(
+        parsed.tracking_method,
+        Some(argo_drift_core::normalize::TrackingMethod::Annotation),
+        "{answer:#}"
+    );
+    let probe = parsed
+        .ignore_rules
+        .iter()
+        .find(|r| r.spec().group == "argo-drift-settings-api.io")
+        .unwrap_or_else(|| panic!("no rule for the probe kind: {answer:#}"));
+    assert_eq!(probe.spec().kind, "Probe");
+    assert_eq!(probe.spec().json_pointers, ["/spec/probe"]);
+}

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::normalize::ignore::{argocd_cm_rules, IgnoreDifferences, IgnoreRule};
+use crate::normalize::known_types::{KnownTypeField, KnownTypes};
 use crate::normalize::{TrackingKeys, TrackingMethod};
 
 /// The settings of one version of `argocd-cm`.
@@ -27,6 +28,10 @@ pub struct ArgoCdSettings {
     pub installation_id: Option<String>,
     /// `resource.sensitive.mask.annotations`: Secret annotations whose values are masked.
     pub sensitive_annotations: Vec<String>,
+    /// `knownTypeFields` of the resource customizations, with Argo CD's built-in for Rollouts.
+    pub known_types: std::sync::Arc<KnownTypes>,
+    /// Entries Argo CD skips with a warning (an unsupported known type), said as warnings.
+    pub warnings: Vec<String>,
 }
 
 impl ArgoCdSettings {
@@ -47,6 +52,7 @@ impl ArgoCdSettings {
                     .map_err(|e: String| ("application.resourceTrackingMethod".to_string(), e))?,
             ),
         };
+        let (known_types, warnings) = KnownTypes::from_overrides(known_type_overrides(data)?);
         let non_empty = |key: &str| {
             data.get(key)
                 .map(|v| v.trim().to_string())
@@ -72,6 +78,8 @@ impl ArgoCdSettings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            known_types: std::sync::Arc::new(known_types),
+            warnings,
         })
     }
 
@@ -87,6 +95,53 @@ impl ArgoCdSettings {
             keys.installation_id = id.clone();
         }
     }
+}
+
+/// Every override's `knownTypeFields`, from `resource.customizations` (YAML keyed by
+/// `<group>/<kind>`) and the split keys `resource.customizations.knownTypeFields.<group>_<kind>`
+/// (settings.go GetResourceOverrides, appendResourceOverridesFromSplitKeys, convertToOverrideKey;
+/// a split key wins over the same override in the YAML).
+fn known_type_overrides(
+    data: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<KnownTypeField>>, (String, String)> {
+    const PREFIX: &str = "resource.customizations";
+    let mut overrides = BTreeMap::new();
+    if let Some(text) = data.get(PREFIX).filter(|t| !t.trim().is_empty()) {
+        #[derive(Deserialize)]
+        struct Override {
+            #[serde(default, rename = "knownTypeFields")]
+            known_type_fields: Option<Vec<KnownTypeField>>,
+        }
+        let map: BTreeMap<String, Override> =
+            serde_yaml::from_str(text).map_err(|e| (PREFIX.to_string(), e.to_string()))?;
+        for (key, o) in map {
+            if let Some(fields) = o.known_type_fields.filter(|f| !f.is_empty()) {
+                overrides.insert(key, fields);
+            }
+        }
+    }
+    let split = format!("{PREFIX}.knownTypeFields.");
+    for (key, text) in data {
+        let Some(group_kind) = key.strip_prefix(&split) else {
+            continue;
+        };
+        let override_key = match group_kind.split('_').collect::<Vec<_>>().as_slice() {
+            ["all"] => "*/*".to_string(),
+            [group, kind] => format!("{group}/{kind}"),
+            [kind] if !kind.is_empty() => kind.to_string(),
+            _ => {
+                return Err((
+                    key.clone(),
+                    "must be resource.customizations.knownTypeFields.<group>_<kind> or .<kind>"
+                        .to_string(),
+                ))
+            }
+        };
+        let fields: Vec<KnownTypeField> =
+            serde_yaml::from_str(text).map_err(|e| (key.clone(), e.to_string()))?;
+        overrides.insert(override_key, fields);
+    }
+    Ok(overrides)
 }
 
 /// `resource.compareoptions` (settings.go GetResourceCompareOptions; its defaults from
@@ -488,5 +543,37 @@ mod tests {
         assert_eq!(token(&a), token(&b));
         assert_ne!(token(&a), token(&c));
         assert_eq!(a["metadata"]["annotations"]["team"], "shop");
+    }
+
+    #[test]
+    fn known_type_fields_in_both_of_argo_cds_forms() {
+        let data = BTreeMap::from([
+            (
+                "resource.customizations".to_string(),
+                "some.io/TestCRD:\n  knownTypeFields:\n  - field: spec.ram\n    type: core/Quantity\n"
+                    .to_string(),
+            ),
+            (
+                "resource.customizations.knownTypeFields.cert-manager.io_Certificate".to_string(),
+                "- field: spec.duration\n  type: meta/v1/Duration\n- field: spec.x\n  type: apps/v1/Nope\n"
+                    .to_string(),
+            ),
+        ]);
+        let s = ArgoCdSettings::from_data(&data).unwrap();
+        assert!(s.known_types.applies_to("some.io", "TestCRD"));
+        assert!(s.known_types.applies_to("cert-manager.io", "Certificate"));
+        assert!(s.known_types.applies_to("argoproj.io", "Rollout"));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let bad = BTreeMap::from([(
+            "resource.customizations.knownTypeFields.a_b_c".to_string(),
+            "[]".to_string(),
+        )]);
+        let (key, _) = ArgoCdSettings::from_data(&bad).unwrap_err();
+        assert_eq!(key, "resource.customizations.knownTypeFields.a_b_c");
+        let bad = BTreeMap::from([(
+            "resource.customizations.knownTypeFields.apps_Foo".to_string(),
+            "field: [".to_string(),
+        )]);
+        assert!(ArgoCdSettings::from_data(&bad).is_err());
     }
 }

@@ -120,6 +120,8 @@ pub struct AnalyseOptions {
     /// with the same run of `+` exactly when they are equal). `None`: Argo CD was not asked.
     pub argocd_secret_differences:
         Option<std::sync::Arc<BTreeMap<ResourceKey, std::collections::BTreeSet<String>>>>,
+    /// Argo CD's `knownTypeFields` (and its built-in for Rollouts).
+    pub known_types: std::sync::Arc<crate::normalize::known_types::KnownTypes>,
 }
 
 fn version_of(api_version: &str) -> String {
@@ -396,6 +398,17 @@ fn modified_report(
             (&unmasked, fields)
         }
         None => (d, Vec::new()),
+    };
+    let aligned;
+    let (d, l) = if options.known_types.applies_to(&key.group, &key.kind) {
+        let (mut d, mut l) = (d.clone(), l.clone());
+        options
+            .known_types
+            .align(&key.group, &key.kind, &mut d.object, &mut l.object);
+        aligned = (d, l);
+        (&aligned.0, &aligned.1)
+    } else {
+        (d, l)
     };
     let comparison = compare(d, l, &compare_options, redactor);
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);

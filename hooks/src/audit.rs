@@ -46,7 +46,7 @@ pub async fn write(
             &Patch::Apply(&cm),
         )
         .await
-        .map_err(argo_drift_controller::error::Error::kube(format!(
+        .map_err(argo_drift_cluster::error::Error::kube(format!(
             "writing ConfigMap {namespace}/{name}"
         )))?;
     Ok(())
@@ -61,13 +61,13 @@ pub async fn read(
     let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
-        .map_err(argo_drift_controller::error::Error::kube(format!(
+        .map_err(argo_drift_cluster::error::Error::kube(format!(
             "reading ConfigMap {namespace}/{name}"
         )))?;
     Ok(cm.map(|c| c.data.unwrap_or_default()))
 }
 
-pub use argo_drift_controller::publish::{keep_newest, record_name as name};
+pub use argo_drift_cluster::records::{keep_newest, record_name as name};
 
 /// Unix seconds now.
 pub fn now() -> i64 {

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use argo_drift_controller::cli::{ArgoCdArgs, GlobalArgs};
+use argo_drift_cluster::process::GlobalArgs;
+use argo_drift_desired::argocd::ArgoCdArgs;
 
 pub mod audit;
 pub mod postsync;
@@ -59,13 +60,23 @@ pub struct Common {
     pub argocd: ArgoCdArgs,
 }
 
+impl Common {
+    /// Argo CD's API client, when a server is given (flag, `ARGOCD_SERVER` or `ARGOCD_OPTS`).
+    pub fn argocd(&self) -> anyhow::Result<Option<argo_drift_desired::argocd::ArgoCd>> {
+        match self.argocd.settings()? {
+            Some(s) => Ok(Some(argo_drift_desired::argocd::ArgoCd::new(s)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Run a hook: logging set up, a runtime, the summary printed last, the exit code mapped.
 pub fn main_with<A, F, Fut>(name: &str, global: &GlobalArgs, args: A, run: F) -> ExitCode
 where
     F: FnOnce(A) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
-    argo_drift_controller::telemetry::init(global);
+    argo_drift_cluster::process::init(global);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +110,7 @@ pub fn text<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-pub use argo_drift_controller::desired::short;
+pub use argo_drift_desired::short;
 
 /// Send `n` now to every channel its routes pick, waiting for each (a hook's process ends
 /// right after). Failures are logged and returned as text; they never fail the hook.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use argo_drift_controller::application::Application;
-use argo_drift_controller::publish::label_value;
-use argo_drift_controller::repo::Repos;
+use argo_drift_cluster::application::Application;
+use argo_drift_cluster::records::label_value;
+use argo_drift_desired::repo::Repos;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -34,7 +34,7 @@ const RECORD_LIMIT: usize = 900 * 1024;
 )]
 pub struct Args {
     #[command(flatten)]
-    pub global: argo_drift_controller::cli::GlobalArgs,
+    pub global: argo_drift_cluster::process::GlobalArgs,
     #[command(flatten)]
     pub common: Common,
     /// Where Git repositories are cloned (bare) to read commit details.
@@ -108,7 +108,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .await
         .context("connecting to Kubernetes")?;
     let target = target::find(&client, &args.common).await?;
-    let object = target::load(&client, &target).await?;
+    let argocd = args.common.argocd()?;
+    let object = target::load(&client, argocd.as_ref(), &target).await?;
     let app = serde_json::to_value(&object).unwrap_or(Value::Null);
     let full = format!("{}/{}", target.namespace, target.name);
     let revision = synced_revision(&app)
@@ -122,12 +123,12 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             if parsed.sources.len() == 1
                 && !matches!(
                     parsed.sources[0].kind,
-                    Some(argo_drift_controller::application::SourceKind::Rendered(_))
+                    Some(argo_drift_cluster::application::SourceKind::Rendered(_))
                 ) =>
         {
             let url = parsed.sources[0].repo_url.clone();
             let secrets = repo_secrets(&client, records).await;
-            let credentials = argo_drift_controller::desired::credentials_for(&secrets, &url);
+            let credentials = argo_drift_desired::credentials_for(&secrets, &url);
             let known = known_hosts(&client, records).await;
             let repos = repos(&args.repo_cache);
             let rev = revision.clone();

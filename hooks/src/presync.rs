@@ -8,19 +8,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use argo_drift_controller::application::Application;
-use argo_drift_controller::argocd::ArgoCd;
-use argo_drift_controller::cli::PolicyArgs;
-use argo_drift_controller::desired::Sources;
-use argo_drift_controller::publish::label_value;
-use argo_drift_controller::reconcile::{compile_ignores, tracking_name};
-use argo_drift_core::manifest::{index_by_key, Origin, ResourceKey, Scopes};
-use argo_drift_core::normalize::{prepare, Prepared};
+use argo_drift_cluster::application::Application;
+use argo_drift_cluster::application::{compile_ignores, tracking_name};
+use argo_drift_cluster::discovery::{place, Kinds};
+use argo_drift_cluster::live::read_once;
+use argo_drift_cluster::process::PolicyArgs;
+use argo_drift_cluster::records::label_value;
+use argo_drift_core::argocd_cm::ArgoCdSettings;
+use argo_drift_core::manifest::index_by_key;
 use argo_drift_core::report::{analyse, AnalyseOptions, DriftReport};
 use argo_drift_core::{Severity, Status};
-use kube::api::{DynamicObject, GroupVersionKind};
-use kube::discovery::{pinned_kind, Scope};
-use kube::{Api, Client};
+use argo_drift_desired::argocd::ArgoCd;
+use argo_drift_desired::Sources;
+use kube::Client;
 use serde_json::{json, Value};
 
 use crate::postsync::{known_hosts, repo_secrets, repos};
@@ -41,7 +41,7 @@ pub const ANALYSIS_LABEL: &str = "argo-drift.io/analysis";
 )]
 pub struct Args {
     #[command(flatten)]
-    pub global: argo_drift_controller::cli::GlobalArgs,
+    pub global: argo_drift_cluster::process::GlobalArgs,
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -83,7 +83,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .await
         .context("connecting to Kubernetes")?;
     let target = target::find(&client, &args.common).await?;
-    let object = target::load(&client, &target).await?;
+    let argocd = args.common.argocd()?;
+    let object = target::load(&client, argocd.as_ref(), &target).await?;
     let app_value = serde_json::to_value(&object).unwrap_or(Value::Null);
     let full = format!("{}/{}", target.namespace, target.name);
     let app = Application::parse(&object)?;
@@ -98,13 +99,15 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .or_else(|| app.sources.first().map(|s| s.target_revision.clone()))
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "HEAD".into());
-    let policy = argo_drift_controller::commands::load_policy(&args.policy)?;
+    let mut policy = argo_drift_cluster::process::load_policy(&args.policy)?;
     let records = args.common.app_namespace.clone();
+    // Argo CD's settings are the baseline, as in the controller: its tracking, ignore rules,
+    // known types, exclusions and masked annotations.
+    let (settings, settings_from) = argocd_settings(&client, argocd.as_ref(), &records).await?;
+    settings.apply_tracking(&mut policy.tracking);
+    let mut app_ignore = settings.ignore_rules.clone();
+    app_ignore.extend(compile_ignores(&app)?);
 
-    let argocd = match args.common.argocd.settings()? {
-        Some(s) => Some(ArgoCd::new(s)?),
-        None => None,
-    };
     let secrets = repo_secrets(&client, &records).await;
     let sources = Sources {
         repos: repos(&args.repo_cache),
@@ -114,43 +117,37 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let (resources, commit) = sources.render(&app, Some(&revision)).await?;
     let commit = commit.unwrap_or_else(|| revision.clone());
-
-    // Kinds through discovery: scope decides where a namespace is filled in.
-    let mut scopes = Scopes::default();
-    let mut apis: BTreeMap<(String, String), (kube::api::ApiResource, bool)> = BTreeMap::new();
-    for r in &resources {
-        let id = (r.api_version.clone(), r.key.kind.clone());
-        if apis.contains_key(&id) {
-            continue;
-        }
-        let (group, version) = r
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", r.api_version.as_str()));
-        let gvk = GroupVersionKind::gvk(group, version, &r.key.kind);
-        let (resource, caps) = pinned_kind(&client, &gvk).await.with_context(|| {
-            format!(
-                "{} {}: unknown to the API server",
-                r.api_version, r.key.kind
-            )
-        })?;
-        let namespaced = caps.scope == Scope::Namespaced;
-        scopes.learn(&r.key.group, &r.key.kind, !namespaced);
-        apis.insert(id, (resource, namespaced));
-    }
-    let default_namespace = if app.destination_namespace.is_empty() {
-        "default".to_string()
+    // Kinds Argo CD does not manage on the destination are neither applied nor compared.
+    let server = if app.destination_server.is_empty() {
+        argo_drift_cluster::clusters::IN_CLUSTER_SERVER
     } else {
-        app.destination_namespace.clone()
+        app.destination_server.as_str()
     };
-    let mut prepared = Vec::new();
-    for r in resources {
-        let mut p = prepare(r, &policy.tracking);
-        p.resolve_namespace(&default_namespace, &scopes);
-        prepared.push(p);
-    }
-    let mut desired = index_by_key(prepared)?;
-    let (live, unreadable) = live_objects(&client, &desired, &apis, &policy).await?;
+    let resources: Vec<_> = resources
+        .into_iter()
+        .filter(|r| {
+            !settings
+                .resources
+                .is_excluded(&r.key.group, &r.key.kind, server)
+        })
+        .collect();
+
+    // Kinds, namespaces and live objects as the controller reads them (argo-drift-cluster),
+    // once each: a hook lives for seconds, so no watches.
+    let kinds = Kinds::new(client.clone());
+    let placed = place(
+        &kinds,
+        resources,
+        &policy.tracking,
+        &app.destination_namespace,
+    )
+    .await?;
+    let wanted: Vec<_> = placed
+        .iter()
+        .map(|(p, kind)| (p.key.clone(), p.api_version.clone(), kind.clone()))
+        .collect();
+    let mut desired = index_by_key(placed.into_iter().map(|(p, _)| p).collect())?;
+    let (live, unreadable) = read_once(&client, &wanted, &policy.tracking).await?;
     // What the hooks may not read (a Secret outside the hook's namespace) is not compared:
     // neither a change nor an overwrite, but named in the analysis.
     for key in &unreadable {
@@ -160,9 +157,10 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         app: Some(tracking_name(&app, &records)),
         patches: false,
         text_diffs: false,
-        app_ignore: Arc::new(compile_ignores(&app)?),
-        sensitive_annotations: Arc::default(),
+        app_ignore: Arc::new(app_ignore),
+        sensitive_annotations: Arc::new(settings.sensitive_annotations.clone()),
         argocd_secret_differences: None,
+        known_types: settings.known_types.clone(),
     };
     let report = analyse(desired, &live, &policy, &options);
     let (changes, overwrites) = describe(&report, &policy.managers.gitops);
@@ -211,6 +209,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         "overwrites": overwrites.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
         "notCompared": unreadable.iter().map(|k| json!({"resource": k.to_string(),
             "why": "the hooks' ServiceAccount may not read it"})).collect::<Vec<_>>(),
+        "argocdSettings": settings_from,
         "gate": {"severity": gate_text, "approved": approved, "closed": closed && !args.common.dry_run},
         "analysedAt": audit::timestamp(),
     });
@@ -358,53 +357,39 @@ fn describe(report: &DriftReport, gitops: &[String]) -> (Vec<Line>, Vec<Line>) {
     (changes, overwrites)
 }
 
-/// The live counterparts of the desired objects, read one by one (a hook lives for seconds:
-/// no watches), and the objects the hooks may not read (403).
-async fn live_objects(
+/// Argo CD's settings, and where they came from: Argo CD's API when configured (it answers on
+/// any cluster), else `argocd-cm` when this ServiceAccount may read it, else Argo CD's defaults
+/// (the analysis says why). Settings Argo CD could not read either fail the hook, naming the key.
+async fn argocd_settings(
     client: &Client,
-    desired: &BTreeMap<ResourceKey, Prepared>,
-    apis: &BTreeMap<(String, String), (kube::api::ApiResource, bool)>,
-    policy: &argo_drift_core::Policy,
-) -> anyhow::Result<(BTreeMap<ResourceKey, Prepared>, Vec<ResourceKey>)> {
-    let source: Arc<str> = Arc::from("live");
-    let mut live = BTreeMap::new();
-    let mut unreadable = Vec::new();
-    for (key, d) in desired {
-        let Some((resource, namespaced)) = apis.get(&(d.api_version.clone(), key.kind.clone()))
-        else {
-            continue;
-        };
-        let api: Api<DynamicObject> = if *namespaced {
-            Api::namespaced_with(client.clone(), &key.namespace, resource)
-        } else {
-            Api::all_with(client.clone(), resource)
-        };
-        let object = match api.get_opt(&key.name).await {
-            Ok(Some(object)) => object,
-            Ok(None) => continue,
-            Err(kube::Error::Api(status)) if status.code == 403 => {
-                unreadable.push(key.clone());
-                continue;
+    argocd: Option<&ArgoCd>,
+    argocd_namespace: &str,
+) -> anyhow::Result<(ArgoCdSettings, String)> {
+    let mut tried = Vec::new();
+    if let Some(argocd) = argocd {
+        match argocd.settings().await {
+            Ok(answer) => {
+                return Ok((
+                    argo_drift_cluster::settings::from_api(&answer)?,
+                    "Argo CD's settings API".into(),
+                ))
             }
-            Err(e) => {
-                return Err(
-                    argo_drift_controller::error::Error::kube(format!("reading {key}"))(e).into(),
-                )
-            }
-        };
-        let mut value = serde_json::to_value(&object).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.insert("apiVersion".into(), Value::String(d.api_version.clone()));
-            map.insert("kind".into(), Value::String(key.kind.clone()));
+            Err(e) => tried.push(e.to_string()),
         }
-        let origin = Origin {
-            source: source.clone(),
-            document: 1,
-            item: None,
-            line: 1,
-        };
-        let resource = argo_drift_core::Resource::from_object(value, origin)?;
-        live.insert(key.clone(), prepare(resource, &policy.tracking));
     }
-    Ok((live, unreadable))
+    match argo_drift_cluster::settings::read(client, argocd_namespace).await? {
+        Ok(settings) => Ok((
+            settings,
+            format!(
+                "{argocd_namespace}/{}",
+                argo_drift_cluster::settings::ARGOCD_CM
+            ),
+        )),
+        Err(why) => {
+            tried.push(why);
+            let note = format!("Argo CD's defaults ({})", tried.join("; "));
+            tracing::warn!("Argo CD's settings not read: using {note}");
+            Ok((ArgoCdSettings::default(), note))
+        }
+    }
 }

@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use argo_drift_controller::argocd::ArgoCd;
-use argo_drift_controller::publish::label_value;
+use argo_drift_cluster::records::label_value;
 use argo_drift_core::Severity;
 use argo_drift_notify::{EventKind, Notification};
 use kube::Client;
 use serde_json::{json, Value};
 
-use argo_drift_controller::rollback::{Request, REQUEST_KEY, ROLLBACK_LABEL};
+use argo_drift_cluster::records::{Request, REQUEST_KEY, ROLLBACK_LABEL};
 
 use crate::{audit, short, target, text, Common, Outcome};
 
@@ -30,7 +29,7 @@ pub const ALERT_TYPE_LABEL: &str = "alert-type";
 )]
 pub struct Args {
     #[command(flatten)]
-    pub global: argo_drift_controller::cli::GlobalArgs,
+    pub global: argo_drift_cluster::process::GlobalArgs,
     #[command(flatten)]
     pub common: Common,
     /// At most one rollback per application within this interval.
@@ -63,7 +62,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .await
         .context("connecting to Kubernetes")?;
     let target = target::find(&client, &args.common).await?;
-    let app = target::load(&client, &target).await?;
+    let argocd = args.common.argocd()?;
+    let app = target::load(&client, argocd.as_ref(), &target).await?;
     let data = serde_json::to_value(&app.data).unwrap_or(Value::Null);
     let full = format!("{}/{}", target.namespace, target.name);
     let failing = text(&data, "/status/operationState/operation/sync/revision")
@@ -176,10 +176,9 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             short(&failing)
         )));
     }
-    let Some(settings) = args.common.argocd.settings()? else {
+    let Some(argocd) = argocd else {
         bail!("rolling back needs Argo CD's API: give --argocd-server (ARGOCD_SERVER) and a token");
     };
-    let argocd = ArgoCd::new(settings)?;
     if automated {
         argocd
             .patch(

@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::DynamicObject;
 use kube::{Api, Client};
 
+use argo_drift_desired::argocd::ArgoCd;
+
 use crate::Common;
 
 pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
@@ -53,7 +55,7 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let pod_obj = Api::<Pod>::namespaced(client.clone(), namespace)
         .get(pod)
         .await
-        .map_err(argo_drift_controller::error::Error::kube(format!(
+        .map_err(argo_drift_cluster::error::Error::kube(format!(
             "no --app/APP_NAME; reading this Pod {namespace}/{pod} to find its Job"
         )))?;
     let job = pod_obj
@@ -69,7 +71,7 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     let job_obj = Api::<Job>::namespaced(client.clone(), namespace)
         .get(&job)
         .await
-        .map_err(argo_drift_controller::error::Error::kube(format!(
+        .map_err(argo_drift_cluster::error::Error::kube(format!(
             "reading Job {namespace}/{job}, the owner of Pod {pod}"
         )))?;
     let annotation = job_obj
@@ -97,20 +99,49 @@ pub async fn find(client: &Client, common: &Common) -> anyhow::Result<Target> {
     Ok(t)
 }
 
-/// The Application object.
-pub async fn load(client: &Client, target: &Target) -> anyhow::Result<DynamicObject> {
+/// The Application object: through Argo CD's API when one is configured (it answers wherever
+/// the hook runs, also on a destination cluster that does not hold the Application), else
+/// through Kubernetes (the hook runs on Argo CD's own cluster). Should Argo CD's API fail, the
+/// Kubernetes read is tried before giving up, and an error names both.
+pub async fn load(
+    client: &Client,
+    argocd: Option<&ArgoCd>,
+    target: &Target,
+) -> anyhow::Result<DynamicObject> {
+    let what = format!(
+        "Application {}/{} (found by {})",
+        target.namespace, target.name, target.found_by
+    );
+    let through_argocd = match argocd {
+        None => None,
+        Some(argocd) => match argocd.application(&target.name, &target.namespace).await {
+            Ok(value) => match serde_json::from_value::<DynamicObject>(value) {
+                Ok(object) => return Ok(object),
+                Err(e) => Some(format!("Argo CD's API answered with no Application: {e}")),
+            },
+            Err(e) => Some(e.to_string()),
+        },
+    };
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         &target.namespace,
-        &argo_drift_controller::application::api_resource(),
+        &argo_drift_cluster::application::api_resource(),
     );
-    Ok(api
-        .get(&target.name)
-        .await
-        .map_err(argo_drift_controller::error::Error::kube(format!(
-            "reading Application {}/{} (found by {})",
-            target.namespace, target.name, target.found_by
-        )))?)
+    match api.get(&target.name).await {
+        Ok(object) => {
+            if let Some(e) = through_argocd {
+                tracing::warn!(error = %e, "{what}: read through Kubernetes, Argo CD's API failed");
+            }
+            Ok(object)
+        }
+        Err(e) => {
+            let kube = argo_drift_cluster::error::Error::kube(format!("reading {what}"))(e);
+            match through_argocd {
+                Some(first) => bail!("{kube}; and through Argo CD's API: {first}"),
+                None => Err(kube.into()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

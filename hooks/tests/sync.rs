@@ -267,6 +267,72 @@ async fn presync_outside_a_sync_is_an_error_and_a_quiet_sync_passes_the_gate() {
     assert!(last_line(&out).contains("0 change(s) up to none"), "{out}");
 }
 
+/// PreSync takes Argo CD's settings as its baseline, as the controller does: an out-of-band
+/// change to a field argocd-cm tells Argo CD to ignore is no overwrite, and the analysis says
+/// where the settings came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presync_ignores_what_argo_cds_settings_ignore() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("repo"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n  tuned: \"1\"\n";
+    repo.write("web/cm.yaml", cm);
+    let rev = repo.commit("only");
+    apply_yaml(&client, &shop, cm, "argocd-controller").await;
+    merge(
+        &dynamic(&client, &shop, "v1", "ConfigMap").await,
+        "web",
+        "kubectl-edit",
+        json!({"data": {"tuned": "7"}}),
+    )
+    .await;
+    let mut app = application("web", &repo.url(), "web", &shop, Some(&rev));
+    app["operation"] = json!({"sync": {"revision": rev}});
+    apply(&client, &argocd, app, "argocd-server").await;
+    let presync = env!("CARGO_BIN_EXE_argo-drift-presync");
+    let cache = dir.path().join("cache");
+    let args = [
+        "--app",
+        "web",
+        "--app-namespace",
+        argocd.as_str(),
+        "--repo-cache",
+        cache.to_str().unwrap(),
+        "--gate",
+        "low",
+        "--dry-run",
+    ];
+    let (code, out) = hook(presync, &args);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        last_line(&out).contains("dry-run: would close the gate")
+            && last_line(&out).contains("overwriting 1 out-of-band change(s)"),
+        "without Argo CD's settings the hand-tuned value is overwritten: {out}"
+    );
+
+    let settings = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\ndata:\n  resource.customizations.ignoreDifferences.ConfigMap: |\n    jsonPointers:\n    - /data/tuned\n";
+    apply_yaml(&client, &argocd, settings, "argocd-server").await;
+    let (code, out) = hook(presync, &args[..args.len() - 1]);
+    assert_eq!(code, 0, "{out}");
+    assert!(last_line(&out).contains("0 change(s) up to none"), "{out}");
+    let analyses = configmaps(&client, &argocd, "argo-drift.io/analysis=presync").await;
+    let analysis: Value =
+        serde_json::from_str(&analyses[0].data.as_ref().unwrap()["analysis.json"]).unwrap();
+    assert_eq!(analysis["argocdSettings"], format!("{argocd}/argocd-cm"));
+
+    // Settings Argo CD could not read either stop the hook, naming the key.
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\ndata:\n  application.resourceTrackingMethod: guess\n";
+    apply_yaml(&client, &argocd, broken, "argocd-server").await;
+    let (code, out) = hook(presync, &args);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        last_line(&out).contains("argocd-cm: application.resourceTrackingMethod"),
+        "{out}"
+    );
+}
+
 #[test]
 fn every_hook_has_help_naming_its_exit_codes() {
     for bin in [

@@ -44,6 +44,11 @@ impl std::fmt::Debug for IgnoreRule {
 }
 
 impl IgnoreRule {
+    /// The rule as written.
+    pub fn spec(&self) -> &IgnoreDifferences {
+        &self.spec
+    }
+
     /// Compile an entry; the error is a message for the caller to place (file and key path).
     pub fn compile(spec: IgnoreDifferences) -> Result<IgnoreRule, (String, String)> {
         if spec.kind.is_empty() {
@@ -98,12 +103,18 @@ impl IgnoreRule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OverrideIgnoreDiff {
-    #[serde(default)]
+    // A list given as null (`jqPathExpressions:` left empty, or Argo CD's API answering
+    // `null`) is an empty list, as Go reads it.
+    #[serde(default, deserialize_with = "null_as_empty")]
     json_pointers: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     jq_path_expressions: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     managed_fields_managers: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The system-level ignore rules of Argo CD's `argocd-cm`, read as Argo CD reads them

@@ -5,6 +5,7 @@
 
 pub mod defaults;
 pub mod ignore;
+pub mod known_types;
 pub mod managed;
 pub mod merge_keys;
 pub mod quantity;

@@ -1,23 +1,27 @@
 //! Live state: one reflector per (kind, namespace) that some application needs, shared between
 //! applications. Every change a watch sees is turned into a trigger for exactly the applications
 //! that hold that object in Git or track it (annotation or label), so an out-of-band edit
-//! re-analyses only its own application.
+//! re-analyses only its own application. A process that lives for seconds (a hook) reads
+//! objects once instead (`read_once`); both turn them into comparable resources the same way
+//! (`to_prepared`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argo_drift_core::manifest::ResourceKey;
-use argo_drift_core::normalize::TrackingKeys;
+use argo_drift_core::manifest::{Origin, Resource, ResourceKey};
+use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::discovery::{pinned_kind, Scope};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+pub use crate::discovery::Kind;
+use crate::discovery::Kinds;
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::metrics::{labels, Metrics};
@@ -31,13 +35,6 @@ pub struct Trigger {
     pub seen: Instant,
     /// A change of a live object (counted for detection latency), not an internal reason.
     pub live_change: bool,
-}
-
-/// A kind as the API server serves it.
-#[derive(Debug)]
-pub struct Kind {
-    pub resource: ApiResource,
-    pub namespaced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,7 +96,7 @@ pub struct LiveState {
     cluster: String,
     /// Argo CD's tracking marks, shared by every cluster and followed as argocd-cm changes.
     tracking: Arc<RwLock<TrackingKeys>>,
-    kinds: Mutex<HashMap<(String, String), Arc<Kind>>>,
+    kinds: Kinds,
     watches: Mutex<HashMap<WatchKey, Arc<Watch>>>,
     interest: Arc<Mutex<Interest>>,
     triggers: mpsc::UnboundedSender<Trigger>,
@@ -115,10 +112,10 @@ impl LiveState {
         metrics: Arc<Metrics>,
     ) -> LiveState {
         LiveState {
+            kinds: Kinds::new(client.clone()),
             client,
             cluster: cluster.to_string(),
             tracking,
-            kinds: Mutex::default(),
             watches: Mutex::default(),
             interest: Arc::default(),
             triggers,
@@ -126,31 +123,14 @@ impl LiveState {
         }
     }
 
-    /// Resolve an apiVersion and kind through discovery (cached).
+    /// Resolve an apiVersion and kind through this cluster's discovery (cached).
     pub async fn kind(&self, api_version: &str, kind: &str) -> Result<Arc<Kind>> {
-        let cache_key = (api_version.to_string(), kind.to_string());
-        if let Some(k) = lock(&self.kinds).get(&cache_key) {
-            return Ok(k.clone());
-        }
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, caps) =
-            pinned_kind(&self.client, &gvk)
-                .await
-                .map_err(|e| Error::Discover {
-                    api_version: api_version.to_string(),
-                    kind: kind.to_string(),
-                    message: e.to_string(),
-                })?;
-        let k = Arc::new(Kind {
-            resource,
-            namespaced: caps.scope == Scope::Namespaced,
-        });
-        lock(&self.kinds).insert(cache_key, k.clone());
-        Ok(k)
+        self.kinds.kind(api_version, kind).await
+    }
+
+    /// This cluster's discovery.
+    pub fn kinds(&self) -> &Kinds {
+        &self.kinds
     }
 
     /// Record what an application needs and start any watch not running yet. Returns once every
@@ -368,6 +348,59 @@ fn send(triggers: &mpsc::UnboundedSender<Trigger>, apps: HashSet<AppRef>) {
 }
 
 /// Analyse `apps` again; `live_change`: because a live object changed (counted for latency).
+/// A live object as the comparison takes it: typed (items of a list or watch may come without
+/// their apiVersion and kind; the caller knows them) and prepared with Argo CD's tracking marks.
+pub fn to_prepared(
+    object: &DynamicObject,
+    api_version: &str,
+    kind: &str,
+    tracking: &TrackingKeys,
+) -> Result<Prepared> {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("apiVersion".into(), Value::String(api_version.to_string()));
+        map.insert("kind".into(), Value::String(kind.to_string()));
+    }
+    let origin = Origin {
+        source: Arc::from("live"),
+        document: 1,
+        item: None,
+        line: 1,
+    };
+    Ok(prepare(Resource::from_object(value, origin)?, tracking))
+}
+
+/// The live counterparts of `wanted` (key, apiVersion, kind as served), read one by one without
+/// watches, for a process that lives for seconds; and the keys the caller may not read (403),
+/// which are named rather than failing the whole read.
+pub async fn read_once(
+    client: &Client,
+    wanted: &[(ResourceKey, String, Arc<Kind>)],
+    tracking: &TrackingKeys,
+) -> Result<(BTreeMap<ResourceKey, Prepared>, Vec<ResourceKey>)> {
+    let mut live = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for (key, api_version, kind) in wanted {
+        let api: Api<DynamicObject> = if kind.namespaced {
+            Api::namespaced_with(client.clone(), &key.namespace, &kind.resource)
+        } else {
+            Api::all_with(client.clone(), &kind.resource)
+        };
+        match api.get_opt(&key.name).await {
+            Ok(Some(object)) => {
+                live.insert(
+                    key.clone(),
+                    to_prepared(&object, api_version, &key.kind, tracking)?,
+                );
+            }
+            Ok(None) => {}
+            Err(kube::Error::Api(status)) if status.code == 403 => unreadable.push(key.clone()),
+            Err(e) => return Err(Error::kube(format!("reading {key}"))(e)),
+        }
+    }
+    Ok((live, unreadable))
+}
+
 pub fn send_all(
     triggers: &mpsc::UnboundedSender<Trigger>,
     apps: impl IntoIterator<Item = AppRef>,

@@ -1,7 +1,7 @@
 //! Argo CD `Application`s as argo-drift reads them: only the fields it needs, taken defensively
 //! from the untyped object (we do not own the CRD, and a malformed one must not stop the watch).
 
-use argo_drift_core::normalize::ignore::IgnoreDifferences;
+use argo_drift_core::normalize::ignore::{IgnoreDifferences, IgnoreRule};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 
@@ -215,6 +215,32 @@ fn parse_source(s: &Value) -> std::result::Result<Source, String> {
         target_revision: text("targetRevision")?,
         kind,
     })
+}
+
+/// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
+/// namespace, and as `<namespace>_<name>` otherwise ("apps in any namespace").
+pub fn tracking_name(app: &Application, control_plane: &str) -> String {
+    if app.namespace == control_plane || app.namespace.is_empty() {
+        app.name.clone()
+    } else {
+        format!("{}_{}", app.namespace, app.name)
+    }
+}
+
+/// The Application's own `spec.ignoreDifferences`, compiled; a rule Argo CD could not use either
+/// is an error naming its index and field.
+pub fn compile_ignores(app: &Application) -> Result<Vec<IgnoreRule>> {
+    let mut rules = Vec::new();
+    for (i, spec) in app.ignore_differences.iter().enumerate() {
+        let rule = IgnoreRule::compile(spec.clone()).map_err(|(key, message)| {
+            Error::InvalidApplication {
+                app: format!("{}/{}", app.namespace, app.name),
+                message: format!("spec.ignoreDifferences[{i}].{key}: {message}"),
+            }
+        })?;
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ pub enum Error {
         url: String,
         revision: String,
         #[source]
-        source: git2::Error,
+        /// git2's error (kept as a source; this crate does not link Git).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{url} at {revision:?}, path {path:?}: {message}")]
     RenderSource {

@@ -117,7 +117,7 @@ impl Repos {
         let fail = |source: git2::Error| Error::FetchRepo {
             url: url.to_string(),
             revision: revision.to_string(),
-            source,
+            source: Box::new(source),
         };
         let dir = self.root.join(repo_dir_name(url));
         let repo = match Repository::open_bare(&dir) {
@@ -164,7 +164,7 @@ impl Repos {
         let commit = repo.find_commit(oid).map_err(|source| Error::FetchRepo {
             url: url.to_string(),
             revision: revision.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         let author = commit.author();
         let time = commit.time();
