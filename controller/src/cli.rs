@@ -150,9 +150,14 @@ pub struct RunArgs {
     )]
     pub control_plane_namespace: String,
     /// Where argo-drift keeps its own objects: the guardrail state ConfigMap, the audit records
-    /// and the leader election Lease (default: the control plane namespace).
-    #[arg(long, env = "ARGO_DRIFT_STATE_NAMESPACE", value_name = "NS")]
-    pub state_namespace: Option<String>,
+    /// and the leader election Lease; its own namespace, never among Argo CD's settings.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_STATE_NAMESPACE",
+        default_value = "argo-drift",
+        value_name = "NS"
+    )]
+    pub state_namespace: String,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Notifications file (Slack, PagerDuty, email; see config/notifications.yaml). Without it,
@@ -242,9 +247,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// The namespace of argo-drift's own objects.
     pub fn state_namespace(&self) -> &str {
-        self.state_namespace
-            .as_deref()
-            .unwrap_or(&self.control_plane_namespace)
+        &self.state_namespace
     }
 }
 

@@ -40,7 +40,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Server-side dry-run apply of `doc`, its `argocd` namespace replaced by `argocd`, and its
-/// other namespaced objects put in `namespace`.
+/// other namespaced objects (argo-drift's own namespace's too) put in `namespace`.
 async fn dry_run(client: &kube::Client, doc: &Value, argocd: &str, namespace: &str) {
     let mut doc: Value = serde_json::from_str(
         &doc.to_string()
@@ -55,6 +55,10 @@ async fn dry_run(client: &kube::Client, doc: &Value, argocd: &str, namespace: &s
             )
             .replace(
                 "\"namespace\":\"argo-drift-workflows\"",
+                &format!("\"namespace\":\"{namespace}\""),
+            )
+            .replace(
+                "\"namespace\":\"argo-drift\"",
                 &format!("\"namespace\":\"{namespace}\""),
             ),
     )

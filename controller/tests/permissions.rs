@@ -65,11 +65,14 @@ async fn argo_cd_namespace(client: &kube::Client) -> String {
     argocd
 }
 
-/// deploy/base/rbac.yaml in this test's Argo CD namespace (the cluster-wide binding renamed
-/// after it, so that parallel runs do not rebind one another's).
-async fn install_controller_rbac(client: &kube::Client, argocd: &str) {
+/// deploy/base/rbac.yaml in this test's Argo CD namespace and a fresh namespace for argo-drift's
+/// own state, which it returns (the cluster-wide binding renamed after the Argo CD namespace, so
+/// that parallel runs do not rebind one another's).
+async fn install_controller_rbac(client: &kube::Client, argocd: &str) -> String {
+    let state = fresh_namespace(client, "argo-drift").await;
     let rbac = shipped("deploy/base/rbac.yaml")
-        .replace("namespace: argocd", &format!("namespace: {argocd}"));
+        .replace("namespace: argocd", &format!("namespace: {argocd}"))
+        .replace("namespace: argo-drift", &format!("namespace: {state}"));
     for doc in serde_yaml::Deserializer::from_str(&rbac) {
         let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
         if v.is_null() {
@@ -84,6 +87,7 @@ async fn install_controller_rbac(client: &kube::Client, argocd: &str) {
             .to_string();
         apply(client, &ns, v, "argo-drift-tests").await;
     }
+    state
 }
 
 /// `api`'s identity may neither change argocd-rbac-cm (made admin by default) nor delete
@@ -260,7 +264,7 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
     .await;
     let argocd = argo_cd_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
-    install_controller_rbac(&client, &argocd).await;
+    let state = install_controller_rbac(&client, &argocd).await;
     apply_yaml(
         &client,
         &shop,
@@ -289,6 +293,30 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
         .create(&PostParams::default(), &report)
         .await
         .unwrap();
+
+    // Its own state (guardrail state, audit records, Lease) in its own namespace; no Lease
+    // among Argo CD's objects.
+    let state_configmaps: Api<ConfigMap> = Api::namespaced(controller.clone(), &state);
+    let audit: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "argo-drift-audit-web-1",
+        "labels": {"app.kubernetes.io/managed-by": "argo-drift"}}}))
+        .unwrap();
+    state_configmaps
+        .create(&PostParams::default(), &audit)
+        .await
+        .unwrap();
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        serde_json::from_value(json!({"metadata": {"name": "argo-drift"}})).unwrap();
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(controller.clone(), &state)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let (code, _) = refused(
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(controller.clone(), &argocd)
+            .create(&PostParams::default(), &lease)
+            .await,
+    );
+    assert_eq!(code, 403);
 
     // Argo CD's settings: refused by the admission policy.
     argo_cds_settings_refused(&configmaps).await;
@@ -345,7 +373,7 @@ async fn no_application_is_analysed_where_its_report_cannot_be_written() {
     )
     .await;
     let argocd = argo_cd_namespace(&client).await;
-    install_controller_rbac(&client, &argocd).await;
+    let state = install_controller_rbac(&client, &argocd).await;
     let team = fresh_namespace(&client, "team").await;
     let shop = fresh_namespace(&client, "shop").await;
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n";
@@ -371,7 +399,13 @@ async fn no_application_is_analysed_where_its_report_cannot_be_written() {
     )
     .await;
     let identity = service_account_client(&client, &argocd, "argo-drift").await;
-    let controller = Running::start_beside(&identity, "", &argocd, &["--resync", "1s"]).await;
+    let controller = Running::start_beside(
+        &identity,
+        "",
+        &argocd,
+        &["--resync", "1s", "--state-namespace", &state],
+    )
+    .await;
     wait_for(
         "the refusal counted",
         std::time::Duration::from_secs(30),

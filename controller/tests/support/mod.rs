@@ -627,9 +627,9 @@ impl Running {
     }
 
     /// A controller watching `app_namespace`, beside an Argo CD that runs in `control_plane`;
-    /// its own objects (state, audit records, lease) are kept in `app_namespace`. An empty
-    /// `app_namespace` leaves the choice to the controller (Argo CD's settings; state in
-    /// `control_plane`).
+    /// its own objects (state, audit records, lease) are kept in `app_namespace` unless `extra`
+    /// names `--state-namespace`. An empty `app_namespace` leaves the choice to the controller
+    /// (Argo CD's settings; state in `control_plane`).
     pub async fn start_beside(
         client: &Client,
         app_namespace: &str,
@@ -649,8 +649,6 @@ impl Running {
             "run",
             "--control-plane-namespace",
             control_plane,
-            "--state-namespace",
-            state,
             "--admin-addr",
             &format!("127.0.0.1:{port}"),
             "--repo-cache",
@@ -665,6 +663,9 @@ impl Running {
         .collect();
         if !app_namespace.is_empty() {
             argv.extend(["--app-namespace".to_string(), app_namespace.to_string()]);
+        }
+        if !extra.contains(&"--state-namespace") {
+            argv.extend(["--state-namespace".to_string(), state.to_string()]);
         }
         argv.extend(extra.iter().map(|s| s.to_string()));
         let Cmd::Run(args) = Args::try_parse_from(argv).unwrap().command else {
