@@ -165,6 +165,14 @@ impl FakeArgoCd {
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.shared.requests).clone()
     }
+
+    /// The requests that would change something (all but reads).
+    pub fn writes(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect()
+    }
 }
 
 /// TLS on accepted connections; a failed handshake (a client that does not trust us) is

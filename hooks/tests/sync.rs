@@ -322,6 +322,27 @@ async fn presync_ignores_what_argo_cds_settings_ignore() {
         serde_json::from_str(&analyses[0].data.as_ref().unwrap()["analysis.json"]).unwrap();
     assert_eq!(analysis["argocdSettings"], format!("{argocd}/argocd-cm"));
 
+    // An Argo CD API that refuses the hook's token: the Application and the settings are read
+    // through Kubernetes instead, and the log says why.
+    let fake = argo_drift_fake_argocd::FakeArgoCd::start(client.clone(), "right-token", &argocd)
+        .await
+        .unwrap();
+    let mut refused = args[..args.len() - 1].to_vec();
+    refused.extend([
+        "--argocd-server",
+        fake.url.as_str(),
+        "--argocd-token",
+        "wrong-token",
+    ]);
+    let (code, out) = hook(presync, &refused);
+    assert_eq!(code, 0, "{out}");
+    assert!(last_line(&out).contains("0 change(s) up to none"), "{out}");
+    assert!(
+        out.contains("read through Kubernetes, Argo CD's API failed"),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-token"), "{out}");
+
     // Settings Argo CD could not read either stop the hook, naming the key.
     let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\ndata:\n  application.resourceTrackingMethod: guess\n";
     apply_yaml(&client, &argocd, broken, "argocd-server").await;
