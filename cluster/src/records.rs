@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// The label naming a record's Application (its `label_value`).
 pub const APP_LABEL: &str = "argo-drift.io/app";
+/// The application namespace whose hooks wrote a record: the admission policy
+/// (deploy/base/admission-policy.yaml) keeps it true, and only those hooks may change it.
+pub const HOOK_NAMESPACE_LABEL: &str = "argo-drift.io/hook-namespace";
 
 pub fn report_name(app: &str) -> String {
     bounded_name("argo-drift-report-", app, 253)

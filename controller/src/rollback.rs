@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::desired::short;
 use crate::reconcile::Context;
+use argo_drift_cluster::records::HOOK_NAMESPACE_LABEL;
 pub use argo_drift_cluster::records::{Request, REQUEST_KEY, ROLLBACK_LABEL};
 
 const SELECTOR: &str = "alert-type=emergency,argo-drift.io/rollback=requested";
@@ -35,10 +36,22 @@ pub enum Step {
     Superseded(String),
 }
 
-pub fn step(request: &Request, app: Option<&Value>) -> Step {
+/// `writer`: the application namespace whose hooks wrote the request (its label), if hooks did.
+pub fn step(request: &Request, writer: Option<&str>, app: Option<&Value>) -> Step {
     let Some(app) = app else {
         return Step::Superseded("the Application is gone".into());
     };
+    // The hooks of one namespace may not roll back another's app: a request from hooks must
+    // come from the namespace the app deploys to, where its hooks run.
+    let destination = app
+        .pointer("/spec/destination/namespace")
+        .and_then(Value::as_str);
+    if let Some(writer) = writer.filter(|w| Some(*w) != destination) {
+        return Step::Superseded(format!(
+            "the request was written by the hooks of namespace {writer}, not by the app's own ({})",
+            destination.unwrap_or("no destination namespace")
+        ));
+    }
     let state = &app["status"]["operationState"];
     let started = state["startedAt"].as_str().unwrap_or("");
     if started != request.operation_started_at {
@@ -59,19 +72,19 @@ pub fn step(request: &Request, app: Option<&Value>) -> Step {
     }
 }
 
-/// Look at pending requests in `namespaces` every `interval` until `shutdown`.
+/// Look at pending requests in argo-drift's records namespace, for the Applications of the
+/// watched namespaces, every `interval` until `shutdown`.
 pub async fn serve(
     ctx: Arc<Context>,
     client: Client,
+    records: String,
     namespaces: crate::namespaces::AppNamespaces,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // One namespace, or all of them filtered by the watched namespaces' patterns.
-    let scope = namespaces.single().unwrap_or("*").to_string();
     loop {
-        if let Err(e) = pending(&ctx, &client, &scope, &namespaces).await {
-            tracing::warn!(namespaces = %namespaces.describe(), error = %e, "rollback requests");
+        if let Err(e) = pending(&ctx, &client, &records, &namespaces).await {
+            tracing::warn!(namespace = %records, error = %e, "rollback requests");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -86,22 +99,14 @@ async fn pending(
     namespace: &str,
     watched: &crate::namespaces::AppNamespaces,
 ) -> anyhow::Result<()> {
-    let all: Api<ConfigMap> = if namespace == "*" {
-        Api::all(client.clone())
-    } else {
-        Api::namespaced(client.clone(), namespace)
-    };
-    for cm in all
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    for cm in configmaps
         .list(&ListParams::default().labels(SELECTOR))
         .await?
         .items
     {
         let name = cm.metadata.name.clone().unwrap_or_default();
-        let here = cm.metadata.namespace.clone().unwrap_or_default();
-        if !watched.contains(&here) {
-            continue;
-        }
-        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &here);
+        let here = namespace;
         let data = cm.data.clone().unwrap_or_default();
         let request: Request = match data.get(REQUEST_KEY).map(|t| serde_json::from_str(t)) {
             Some(Ok(r)) => r,
@@ -115,6 +120,10 @@ async fn pending(
                 continue;
             }
         };
+        // Another controller may watch the app's namespace: its request is left to that one.
+        if !watched.contains(&request.app_namespace) {
+            continue;
+        }
         let apps: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
             &request.app_namespace,
@@ -126,7 +135,13 @@ async fn pending(
             .map(serde_json::to_value)
             .transpose()?;
         let full = format!("{}/{}", request.app_namespace, request.app);
-        let (state, message, kind) = match step(&request, app.as_ref()) {
+        let writer = cm
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(HOOK_NAMESPACE_LABEL))
+            .cloned();
+        let (state, message, kind) = match step(&request, writer.as_deref(), app.as_ref()) {
             Step::Wait => continue,
             Step::Superseded(why) => (
                 "superseded",
@@ -251,7 +266,8 @@ mod tests {
     }
 
     fn app(operation: bool, started: &str, phase: &str) -> Value {
-        let mut app = json!({"status": {"operationState": {"startedAt": started, "phase": phase}}});
+        let mut app = json!({"spec": {"destination": {"namespace": "shop"}},
+            "status": {"operationState": {"startedAt": started, "phase": phase}}});
         if operation {
             app["operation"] = json!({"sync": {"revision": "bbbb"}});
         }
@@ -263,15 +279,32 @@ mod tests {
         let r = request();
         let t = "2026-12-04T10:00:00Z";
         // SyncFail hooks run inside the operation: still running.
-        assert_eq!(step(&r, Some(&app(true, t, "Running"))), Step::Wait);
+        assert_eq!(step(&r, None, Some(&app(true, t, "Running"))), Step::Wait);
         // Argo CD has written the phase but not yet cleared the operation.
-        assert_eq!(step(&r, Some(&app(true, t, "Failed"))), Step::Wait);
-        assert_eq!(step(&r, Some(&app(false, t, "Failed"))), Step::RollBack);
-        assert_eq!(step(&r, Some(&app(false, t, "Error"))), Step::RollBack);
+        assert_eq!(step(&r, None, Some(&app(true, t, "Failed"))), Step::Wait);
+        assert_eq!(
+            step(&r, None, Some(&app(false, t, "Failed"))),
+            Step::RollBack
+        );
+        assert_eq!(
+            step(&r, None, Some(&app(false, t, "Error"))),
+            Step::RollBack
+        );
         assert!(matches!(
-            step(&r, Some(&app(false, "2026-12-04T10:05:00Z", "Succeeded"))),
+            step(&r, None, Some(&app(false, "2026-12-04T10:05:00Z", "Succeeded"))),
             Step::Superseded(why) if why.contains("another operation (started 2026-12-04T10:05:00Z)")
         ));
-        assert!(matches!(step(&r, None), Step::Superseded(why) if why.contains("gone")));
+        assert!(matches!(step(&r, None, None), Step::Superseded(why) if why.contains("gone")));
+    }
+
+    #[test]
+    fn only_the_apps_own_hooks_may_ask_for_its_rollback() {
+        let r = request();
+        let ended = app(false, "2026-12-04T10:00:00Z", "Failed");
+        assert_eq!(step(&r, Some("shop"), Some(&ended)), Step::RollBack);
+        assert!(matches!(
+            step(&r, Some("team-b"), Some(&ended)),
+            Step::Superseded(why) if why.contains("hooks of namespace team-b, not by the app's own (shop)")
+        ));
     }
 }

@@ -142,19 +142,22 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     // Argo CD's namespace with its settings and a cluster Secret, and two app namespaces with
     // the hooks' identity bound as deploy/hooks binds it.
     let argocd = argo_cd_namespace(&client).await;
+    // argo-drift's own namespace, where the hooks write their records.
+    let records = fresh_namespace(&client, "argo-drift").await;
     let mut hooks = Vec::new();
     for team in ["team-a", "team-b"] {
         let ns = fresh_namespace(&client, team).await;
         let rbac = shipped("deploy/hooks/rbac.yaml")
             .replace("APP_NAMESPACE", &ns)
-            .replace("namespace: argocd", &format!("namespace: {argocd}"));
+            .replace("namespace: argocd", &format!("namespace: {argocd}"))
+            .replace("namespace: argo-drift", &format!("namespace: {records}"));
         for doc in serde_yaml::Deserializer::from_str(&rbac) {
             let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
             if v.is_null() {
                 continue;
             }
             if v["kind"] == "RoleBinding" && v["metadata"]["namespace"].is_string() {
-                // The records binding, in Argo CD's namespace.
+                // The records binding in argo-drift's namespace, the apps one in Argo CD's.
                 let target = v["metadata"]["namespace"].as_str().unwrap().to_string();
                 v["subjects"][0]["namespace"] = json!(ns);
                 apply(&client, &target, v, "argo-drift-tests").await;
@@ -172,8 +175,8 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     }
     let (a_ns, a) = &hooks[0];
     let (_, b) = &hooks[1];
-    let as_a: Api<ConfigMap> = Api::namespaced(a.clone(), &argocd);
-    let as_b: Api<ConfigMap> = Api::namespaced(b.clone(), &argocd);
+    let as_a: Api<ConfigMap> = Api::namespaced(a.clone(), &records);
+    let as_b: Api<ConfigMap> = Api::namespaced(b.clone(), &records);
 
     policy_in_force(&as_a).await;
     as_a.create(&PostParams::default(), &record("audit-a", a_ns))
@@ -188,12 +191,38 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
     .await
     .unwrap();
 
-    // Argo CD's settings: RBAC lets the hooks write ConfigMaps here; the policy does not.
-    argo_cds_settings_refused(&as_a).await;
-    // Labelling it as ours does not help: the old object decides.
+    // Argo CD's settings: the hooks may read argocd-cm (PreSync takes Argo CD's settings as its
+    // baseline; it holds no secret) but write no ConfigMap in Argo CD's namespace.
+    let in_argocd: Api<ConfigMap> = Api::namespaced(a.clone(), &argocd);
+    in_argocd.get("argocd-cm").await.unwrap();
+    let (code, _) = refused(
+        in_argocd
+            .patch(
+                "argocd-rbac-cm",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"policy.default": "role:admin"}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403);
+    let (code, _) = refused(
+        in_argocd
+            .delete("argocd-cm", &DeleteParams::default())
+            .await,
+    );
+    assert_eq!(code, 403);
+    // In argo-drift's namespace, a ConfigMap that is not argo-drift's stays out of reach, and
+    // labelling it as ours does not help: the old object decides.
+    apply_yaml(
+        &client,
+        &records,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: someone-elses\n",
+        "kubectl",
+    )
+    .await;
     let (code, _) = refused(
         as_a.patch(
-            "argocd-cm",
+            "someone-elses",
             &PatchParams::default(),
             &Patch::Merge(
                 json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "argo-drift"}}}),

@@ -1,4 +1,4 @@
-//! Records the hooks leave in Argo CD's namespace (analysis, audit, alert, hook state): one
+//! Records the hooks leave in argo-drift's own namespace (analysis, audit, alert, hook state): one
 //! ConfigMap each, labelled for selection, the newest N per application kept.
 
 use std::collections::BTreeMap;
@@ -10,10 +10,9 @@ use serde_json::json;
 
 pub const FIELD_MANAGER: &str = "argo-drift-hooks";
 
-/// Create (or replace) ConfigMap `name` with `labels` and `data`.
-/// The application namespace whose hooks wrote a record.
-pub const HOOK_NAMESPACE_LABEL: &str = "argo-drift.io/hook-namespace";
+pub use argo_drift_cluster::records::HOOK_NAMESPACE_LABEL;
 
+/// Create (or replace) ConfigMap `name` with `labels` and `data`.
 pub async fn write(
     client: &Client,
     namespace: &str,

@@ -34,7 +34,8 @@ pub struct Common {
     /// this Pod's Job when absent (plain-YAML apps get no ARGOCD_APP_NAME).
     #[arg(long, env = "APP_NAME", value_name = "APP")]
     pub app: Option<String>,
-    /// Where Applications live: Argo CD's namespace (also where records are written).
+    /// Argo CD's namespace: where Applications live unless named `namespace/name`, and where
+    /// Argo CD keeps its settings and repository Secrets.
     #[arg(
         long,
         env = "ARGO_DRIFT_APP_NAMESPACE",
@@ -42,6 +43,15 @@ pub struct Common {
         value_name = "NS"
     )]
     pub app_namespace: String,
+    /// argo-drift's own namespace, where the hooks write their records (analyses, audits,
+    /// alerts): never among Argo CD's settings.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_RECORDS_NAMESPACE",
+        default_value = "argo-drift",
+        value_name = "NS"
+    )]
+    pub records_namespace: String,
     /// This Pod's name and namespace (downward API), to find the Application from its Job.
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub pod_name: Option<String>,

@@ -115,7 +115,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let revision = synced_revision(&app)
         .with_context(|| format!("Application {full} names no synced revision"))?;
     let previous = previous_revision(&app, &revision);
-    let records = &args.common.app_namespace;
+    let records = &args.common.records_namespace;
+    let argocd_namespace = &args.common.app_namespace;
 
     // The commit from Git; a failure to read it is recorded, not fatal: the audit must exist.
     let commit = match Application::parse(&object) {
@@ -127,9 +128,9 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
                 ) =>
         {
             let url = parsed.sources[0].repo_url.clone();
-            let secrets = repo_secrets(&client, records).await;
+            let secrets = repo_secrets(&client, argocd_namespace).await;
             let credentials = argo_drift_desired::credentials_for(&secrets, &url);
-            let known = known_hosts(&client, records).await;
+            let known = known_hosts(&client, argocd_namespace).await;
             let repos = repos(&args.repo_cache);
             let rev = revision.clone();
             match tokio::task::spawn_blocking(move || {
@@ -145,7 +146,8 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         Ok(_) => json!({"error": "not a single Git source: no commit details"}),
         Err(e) => json!({"error": e.to_string()}),
     };
-    let analysis_name = crate::presync::analysis_name(&target.name, &revision);
+    let analysis_name =
+        crate::presync::analysis_name(&target.tracking_name(argocd_namespace), &revision);
     let analysis: Value = audit::read(&client, records, &analysis_name)
         .await?
         .and_then(|d| d.get("analysis.json").cloned())
@@ -178,7 +180,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let text = fit(&mut record);
     let name = audit::name(&[
         "argo-drift-audit",
-        &target.name,
+        &target.tracking_name(argocd_namespace),
         short(&revision),
         &audit::now().to_string(),
     ]);

@@ -100,20 +100,22 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "HEAD".into());
     let mut policy = argo_drift_cluster::process::load_policy(&args.policy)?;
-    let records = args.common.app_namespace.clone();
+    let records = args.common.records_namespace.clone();
+    let argocd_namespace = args.common.app_namespace.clone();
     // Argo CD's settings are the baseline, as in the controller: its tracking, ignore rules,
     // known types, exclusions and masked annotations.
-    let (settings, settings_from) = argocd_settings(&client, argocd.as_ref(), &records).await?;
+    let (settings, settings_from) =
+        argocd_settings(&client, argocd.as_ref(), &argocd_namespace).await?;
     settings.apply_tracking(&mut policy.tracking);
     let mut app_ignore = settings.ignore_rules.clone();
     app_ignore.extend(compile_ignores(&app)?);
 
-    let secrets = repo_secrets(&client, &records).await;
+    let secrets = repo_secrets(&client, &argocd_namespace).await;
     let sources = Sources {
         repos: repos(&args.repo_cache),
         argocd: argocd.as_ref(),
         repo_secrets: &secrets,
-        known_hosts: known_hosts(&client, &records).await,
+        known_hosts: known_hosts(&client, &argocd_namespace).await,
     };
     let (resources, commit) = sources.render(&app, Some(&revision)).await?;
     let commit = commit.unwrap_or_else(|| revision.clone());
@@ -154,7 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         desired.remove(key);
     }
     let options = AnalyseOptions {
-        app: Some(tracking_name(&app, &records)),
+        app: Some(tracking_name(&app, &argocd_namespace)),
         patches: false,
         text_diffs: false,
         app_ignore: Arc::new(app_ignore),
@@ -213,7 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         "gate": {"severity": gate_text, "approved": approved, "closed": closed && !args.common.dry_run},
         "analysedAt": audit::timestamp(),
     });
-    let name = analysis_name(&target.name, &commit);
+    let name = analysis_name(&target.tracking_name(&argocd_namespace), &commit);
     let how_to_approve = format!(
         "kubectl -n {} annotate application {} {APPROVE_ANNOTATION}={} --overwrite",
         target.namespace,

@@ -75,7 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let started = text(&data, "/status/operationState/startedAt").unwrap_or("");
     let operation = format!("{started}/{failing}");
-    let records = &args.common.app_namespace;
+    let records = &args.common.records_namespace;
     let state_name = audit::name(&["argo-drift-syncfail", &target.namespace, &target.name]);
     let state = audit::read(&client, records, &state_name)
         .await?
@@ -289,11 +289,11 @@ async fn alert(
         message,
         request,
     } = alert;
-    let records = &args.common.app_namespace;
+    let records = &args.common.records_namespace;
     let now = audit::now();
     let name = audit::name(&[
         "argo-drift-alert",
-        &target.name,
+        &target.tracking_name(&args.common.app_namespace),
         &now.to_string(),
         short(failing),
     ]);

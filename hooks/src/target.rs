@@ -22,6 +22,19 @@ pub struct Target {
     pub found_by: String,
 }
 
+impl Target {
+    /// The Application as Argo CD's tracking marks name it: bare in Argo CD's namespace,
+    /// `namespace_name` elsewhere; records are named after it, so that two apps of one name in
+    /// two namespaces keep two trails.
+    pub fn tracking_name(&self, argocd_namespace: &str) -> String {
+        if self.namespace == argocd_namespace {
+            self.name.clone()
+        } else {
+            format!("{}_{}", self.namespace, self.name)
+        }
+    }
+}
+
 /// `name`, `namespace/name`, or Argo CD's tracking form `namespace_name` (apps outside Argo
 /// CD's namespace; a namespace cannot contain `_`, so the first one splits).
 pub fn parse_app(text: &str, default_namespace: &str) -> Target {

@@ -37,9 +37,10 @@ fn config_map(a: &str) -> String {
 }
 
 /// An application namespace's kustomization, as deploy/hooks/kustomization.yaml tells users to
-/// write it: the component, the two bindings renamed for the app's namespace, and (apps in any
-/// namespace) the hooks' records namespace set to where the Application lives.
-fn kustomization(shop: &str, apps: &str, resources: &[&str]) -> String {
+/// write it: the component and the three bindings renamed for the app's namespace, the apps
+/// binding moved to where the Application lives (apps in any namespace). The records go to this
+/// test's stand-in for argo-drift's own namespace.
+fn kustomization(shop: &str, apps: &str, records: &str, resources: &[&str]) -> String {
     let resources = resources.join(", ");
     format!(
         r#"apiVersion: kustomize.config.k8s.io/v1beta1
@@ -50,6 +51,11 @@ patches:
 - target: {{kind: RoleBinding, name: argo-drift-hooks-APP_NAMESPACE}}
   patch: |-
     - {{op: replace, path: /metadata/name, value: argo-drift-hooks-{shop}}}
+    - {{op: replace, path: /metadata/namespace, value: {records}}}
+    - {{op: replace, path: /subjects/0/namespace, value: {shop}}}
+- target: {{kind: RoleBinding, name: argo-drift-hooks-apps-APP_NAMESPACE}}
+  patch: |-
+    - {{op: replace, path: /metadata/name, value: argo-drift-hooks-apps-{shop}}}
     - {{op: replace, path: /metadata/namespace, value: {apps}}}
     - {{op: replace, path: /subjects/0/namespace, value: {shop}}}
 - target: {{kind: ClusterRoleBinding, name: argo-drift-hooks-read-APP_NAMESPACE}}
@@ -58,7 +64,7 @@ patches:
     - {{op: replace, path: /subjects/0/namespace, value: {shop}}}
 - target: {{kind: Job, labelSelector: app.kubernetes.io/name=argo-drift-hooks}}
   patch: |-
-    - {{op: replace, path: /spec/template/spec/containers/0/env/2, value: {{name: ARGO_DRIFT_APP_NAMESPACE, value: {apps}}}}}
+    - {{op: replace, path: /spec/template/spec/containers/0/env/3, value: {{name: ARGO_DRIFT_RECORDS_NAMESPACE, value: {records}}}}}
 "#
     )
 }
@@ -66,8 +72,10 @@ patches:
 /// An app with the hooks, synced once without them (strategy `apply`), then left to the test.
 struct RealSync {
     client: kube::Client,
-    /// The Application's namespace ("apps in any namespace"), also the hooks' records.
+    /// The Application's namespace ("apps in any namespace").
     apps: String,
+    /// argo-drift's own namespace: the hooks' records, the controller's state.
+    records: String,
     /// The destination namespace, where the hook Jobs run.
     shop: String,
     name: String,
@@ -109,6 +117,7 @@ impl RealSync {
         apply_yaml(&client, "default", &rbac, "argo-drift-tests").await;
         let apps = real.fresh_apps_namespace(&client).await;
         let shop = fresh_namespace(&client, "shop").await;
+        let records = fresh_namespace(&client, "argo-drift").await;
         let dir = tempfile::tempdir().unwrap();
         let repo = GitRepo::new(&dir.path().join("repo"));
         for file in HOOKS {
@@ -127,7 +136,7 @@ impl RealSync {
         }
         repo.write(
             "web/kustomization.yaml",
-            &kustomization(&shop, &apps, &resources),
+            &kustomization(&shop, &apps, &records, &resources),
         );
         repo.write("web/cm.yaml", &config_map("1"));
         repo.commit("first");
@@ -141,11 +150,12 @@ impl RealSync {
         apply(&client, &apps, app, "argocd-server").await;
         let gc = tokio::spawn(collect_garbage(
             client.clone(),
-            vec![shop.clone(), apps.clone()],
+            vec![shop.clone(), apps.clone(), records.clone()],
         ));
         let s = RealSync {
             client,
             apps,
+            records,
             shop,
             name,
             repo,
@@ -543,7 +553,7 @@ async fn a_closed_gate_stops_a_real_sync_until_the_revision_is_approved_and_post
     assert_eq!(s.live().await["data"], json!({"a": "2", "b": "1"}));
     let audits = configmaps(
         &s.client,
-        &s.apps,
+        &s.records,
         "audit-type=drift-remediation,argo-drift.io/record=sync",
     )
     .await;
@@ -580,7 +590,12 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
         .as_str()
         .unwrap()
         .to_string();
-    let controller = Running::start_with_real_argocd(&s.client, &s.apps, &[]).await;
+    let controller = Running::start_with_real_argocd(
+        &s.client,
+        &s.apps,
+        &["--state-namespace", s.records.as_str()],
+    )
+    .await;
     let first_postsync = Api::<Job>::namespaced(s.client.clone(), &s.shop)
         .get("argo-drift-postsync")
         .await
@@ -634,7 +649,7 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
     let alerts = wait_for("the alert closed", Duration::from_secs(20), || async {
         let done = configmaps(
             &s.client,
-            &s.apps,
+            &s.records,
             "alert-type=emergency,argo-drift.io/rollback=done",
         )
         .await;

@@ -20,6 +20,7 @@ fn hook(bin: &str, args: &[&str]) -> (i32, String) {
         .env_remove("APP_NAME")
         .env_remove("POD_NAME")
         .env_remove("POD_NAMESPACE")
+        .envs(records_beside_apps(args))
         .output()
         .unwrap();
     let text = format!(

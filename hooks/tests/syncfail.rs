@@ -6,6 +6,7 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
@@ -20,6 +21,7 @@ fn syncfail(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .env_remove("APP_NAME")
         .env_remove("POD_NAME")
         .env_remove("POD_NAMESPACE")
+        .envs(records_beside_apps(args))
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -353,4 +355,88 @@ async fn hook_pod(client: &kube::Client, namespace: &str, job: &str, marks: Valu
     )
     .await;
     pod
+}
+
+/// The controller carries out the rollbacks SyncFail asks for in argo-drift's namespace, but only
+/// for the app whose own hooks asked (the admission policy keeps the writer's label true): a
+/// request written by another namespace's hooks is closed unrun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_rolls_back_only_what_the_apps_own_hooks_asked_for() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let records = fresh_namespace(&client, "argo-drift").await;
+    let started = "2026-11-21T10:00:00Z";
+    // The failed operation has ended (no `operation` left on the Application).
+    let app = failed_app(&["aaaa1111", "bbbb2222"], "cccc3333", false, started);
+    apply(&client, &argocd, app, "argocd-server").await;
+    let fake = FakeArgoCd::start(client.clone(), TOKEN, &argocd)
+        .await
+        .unwrap();
+    let request = |name: &str, writer: &str| {
+        let request = json!({"appNamespace": argocd, "app": "web", "historyId": 2,
+            "revision": "bbbb2222", "failingRevision": "cccc3333",
+            "operationStartedAt": started, "prune": false});
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {
+                "alert-type": "emergency", "argo-drift.io/rollback": "requested",
+                "app.kubernetes.io/managed-by": "argo-drift",
+                "argo-drift.io/hook-namespace": writer}},
+            "data": {"rollback.json": request.to_string(), "alert.json": "{}"}})
+    };
+    let state = |name: &'static str| {
+        let client = client.clone();
+        let records = records.clone();
+        async move {
+            let cm =
+                kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, &records)
+                    .get(name)
+                    .await
+                    .unwrap();
+            let label = cm.metadata.labels.unwrap()["argo-drift.io/rollback"].clone();
+            (label != "requested").then_some(label)
+        }
+    };
+    apply(
+        &client,
+        &records,
+        request("forged", "intruder"),
+        "argo-drift-hooks",
+    )
+    .await;
+    let controller = Running::start_beside(
+        &client,
+        &argocd,
+        &argocd,
+        &[
+            "--state-namespace",
+            &records,
+            "--argocd-server",
+            &fake.url,
+            "--argocd-token",
+            TOKEN,
+        ],
+    )
+    .await;
+    let outcome = wait_for("the forged request closed", Duration::from_secs(20), || {
+        state("forged")
+    })
+    .await;
+    assert_eq!(outcome, "superseded");
+    assert!(fake.writes().is_empty(), "no rollback for a forged request");
+
+    apply(
+        &client,
+        &records,
+        request("genuine", "shop"),
+        "argo-drift-hooks",
+    )
+    .await;
+    let outcome = wait_for("the genuine request run", Duration::from_secs(20), || {
+        state("genuine")
+    })
+    .await;
+    assert_eq!(outcome, "done");
+    let calls: Vec<String> = fake.writes().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(calls, ["/api/v1/applications/web/rollback"]);
+    controller.stop().await;
 }

@@ -307,6 +307,7 @@ pub async fn serve(
     tokio::spawn(crate::rollback::serve(
         ctx.clone(),
         client.clone(),
+        args.state_namespace().to_string(),
         app_namespaces.clone(),
         ROLLBACK_INTERVAL,
         shutdown.clone(),

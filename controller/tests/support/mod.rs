@@ -1178,3 +1178,13 @@ pub async fn annotate_application(
     )
     .await;
 }
+
+/// These tests keep the hooks' records in their stand-in Argo CD namespace (the one given as
+/// `--app-namespace`), so that each test's records stay its own; the shipped Jobs write them to
+/// argo-drift's namespace.
+pub fn records_beside_apps(args: &[&str]) -> Vec<(&'static str, String)> {
+    args.windows(2)
+        .find(|w| w[0] == "--app-namespace")
+        .map(|w| vec![("ARGO_DRIFT_RECORDS_NAMESPACE", w[1].to_string())])
+        .unwrap_or_default()
+}
