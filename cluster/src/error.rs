@@ -59,8 +59,9 @@ pub enum Error {
         seconds: u64,
         last_error: Option<String>,
     },
-    /// The application's namespace is one where argo-drift may not write its report.
-    #[error("argo-drift may not write reports and Events in namespace {namespace} (bind ClusterRole argo-drift-report there: deploy/README.md); the application is not analysed and nothing is done")]
+    /// argo-drift may not write the application's report (in its own namespace) or its Events
+    /// (in the application's namespace).
+    #[error("argo-drift may not write the report of an application of namespace {namespace} in its own namespace, or its Events in {namespace} (bind ClusterRole argo-drift-report there: deploy/README.md); the application is not analysed and nothing is done")]
     ReportForbidden { namespace: String },
     /// The destination does not name a cluster Argo CD knows (Argo CD's own words).
     #[error("destination: {message}")]

@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 
 /// The label naming a record's Application (its `label_value`).
 pub const APP_LABEL: &str = "argo-drift.io/app";
+/// The label naming a record's Application's namespace.
+pub const APP_NAMESPACE_LABEL: &str = "argo-drift.io/app-namespace";
 /// The application namespace whose hooks wrote a record: the admission policy
 /// (deploy/base/admission-policy.yaml) keeps it true, and only those hooks may change it.
 pub const HOOK_NAMESPACE_LABEL: &str = "argo-drift.io/hook-namespace";
 
-pub fn report_name(app: &str) -> String {
-    bounded_name("argo-drift-report-", app, 253)
+/// The report ConfigMap of Application `namespace/app`, in argo-drift's own namespace:
+/// `argo-drift-report-<namespace>.<app>` (a namespace holds no `.`, so two apps never share one).
+pub fn report_name(namespace: &str, app: &str) -> String {
+    bounded_name("argo-drift-report-", &format!("{namespace}.{app}"), 253)
 }
 
 /// `prefix` + `name`, kept within `max` characters: a name that would not fit keeps its start

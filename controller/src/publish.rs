@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 pub use argo_drift_cluster::records::{
-    fnv, keep_newest, label_value, record_name, report_name, APP_LABEL,
+    fnv, keep_newest, label_value, record_name, report_name, APP_LABEL, APP_NAMESPACE_LABEL,
 };
 
 pub const FIELD_MANAGER: &str = "argo-drift";
@@ -80,31 +80,44 @@ pub struct Publisher {
     client: Client,
     controller: String,
     instance: String,
-    /// Namespaces where this identity may write reports and Events (once allowed, for good).
+    /// argo-drift's own namespace, where the reports are.
+    reports: String,
+    /// Application namespaces whose apps' reports and Events this identity may write (once
+    /// allowed, for good).
     allowed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Publisher {
-    pub fn new(client: Client, instance: String) -> Publisher {
+    /// Reports go to `reports`, argo-drift's own namespace; Events to each Application's.
+    pub fn new(client: Client, instance: String, reports: String) -> Publisher {
         Publisher {
             client,
             controller: format!("argo-drift.io/{FIELD_MANAGER}"),
             instance,
+            reports,
             allowed: Default::default(),
         }
     }
 
-    /// Whether this identity may write an application's report and Events in `namespace`
-    /// (SelfSubjectAccessReview: create ConfigMaps and events.k8s.io Events). An application
-    /// whose report could not be written is not analysed, so nothing is ever done without the
-    /// report that says so.
+    /// Where the reports are.
+    pub fn reports_namespace(&self) -> &str {
+        &self.reports
+    }
+
+    /// Whether this identity may write the report of an application of `namespace` (a
+    /// ConfigMap in argo-drift's namespace) and its Events (events.k8s.io, in `namespace`):
+    /// SelfSubjectAccessReviews. An application whose report or Events could not be written is
+    /// not analysed, so nothing is ever done without the record that says so.
     pub async fn may_publish_in(&self, namespace: &str) -> Result<bool> {
         use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
         if crate::lock(&self.allowed).contains(namespace) {
             return Ok(true);
         }
         let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
-        for (group, resource) in [("", "configmaps"), ("events.k8s.io", "events")] {
+        for (group, resource, namespace) in [
+            ("", "configmaps", self.reports.as_str()),
+            ("events.k8s.io", "events", namespace),
+        ] {
             let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
                 "spec": {"resourceAttributes": {
                     "namespace": namespace, "verb": "create", "group": group, "resource": resource}}
@@ -127,16 +140,15 @@ impl Publisher {
         Ok(true)
     }
 
-    /// What an earlier run (maybe another replica) published, so a restart does not repeat Events.
+    /// What an earlier run (maybe another replica) published for Application `namespace/app`,
+    /// so a restart does not repeat Events.
     pub async fn previous(&self, namespace: &str, app: &str) -> Result<Option<Published>> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        let cm = api
-            .get_opt(&report_name(app))
-            .await
-            .map_err(Error::kube(format!(
-                "reading ConfigMap {namespace}/{}",
-                report_name(app)
-            )))?;
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.reports);
+        let name = report_name(namespace, app);
+        let cm = api.get_opt(&name).await.map_err(Error::kube(format!(
+            "reading ConfigMap {}/{name}",
+            self.reports
+        )))?;
         Ok(cm.map(|cm| {
             let fingerprint = cm
                 .metadata
@@ -178,7 +190,9 @@ impl Publisher {
         }))
     }
 
-    /// Write the report ConfigMap; `owner` makes it go away with its Application.
+    /// Write the report ConfigMap. In the Application's own namespace `owner` makes it go away
+    /// with the Application; elsewhere (an owner must share its dependant's namespace) the
+    /// controller deletes it when it forgets the app (`delete_report`).
     pub async fn write_report(
         &self,
         owner: &ObjectReference,
@@ -188,9 +202,19 @@ impl Publisher {
         incident: Option<&(String, Severity)>,
         resolving_since: Option<Timestamp>,
     ) -> Result<()> {
-        let namespace = envelope.namespace;
-        let name = report_name(envelope.application);
+        let namespace = self.reports.as_str();
+        let name = report_name(envelope.namespace, envelope.application);
         let text = fit_report(envelope);
+        let owners = if owner.namespace.as_deref() == Some(namespace) {
+            serde_json::json!([{
+                "apiVersion": owner.api_version,
+                "kind": owner.kind,
+                "name": owner.name,
+                "uid": owner.uid,
+            }])
+        } else {
+            serde_json::json!([])
+        };
         let cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -200,6 +224,7 @@ impl Publisher {
                 "labels": {
                     REPORT_LABEL: "true",
                     APP_LABEL: label_value(envelope.application),
+                    APP_NAMESPACE_LABEL: envelope.namespace,
                     SEVERITY_LABEL: severity_label,
                     "app.kubernetes.io/managed-by": "argo-drift",
                 },
@@ -209,12 +234,7 @@ impl Publisher {
                     INCIDENT_SEVERITY_ANNOTATION: incident.map(|i| i.1.as_str()).unwrap_or(""),
                     RESOLVING_ANNOTATION: resolving_since.map(|t| t.to_string()).unwrap_or_default(),
                 },
-                "ownerReferences": [{
-                    "apiVersion": owner.api_version,
-                    "kind": owner.kind,
-                    "name": owner.name,
-                    "uid": owner.uid,
-                }],
+                "ownerReferences": owners,
             },
             "data": {REPORT_KEY: text},
         });
@@ -227,6 +247,20 @@ impl Publisher {
         .await
         .map_err(Error::kube(format!("writing ConfigMap {namespace}/{name}")))?;
         Ok(())
+    }
+
+    /// Delete the report of a forgotten Application (deleted, or no longer opted in).
+    pub async fn delete_report(&self, namespace: &str, app: &str) -> Result<()> {
+        let name = report_name(namespace, app);
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.reports);
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(Error::kube(format!(
+                "deleting ConfigMap {}/{name}",
+                self.reports
+            ))(e)),
+        }
     }
 
     /// The drift summary on the Application itself, under our field manager (server-side
@@ -485,10 +519,11 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-'));
         let app = "a".repeat(253);
-        let report = report_name(&app);
-        assert!(report.len() <= 253 && report.starts_with("argo-drift-report-aaa"));
-        assert_ne!(report, report_name(&"a".repeat(252)));
-        assert_eq!(report_name("web"), "argo-drift-report-web");
+        let report = report_name("shop", &app);
+        assert!(report.len() <= 253 && report.starts_with("argo-drift-report-shop.aaa"));
+        assert_ne!(report, report_name("shop", &"a".repeat(252)));
+        assert_eq!(report_name("shop", "web"), "argo-drift-report-shop.web");
+        assert_ne!(report_name("a-b", "c"), report_name("a", "b-c"));
         let long = "b".repeat(253);
         let (one, two) = (
             record_name(&["argo-drift-audit", &long, "1800000000"]),

@@ -196,12 +196,15 @@ impl Context {
     /// Drop everything kept for applications that are gone: their interest in live objects, the
     /// watches only they needed, their state, and their gauges (a deleted app must not keep
     /// alerting on drift).
-    pub fn forget_missing(&self, alive: &HashSet<AppRef>) {
-        for app in self.clusters.retain_apps(alive) {
-            lock(&self.pending).remove(&app);
-            let published = lock(&self.published).remove(&app);
-            lock(&self.failures).remove(&app);
-            lock(&self.reconciled).remove(&app);
+    /// Forget the applications not in `alive` (deleted, or no longer opted in) and return them;
+    /// the caller deletes their reports.
+    pub fn forget_missing(&self, alive: &HashSet<AppRef>) -> Vec<AppRef> {
+        let forgotten = self.clusters.retain_apps(alive);
+        for app in &forgotten {
+            lock(&self.pending).remove(app);
+            let published = lock(&self.published).remove(app);
+            lock(&self.failures).remove(app);
+            lock(&self.reconciled).remove(app);
             let name = format!(
                 "{}/{}",
                 app.namespace.as_deref().unwrap_or_default(),
@@ -217,7 +220,7 @@ impl Context {
                     .argocd_disagreements
                     .remove(&labels(&[("app", &name), ("class", class.as_str())]));
             }
-            // Its report goes with it (owner reference); an open page must not stay open.
+            // An open page must not stay open.
             if let (Some(notifier), Some(incident)) =
                 (&self.notifier, published.and_then(|p| p.incident))
             {
@@ -235,6 +238,7 @@ impl Context {
             }
             tracing::info!(app = %name, "application gone: forgotten");
         }
+        forgotten
     }
 
     /// Note a live change for an application; the oldest one counts for latency.

@@ -394,14 +394,26 @@ async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
         app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
         apply(&client, ns, app, "argocd-server").await;
     }
+    // Reports go to the controller's state namespace (Argo CD's here), labelled with the app's.
     let controller = Running::start_beside(&client, "", &argocd, &[]).await;
-    let (_, r) = wait_report(&client, &matching, "web", "the report", WAIT, |r| {
+    let (cm, r) = wait_report(&client, &argocd, "web", "the report", WAIT, |r| {
         r["summary"]["synced"] == 1
     })
     .await;
     assert!(r["error"].is_null(), "{r:#}");
+    assert_eq!(
+        cm.metadata.labels.unwrap()["argo-drift.io/app-namespace"],
+        matching
+    );
     // The other one never gets a report (its first analysis would have come with the first).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(report(&client, &elsewhere, "web").await.is_none());
+    let reports: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), &argocd);
+    let selector = format!("argo-drift.io/report=true,argo-drift.io/app-namespace={elsewhere}");
+    let listed = reports
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty());
     controller.stop().await;
 }

@@ -471,6 +471,7 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
     );
 
     // A deleted application stops being measured: no stale drift gauge keeps alerting.
+    assert!(report(&client, &argocd, "settings").await.is_some());
     let gauge =
         format!("argo_drift_drifted_resources{{app=\"{argocd}/settings\",severity=\"info\"}} 1");
     assert!(controller.get("/metrics").await.1.contains(&gauge));
@@ -480,6 +481,15 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
     wait_for("the deleted app's gauges removed", WAIT, || async {
         let metrics = controller.get("/metrics").await.1;
         (!metrics.contains(&format!("app=\"{argocd}/settings\""))).then_some(())
+    })
+    .await;
+    // ... and its report goes with it (deleted by argo-drift: reports live in its own namespace,
+    // where the Application cannot own them; no garbage collector runs here either).
+    wait_for("the deleted app's report removed", WAIT, || async {
+        report(&client, &argocd, "settings")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     controller.stop().await;

@@ -253,7 +253,11 @@ pub async fn serve(
         )),
         argocd,
         clusters,
-        Publisher::new(client.clone(), args.identity.clone()),
+        Publisher::new(
+            client.clone(),
+            args.identity.clone(),
+            args.state_namespace().to_string(),
+        ),
         metrics.clone(),
         Some(repo_secrets),
         Some(known_hosts),
@@ -549,7 +553,14 @@ async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration)
     loop {
         tokio::time::sleep(every).await;
         match opted_in.list().await {
-            Ok(alive) => ctx.forget_missing(&alive),
+            Ok(alive) => {
+                for app in ctx.forget_missing(&alive) {
+                    let namespace = app.namespace.as_deref().unwrap_or_default();
+                    if let Err(e) = ctx.publisher.delete_report(namespace, &app.name).await {
+                        tracing::warn!(app = %app.name, error = %e, "deleting the report of a forgotten application");
+                    }
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
         }
     }

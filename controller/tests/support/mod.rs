@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use argo_drift_controller::cli::{Args, Command as Cmd};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::pinned_kind;
 use kube::{Client, Config};
@@ -712,13 +712,21 @@ impl Drop for Running {
     }
 }
 
-/// The report ConfigMap of an application, parsed.
+/// The report ConfigMap of application `app`, found in `namespace` (argo-drift's state
+/// namespace; the tests give each controller its apps' namespace) by its labels, parsed.
 pub async fn report(client: &Client, namespace: &str, app: &str) -> Option<(ConfigMap, Value)> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let selector = format!(
+        "argo-drift.io/report=true,argo-drift.io/app={}",
+        argo_drift_cluster::records::label_value(app)
+    );
     let cm = api
-        .get_opt(&format!("argo-drift-report-{app}"))
+        .list(&ListParams::default().labels(&selector))
         .await
-        .ok()??;
+        .ok()?
+        .items
+        .into_iter()
+        .next()?;
     let text = cm.data.as_ref()?.get("report.json")?.clone();
     Some((cm, serde_json::from_str(&text).unwrap()))
 }
