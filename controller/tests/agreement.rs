@@ -283,6 +283,18 @@ async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_
         "kubectl-client-side-apply",
     )
     .await;
+    // One with only the app's instance label: with Argo CD 3's default tracking (annotation)
+    // it is nobody's, for Argo CD and argo-drift alike (settled below names no drift for it).
+    apply(
+        &client,
+        &shop,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "labelled", "labels": {
+                "app.kubernetes.io/instance": format!("{apps}_web")}},
+            "data": {"k": "v"}}),
+        "kubectl-client-side-apply",
+    )
+    .await;
     let r = s
         .settled(&[
             "ConfigMap/stray",
@@ -299,6 +311,14 @@ async fn argo_drift_never_calls_synced_what_argo_cd_calls_out_of_sync_and_names_
     assert_eq!(
         class_of(&r, "ConfigMap", "stray"),
         ("OutOfSync".into(), "agree".into())
+    );
+    assert!(
+        !r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "labelled"),
+        "{r:#}"
     );
     controller.stop().await;
 }
@@ -527,6 +547,68 @@ async fn known_type_fields_set_in_argocd_cm_compare_as_argo_cd_compares_them() {
         ("OutOfSync".into(), "agree".into())
     );
     assert_eq!(changed_fields(&r), ["spec.ram"]);
+    controller.stop().await;
+}
+
+/// `resource.sensitive.mask.annotations` set once in the real Argo CD's argocd-cm: a Secret
+/// annotation changed by hand is drift for both, and neither Argo CD's own diff nor argo-drift's
+/// report shows its value, before or after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_annotation_argo_cd_masks_is_drift_whose_value_neither_shows() {
+    let real = real_argocd();
+    let client = client().await;
+    let key = "masked.argo-drift.io/token";
+    // Under a field manager of this test's own; no other test's Secrets carry this annotation.
+    apply(
+        &client,
+        &real.namespace,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            "data": {"resource.sensitive.mask.annotations": key}}),
+        "argo-drift-tests-mask",
+    )
+    .await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("masked.git"));
+    repo.write(
+        "web/secret.yaml",
+        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\n  annotations:\n    {key}: from-git-7f3a\nstringData:\n  k: v\n"),
+    );
+    repo.commit("secret");
+    let app = application("web", &repo.url(), "web", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    s.settled(&[]).await;
+    let secrets = dynamic(&client, &shop, "v1", "Secret").await;
+    merge(
+        &secrets,
+        "api",
+        "kubectl-edit",
+        json!({"metadata": {"annotations": {key: "by-hand-91cd"}}}),
+    )
+    .await;
+    let r = s.settled(&["Secret/api"]).await;
+    assert_eq!(
+        class_of(&r, "Secret", "api"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    assert_eq!(
+        changed_fields(&r),
+        [format!("metadata.annotations[\"{key}\"]").as_str()]
+    );
+    let text = r.to_string();
+    assert!(
+        !text.contains("from-git-7f3a") && !text.contains("by-hand-91cd"),
+        "{r:#}"
+    );
+    // Argo CD's own diff masks it the same way.
+    let managed = real.client().managed_resources("web", &apps).await.unwrap();
+    let secret = managed.iter().find(|d| d.name == "api").unwrap();
+    assert!(
+        secret.live_state.contains(key) && !secret.live_state.contains("by-hand-91cd"),
+        "{}",
+        secret.live_state
+    );
     controller.stop().await;
 }
 
