@@ -8,6 +8,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod agreement;
+
 use argo_drift_controller::cli::{Args, Command as Cmd};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

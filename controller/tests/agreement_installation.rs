@@ -1,0 +1,111 @@
+//! Agreement with the real Argo CD on `installationID` (argocd-cm): set, an object that carries
+//! the app's tracking mark but another installation's ID is neither Argo CD's nor argo-drift's;
+//! one with this installation's ID is an extra object for both.
+//!
+//! A setting of the whole installation: every app Argo CD manages is compared with it. So it has
+//! a test binary of its own (cargo runs test binaries one after another) and puts the setting
+//! back when it ends, failed or not.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::agreement::*;
+use support::*;
+
+const MANAGER: &str = "argo-drift-tests-installation";
+
+/// argocd-cm `installationID`, under this test's own field manager (`None` removes it).
+async fn set_installation_id(client: &kube::Client, namespace: &str, id: Option<&str>) {
+    let data = match id {
+        Some(id) => json!({"installationID": id}),
+        None => json!({}),
+    };
+    apply(
+        client,
+        namespace,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            "data": data}),
+        MANAGER,
+    )
+    .await;
+}
+
+/// Removes the setting however the test ends.
+struct Restore {
+    namespace: String,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let namespace = self.namespace.clone();
+        // A runtime of its own: the test's may be unwinding.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let client = client().await;
+                set_installation_id(&client, &namespace, None).await;
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_another_installation_are_nobodys_for_argo_cd_and_argo_drift_alike() {
+    let real = real_argocd();
+    let client = client().await;
+    let id = format!("hub-{:x}", rand_u32());
+    let _restore = Restore {
+        namespace: real.namespace.clone(),
+    };
+    set_installation_id(&client, &real.namespace, Some(&id)).await;
+    let api = real.client();
+    wait_for(
+        "the installation ID in Argo CD's settings",
+        Duration::from_secs(30),
+        || async {
+            let answer = api.settings().await.unwrap();
+            (answer["installationID"] == id.as_str()).then_some(())
+        },
+    )
+    .await;
+    let apps = real.fresh_apps_namespace(&client).await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("installation.git"));
+    repo.write(
+        "web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
+    );
+    repo.commit("web");
+    let app = application("web", &repo.url(), "web", &shop, None);
+    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    // Argo CD marks what it applies with its installation ID.
+    let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
+    let web = serde_json::to_value(configmaps.get("web").await.unwrap()).unwrap();
+    assert_eq!(
+        web["metadata"]["annotations"]["argocd.argoproj.io/installation-id"],
+        id.as_str(),
+        "{web:#}"
+    );
+    s.settled(&[]).await;
+    let tracked = |name: &str, installation: &str| -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "annotations": {
+                "argocd.argoproj.io/tracking-id": format!("{apps}_web:/ConfigMap:{shop}/{name}"),
+                "argocd.argoproj.io/installation-id": installation}},
+            "data": {"k": "v"}})
+    };
+    apply(&client, &shop, tracked("ours", &id), "kubectl").await;
+    apply(&client, &shop, tracked("theirs", "another-hub"), "kubectl").await;
+    let r = s.settled(&["ConfigMap/ours"]).await;
+    assert_eq!(
+        class_of(&r, "ConfigMap", "ours"),
+        ("OutOfSync".into(), "agree".into())
+    );
+    assert!(!names(&r, "theirs"), "{r:#}");
+    controller.stop().await;
+}

@@ -1,0 +1,167 @@
+//! The agreement scenarios with the real Argo CD (`scripts/testenv.sh argocd`): an app Argo
+//! CD itself syncs, a controller beside it, and the rules by which their verdicts must agree
+//! (docs/agreement.md).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+pub struct Scenario {
+    pub client: kube::Client,
+    pub apps: String,
+    pub shop: String,
+}
+
+impl Scenario {
+    /// Application `app` (named `web`) in `apps`, synced by the real Argo CD, and a controller
+    /// watching it beside Argo CD.
+    pub async fn start(
+        client: &kube::Client,
+        apps: &str,
+        shop: &str,
+        app: Value,
+    ) -> (Scenario, Running) {
+        let real = real_argocd();
+        apply(client, apps, app, "argocd-server").await;
+        real.sync_and_wait(client, apps, "web").await;
+        let controller = Running::start_with_real_argocd(client, apps, &[]).await;
+        let s = Scenario {
+            client: client.clone(),
+            apps: apps.to_string(),
+            shop: shop.to_string(),
+        };
+        (s, controller)
+    }
+
+    /// Ask Argo CD for a full comparison (`argocd app get --refresh` sets this annotation), wait
+    /// until it has done it and argo-drift's report carries Argo CD's current word on every
+    /// resource, with `drifted` (kind/name) drifted by argo-drift's verdict; then check the
+    /// agreement. Returns the report.
+    pub async fn settled(&self, drifted: &[&str]) -> Value {
+        let real = real_argocd();
+        annotate_application(
+            &self.client,
+            &self.apps,
+            "web",
+            "argocd-cli",
+            json!({"argocd.argoproj.io/refresh": "normal"}),
+        )
+        .await;
+        let want: BTreeSet<String> = drifted.iter().map(|s| s.to_string()).collect();
+        let start = std::time::Instant::now();
+        let mut disagreement: Option<String> = None;
+        loop {
+            let app = real.app(&self.client, &self.apps, "web").await;
+            let report = report(&self.client, &self.apps, "web").await.map(|r| r.1);
+            // Argo CD removes the annotation once it has compared.
+            let compared = app["metadata"]["annotations"]
+                .get("argocd.argoproj.io/refresh")
+                .is_none();
+            if let (true, Some(report)) = (compared, report.as_ref()) {
+                let ours: BTreeSet<String> = report["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["status"] != "synced")
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            r["kind"].as_str().unwrap(),
+                            r["name"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                let current = report["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["argocd"]["status"] == argocd_status(&app, r));
+                // Argo CD's cluster cache can lag behind a change it was asked to compare, and
+                // compare once more when the change reaches it: the two must come to agree.
+                if ours == want && current {
+                    match check(report) {
+                        Ok(()) => return report.clone(),
+                        Err(e) => disagreement = Some(e),
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "not settled on {want:?}{}; argo-drift's report:\n{report:#?}\nArgo CD's resources:\n{:#}",
+                disagreement.as_deref().map(|d| format!(" (last disagreement: {d})")).unwrap_or_default(),
+                app["status"]["resources"]
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Argo CD's status of the report's resource `r` in the Application, `Absent` if unlisted.
+pub fn argocd_status(app: &Value, r: &Value) -> Value {
+    app["status"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| {
+            a["kind"] == r["kind"]
+                && a["name"] == r["name"]
+                && a["namespace"].as_str().unwrap_or("") == r["namespace"].as_str().unwrap_or("")
+                && a["group"].as_str().unwrap_or("") == r["group"].as_str().unwrap_or("")
+        })
+        .map_or(json!("Absent"), |a| a["status"].clone())
+}
+
+/// The agreement rules: nothing Argo CD calls OutOfSync is in sync for argo-drift, and what
+/// only argo-drift sees is of a documented class.
+pub fn check(report: &Value) -> Result<(), String> {
+    for r in report["resources"].as_array().unwrap() {
+        let class = r["argocd"]["agreement"].as_str().unwrap();
+        if !["agree", "no-verdict", "out-of-band-addition"].contains(&class) {
+            return Err(format!("{} {}: {class}\n{r:#}", r["kind"], r["name"]));
+        }
+        if r["argocd"]["status"] == "OutOfSync" && r["status"] == "synced" {
+            return Err(format!(
+                "OutOfSync for Argo CD, synced for argo-drift: {r:#}"
+            ));
+        }
+    }
+    match report["agreement"].get("argocdOnly") {
+        Some(only) => Err(format!("only Argo CD sees drift: {only:#}")),
+        None => Ok(()),
+    }
+}
+
+/// The fields argo-drift names as changed on the report's first resource.
+pub fn changed_fields(report: &Value) -> Vec<&str> {
+    report["resources"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect()
+}
+
+/// Whether the report lists a resource of this name.
+pub fn names(report: &Value, name: &str) -> bool {
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == name)
+}
+
+pub fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
+    let r = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .unwrap();
+    (
+        r["argocd"]["status"].as_str().unwrap().to_string(),
+        r["argocd"]["agreement"].as_str().unwrap().to_string(),
+    )
+}
