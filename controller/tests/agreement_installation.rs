@@ -4,7 +4,7 @@
 //!
 //! A setting of the whole installation: every app Argo CD manages is compared with it. So it has
 //! a test binary of its own (cargo runs test binaries one after another) and puts the setting
-//! back when it ends, failed or not.
+//! back when it ends, failed or not (`ArgoCdSetting`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -15,53 +15,18 @@ use serde_json::{json, Value};
 use support::agreement::*;
 use support::*;
 
-const MANAGER: &str = "argo-drift-tests-installation";
-
-/// argocd-cm `installationID`, under this test's own field manager (`None` removes it).
-async fn set_installation_id(client: &kube::Client, namespace: &str, id: Option<&str>) {
-    let data = match id {
-        Some(id) => json!({"installationID": id}),
-        None => json!({}),
-    };
-    apply(
-        client,
-        namespace,
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
-            "data": data}),
-        MANAGER,
-    )
-    .await;
-}
-
-/// Removes the setting however the test ends.
-struct Restore {
-    namespace: String,
-}
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let namespace = self.namespace.clone();
-        // A runtime of its own: the test's may be unwinding.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async {
-                let client = client().await;
-                set_installation_id(&client, &namespace, None).await;
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_of_another_installation_are_nobodys_for_argo_cd_and_argo_drift_alike() {
     let real = real_argocd();
     let client = client().await;
     let id = format!("hub-{:x}", rand_u32());
-    let _restore = Restore {
-        namespace: real.namespace.clone(),
-    };
-    set_installation_id(&client, &real.namespace, Some(&id)).await;
+    let _setting = ArgoCdSetting::set(
+        &client,
+        &real.namespace,
+        "argo-drift-tests-installation",
+        json!({"installationID": id}),
+    )
+    .await;
     let api = real.client();
     wait_for(
         "the installation ID in Argo CD's settings",

@@ -165,3 +165,55 @@ pub fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
         r["argocd"]["agreement"].as_str().unwrap().to_string(),
     )
 }
+
+/// A setting of the whole Argo CD installation in its argocd-cm, under a field manager of the
+/// test's own; removed when dropped, however the test ends (other tests assume Argo CD's
+/// defaults). Tests that set one run alone in a test binary of their own.
+pub struct ArgoCdSetting {
+    namespace: String,
+    manager: String,
+}
+
+impl ArgoCdSetting {
+    pub async fn set(
+        client: &Client,
+        namespace: &str,
+        manager: &str,
+        data: Value,
+    ) -> ArgoCdSetting {
+        apply(
+            client,
+            namespace,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+                "data": data}),
+            manager,
+        )
+        .await;
+        ArgoCdSetting {
+            namespace: namespace.to_string(),
+            manager: manager.to_string(),
+        }
+    }
+}
+
+impl Drop for ArgoCdSetting {
+    fn drop(&mut self) {
+        let (namespace, manager) = (self.namespace.clone(), self.manager.clone());
+        // A runtime of its own: the test's may be unwinding.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let client = client().await;
+                apply(
+                    &client,
+                    &namespace,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "argocd-cm"}, "data": {}}),
+                    &manager,
+                )
+                .await;
+            });
+        })
+        .join();
+    }
+}
