@@ -37,17 +37,8 @@ async fn objects_of_another_installation_are_nobodys_for_argo_cd_and_argo_drift_
         },
     )
     .await;
-    let apps = real.fresh_apps_namespace(&client).await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("installation.git"));
-    repo.write(
-        "web/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
-    );
-    repo.commit("web");
-    let app = application("web", &repo.url(), "web", &shop, None);
-    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    let (s, controller, _dir) = Scenario::config_map_app(&client).await;
+    let (apps, shop) = (s.apps.clone(), s.shop.clone());
     // Argo CD marks what it applies with its installation ID.
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
     let web = serde_json::to_value(configmaps.get("web").await.unwrap()).unwrap();

@@ -37,17 +37,8 @@ async fn label_tracking_under_a_custom_key_is_followed_as_argo_cd_follows_it() {
         },
     )
     .await;
-    let apps = real.fresh_apps_namespace(&client).await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("tracking.git"));
-    repo.write(
-        "web/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
-    );
-    repo.commit("web");
-    let app = application("web", &repo.url(), "web", &shop, None);
-    let (s, controller) = Scenario::start(&client, &apps, &shop, app).await;
+    let (s, controller, _dir) = Scenario::config_map_app(&client).await;
+    let (apps, shop) = (s.apps.clone(), s.shop.clone());
     // Argo CD labels what it applies with the configured key.
     let instance = format!("{apps}_web");
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;

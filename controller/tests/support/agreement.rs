@@ -36,6 +36,25 @@ impl Scenario {
         (s, controller)
     }
 
+    /// The plainest app: ConfigMap `web` from a fresh Git repository, in fresh namespaces,
+    /// synced by the real Argo CD, with a controller beside it. The repository's directory must
+    /// outlive the scenario.
+    pub async fn config_map_app(client: &kube::Client) -> (Scenario, Running, tempfile::TempDir) {
+        let real = real_argocd();
+        let apps = real.fresh_apps_namespace(client).await;
+        let shop = fresh_namespace(client, "shop").await;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = GitRepo::new(&dir.path().join("web.git"));
+        repo.write(
+            "web/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
+        );
+        repo.commit("web");
+        let app = application("web", &repo.url(), "web", &shop, None);
+        let (s, controller) = Scenario::start(client, &apps, &shop, app).await;
+        (s, controller, dir)
+    }
+
     /// Ask Argo CD for a full comparison (`argocd app get --refresh` sets this annotation), wait
     /// until it has done it and argo-drift's report carries Argo CD's current word on every
     /// resource, with `drifted` (kind/name) drifted by argo-drift's verdict; then check the
