@@ -11,9 +11,11 @@ enum Entry {
     Regex(fancy_regex::Regex),
 }
 
+/// The watched namespaces. Clones share one set, which `replace` changes for all of them (Argo
+/// CD's `application.namespaces` is followed while the controller runs).
 #[derive(Debug, Clone)]
 pub struct AppNamespaces {
-    entries: Vec<(String, Entry)>,
+    entries: std::sync::Arc<std::sync::RwLock<Vec<(String, Entry)>>>,
 }
 
 impl AppNamespaces {
@@ -47,14 +49,27 @@ impl AppNamespaces {
         if out.is_empty() {
             return Err("no namespace given".into());
         }
-        Ok(AppNamespaces { entries: out })
+        Ok(AppNamespaces {
+            entries: std::sync::Arc::new(std::sync::RwLock::new(out)),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Entry)>> {
+        // Writers replace the whole list in one assignment: a poisoned lock still holds a list.
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take `other`'s entries, for every clone of this set.
+    pub fn replace(&self, other: &AppNamespaces) {
+        let entries = other.read().clone();
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = entries;
     }
 
     /// The one namespace, when the list is a single name (its Applications can be watched
     /// there alone).
-    pub fn single(&self) -> Option<&str> {
-        match self.entries.as_slice() {
-            [(_, Entry::Exact(name))] => Some(name),
+    pub fn single(&self) -> Option<String> {
+        match self.read().as_slice() {
+            [(_, Entry::Exact(name))] => Some(name.clone()),
             _ => None,
         }
     }
@@ -62,7 +77,7 @@ impl AppNamespaces {
     /// Whether Applications in `namespace` are watched. Regular expressions are matched
     /// unanchored, as regexp2's MatchString does.
     pub fn contains(&self, namespace: &str) -> bool {
-        self.entries.iter().any(|(_, e)| match e {
+        self.read().iter().any(|(_, e)| match e {
             Entry::Exact(name) => name == namespace,
             Entry::Glob(g) => g.is_match(namespace),
             // A match that gives up (backtracking limit) is no match, as Argo CD logs and says no.
@@ -71,7 +86,7 @@ impl AppNamespaces {
     }
 
     pub fn describe(&self) -> String {
-        self.entries
+        self.read()
             .iter()
             .map(|(t, _)| t.as_str())
             .collect::<Vec<_>>()
@@ -103,7 +118,7 @@ mod tests {
     fn namespaces_match_as_argo_cd_matches_them() {
         let ns = |list: &[&str]| AppNamespaces::new(list).unwrap();
         assert!(ns(&["argocd"]).contains("argocd"));
-        assert_eq!(ns(&["argocd"]).single(), Some("argocd"));
+        assert_eq!(ns(&["argocd"]).single().as_deref(), Some("argocd"));
         assert!(!ns(&["argocd"]).contains("other"));
         let globs = ns(&["argocd", "team-*"]);
         assert!(globs.contains("team-a"));
@@ -126,5 +141,14 @@ mod tests {
             ["argocd", "team-*", "/^ops-/"]
         );
         assert_eq!(from_argocd("argocd", None), ["argocd"]);
+    }
+
+    #[test]
+    fn a_replaced_set_is_seen_by_every_clone() {
+        let watched = AppNamespaces::new(&["argocd"]).unwrap();
+        let elsewhere = watched.clone();
+        watched.replace(&AppNamespaces::new(&["argocd", "team-*"]).unwrap());
+        assert!(elsewhere.contains("team-a"));
+        assert_eq!(elsewhere.describe(), "argocd,team-*");
     }
 }

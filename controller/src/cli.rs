@@ -131,8 +131,8 @@ pub struct NotifyTestArgs {
 pub struct RunArgs {
     /// Namespaces whose Applications are watched: names, globs or /regular expressions/, as
     /// Argo CD's `application.namespaces`. Default: Argo CD's own namespace plus
-    /// argocd-cmd-params-cm `application.namespaces` ("apps in any namespace"), read at start as
-    /// Argo CD's components read it.
+    /// argocd-cmd-params-cm `application.namespaces` ("apps in any namespace"), followed while
+    /// running (every --policy-reload).
     #[arg(
         long = "app-namespace",
         env = "ARGO_DRIFT_APP_NAMESPACES",

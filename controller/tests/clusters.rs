@@ -395,7 +395,13 @@ async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
         apply(&client, ns, app, "argocd-server").await;
     }
     // Reports go to the controller's state namespace (Argo CD's here), labelled with the app's.
-    let controller = Running::start_beside(&client, "", &argocd, &[]).await;
+    let controller = Running::start_beside(
+        &client,
+        "",
+        &argocd,
+        &["--policy-reload", "500ms", "--gc-interval", "1s"],
+    )
+    .await;
     let (cm, r) = wait_report(&client, &argocd, "web", "the report", WAIT, |r| {
         r["summary"]["synced"] == 1
     })
@@ -415,5 +421,37 @@ async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
         .await
         .unwrap();
     assert!(listed.items.is_empty());
+
+    // Argo CD's list widened while argo-drift runs: the other namespace's app is analysed
+    // without a restart; narrowed again, it is let go and its report deleted.
+    let params = |list: String| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "argocd-cmd-params-cm"},
+               "data": {"application.namespaces": list}})
+    };
+    apply(
+        &client,
+        &argocd,
+        params(format!("{team}-*, {elsewhere}")),
+        "argocd-cli",
+    )
+    .await;
+    wait_for("the other namespace's report", WAIT, || async {
+        let listed = reports
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .unwrap();
+        (!listed.items.is_empty()).then_some(())
+    })
+    .await;
+    apply(&client, &argocd, params(format!("{team}-*")), "argocd-cli").await;
+    wait_for("the other namespace's report deleted", WAIT, || async {
+        let listed = reports
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .unwrap();
+        listed.items.is_empty().then_some(())
+    })
+    .await;
     controller.stop().await;
 }

@@ -275,7 +275,14 @@ pub async fn serve(
     let ctx = Arc::new(ctx);
 
     let resource = application::api_resource();
-    let apps: Api<DynamicObject> = match app_namespaces.single() {
+    // One namespace named with --app-namespace is watched there alone; Argo CD's own list can
+    // change while argo-drift runs, so its Applications are watched everywhere and filtered.
+    let namespaced = if args.app_namespaces.is_empty() {
+        None
+    } else {
+        app_namespaces.single()
+    };
+    let apps: Api<DynamicObject> = match &namespaced {
         Some(one) => Api::namespaced_with(client.clone(), one, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
@@ -285,6 +292,7 @@ pub async fn serve(
         apps: apps.clone(),
         params: kube::api::ListParams::default().labels(&selector),
         namespaces: app_namespaces.clone(),
+        namespaced: namespaced.is_some(),
     };
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
@@ -326,6 +334,16 @@ pub async fn serve(
         store.clone(),
         trigger_tx.clone(),
     ));
+    if args.app_namespaces.is_empty() {
+        tokio::spawn(follow_application_namespaces(
+            args.policy_reload,
+            Api::<ConfigMap>::namespaced(client.clone(), &args.control_plane_namespace),
+            args.control_plane_namespace.clone(),
+            app_namespaces.clone(),
+            store.clone(),
+            trigger_tx.clone(),
+        ));
+    }
     if let Some(argocd_cm) = ctx.argocd_cm.clone() {
         tokio::spawn(follow_argocd_cm(
             args.policy_reload,
@@ -499,11 +517,13 @@ struct OptedIn {
     apps: Api<DynamicObject>,
     params: kube::api::ListParams,
     namespaces: AppNamespaces,
+    /// The watch is of one namespace: everything it lists is watched.
+    namespaced: bool,
 }
 
 impl OptedIn {
     fn watches(&self, app: &DynamicObject) -> bool {
-        self.namespaces.single().is_some()
+        self.namespaced
             || self
                 .namespaces
                 .contains(app.metadata.namespace.as_deref().unwrap_or_default())
@@ -614,6 +634,47 @@ async fn follow_argocd_cm(
         }
         last = now;
         tracing::info!("argocd-cm changed; analysing every application again");
+        analyse_all(&store, &triggers);
+    }
+}
+
+/// Follow argocd-cmd-params-cm `application.namespaces` while running: a namespace added is
+/// watched (its apps analysed at once), one removed is let go (its apps forgotten, their
+/// reports deleted, at the next forgetting round). An entry that does not compile is logged and
+/// the running list kept. (Argo CD's own components take the list at start.)
+async fn follow_application_namespaces(
+    every: Duration,
+    configmaps: Api<ConfigMap>,
+    control_plane: String,
+    watched: AppNamespaces,
+    store: reflector::Store<DynamicObject>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let params = match configmaps.get_opt("argocd-cmd-params-cm").await {
+            Ok(cm) => cm.and_then(|cm| cm.data).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading argocd-cmd-params-cm (application.namespaces)");
+                continue;
+            }
+        };
+        let list = crate::namespaces::from_argocd(
+            &control_plane,
+            params.get("application.namespaces").map(String::as_str),
+        );
+        let now = match AppNamespaces::new(&list) {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "argocd-cmd-params-cm application.namespaces: keeping the running list");
+                continue;
+            }
+        };
+        if now.describe() == watched.describe() {
+            continue;
+        }
+        tracing::info!(from = %watched.describe(), to = %now.describe(), "application.namespaces changed; watching Applications there");
+        watched.replace(&now);
         analyse_all(&store, &triggers);
     }
 }
