@@ -263,6 +263,50 @@ impl Publisher {
         }
     }
 
+    /// Delete the reports of the watched namespaces whose application is not in `alive`
+    /// (deleted, or opted out, also while argo-drift was down). Reports of other namespaces are
+    /// left alone: another argo-drift may share this namespace. Returns how many went.
+    pub async fn prune_reports(
+        &self,
+        alive: &std::collections::HashSet<
+            kube::runtime::reflector::ObjectRef<kube::api::DynamicObject>,
+        >,
+        watched: &crate::namespaces::AppNamespaces,
+    ) -> Result<usize> {
+        let keep: std::collections::HashSet<String> = alive
+            .iter()
+            .map(|a| report_name(a.namespace.as_deref().unwrap_or_default(), &a.name))
+            .collect();
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.reports);
+        let listed = api
+            .list(&kube::api::ListParams::default().labels(&format!("{REPORT_LABEL}=true")))
+            .await
+            .map_err(Error::kube(format!(
+                "listing the reports in {}",
+                self.reports
+            )))?;
+        let mut pruned = 0;
+        for cm in listed.items {
+            let name = cm.metadata.name.clone().unwrap_or_default();
+            let of_watched = cm
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(APP_NAMESPACE_LABEL))
+                .is_some_and(|ns| watched.contains(ns));
+            if of_watched && !keep.contains(&name) {
+                api.delete(&name, &Default::default())
+                    .await
+                    .map_err(Error::kube(format!(
+                        "deleting ConfigMap {}/{name}",
+                        self.reports
+                    )))?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     /// The drift summary on the Application itself, under our field manager (server-side
     /// apply of two annotations we alone own), for Argo CD's health check and UI. Written only
     /// when it changes.

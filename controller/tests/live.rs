@@ -492,6 +492,43 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
             .then_some(())
     })
     .await;
+    // A report whose app went while no controller ran (or was never analysed) goes too; one of
+    // a namespace this controller does not watch is another's to keep.
+    let stale = |name: &str, namespace: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {
+            "argo-drift.io/report": "true", "argo-drift.io/app-namespace": namespace,
+            "app.kubernetes.io/managed-by": "argo-drift"}}})
+    };
+    apply(
+        &client,
+        &argocd,
+        stale("argo-drift-report-ghost", &argocd),
+        "argo-drift",
+    )
+    .await;
+    apply(
+        &client,
+        &argocd,
+        stale("argo-drift-report-theirs", "elsewhere"),
+        "argo-drift",
+    )
+    .await;
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &argocd);
+    wait_for("the stale report pruned", WAIT, || async {
+        configmaps
+            .get_opt("argo-drift-report-ghost")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(configmaps
+        .get_opt("argo-drift-report-theirs")
+        .await
+        .unwrap()
+        .is_some());
     controller.stop().await;
 }
 

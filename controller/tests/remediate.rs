@@ -331,17 +331,31 @@ async fn low_drift_is_healed_through_argo_cds_api_audited_and_not_again_within_t
     assert_eq!(r["decision"]["held"][0]["until"], T0 + 600);
     let app = real.app(&f.client, &f.argocd, "web").await;
     assert_eq!(app["status"]["operationState"]["startedAt"], first_heal);
+    assert_eq!(
+        f.audit("web").await.len(),
+        1,
+        "no second heal in the cooldown"
+    );
     assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "y");
     // Past the cooldown (and the per-app rate limit), it heals again.
     f.set_clock(T0 + 601);
     f.annotate("web", "test/nudge", "1").await;
+    // Argo CD's `startedAt` has one-second resolution and both heals may start within the same
+    // second, so the second heal is told apart by argo-drift's second audit record and by the
+    // live object, then confirmed as Argo CD's finished operation.
+    wait_for("the second heal's audit outcome", WAIT, || async {
+        let r = f.audit("web").await;
+        (r.len() == 2
+            && r.iter()
+                .all(|c| c.data.as_ref().unwrap().contains_key("outcome.json")))
+        .then_some(())
+    })
+    .await;
     real.wait_app(&f.client, &f.argocd, "web", "the second heal", |a| {
-        a["status"]["operationState"]["startedAt"] != first_heal
-            && a["status"]["operationState"]["phase"] == "Succeeded"
+        a["status"]["operationState"]["phase"] == "Succeeded"
     })
     .await;
     assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "shop");
-    assert_eq!(f.audit("web").await.len(), 2);
     controller.stop().await;
 }
 

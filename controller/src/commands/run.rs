@@ -580,6 +580,18 @@ async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration)
                         tracing::warn!(app = %app.name, error = %e, "deleting the report of a forgotten application");
                     }
                 }
+                // Also the reports of apps never analysed here, or gone while argo-drift was down.
+                match ctx
+                    .publisher
+                    .prune_reports(&alive, &opted_in.namespaces)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(reports = n, "reports of gone applications deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning the reports of gone applications")
+                    }
+                }
             }
             Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
         }
