@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use argo_drift_core::policy::{
-    decide, resource_actions, Action, Answer, AppInput, Budget, Decision, GuardrailState, Mode,
-    Remediation, Step,
+    decide, resource_actions, Action, Answer, AppInput, Budget, Decision, EndedOperation,
+    GuardrailState, Mode, OperationView, Remediation, Step, HEAL_INFO,
 };
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::Severity;
@@ -315,7 +315,7 @@ impl Remediator {
             report_id,
             answer,
             budget,
-            operation_running: operation_running(object),
+            operation: operation_view(object),
         };
         let decision = decide(remediation, &input, state, now);
         if *state != before {
@@ -415,7 +415,7 @@ impl Remediator {
             })
         };
         match step {
-            Step::Heal { resources, approved } => {
+            Step::Heal { id, resources, approved } => {
                 if !enforce {
                     return None;
                 }
@@ -424,8 +424,12 @@ impl Remediator {
                     None => format!("heal {} resource(s)", resources.len()),
                 };
                 let result = self
-                    .act(app, "heal", severity, step, || self.heal(object, app, resources))
+                    .act(app, "heal", severity, step, || self.heal(object, app, resources, id))
                     .await;
+                if result.is_err() {
+                    // Nothing ran: no heal for the recurrence breaker to follow.
+                    self.heal_not_run(app, id).await;
+                }
                 metrics
                     .actions
                     .get_or_create(&labels(&[("action", "heal"), ("outcome", outcome(&result))]))
@@ -475,7 +479,7 @@ impl Remediator {
                 format!("healing report {id} was rejected"),
                 false,
             ),
-            Step::BreakerTripped { fields } if enforce => {
+            Step::BreakerTripped { summary, .. } if enforce => {
                 metrics.breaker_trips.inc();
                 let _ = self
                     .act(app, "recurrence-breaker", severity, step, || async { Ok(()) })
@@ -483,7 +487,10 @@ impl Remediator {
                 announce(
                     EventKind::RecurrenceBreakerTripped,
                     "DriftRecurrenceBreakerTripped",
-                    format!("{} keep drifting back after heals: automation is stopped for the app until {RESET_ANNOTATION} is set", fields.join(", ")),
+                    format!(
+                        "{} until a human sets {RESET_ANNOTATION} on the Application",
+                        summary
+                    ),
                     true,
                 )
             }
@@ -618,11 +625,28 @@ impl Remediator {
         result
     }
 
+    /// Forget heal `id` of `app` in the guardrail state: its request failed.
+    async fn heal_not_run(&self, app: &Application, id: &str) {
+        let app_name = format!("{}/{}", app.namespace, app.name);
+        let mut guard = self.state.lock().await;
+        if let Some((state, version)) = guard.as_mut() {
+            state.heal_not_run(&app_name, id);
+            match self.store(state, version.clone()).await {
+                Ok(v) => *version = v,
+                Err(e) => {
+                    tracing::warn!(error = %e, app = %app_name, "forgetting a heal that did not run");
+                    *guard = None;
+                }
+            }
+        }
+    }
+
     async fn heal(
         &self,
         object: &DynamicObject,
         app: &Application,
         resources: &[argo_drift_core::ResourceKey],
+        id: &str,
     ) -> Result<()> {
         let resources: Vec<SyncResource> = resources
             .iter()
@@ -634,7 +658,9 @@ impl Remediator {
             })
             .collect();
         if let Some(argocd) = &self.argocd {
-            argocd.sync(&app.name, &app.namespace, &resources).await?;
+            argocd
+                .sync_with_info(&app.name, &app.namespace, &resources, &[(HEAL_INFO, id)])
+                .await?;
             return Ok(());
         }
         // What Argo CD's API does for a sync: set `operation`, which its application
@@ -655,6 +681,7 @@ impl Remediator {
         let patch = json!({"operation": {
             "sync": {"revision": revision, "prune": false, "resources": resources},
             "initiatedBy": {"username": FIELD_MANAGER},
+            "info": [{"name": HEAL_INFO, "value": id}],
             "retry": {},
         }});
         self.patch_application(app, &patch).await
@@ -855,14 +882,40 @@ impl Remediator {
     }
 }
 
-/// An `operation` requested, or an operation running (`status.operationState.phase`).
-fn operation_running(object: &DynamicObject) -> bool {
-    object.data.get("operation").is_some_and(|o| !o.is_null())
-        || object
-            .data
-            .pointer("/status/operationState/phase")
+/// Argo CD's operations as the Application shows them: one requested (`operation`) or
+/// running (`status.operationState.phase`), and the last one that ended, with the heal id
+/// argo-drift put in its `info` if it was ours.
+fn operation_view(object: &DynamicObject) -> OperationView {
+    let state = object.data.pointer("/status/operationState");
+    let phase = state
+        .and_then(|s| s.get("phase"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let running = object.data.get("operation").is_some_and(|o| !o.is_null())
+        || phase == "Running"
+        || phase == "Terminating";
+    // Argo CD's phases (pkg/apis/application/v1alpha1, OperationPhase): Running, Terminating,
+    // Failed, Error, Succeeded.
+    let last = matches!(phase, "Succeeded" | "Failed" | "Error").then(|| EndedOperation {
+        heal_id: state
+            .and_then(|s| s.pointer("/operation/info"))
+            .and_then(Value::as_array)
+            .and_then(|infos| {
+                infos
+                    .iter()
+                    .find(|i| i.get("name").and_then(Value::as_str) == Some(HEAL_INFO))
+            })
+            .and_then(|i| i.get("value"))
             .and_then(Value::as_str)
-            .is_some_and(|p| p == "Running" || p == "Terminating")
+            .map(str::to_string),
+        succeeded: phase == "Succeeded",
+        message: state
+            .and_then(|s| s.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    });
+    OperationView { running, last }
 }
 
 fn outcome(result: &Result<()>) -> &'static str {

@@ -165,13 +165,34 @@ impl Fixture {
         .await;
     }
 
-    /// What Argo CD's application controller does once it ran the operation.
+    /// What Argo CD's application controller does once it ran the operation successfully:
+    /// the operation (with its `info`) moves to `status.operationState` and is cleared.
     async fn finish_operation(&self, name: &str) {
+        self.end_operation(name, "Succeeded", "successfully synced (all tasks run)")
+            .await;
+    }
+
+    async fn end_operation(&self, name: &str, phase: &str, message: &str) {
+        let operation = self.app(name).await["operation"].clone();
+        assert!(operation.is_object(), "no operation on {name} to end");
+        let now = k8s_openapi::jiff::Timestamp::now()
+            .round(k8s_openapi::jiff::Unit::Second)
+            .unwrap()
+            .to_string();
         merge(
             &self.apps().await,
             name,
             "argocd-application-controller",
-            json!({"operation": null}),
+            json!({
+                "operation": null,
+                "status": {"operationState": {
+                    "operation": operation,
+                    "phase": phase,
+                    "message": message,
+                    "startedAt": now,
+                    "finishedAt": now,
+                }},
+            }),
         )
         .await;
     }
@@ -373,6 +394,10 @@ async fn without_argo_cds_api_a_heal_is_the_applications_operation_written_throu
     .await;
     assert_eq!(app["operation"]["sync"]["resources"][0]["name"], "web");
     assert_eq!(app["operation"]["sync"]["prune"], false);
+    // The heal's id, by which its end is known (Argo CD moves the operation, `info`
+    // included, to `status.operationState`).
+    assert_eq!(app["operation"]["info"][0]["name"], "argo-drift-heal");
+    assert!(app["operation"]["info"][0]["value"].is_string(), "{app:#}");
     let managers: Vec<String> = app["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -573,12 +598,65 @@ async fn a_tier_that_freezes_turns_automated_sync_off_through_argo_cd_and_heals_
     controller.stop().await;
 }
 
+/// The apps with an operation requested (the heals argo-drift asked for).
+async fn operations(f: &Fixture, apps: &[&str]) -> Vec<String> {
+    let mut with = Vec::new();
+    for n in apps {
+        if f.app(n).await.get("operation").is_some() {
+            with.push(n.to_string());
+        }
+    }
+    with
+}
+
+/// Those of `apps` that did not act: each held by the global rate limit until `until` (its
+/// report in `reports`, in the order of `apps`).
+fn held_globally_until<'a>(
+    apps: &[&'a str],
+    reports: &[Value],
+    acted: &[String],
+    until: i64,
+) -> Vec<&'a str> {
+    let mut waiting = Vec::new();
+    for (n, r) in apps.iter().zip(reports) {
+        if acted.contains(&n.to_string()) {
+            continue;
+        }
+        assert_eq!(held(r), ["rate-limit-global"], "{n}: {r:#}");
+        assert_eq!(r["decision"]["held"][0]["until"], until, "{n}");
+        waiting.push(*n);
+    }
+    waiting
+}
+
+/// Nudge `apps` with the clock at `t` and wait until each has been decided at `t`.
+async fn look_again_at(f: &Fixture, apps: &[&str], t: i64) -> Vec<Value> {
+    f.set_clock(t);
+    let mut reports = Vec::new();
+    for n in apps {
+        f.annotate(n, "test/nudge", &t.to_string()).await;
+    }
+    for n in apps {
+        reports.push(
+            f.report_where(n, &format!("a decision at T0+{}", t - T0), |r| {
+                r["decision"]["at"] == t
+            })
+            .await,
+        );
+    }
+    reports
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_twenty_drifting_apps_heals_exactly_the_global_allowance() {
-    let names: Vec<String> = (0..20).map(|i| format!("app-{i:02}")).collect();
+async fn a_burst_of_six_drifting_apps_acts_exactly_twice_in_the_first_minute_and_again_exactly_when_the_window_allows(
+) {
+    // Regression: under "at most 2 actions per 60 s" a token bucket let a third heal through
+    // at +30 s. The shipped limits: 2 in any 60 s across all apps, 1 in any 300 s per app.
+    let names: Vec<String> = (0..6).map(|i| format!("app-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let f = Fixture::new(&refs, json!({"argo-drift.io/mode": "enforce"})).await;
     let controller = f.start(&[]).await;
+    let mut timeline = Vec::new();
     for n in &refs {
         f.report_where(n, "the first reports", |_| true).await;
     }
@@ -597,26 +675,55 @@ async fn a_burst_of_twenty_drifting_apps_heals_exactly_the_global_allowance() {
             .await,
         );
     }
-    let limited = decided
-        .iter()
-        .filter(|r| held(r) == ["rate-limit-global"])
-        .count();
-    assert_eq!(limited, 18, "2 actions per minute across all applications");
-    let mut operations = 0;
-    for n in &refs {
-        if f.app(n).await.get("operation").is_some() {
-            operations += 1;
+    let first = operations(&f, &refs).await;
+    assert_eq!(first.len(), 2, "2 heals at +0 s: {first:?}");
+    timeline.push(format!("+0 s: 6 apps drift; heals requested for {first:?}"));
+    let waiting = held_globally_until(&refs, &decided, &first, T0 + 60);
+    assert_eq!(
+        decided.iter().find(|r| held(r) == ["rate-limit-global"]).unwrap()["decision"]["held"][0]["reason"],
+        "at most 2 action(s) in any 60 s across all applications; the next one may start at 2027-01-15T08:01:00Z"
+    );
+    timeline.push(format!(
+        "+0 s: {waiting:?} held: rate-limit-global until +60 s"
+    ));
+    // Argo CD runs the two heals.
+    for n in &first {
+        f.finish_operation(n).await;
+    }
+    // Half a minute later, and a second before the window allows: nothing more.
+    for t in [30, 59] {
+        for r in look_again_at(&f, &waiting, T0 + t).await {
+            assert_eq!(held(&r), ["rate-limit-global"], "+{t} s: {r:#}");
+            assert_eq!(r["decision"]["held"][0]["until"], T0 + 60);
         }
+        assert!(operations(&f, &refs).await.is_empty(), "+{t} s");
+        timeline.push(format!(
+            "+{t} s: looked again at {waiting:?}: all held until +60 s"
+        ));
     }
-    assert_eq!(operations, 2);
-    for r in decided.iter().filter(|r| held(r) == ["rate-limit-global"]) {
-        assert_eq!(r["decision"]["held"][0]["until"], T0 + 30);
-    }
+    // Exactly when the window allows: exactly two more.
+    let reports = look_again_at(&f, &waiting, T0 + 60).await;
+    let second = operations(&f, &refs).await;
+    assert_eq!(second.len(), 2, "+60 s: {second:?}");
+    let still = held_globally_until(&waiting, &reports, &second, T0 + 120);
+    timeline.push(format!(
+        "+60 s: heals requested for {second:?}; {still:?} held until +120 s"
+    ));
     let (_, metrics) = controller.get("/metrics").await;
     assert!(
         metrics.contains("argo_drift_actions_held_total{guardrail=\"rate-limit-global\"}"),
         "{metrics}"
     );
+    assert_eq!(
+        metrics
+            .lines()
+            .find(|l| l
+                .starts_with("argo_drift_actions_total{action=\"heal\",outcome=\"succeeded\"}"))
+            .unwrap_or_default(),
+        "argo_drift_actions_total{action=\"heal\",outcome=\"succeeded\"} 4",
+        "{metrics}"
+    );
+    eprintln!("timeline (controller clock):\n  {}", timeline.join("\n  "));
     controller.stop().await;
 }
 
@@ -665,56 +772,154 @@ async fn healed(f: &Fixture, app: &str) {
     f.finish_operation(app).await;
 }
 
+/// The heal id argo-drift put on Argo CD's last operation of `app`, once it ended as `phase`.
+fn heal_of(app: &Value) -> Option<String> {
+    app["status"]["operationState"]["operation"]["info"]
+        .as_array()?
+        .iter()
+        .find(|i| i["name"] == "argo-drift-heal")?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_field_that_keeps_drifting_back_trips_the_recurrence_breaker() {
-    let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
-    let controller = f.start(&[]).await;
+async fn the_recurrence_breaker_counts_only_heals_that_took_effect_in_the_real_argo_cd() {
+    // Regression: with `count: 2` the breaker tripped 70 ms after the second heal was
+    // requested, before Argo CD had applied it, and stopped automation for a heal that worked.
+    let f = Fixture::with_argocd(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let real = real_argocd();
+    let policy = f.policy(&[(
+        "recurrence: {count: 3, windowSeconds: 1800}",
+        "recurrence: {count: 2, windowSeconds: 1800}",
+    )]);
+    let controller = f.start_with_argocd(&["--policy", &policy]).await;
+    let started = std::time::Instant::now();
+    let mut timeline = Vec::new();
+    let mut note = |clock: i64, what: String| {
+        timeline.push(format!(
+            "{:>6.1} s real, T0+{clock} s: {what}",
+            started.elapsed().as_secs_f64()
+        ));
+    };
     f.report_where("web", "the first report", |_| true).await;
-    // Three heals, each past the cooldown, and each time the label comes back.
-    for k in 0..3 {
-        f.set_clock(T0 + k * 601);
+    let mut heals: Vec<String> = Vec::new();
+    // Heals 1 and 2: each drift is healed by the real Argo CD and the label is seen back in
+    // sync; the second drift is recurrence 1 of 2.
+    for (k, clock) in [(0, 0), (1, 601)] {
+        f.set_clock(T0 + clock);
         f.drift(
             "web",
             json!({"metadata": {"labels": {"team": format!("x{k}")}}}),
         )
         .await;
-        healed(&f, "web").await;
-        // The sync worked: the label is Git's again, and the controller has seen it before the
-        // clock moves (a drift still there after a finished heal is a recurrence of its own).
-        let api = dynamic(&f.client, &f.shop, "v1", "ConfigMap").await;
-        merge(
-            &api,
-            "web",
-            "argocd-controller",
-            json!({"metadata": {"labels": {"team": "shop"}}}),
-        )
-        .await;
-        f.report_where("web", "in sync after the heal", |r| {
-            r["summary"]["modified"] == 0
-        })
-        .await;
+        note(clock, format!("label team drifted to x{k}"));
+        let app = real
+            .wait_app(&f.client, &f.argocd, "web", "argo-drift's heal", |a| {
+                heal_of(a).is_some_and(|h| !heals.contains(&h))
+                    && a["status"]["operationState"]["phase"] == "Succeeded"
+            })
+            .await;
+        let id = heal_of(&app).unwrap();
+        note(
+            clock,
+            format!(
+                "Argo CD's operation for heal {id} Succeeded ({}, {} to {})",
+                app["status"]["operationState"]["message"],
+                app["status"]["operationState"]["startedAt"],
+                app["status"]["operationState"]["finishedAt"]
+            ),
+        );
+        heals.push(id);
+        let r = f
+            .report_where("web", "in sync after the heal", |r| {
+                r["summary"]["modified"] == 0
+            })
+            .await;
+        assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "shop");
+        note(clock, "report: in sync; breaker not tripped".into());
+        assert!(held(&r).is_empty(), "{r:#}");
     }
-    // Back a fourth time while the last heal's cooldown runs, all three heals within 30 min.
-    f.set_clock(T0 + 1300);
-    f.drift("web", json!({"metadata": {"labels": {"team": "x3"}}}))
+    // However often the app was analysed while heal 2 was requested, running and ending
+    // (Argo CD writes the Application several times), nothing tripped.
+    assert!(
+        !events(&f.client, &f.argocd, "web")
+            .await
+            .iter()
+            .any(|e| e.0 == "DriftRecurrenceBreakerTripped"),
+        "tripped during a heal that worked"
+    );
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("argo_drift_recurrence_breaker_trips_total 0"),
+        "{metrics}"
+    );
+    // Recurrence 2 of 2, after heal 2 took effect: the breaker trips, nothing is healed.
+    f.set_clock(T0 + 1202);
+    f.drift("web", json!({"metadata": {"labels": {"team": "x2"}}}))
         .await;
+    note(1202, "label team drifted to x2".into());
     let r = f
         .report_where("web", "the breaker", |r| held(r) == ["recurrence-breaker"])
         .await;
-    assert!(f.app("web").await.get("operation").is_none(), "{r:#}");
-    wait_for("the breaker Event", WAIT, || async {
+    note(1202, "report: held by recurrence-breaker".into());
+    let event = wait_for("the breaker Event", WAIT, || async {
         events(&f.client, &f.argocd, "web")
             .await
-            .iter()
-            .any(|e| e.0 == "DriftRecurrenceBreakerTripped" && e.1.contains("metadata.labels.team"))
-            .then_some(())
+            .into_iter()
+            .find(|e| e.0 == "DriftRecurrenceBreakerTripped")
+            .map(|e| e.1)
     })
     .await;
+    note(
+        1202,
+        format!("Event DriftRecurrenceBreakerTripped: {event}"),
+    );
+    assert!(
+        event.starts_with(
+            "recurrence breaker: ConfigMap shop-"
+        ) && event.contains("/web metadata.labels.team drifted again after 2 heal(s) within 30 min (heal requested 2027-01-15T08:00:00Z, Argo CD's sync succeeded 2027-01-15T08:00:00Z, in sync 2027-01-15T08:00:00Z, drifted back 2027-01-15T08:10:01Z; heal requested 2027-01-15T08:10:01Z, Argo CD's sync succeeded 2027-01-15T08:10:01Z, in sync 2027-01-15T08:10:01Z, drifted back 2027-01-15T08:20:02Z); automation stopped for the app until a human sets argo-drift.io/reset on the Application"),
+        "{event}"
+    );
+    assert!(r["decision"]["held"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("recurrence breaker tripped"));
+    let app = real.app(&f.client, &f.argocd, "web").await;
+    assert_eq!(heal_of(&app).as_ref(), heals.last(), "no third heal");
+    assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "x2");
     let (_, metrics) = controller.get("/metrics").await;
     assert!(
         metrics.contains("argo_drift_recurrence_breaker_trips_total 1"),
         "{metrics}"
     );
+    // A human resets it: healing resumes at once (the real Argo CD heals again).
+    f.annotate("web", "argo-drift.io/reset", "1").await;
+    note(1202, "annotation argo-drift.io/reset: 1".into());
+    let app = real
+        .wait_app(
+            &f.client,
+            &f.argocd,
+            "web",
+            "the heal after the reset",
+            |a| {
+                heal_of(a).is_some_and(|h| !heals.contains(&h))
+                    && a["status"]["operationState"]["phase"] == "Succeeded"
+            },
+        )
+        .await;
+    note(
+        1202,
+        format!(
+            "Argo CD's operation for heal {} Succeeded",
+            heal_of(&app).unwrap()
+        ),
+    );
+    f.report_where("web", "in sync after the reset", |r| {
+        r["summary"]["modified"] == 0
+    })
+    .await;
+    note(1202, "report: in sync".into());
+    eprintln!("timeline:\n  {}", timeline.join("\n  "));
     controller.stop().await;
 }
 
@@ -897,7 +1102,7 @@ async fn one_app_gets_one_action_per_five_minutes() {
     f.drift("web", json!({"metadata": {"labels": {"team": "x"}}}))
         .await;
     healed(&f, "web").await;
-    // A minute later another field drifts: no cooldown on it, but the app's bucket is empty.
+    // A minute later another field drifts: no cooldown on it, but the app had its one action in any 300 s.
     f.set_clock(T0 + 60);
     f.drift("web", json!({"data": {"a": "2"}})).await;
     let r = f

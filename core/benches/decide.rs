@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
                         report_id: "r1",
                         answer: None,
                         budget: Budget::NotConfigured,
-                        operation_running: false,
+                        operation: Default::default(),
                     };
                     std::hint::black_box(decide(
                         &policy.remediation,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use argo_drift_core::policy::{
-    decide, Action, Answer, AppInput, Budget, Decision, Guardrail, GuardrailState, Mode,
-    Remediation, RemediationSpec, Step,
+    decide, Action, Answer, AppInput, Budget, Decision, EndedOperation, Guardrail, GuardrailState,
+    Mode, OperationView, Remediation, RemediationSpec, Step,
 };
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::{Policy, Severity};
@@ -45,17 +45,44 @@ fn enforce() -> RemediationSpec {
     }
 }
 
+/// Decisions in a row, with Argo CD's part played: unless a test says otherwise, every heal's
+/// operation has ended successfully by the next look (`operations`, per app).
 struct Run {
     remediation: Remediation,
     state: GuardrailState,
+    operations: BTreeMap<String, OperationView>,
 }
 
 impl Run {
     fn new(spec: &RemediationSpec) -> Run {
+        Run::compiled(Remediation::compile(spec.clone(), BTreeMap::new()).unwrap())
+    }
+
+    fn compiled(remediation: Remediation) -> Run {
         Run {
-            remediation: Remediation::compile(spec.clone(), BTreeMap::new()).unwrap(),
+            remediation,
             state: GuardrailState::default(),
+            operations: BTreeMap::new(),
         }
+    }
+
+    /// Argo CD ended the app's last heal this way.
+    fn heal_ended(&mut self, app: &str, d: &Decision, succeeded: bool) {
+        self.operations.insert(
+            app.to_string(),
+            OperationView {
+                running: false,
+                last: Some(EndedOperation {
+                    heal_id: Some(heal_id(d)),
+                    succeeded,
+                    message: if succeeded {
+                        "successfully synced (all tasks run)".into()
+                    } else {
+                        "one or more objects failed to apply".into()
+                    },
+                }),
+            },
+        );
     }
 
     fn decide_with(
@@ -75,9 +102,13 @@ impl Run {
             report_id: id,
             answer,
             budget,
-            operation_running: false,
+            operation: self.operations.get(app).cloned().unwrap_or_default(),
         };
-        decide(&self.remediation, &input, &mut self.state, now)
+        let d = decide(&self.remediation, &input, &mut self.state, now);
+        if d.steps.iter().any(|s| matches!(s, Step::Heal { .. })) {
+            self.heal_ended(app, &d, true);
+        }
+        d
     }
 
     /// With a human's answer on the Application.
@@ -108,6 +139,17 @@ fn heals(d: &Decision) -> Vec<String> {
         })
         .flatten()
         .collect()
+}
+
+/// The id of the decision's heal.
+fn heal_id(d: &Decision) -> String {
+    d.steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Heal { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .unwrap()
 }
 
 fn held_by(d: &Decision) -> Vec<Guardrail> {
@@ -193,10 +235,7 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         "severity:\n  rules:\n  - {name: replicas, paths: [spec.replicas], severity: medium, actions: [heal, notify]}\nremediation:\n  mode: enforce\n  tiers:\n    critical-services:\n      low: [approve]\n",
     )
     .unwrap();
-    let mut run = Run {
-        remediation: policy.remediation.clone(),
-        state: GuardrailState::default(),
-    };
+    let mut run = Run::compiled(policy.remediation.clone());
     let r = report(&[("a", "data.a", "low", "r")], 5);
     let input = AppInput {
         app: "argocd/pay",
@@ -206,7 +245,7 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         report_id: "r1",
         answer: None,
         budget: Budget::NotConfigured,
-        operation_running: false,
+        operation: OperationView::default(),
     };
     let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert_eq!(d.resources[0].actions, [Action::Approve]);
@@ -244,7 +283,7 @@ fn observe_decides_nothing_and_dry_run_spends_nothing() {
         report_id: "r1",
         answer: None,
         budget: Budget::NotConfigured,
-        operation_running: false,
+        operation: OperationView::default(),
     };
     let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert!(d.steps.is_empty() && d.held.is_empty());
@@ -252,7 +291,7 @@ fn observe_decides_nothing_and_dry_run_spends_nothing() {
 }
 
 #[test]
-fn the_per_app_rate_limit_holds_until_a_token_is_back() {
+fn the_per_app_rate_limit_holds_until_its_window_allows() {
     let spec = enforce();
     let mut run = Run::new(&spec);
     let d = run.decide("argocd/web", &report(&[("a", "data.a", "low", "r")], 5), T0);
@@ -263,7 +302,21 @@ fn the_per_app_rate_limit_holds_until_a_token_is_back() {
         T0 + 10,
     );
     assert_eq!(held_by(&d), [Guardrail::RateLimitApp]);
-    assert_eq!(d.held[0].until, Some(T0 + 300), "one action per 5 minutes");
+    assert_eq!(
+        d.held[0].until,
+        Some(T0 + 300),
+        "one action in any 5 minutes"
+    );
+    assert_eq!(
+        d.held[0].reason,
+        "at most 1 action(s) in any 300 s for this application; the next one may start at 2027-01-15T08:05:00Z"
+    );
+    let d = run.decide(
+        "argocd/web",
+        &report(&[("b", "data.b", "low", "r")], 5),
+        T0 + 299,
+    );
+    assert_eq!(held_by(&d), [Guardrail::RateLimitApp]);
     let d = run.decide(
         "argocd/web",
         &report(&[("b", "data.b", "low", "r")], 5),
@@ -272,36 +325,77 @@ fn the_per_app_rate_limit_holds_until_a_token_is_back() {
     assert_eq!(heals(&d), ["b"]);
 }
 
-#[test]
-fn a_burst_of_twenty_drifting_apps_lets_exactly_the_global_allowance_act() {
-    let spec = enforce();
-    let mut run = Run::new(&spec);
-    let mut acted = 0;
-    let mut held = Vec::new();
-    for i in 0..20 {
-        let d = run.decide(
-            &format!("argocd/app-{i}"),
-            &report(&[("a", "data.a", "low", "r")], 5),
-            T0,
-        );
-        if heals(&d).is_empty() {
-            held.push(d.held[0].clone());
-        } else {
-            acted += 1;
+/// Six apps drift at once under the shipped "at most 2 actions per 60 s across all
+/// applications"; each looks again every second for five minutes. Returns who acted when.
+fn burst_of_six(run: &mut Run) -> Vec<(i64, String)> {
+    let r = report(&[("a", "data.a", "low", "r")], 5);
+    let mut acted: Vec<(i64, String)> = Vec::new();
+    for t in 0..300 {
+        for i in 0..6 {
+            let app = format!("argocd/app-{i}");
+            if acted.iter().any(|(_, a)| *a == app) {
+                continue;
+            }
+            let d = run.decide(&app, &r, T0 + t);
+            if !heals(&d).is_empty() {
+                acted.push((t, app));
+            } else {
+                let h = &d.held[0];
+                assert_eq!(h.guardrail, Guardrail::RateLimitGlobal, "{d:?}");
+                assert_eq!(
+                    h.reason,
+                    format!(
+                        "at most 2 action(s) in any 60 s across all applications; the next one may start at {}",
+                        chrono::DateTime::from_timestamp(h.until.unwrap(), 0)
+                            .unwrap()
+                            .format("%Y-%m-%dT%H:%M:%SZ")
+                    )
+                );
+                // The hold's `until` is exact: nothing acts before it, and the first look at
+                // it acts (checked below through the times).
+                assert!(h.until.unwrap() > T0 + t);
+            }
         }
     }
-    assert_eq!(acted, 2, "2 per minute across all applications");
-    assert_eq!(held.len(), 18);
-    assert!(held
-        .iter()
-        .all(|h| h.guardrail == Guardrail::RateLimitGlobal && h.until == Some(T0 + 30)));
-    // Half a minute later one more token is back.
-    let d = run.decide(
-        "argocd/app-2",
-        &report(&[("a", "data.a", "low", "r")], 5),
-        T0 + 30,
+    acted
+}
+
+#[test]
+fn a_burst_of_six_apps_acts_exactly_twice_in_any_minute() {
+    // Regression: a token bucket let a third action through at +30 s.
+    let mut run = Run::new(&enforce());
+    let acted = burst_of_six(&mut run);
+    let times: Vec<i64> = acted.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, [0, 0, 60, 60, 120, 120], "{acted:?}");
+    for start in 0..300 {
+        let n = times
+            .iter()
+            .filter(|t| **t >= start && **t < start + 60)
+            .count();
+        assert!(n <= 2, "{n} actions in [{start}, {}) s", start + 60);
+    }
+}
+
+#[test]
+fn a_held_app_is_told_exactly_when_the_window_allows() {
+    let mut run = Run::new(&enforce());
+    let r = report(&[("a", "data.a", "low", "r")], 5);
+    assert_eq!(heals(&run.decide("argocd/a", &r, T0)), ["a"]);
+    assert_eq!(heals(&run.decide("argocd/b", &r, T0 + 40)), ["a"]);
+    let d = run.decide("argocd/c", &r, T0 + 41);
+    assert_eq!(
+        d.held[0].until,
+        Some(T0 + 60),
+        "when the action at +0 s stops counting"
     );
-    assert_eq!(heals(&d), ["a"]);
+    assert!(heals(&run.decide("argocd/c", &r, T0 + 59)).is_empty());
+    assert_eq!(heals(&run.decide("argocd/c", &r, T0 + 60)), ["a"]);
+    let d = run.decide("argocd/d", &r, T0 + 61);
+    assert_eq!(
+        d.held[0].until,
+        Some(T0 + 100),
+        "when the action at +40 s stops counting"
+    );
 }
 
 fn generous() -> RemediationSpec {
@@ -333,38 +427,213 @@ fn the_same_field_is_not_acted_on_again_within_the_cooldown_even_after_a_restart
     assert_eq!(heals(&run.decide("argocd/web", &r, T0 + 600)), ["a"]);
 }
 
-#[test]
-fn a_field_that_keeps_coming_back_trips_the_recurrence_breaker() {
-    let spec = generous();
-    let mut run = Run::new(&spec);
-    let r = report(&[("a", "data.a", "low", "r")], 5);
-    for k in 0..3 {
-        let d = run.decide("argocd/web", &r, T0 + k * 601);
-        assert_eq!(heals(&d), ["a"], "heal {k}");
-    }
-    let d = run.decide("argocd/web", &r, T0 + 1300);
-    assert!(heals(&d).is_empty());
-    assert!(d.steps.iter().any(|s| matches!(s, Step::BreakerTripped { fields } if fields == &["ConfigMap shop/a data.a"])), "{d:?}");
-    assert!(d.steps.iter().any(|s| matches!(s, Step::Page { .. })));
-    assert_eq!(held_by(&d), [Guardrail::RecurrenceBreaker]);
-    // It stays tripped, without paging again, until a human resets it.
-    let d = run.decide("argocd/web", &r, T0 + 5000);
-    assert!(!d
-        .steps
+fn tripped(d: &Decision) -> Option<&Step> {
+    d.steps
         .iter()
-        .any(|s| matches!(s, Step::BreakerTripped { .. } | Step::Page { .. })));
-    assert_eq!(held_by(&d), [Guardrail::RecurrenceBreaker]);
-    run.state.forget("argocd/web");
-    assert_eq!(heals(&run.decide("argocd/web", &r, T0 + 5001)), ["a"]);
-    // Heals spread wider than the window do not trip it.
-    let mut run = Run::new(&spec);
-    for k in 0..6 {
-        assert_eq!(
-            heals(&run.decide("argocd/other", &r, T0 + k * 1000)),
-            ["a"],
-            "heal {k}"
-        );
+        .find(|s| matches!(s, Step::BreakerTripped { .. }))
+}
+
+fn page(d: &Decision) -> Option<&str> {
+    d.steps.iter().find_map(|s| match s {
+        Step::Page { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+/// `count: 2`, everything else shipped but generous rate limits.
+fn breaker_spec() -> RemediationSpec {
+    let mut spec = generous();
+    spec.guardrails.recurrence.count = 2;
+    spec
+}
+
+#[test]
+fn the_breaker_counts_nothing_while_a_heal_is_in_flight_and_trips_on_the_count_th_recurrence() {
+    // Regression: the breaker tripped 70 ms after the second heal was requested, because the
+    // next analysis still saw the drift that heal was about to fix.
+    let mut run = Run::new(&breaker_spec());
+    let app = "argocd/web";
+    let drifted = report(&[("a", "data.a", "low", "r")], 5);
+    let clean = report(&[], 5);
+    let in_flight = OperationView {
+        running: true,
+        last: None,
+    };
+
+    // Heal 1: requested, in flight for a while (the drift is still seen), ends, in sync.
+    let d = run.decide(app, &drifted, T0);
+    assert_eq!(heals(&d), ["a"]);
+    let first = d.clone();
+    run.operations.insert(app.into(), in_flight.clone());
+    for t in 1..5 {
+        let d = run.decide(app, &drifted, T0 + t);
+        assert_eq!(held_by(&d), [Guardrail::OperationInProgress], "{d:?}");
+        assert!(tripped(&d).is_none());
     }
+    run.heal_ended(app, &first, true);
+    // Ended, but the watch has not seen the healed object yet: no recurrence.
+    let d = run.decide(app, &drifted, T0 + 5);
+    assert_eq!(held_by(&d), [Guardrail::Cooldown]);
+    assert!(run.decide(app, &clean, T0 + 6).steps.is_empty());
+    // Recurrence 1 at +10 min: it drifts back after the heal took effect; past the cooldown,
+    // heal 2.
+    let d = run.decide(app, &drifted, T0 + 601);
+    assert!(tripped(&d).is_none(), "1 of 2");
+    assert_eq!(heals(&d), ["a"]);
+    let second = d.clone();
+    // Heal 2 in flight: Argo CD has not even shown the operation yet, then it runs. However
+    // long, however often the drift is seen, nothing counts.
+    run.operations.remove(app);
+    for t in [601, 602, 620, 659] {
+        let d = run.decide(app, &drifted, T0 + t);
+        assert!(tripped(&d).is_none(), "+{t} s: {d:?}");
+        assert_eq!(held_by(&d), [Guardrail::OperationInProgress], "+{t} s");
+        assert!(d.held[0].reason.starts_with(&format!(
+            "argo-drift's heal {} (requested 2027-01-15T08:10:01Z) has not finished",
+            heal_id(&second)
+        )));
+    }
+    run.operations.insert(app.into(), in_flight);
+    let d = run.decide(app, &drifted, T0 + 700);
+    assert!(tripped(&d).is_none());
+    run.heal_ended(app, &second, true);
+    assert!(tripped(&run.decide(app, &drifted, T0 + 701)).is_none());
+    assert!(run.decide(app, &clean, T0 + 702).steps.is_empty());
+    // Recurrence 2: trips, pages once, names both heals and their times.
+    let d = run.decide(app, &drifted, T0 + 900);
+    let Some(Step::BreakerTripped {
+        fields,
+        history,
+        summary,
+    }) = tripped(&d)
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        Some(summary.as_str()),
+        page(&d),
+        "the Event says what the page says"
+    );
+    assert_eq!(fields, &["ConfigMap shop/a data.a"]);
+    assert_eq!(history[0].heals.len(), 2);
+    assert_eq!(held_by(&d), [Guardrail::RecurrenceBreaker]);
+    assert_eq!(
+        page(&d),
+        Some(
+            "recurrence breaker: ConfigMap shop/a data.a drifted again after 2 heal(s) within 30 min (\
+             heal requested 2027-01-15T08:00:00Z, Argo CD's sync succeeded 2027-01-15T08:00:05Z, in sync 2027-01-15T08:00:06Z, drifted back 2027-01-15T08:10:01Z; \
+             heal requested 2027-01-15T08:10:01Z, Argo CD's sync succeeded 2027-01-15T08:11:41Z, in sync 2027-01-15T08:11:42Z, drifted back 2027-01-15T08:15:00Z\
+             ); automation stopped for the app"
+        )
+    );
+    // It stays tripped, without paging again, until a human resets it.
+    let d = run.decide(app, &drifted, T0 + 5000);
+    assert!(tripped(&d).is_none() && page(&d).is_none());
+    assert_eq!(held_by(&d), [Guardrail::RecurrenceBreaker]);
+    // Reset: healing starts again, and the count starts from nothing.
+    run.state.forget(app);
+    let d = run.decide(app, &drifted, T0 + 5001);
+    assert_eq!(heals(&d), ["a"]);
+    assert!(run.decide(app, &clean, T0 + 5002).steps.is_empty());
+    let d = run.decide(app, &drifted, T0 + 5700);
+    assert!(tripped(&d).is_none(), "1 of 2 after the reset");
+    assert_eq!(heals(&d), ["a"]);
+}
+
+#[test]
+fn the_breaker_does_not_trip_while_heals_succeed_and_hold() {
+    let mut run = Run::new(&breaker_spec());
+    let drifted = report(&[("a", "data.a", "low", "r")], 5);
+    let clean = report(&[], 5);
+    // Ten heals that each took effect and kept the field in sync: every one requested while
+    // the drift is still seen in the analyses right after it, none is a recurrence.
+    for k in 0..10 {
+        let t = T0 + k * 3600;
+        let d = run.decide("argocd/web", &drifted, t);
+        assert_eq!(heals(&d), ["a"], "heal {k}");
+        for s in 1..4 {
+            let d = run.decide("argocd/web", &drifted, t + s);
+            assert!(tripped(&d).is_none(), "heal {k} +{s} s: {d:?}");
+        }
+        assert!(run.decide("argocd/web", &clean, t + 10).steps.is_empty());
+    }
+    // Drift coming back after heals spread wider than the window does not trip it either.
+    let mut run = Run::new(&breaker_spec());
+    for k in 0..6 {
+        let t = T0 + k * 1900;
+        assert_eq!(heals(&run.decide("argocd/other", &drifted, t)), ["a"]);
+        assert!(run.decide("argocd/other", &clean, t + 10).steps.is_empty());
+    }
+}
+
+#[test]
+fn a_failed_heal_counts_a_refused_one_does_not_and_one_that_does_not_take_counts_after_the_cooldown(
+) {
+    let app = "argocd/web";
+    let drifted = report(&[("a", "data.a", "low", "r")], 5);
+    // Failed operations: the drift is still there; two of them trip at the second.
+    let mut run = Run::new(&breaker_spec());
+    let d = run.decide(app, &drifted, T0);
+    run.heal_ended(app, &d, false);
+    let d = run.decide(app, &drifted, T0 + 5);
+    assert!(tripped(&d).is_none(), "1 of 2");
+    let d = run.decide(app, &drifted, T0 + 601);
+    assert_eq!(heals(&d), ["a"]);
+    run.heal_ended(app, &d, false);
+    let d = run.decide(app, &drifted, T0 + 610);
+    assert!(tripped(&d).is_some(), "{d:?}");
+    assert!(
+        page(&d).unwrap().contains("Argo CD's sync failed 2027-01-15T08:10:10Z (one or more objects failed to apply), still drifted 2027-01-15T08:10:10Z"),
+        "{:?}",
+        page(&d)
+    );
+
+    // Refused requests (another operation in progress): nothing ran, nothing counts.
+    let mut run = Run::new(&breaker_spec());
+    for k in 0..4 {
+        let d = run.decide(app, &drifted, T0 + k * 601);
+        assert_eq!(heals(&d), ["a"], "heal {k}");
+        run.state.heal_not_run(app, &heal_id(&d));
+        run.operations.remove(app);
+        assert!(tripped(&run.decide(app, &drifted, T0 + k * 601 + 5)).is_none());
+    }
+
+    // Succeeded but the field never came back to Git's value: counted once the cooldown is
+    // over (the watch has long caught up by then), not before.
+    let mut run = Run::new(&breaker_spec());
+    let d = run.decide(app, &drifted, T0);
+    assert_eq!(heals(&d), ["a"]);
+    assert!(tripped(&run.decide(app, &drifted, T0 + 5)).is_none());
+    assert!(tripped(&run.decide(app, &drifted, T0 + 599)).is_none());
+    let d = run.decide(app, &drifted, T0 + 600);
+    assert!(tripped(&d).is_none(), "1 of 2: {d:?}");
+    assert_eq!(heals(&d), ["a"]);
+    assert!(tripped(&run.decide(app, &drifted, T0 + 605)).is_none());
+    let d = run.decide(app, &drifted, T0 + 1200);
+    assert!(
+        page(&d)
+            .unwrap()
+            .contains("never seen in sync by 2027-01-15T08:20:00Z"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_heal_whose_operation_never_shows_up_stops_holding_after_a_minute() {
+    let mut run = Run::new(&generous());
+    let app = "argocd/web";
+    let r = report(
+        &[("a", "data.a", "low", "r"), ("b", "data.b", "low", "r")],
+        10,
+    );
+    let d = run.decide(app, &report(&[("a", "data.a", "low", "r")], 10), T0);
+    assert_eq!(heals(&d), ["a"]);
+    // Someone replaced the operation before it ran: Argo CD shows neither it nor its end.
+    run.operations.remove(app);
+    let d = run.decide(app, &r, T0 + 59);
+    assert_eq!(held_by(&d), [Guardrail::OperationInProgress]);
+    let d = run.decide(app, &r, T0 + 60);
+    assert_eq!(heals(&d), ["b"], "{d:?}");
 }
 
 #[test]
@@ -676,7 +945,10 @@ fn nothing_new_starts_while_an_operation_is_in_flight() {
         report_id: "r1",
         answer: None,
         budget: Budget::NotConfigured,
-        operation_running: true,
+        operation: OperationView {
+            running: true,
+            last: None,
+        },
     };
     let d = decide(&run.remediation, &input, &mut run.state, T0);
     assert!(heals(&d).is_empty());
@@ -691,10 +963,7 @@ fn the_workflow_action_runs_the_template_per_resource_behind_the_same_guardrails
         "remediation:\n  mode: enforce\n  actions: {low: [workflow]}\n  workflow: {template: diagnose, namespace: wf, serviceAccount: drift-runner, parameters: {team: sre}, ttlSecondsAfterFinished: 3600}\n",
     )
     .unwrap();
-    let mut run = Run {
-        remediation: policy.remediation.clone(),
-        state: GuardrailState::default(),
-    };
+    let mut run = Run::compiled(policy.remediation.clone());
     let d = run.decide("argocd/web", &report(&[("a", "data.a", "low", "r")], 5), T0);
     let Step::RunWorkflows { workflows } = &d.steps[0] else {
         panic!("{d:?}")
@@ -731,4 +1000,21 @@ fn the_workflow_action_runs_the_template_per_resource_behind_the_same_guardrails
         .unwrap_err()
         .to_string();
     assert!(err.contains("remediation.workflow"), "{err}");
+}
+
+#[test]
+fn state_written_by_the_token_bucket_version_still_loads() {
+    // Upgrading must not fail on the persisted state: the old keys are ignored and dropped.
+    let old = r#"{"globalBucket":{"tokens":0.5,"at":1800000000},"appBuckets":{"argocd/web":{"tokens":0.0,"at":1800000000}},"heals":{"argocd/web|ConfigMap shop/a|data.a":[1800000000]},"cooldowns":{"argocd/web|ConfigMap shop/a|data.a":1800000600}}"#;
+    let state: GuardrailState = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        state.cooldowns.len(),
+        1,
+        "what still means the same is kept"
+    );
+    let text = serde_json::to_string(&state).unwrap();
+    assert!(
+        !text.contains("Bucket") && !text.contains("\"heals\""),
+        "{text}"
+    );
 }

@@ -277,12 +277,31 @@ impl ArgoCd {
         app_namespace: &str,
         resources: &[SyncResource],
     ) -> Result<Value> {
+        self.sync_with_info(app, app_namespace, resources, &[])
+            .await
+    }
+
+    /// The same, with `infos` (name, value) that Argo CD keeps on the operation
+    /// (`status.operationState.operation.info`; server/application/application.go copies
+    /// `syncReq.Infos` into `Operation.Info`): how a caller knows its operation when it ends.
+    pub async fn sync_with_info(
+        &self,
+        app: &str,
+        app_namespace: &str,
+        resources: &[SyncResource],
+        infos: &[(&str, &str)],
+    ) -> Result<Value> {
         let path = format!("/api/v1/applications/{app}/sync");
+        let infos: Vec<Value> = infos
+            .iter()
+            .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+            .collect();
         let body = serde_json::json!({
             "name": app,
             "appNamespace": app_namespace,
             "prune": false,
             "resources": resources,
+            "infos": infos,
         });
         self.call(reqwest::Method::POST, &path, &[], Some(&body), false)
             .await

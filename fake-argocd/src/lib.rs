@@ -409,12 +409,18 @@ async fn start_operation(
     namespace: &str,
     name: &str,
     sync: Value,
+    infos: Option<Value>,
 ) -> Result<Json<Value>> {
-    let operation = json!({
+    let mut operation = json!({
         "sync": sync,
         "initiatedBy": {"username": USERNAME},
         "retry": {},
     });
+    // As Argo CD: the request's `infos` become the operation's `info`
+    // (server/application/application.go).
+    if let Some(infos) = infos {
+        operation["info"] = infos;
+    }
     Ok(Json(
         update(shared, namespace, name, &json!({"operation": operation})).await?,
     ))
@@ -523,7 +529,8 @@ async fn sync(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
     if let Some(items) = body.pointer("/syncOptions/items") {
         sync["syncOptions"] = items.clone();
     }
-    start_operation(shared, &namespace, name, sync).await
+    let infos = body.get("infos").filter(|v| !v.is_null()).cloned();
+    start_operation(shared, &namespace, name, sync, infos).await
 }
 
 async fn rollback(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
@@ -572,7 +579,7 @@ async fn rollback(call: Call, Json(body): Json<Value>) -> Result<Json<Value>> {
     if let Some(source) = entry.get("source") {
         sync["source"] = source.clone();
     }
-    start_operation(shared, &namespace, name, sync).await
+    start_operation(shared, &namespace, name, sync, None).await
 }
 
 async fn manifests(call: Call) -> Result<Json<Value>> {

@@ -12,6 +12,11 @@ use crate::classify::{Severity, Status};
 use crate::manifest::ResourceKey;
 use crate::report::DriftReport;
 
+mod rate_limit;
+pub mod recurrence;
+
+pub use recurrence::{EndedOperation, OperationView, TrippedField, HEAL_INFO};
+
 /// What may be done about drift, weakest first. `page` is added to another action.
 #[derive(
     Debug,
@@ -87,7 +92,8 @@ impl std::str::FromStr for Mode {
 /// Actions by severity, as written in the policy file; a tier may give only some severities.
 pub type ActionTable = BTreeMap<Severity, Vec<Action>>;
 
-/// A token bucket: `actions` at most, refilled at `actions` per `perSeconds`.
+/// At most `actions` actions in any window of `perSeconds` seconds: each action counts for
+/// `perSeconds` after it was taken (a sliding window, not a bucket that refills continuously).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateSpec {
@@ -95,7 +101,7 @@ pub struct RateSpec {
     pub per_seconds: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimits {
     #[serde(default = "RateLimits::default_global")]
@@ -128,8 +134,12 @@ impl Default for RateLimits {
     }
 }
 
-/// The same field drifting back after a heal this many times within the window trips the
-/// breaker: the remediation is not working.
+/// The recurrence breaker: a field whose drift recurs `count` times within `windowSeconds`
+/// after heals that took effect stops automation for the app and pages — the remediation is
+/// not working. A recurrence is counted only once the heal's Argo CD operation has ended: the
+/// field was seen back in sync and drifted again, or the operation failed and the drift is
+/// still there, or it succeeded but the field was never seen in sync by the end of the
+/// cooldown. Nothing counts while an operation is requested or running.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecurrenceSpec {
@@ -590,47 +600,6 @@ fn check_actions(actions: &[Action]) -> Result<(), String> {
 
 // ----- guardrail state -------------------------------------------------------------------------
 
-/// A token bucket's level at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Bucket {
-    pub tokens: f64,
-    pub at: i64,
-}
-
-impl Bucket {
-    fn full(spec: RateSpec, now: i64) -> Bucket {
-        Bucket {
-            tokens: f64::from(spec.actions),
-            at: now,
-        }
-    }
-
-    fn level(&self, spec: RateSpec, now: i64) -> f64 {
-        let per_second = f64::from(spec.actions) / f64::from(spec.per_seconds);
-        let elapsed = (now - self.at).max(0) as f64;
-        (self.tokens + elapsed * per_second).min(f64::from(spec.actions))
-    }
-
-    /// The bucket after taking one token at `now`.
-    fn take(&self, spec: RateSpec, now: i64) -> Bucket {
-        Bucket {
-            tokens: self.level(spec, now) - 1.0,
-            at: now,
-        }
-    }
-
-    /// When one token will be there.
-    fn next_token(&self, spec: RateSpec, now: i64) -> i64 {
-        let missing = 1.0 - self.level(spec, now);
-        if missing <= 0.0 {
-            return now;
-        }
-        let per_second = f64::from(spec.actions) / f64::from(spec.per_seconds);
-        now + (missing / per_second).ceil() as i64
-    }
-}
-
 /// A request for a human to approve healing this report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -649,16 +618,24 @@ pub struct PendingApproval {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GuardrailState {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub global_bucket: Option<Bucket>,
+    /// When the actions that still count against the global rate limit were taken. (The
+    /// token buckets of earlier versions, `globalBucket` and `appBuckets`, are ignored when
+    /// read and dropped at the next write.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub global_actions: Vec<i64>,
+    /// The same per application.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub app_buckets: BTreeMap<String, Bucket>,
+    pub app_actions: BTreeMap<String, Vec<i64>>,
     /// `app|resource|field` -> not again before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cooldowns: BTreeMap<String, i64>,
-    /// `app|resource|field` -> when it was healed (within the recurrence window).
+    /// Per application, the heals asked for and what became of them: what the recurrence
+    /// breaker counts. (Earlier versions kept bare heal times under `heals`; ignored.)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub heals: BTreeMap<String, Vec<i64>>,
+    pub heal_records: BTreeMap<String, Vec<recurrence::HealRecord>>,
+    /// Makes heal ids unique.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub heal_seq: u64,
     /// Applications whose recurrence breaker tripped, and when; cleared by a human.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub breakers: BTreeMap<String, i64>,
@@ -672,27 +649,45 @@ pub struct GuardrailState {
     pub declined: BTreeMap<String, String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl GuardrailState {
-    /// Drop what can no longer matter at `now` (expired cooldowns, heals outside the window,
-    /// full buckets), so the persisted state stays small.
+    /// Drop what can no longer matter at `now` (expired cooldowns, heals that can no longer
+    /// count, actions outside their rate window), so the persisted state stays small.
     pub fn prune(&mut self, spec: &RemediationSpec, now: i64) {
         self.cooldowns.retain(|_, until| *until > now);
         let window = i64::from(spec.guardrails.recurrence.window_seconds);
-        self.heals.retain(|_, times| {
-            times.retain(|t| now - t < window);
-            !times.is_empty()
+        self.heal_records.retain(|_, records| {
+            recurrence::prune(records, window, now);
+            !records.is_empty()
         });
-        let per_app = spec.guardrails.rate_limit.per_app;
-        self.app_buckets
-            .retain(|_, b| b.level(per_app, now) < f64::from(per_app.actions));
+        let limits = spec.guardrails.rate_limit;
+        rate_limit::prune(&mut self.global_actions, limits.global, now);
+        self.app_actions.retain(|_, log| {
+            rate_limit::prune(log, limits.per_app, now);
+            !log.is_empty()
+        });
+    }
+
+    /// A heal whose request Argo CD refused or never received: nothing ran, so it is no heal
+    /// the recurrence breaker could count (its cooldown and rate-limit use stay).
+    pub fn heal_not_run(&mut self, app: &str, id: &str) {
+        if let Some(records) = self.heal_records.get_mut(app) {
+            records.retain(|r| r.id != id);
+            if records.is_empty() {
+                self.heal_records.remove(app);
+            }
+        }
     }
 
     /// Forget an application (deleted, or reset by a human).
     pub fn forget(&mut self, app: &str) {
         let prefix = format!("{app}|");
-        self.app_buckets.remove(app);
+        self.app_actions.remove(app);
         self.cooldowns.retain(|k, _| !k.starts_with(&prefix));
-        self.heals.retain(|k, _| !k.starts_with(&prefix));
+        self.heal_records.remove(app);
         self.breakers.remove(app);
         self.frozen.remove(app);
         self.approvals.remove(app);
@@ -734,9 +729,9 @@ pub struct AppInput<'a> {
     pub report_id: &'a str,
     pub answer: Option<Answer>,
     pub budget: Budget,
-    /// Argo CD has an operation requested or running on the app (a sync we asked for, say):
-    /// nothing new is started until it is done.
-    pub operation_running: bool,
+    /// Argo CD's operations on the app: nothing new is started while one is requested or
+    /// running, and the end of a heal argo-drift asked for is read from the last one.
+    pub operation: OperationView,
 }
 
 /// Which guardrail held an action back.
@@ -784,8 +779,10 @@ impl Guardrail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "step")]
 pub enum Step {
-    /// Sync these resources back to Git. `approved`: the report id a human approved.
+    /// Sync these resources back to Git. `approved`: the report id a human approved. `id`
+    /// goes into the Argo CD operation's `info` (as `argo-drift-heal`) to know it when it ends.
     Heal {
+        id: String,
         resources: Vec<ResourceKey>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         approved: Option<String>,
@@ -811,9 +808,13 @@ pub enum Step {
     ApprovalRejected {
         id: String,
     },
-    /// The recurrence breaker tripped: automation stops for the app.
+    /// The recurrence breaker tripped: automation stops for the app. `history`: each field's
+    /// heals that count, with their outcome and times.
     BreakerTripped {
         fields: Vec<String>,
+        history: Vec<TrippedField>,
+        /// What happened, in words: the page's reason.
+        summary: String,
     },
     Page {
         severity: Severity,
@@ -850,6 +851,9 @@ pub struct ResourceDecision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
+    /// When it was taken (Unix seconds, the controller's clock).
+    #[serde(default)]
+    pub at: i64,
     pub mode: Mode,
     pub resources: Vec<ResourceDecision>,
     /// What to do now (in dry-run: what would be done; nothing is).
@@ -935,6 +939,15 @@ fn field_keys(app: &str, resource: &crate::report::ResourceReport) -> Vec<String
         .collect()
 }
 
+/// A drifted resource's fields as the recurrence breaker names them: `<resource> <field>`.
+fn field_ids(resource: &crate::report::ResourceReport) -> Vec<String> {
+    let key = resource.key();
+    fields_of(resource)
+        .into_iter()
+        .map(|f| format!("{key} {f}"))
+        .collect()
+}
+
 /// Decide for one application. `state` is updated in enforce mode only: in dry-run the
 /// guardrails are consulted but nothing is spent or recorded.
 pub fn decide(
@@ -961,6 +974,7 @@ pub fn decide(
         })
         .collect();
     let decision = Decision {
+        at: now,
         mode,
         resources,
         steps: Vec::new(),
@@ -978,6 +992,11 @@ pub fn decide(
         &mut scratch
     };
     let app = input.app;
+    // What the heals asked for became: ended operations, fields seen back in sync.
+    let drifted_fields: BTreeSet<String> = drifted.iter().flat_map(|r| field_ids(r)).collect();
+    if let Some(records) = state.heal_records.get_mut(app) {
+        recurrence::observe(records, &input.operation, &drifted_fields, now);
+    }
     let wants = |a: Action| {
         decision
             .resources
@@ -1025,26 +1044,34 @@ pub fn decide(
         return finish(decision, steps, held, state, app, mode);
     }
 
-    // Recurrence: a field healed `count` times within the window that drifted yet again.
-    let recurrence = spec.guardrails.recurrence;
-    let window = i64::from(recurrence.window_seconds);
-    if !state.breakers.contains_key(app) {
-        let mut recurring = Vec::new();
-        for r in drifted.iter() {
-            for (k, field) in field_keys(app, r).into_iter().zip(fields_of(r)) {
-                let heals = state
-                    .heals
-                    .get(&k)
-                    .map_or(0, |t| t.iter().filter(|t| now - **t < window).count());
-                if heals >= recurrence.count as usize {
-                    recurring.push(format!("{} {field}", r.key()));
-                }
-            }
-        }
-        if !recurring.is_empty() {
+    // The recurrence breaker, counted only with nothing in flight: a heal still running (or
+    // not yet seen in the watch) is not drift that came back.
+    let ours = state
+        .heal_records
+        .get(app)
+        .and_then(|r| recurrence::in_flight(r))
+        .map(|h| (h.id.clone(), h.requested_at));
+    let in_flight = input.operation.running || ours.is_some();
+    if !in_flight && !state.breakers.contains_key(app) {
+        let tripped = state
+            .heal_records
+            .get_mut(app)
+            .map_or_else(Vec::new, |records| {
+                recurrence::count(
+                    records,
+                    &drifted_fields,
+                    spec.guardrails.recurrence,
+                    i64::from(spec.guardrails.cooldown_seconds),
+                    now,
+                )
+            });
+        if !tripped.is_empty() {
             state.breakers.insert(app.to_string(), now);
+            let summary = recurrence::describe(&tripped, spec.guardrails.recurrence);
             steps.push(Step::BreakerTripped {
-                fields: recurring.clone(),
+                fields: tripped.iter().map(|t| t.field.clone()).collect(),
+                history: tripped,
+                summary: summary.clone(),
             });
             steps.push(Step::Page {
                 severity: decision
@@ -1053,26 +1080,25 @@ pub fn decide(
                     .map(|r| r.severity)
                     .max()
                     .unwrap_or(Severity::Medium),
-                reason: format!(
-                    "recurrence breaker: {} drifted back after {} heals within {} min; automation stopped for the app",
-                    recurring.join(", "),
-                    recurrence.count,
-                    recurrence.window_seconds / 60
-                ),
+                reason: summary,
             });
         }
     }
     let breaker = state.breakers.contains_key(app);
 
     // An operation in flight (our own heal, a sync someone started): wait for it, deciding
-    // nothing new, so that a heal in progress is not mistaken for drift that came back.
-    if input.operation_running && (!heal.is_empty() || !approve.is_empty()) {
+    // nothing new.
+    if in_flight && !breaker && (!heal.is_empty() || !approve.is_empty()) {
         held.push(Held {
             action: Action::Heal,
             guardrail: Guardrail::OperationInProgress,
-            reason:
-                "an Argo CD operation is requested or running on the application; waiting for it"
-                    .into(),
+            reason: match ours {
+                Some((id, at)) => format!(
+                    "argo-drift's heal {id} (requested {}) has not finished in Argo CD yet; nothing new starts and no recurrence counts until it has",
+                    recurrence::utc(at)
+                ),
+                None => "an Argo CD operation is requested or running on the application; waiting for it".into(),
+            },
             until: None,
         });
         return finish(decision, steps, held, state, app, mode);
@@ -1176,8 +1202,9 @@ pub fn decide(
             );
             keys.sort();
             keys.dedup();
-            record_heal(spec, state, app, &drifted, &keys, now);
+            let heal_id = record_heal(spec, state, app, &drifted, &keys, false, now);
             steps.push(Step::Heal {
+                id: heal_id,
                 resources: keys,
                 approved: Some(id),
             });
@@ -1286,57 +1313,59 @@ pub fn decide(
         ));
         return finish(decision, steps, held, state, app, mode);
     }
-    // Rate limits: one token from the app's bucket and one from the global bucket.
-    let limits = &spec.guardrails.rate_limit;
-    let app_bucket = state
-        .app_buckets
-        .get(app)
-        .copied()
-        .unwrap_or_else(|| Bucket::full(limits.per_app, now));
-    let global = state
-        .global_bucket
-        .unwrap_or_else(|| Bucket::full(limits.global, now));
-    for (bucket, rate, guardrail, scope) in [
+    // Rate limits: at most N actions in any window, for the app and across all apps.
+    let limits = spec.guardrails.rate_limit;
+    let app_log = state.app_actions.get(app).cloned().unwrap_or_default();
+    for (log, rate, guardrail, scope) in [
         (
-            app_bucket,
+            &app_log,
             limits.per_app,
             Guardrail::RateLimitApp,
             "for this application",
         ),
         (
-            global,
+            &state.global_actions,
             limits.global,
             Guardrail::RateLimitGlobal,
             "across all applications",
         ),
     ] {
-        if bucket.level(rate, now) < 1.0 {
+        if let Some(until) = rate_limit::next_allowed(log, rate, now) {
             held.push(hold(
                 guardrail,
                 format!(
-                    "at most {} action(s) per {} s {scope}",
-                    rate.actions, rate.per_seconds
+                    "at most {} action(s) in any {} s {scope}; the next one may start at {}",
+                    rate.actions,
+                    rate.per_seconds,
+                    recurrence::utc(until)
                 ),
-                Some(bucket.next_token(rate, now)),
+                Some(until),
             ));
             return finish(decision, steps, held, state, app, mode);
         }
     }
-    state.global_bucket = Some(global.take(limits.global, now));
-    state
-        .app_buckets
-        .insert(app.to_string(), app_bucket.take(limits.per_app, now));
-    let keys: Vec<ResourceKey> = ready.iter().map(|r| r.key()).collect();
-    record_heal(spec, state, app, &drifted, &keys, now);
+    rate_limit::record(&mut state.global_actions, limits.global, now);
+    rate_limit::record(
+        state.app_actions.entry(app.to_string()).or_default(),
+        limits.per_app,
+        now,
+    );
     let (run, sync): (Vec<_>, Vec<_>) = ready
         .iter()
         .copied()
         .partition(|r| by_workflow.contains(&r.key()));
     if !sync.is_empty() {
+        let keys: Vec<ResourceKey> = sync.iter().map(|r| r.key()).collect();
+        let id = record_heal(spec, state, app, &drifted, &keys, false, now);
         steps.push(Step::Heal {
-            resources: sync.iter().map(|r| r.key()).collect(),
+            id,
+            resources: keys,
             approved: None,
         });
+    }
+    if !run.is_empty() {
+        let keys: Vec<ResourceKey> = run.iter().map(|r| r.key()).collect();
+        record_heal(spec, state, app, &drifted, &keys, true, now);
     }
     if let (false, Some(w)) = (run.is_empty(), &spec.workflow) {
         steps.push(Step::RunWorkflows {
@@ -1407,23 +1436,45 @@ impl Held {
     }
 }
 
-/// Remember a heal of `keys`: cooldown for each of their drifted fields, and the time for the
-/// recurrence breaker.
+/// Remember a heal of `keys`: a cooldown for each of their drifted fields, and a record the
+/// recurrence breaker follows until the heal took effect. Returns the heal's id. Workflows are
+/// not Argo CD operations: nothing waits for them to end.
 fn record_heal(
     spec: &RemediationSpec,
     state: &mut GuardrailState,
     app: &str,
     drifted: &[&crate::report::ResourceReport],
     keys: &[ResourceKey],
+    workflow: bool,
     now: i64,
-) {
+) -> String {
     let cooldown = i64::from(spec.guardrails.cooldown_seconds);
+    let mut fields = BTreeMap::new();
     for r in drifted.iter().filter(|r| keys.contains(&r.key())) {
         for k in field_keys(app, r) {
-            state.cooldowns.insert(k.clone(), now + cooldown);
-            state.heals.entry(k).or_default().push(now);
+            state.cooldowns.insert(k, now + cooldown);
+        }
+        for f in field_ids(r) {
+            fields.insert(f, recurrence::FieldAfterHeal::default());
         }
     }
+    state.heal_seq += 1;
+    let id = format!("{now}-{}", state.heal_seq);
+    state
+        .heal_records
+        .entry(app.to_string())
+        .or_default()
+        .push(recurrence::HealRecord {
+            id: id.clone(),
+            requested_at: now,
+            ended: workflow.then(|| recurrence::HealEnd {
+                at: now,
+                outcome: recurrence::HealOutcome::WorkflowStarted,
+                message: String::new(),
+            }),
+            fields,
+        });
+    id
 }
 
 fn finish(
