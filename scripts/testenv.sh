@@ -14,6 +14,7 @@
 #   scripts/testenv.sh down [--cluster NAME]  stop it (with Argo CD, for the hub) and delete its state
 #   scripts/testenv.sh build                  only build and cache every binary
 #   scripts/testenv.sh versions               the pinned versions
+#   scripts/testenv.sh argocd-source          print the pinned Argo CD release's source directory
 #   scripts/testenv.sh restart-apiserver [SECONDS]   stop the hub's API server, wait, start it again
 #
 # With KUBECONFIG already set (kind, k3d, a real cluster), `up` starts no API server and `argocd`
@@ -628,6 +629,9 @@ case "${1:-}" in
   restart-apiserver) shift; restart_apiserver "$@" ;;
   down) shift; down "$@" ;;
   build) build ;;
+  # The pinned Argo CD release's source (Go's module cache): its resource_customizations tree
+  # is the reference suite for the Lua runner. Needs no cluster.
+  argocd-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_ARGOCD_SOURCE=$(module_dir github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -66,8 +66,14 @@ pub enum HealthCommand {
 pub struct HealthTestArgs {
     #[arg(value_name = "DIR", default_value = "health-checks")]
     pub dir: PathBuf,
-    /// Open string and math too (Argo CD's resource.customizations.useOpenLibs).
+    /// Run the scripts as argocd-cm overrides (resource.customizations.health.*): standard
+    /// libraries closed unless --open-libs. Without it they run as Argo CD runs its built-in
+    /// scripts and its own suite: libraries open.
     #[arg(long)]
+    pub r#override: bool,
+    /// With --override: Argo CD's resource.customizations.useOpenLibs (string, math,
+    /// coroutines).
+    #[arg(long, requires = "override")]
     pub open_libs: bool,
 }
 

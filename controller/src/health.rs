@@ -1,8 +1,10 @@
-//! Argo CD resource health checks in Lua, run as Argo CD runs them: Lua 5.1, the object as the
-//! global `obj`, only the libraries Argo CD opens for a health script (base, table, `require`
-//! for a safe `os` with `time` and `date`; `string` and `math` as well with
-//! `--open-libs`, Argo CD's `useOpenLibs`), a one-second time limit, and the same rules for the
-//! result: a table whose `status` is one of Argo CD's health codes, else Unknown.
+//! Argo CD resource health checks in Lua, run as Argo CD runs them (util/lua/lua.go): Lua 5.1
+//! with `goto` — gopher-lua's dialect, here LuaJIT with its compiler off so that the time limit
+//! holds — the object as the global `obj`, the libraries Argo CD opens (always base, table,
+//! `package` and a safe `os` with `time` and `date`; `string`, `math` and coroutines too for
+//! built-in scripts and for argocd-cm overrides with `useOpenLibs`), a one-second time limit,
+//! and the same rules for the result: nil is no health, a table whose `status` is one of Argo
+//! CD's health codes, an unknown status Unknown.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,10 +51,24 @@ impl Default for Options {
 }
 
 /// Run `script` on `object`. Errors are the script's own (a runtime error, the time limit, a
-/// result that is not a table); an unknown status is not an error but Unknown, as in Argo CD.
-pub fn run(script: &str, object: &Value, options: Options) -> Result<HealthStatus, String> {
+/// result that is not a table); an unknown status is not an error but Unknown, as in Argo CD;
+/// `None` when the script returns nil (no health).
+pub fn run(script: &str, object: &Value, options: Options) -> Result<Option<HealthStatus>, String> {
     let lua = sandbox(options).map_err(|e| format!("setting up Lua: {e}"))?;
-    let obj = to_lua(&lua, object).map_err(|e| format!("passing the object to Lua: {e}"))?;
+    let result = eval(&lua, script, object, options, "=health.lua")?;
+    health_of(&result)
+}
+
+/// Run `script` with `obj` set in a prepared state and return the value Argo CD reads: the
+/// top of the stack, i.e. the last value returned.
+pub(crate) fn eval(
+    lua: &Lua,
+    script: &str,
+    object: &Value,
+    options: Options,
+    name: &str,
+) -> Result<LuaValue, String> {
+    let obj = to_lua(lua, object).map_err(|e| format!("passing the object to Lua: {e}"))?;
     lua.globals().set("obj", obj).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let limit = options.time_limit;
@@ -71,20 +87,32 @@ pub fn run(script: &str, object: &Value, options: Options) -> Result<HealthStatu
     .map_err(|e| e.to_string())?;
     let values = lua
         .load(script)
-        .set_name("=health.lua")
+        .set_name(name)
         .eval::<mlua::MultiValue>()
         .map_err(describe)?;
-    // Argo CD reads the value on top of the stack: the last one returned.
-    let result = values.into_iter().last().unwrap_or(LuaValue::Nil);
+    Ok(values.into_iter().last().unwrap_or(LuaValue::Nil))
+}
+
+/// A health script's result as Argo CD reads it (ExecuteHealthLua).
+fn health_of(result: &LuaValue) -> Result<Option<HealthStatus>, String> {
     let table = match result {
+        LuaValue::Nil => return Ok(None),
         LuaValue::Table(t) => t,
         other => {
             return Err(format!(
                 "expect table output from Lua script, not {}",
-                lua_type(&other)
+                lua_type(other)
             ))
         }
     };
+    // A table with an array part encodes as a JSON array, which Argo CD cannot decode into a
+    // health status and takes as an empty one.
+    if table.raw_len() > 0 {
+        return Ok(Some(HealthStatus {
+            status: String::new(),
+            message: String::new(),
+        }));
+    }
     let field = |name: &str| -> Result<String, String> {
         match table.raw_get::<LuaValue>(name).map_err(|e| e.to_string())? {
             LuaValue::Nil => Ok(String::new()),
@@ -98,12 +126,12 @@ pub fn run(script: &str, object: &Value, options: Options) -> Result<HealthStatu
     let status = field("status")?;
     let message = field("message")?;
     if !STATUSES.contains(&status.as_str()) {
-        return Ok(HealthStatus {
+        return Ok(Some(HealthStatus {
             status: "Unknown".into(),
             message: INVALID_STATUS.into(),
-        });
+        }));
     }
-    Ok(HealthStatus { status, message })
+    Ok(Some(HealthStatus { status, message }))
 }
 
 fn describe(e: mlua::Error) -> String {
@@ -129,16 +157,24 @@ fn lua_type(v: &LuaValue) -> &'static str {
     }
 }
 
-/// A state with only what Argo CD gives a health script.
-fn sandbox(options: Options) -> mlua::Result<Lua> {
-    let mut libs = StdLib::TABLE | StdLib::PACKAGE;
+/// A state with only what Argo CD gives a script. With open libraries Argo CD (gopher-lua's
+/// OpenLibs) also opens `io` and `debug`; they are left closed here: no built-in script uses
+/// them, and a check has no business reading files (docs/health-checks.md lists this).
+pub(crate) fn sandbox(options: Options) -> mlua::Result<Lua> {
+    let mut libs = StdLib::TABLE | StdLib::PACKAGE | StdLib::JIT;
     if options.open_libs {
         libs |= StdLib::STRING | StdLib::MATH;
     }
     let lua = Lua::new_with(libs, LuaOptions::default())?;
-    // A health check reads one object: no files, no native modules.
-    lua.set_memory_limit(64 * 1024 * 1024)?;
+    // The time limit is a count hook, which compiled traces do not call: interpret only.
+    lua.load("jit.off(); jit.flush()").exec()?;
     let globals = lua.globals();
+    globals.set("jit", LuaValue::Nil)?;
+    // LuaJIT's coroutines are part of its base library; gopher-lua opens them only with the
+    // other libraries.
+    if !options.open_libs {
+        globals.set("coroutine", LuaValue::Nil)?;
+    }
     for name in ["dofile", "loadfile"] {
         globals.set(name, LuaValue::Nil)?;
     }
@@ -150,6 +186,10 @@ fn sandbox(options: Options) -> mlua::Result<Lua> {
     globals.set("os", os.clone())?;
     let loaded: Table = package.get("loaded")?;
     loaded.set("os", os.clone())?;
+    loaded.set("jit", LuaValue::Nil)?;
+    if !options.open_libs {
+        loaded.set("coroutine", LuaValue::Nil)?;
+    }
     let preload: Table = package.get("preload")?;
     preload.set("os", lua.create_function(move |_, ()| Ok(os.clone()))?)?;
     Ok(lua)
@@ -260,18 +300,30 @@ fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
     })
 }
 
-/// One case of a `health_test.yaml`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TestCase {
-    health_status: HealthStatus,
-    input_path: String,
+/// A field of a decoded test table as Go's encoding/json finds it for a struct field (Argo
+/// CD's tables go through sigs.k8s.io/yaml): the exact key, else one equal ignoring case.
+pub(crate) fn go_field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let map = v.as_object()?;
+    map.get(name).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
-#[derive(Debug, Deserialize)]
-struct TestFile {
-    #[serde(default)]
-    tests: Vec<TestCase>,
+/// A string field as Go decodes it into a `string`: absent or null is empty.
+pub(crate) fn go_string(v: &Value, name: &str) -> Result<String, String> {
+    match go_field(v, name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("{name}: {other} is not a string")),
+    }
+}
+
+/// A test table (YAML) decoded as Argo CD decodes it.
+pub(crate) fn load_table(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The outcome of one case.
@@ -283,67 +335,177 @@ pub struct CaseResult {
     pub failure: Option<String>,
 }
 
-/// Every `health_test.yaml` under `dir` (Argo CD's layout `<group>/<Kind>/`), each case run
-/// against the `health.lua` beside it.
-pub fn test_dir(dir: &Path, options: Options) -> Result<Vec<CaseResult>, String> {
-    let mut tables = Vec::new();
-    find_tables(dir, &mut tables).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if tables.is_empty() {
-        return Err(format!("{}: no health_test.yaml found", dir.display()));
+/// The checks of a tree in Argo CD's layout (`<group>/<Kind>/health.lua`, a `_` in a
+/// directory name being a wildcard), found for an object as Argo CD finds a built-in one
+/// (util/lua/lua.go, GetHealthScript): its own group and kind first, else the first wildcard
+/// directory, in sorted order, that matches.
+pub(crate) struct Tree {
+    root: PathBuf,
+    wildcards: Vec<(String, globset::GlobMatcher)>,
+}
+
+impl Tree {
+    pub(crate) fn new(root: &Path, checks: &[PathBuf]) -> Tree {
+        let mut wildcards: Vec<(String, globset::GlobMatcher)> = checks
+            .iter()
+            .filter_map(|dir| {
+                let key = dir.strip_prefix(root).ok()?.to_str()?.to_string();
+                if !key.contains('_') {
+                    return None;
+                }
+                let glob = globset::GlobBuilder::new(&key.replace('_', "*"))
+                    .literal_separator(true)
+                    .build()
+                    .ok()?;
+                Some((key, glob.compile_matcher()))
+            })
+            .collect();
+        wildcards.sort_by(|a, b| a.0.cmp(&b.0));
+        Tree {
+            root: root.to_path_buf(),
+            wildcards,
+        }
     }
-    tables.sort();
+
+    /// Argo CD's key for an object: `group/Kind`, or `Kind` for the core group.
+    pub(crate) fn key(object: &Value) -> Option<String> {
+        let api_version = object.get("apiVersion")?.as_str()?;
+        let kind = object.get("kind")?.as_str()?;
+        Some(match api_version.rsplit_once('/') {
+            Some((group, _)) => format!("{group}/{kind}"),
+            None => kind.to_string(),
+        })
+    }
+
+    /// The directory whose `file` runs for `object`, if any.
+    pub(crate) fn find(&self, object: &Value, file: &str) -> Option<PathBuf> {
+        let key = Tree::key(object)?;
+        let exact = self.root.join(&key);
+        if exact.join(file).is_file() {
+            return Some(exact);
+        }
+        self.wildcards
+            .iter()
+            .find(|(_, m)| m.is_match(&key))
+            .map(|(dir, _)| self.root.join(dir))
+            .filter(|d| d.join(file).is_file())
+    }
+}
+
+/// Every check under `dir` (Argo CD's layout `<group>/<Kind>/{health.lua, health_test.yaml,
+/// testdata/}`), each case of its `health_test.yaml` run with the script Argo CD would pick for
+/// the case's object (see `Tree`), as Argo CD's own suite does (util/lua/health_test.go). A
+/// file that cannot be read or decoded is a failing case; it never stops the run.
+pub fn test_dir(dir: &Path, options: Options) -> Result<Vec<CaseResult>, String> {
+    let mut checks = Vec::new();
+    find_files(dir, "health.lua", &mut checks).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if checks.is_empty() {
+        return Err(format!(
+            "{}: no <group>/<Kind>/health.lua found",
+            dir.display()
+        ));
+    }
+    checks.sort();
+    let tree = Tree::new(dir, &checks);
     let mut results = Vec::new();
-    for table in tables {
-        let check_dir = table.parent().unwrap_or(dir).to_path_buf();
+    for check_dir in &checks {
         let label = check_dir
             .strip_prefix(dir)
-            .unwrap_or(&check_dir)
+            .unwrap_or(check_dir)
             .display()
             .to_string();
-        let script = std::fs::read_to_string(check_dir.join("health.lua"))
-            .map_err(|e| format!("{}: {e}", check_dir.join("health.lua").display()))?;
-        let text =
-            std::fs::read_to_string(&table).map_err(|e| format!("{}: {e}", table.display()))?;
-        let file: TestFile =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", table.display()))?;
-        for case in file.tests {
-            let name = format!("{label} {}", case.input_path);
-            let failure = match load_object(&check_dir.join(&case.input_path)) {
-                Err(e) => Some(e),
-                Ok(object) => match run(&script, &object, options) {
-                    Err(e) => Some(format!("error: {e}")),
-                    Ok(got) if got == case.health_status => None,
-                    Ok(got) => Some(format!(
-                        "expected {} {:?}, got {} {:?}",
-                        case.health_status.status,
-                        case.health_status.message,
-                        got.status,
-                        got.message
-                    )),
-                },
-            };
+        let table = check_dir.join("health_test.yaml");
+        let cases = load_table(&table).and_then(|t| match go_field(&t, "tests") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(cases)) => Ok(cases.clone()),
+            Some(other) => Err(format!("{}: tests: {other} is not a list", table.display())),
+        });
+        let cases = match cases {
+            Ok(c) => c,
+            Err(e) => {
+                results.push(CaseResult {
+                    name: format!("{label} health_test.yaml"),
+                    failure: Some(e),
+                });
+                continue;
+            }
+        };
+        for (i, case) in cases.iter().enumerate() {
+            let input = go_string(case, "inputPath").unwrap_or_default();
+            let name = format!(
+                "{label} {}",
+                if input.is_empty() {
+                    format!("tests[{i}]")
+                } else {
+                    input.clone()
+                }
+            );
+            let failure = run_case(&tree, check_dir, case, &input, options).err();
             results.push(CaseResult { name, failure });
         }
     }
     Ok(results)
 }
 
-fn find_tables(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn expected_status(case: &Value) -> Result<Option<HealthStatus>, String> {
+    match go_field(case, "healthStatus") {
+        None | Some(Value::Null) => Ok(None),
+        Some(h) => Ok(Some(HealthStatus {
+            status: go_string(h, "status")?,
+            message: go_string(h, "message")?,
+        })),
+    }
+}
+
+fn run_case(
+    tree: &Tree,
+    check_dir: &Path,
+    case: &Value,
+    input: &str,
+    options: Options,
+) -> Result<(), String> {
+    if input.is_empty() {
+        return Err("the case has no inputPath".into());
+    }
+    let expected = expected_status(case)?;
+    let object = load_object(&check_dir.join(input))?;
+    let script_dir = tree
+        .find(&object, "health.lua")
+        .unwrap_or_else(|| check_dir.to_path_buf());
+    let script = script_dir.join("health.lua");
+    let text =
+        std::fs::read_to_string(&script).map_err(|e| format!("{}: {e}", script.display()))?;
+    let got = run(&text, &object, options).map_err(|e| format!("error: {e}"))?;
+    if got == expected {
+        return Ok(());
+    }
+    let show = |h: &Option<HealthStatus>| match h {
+        Some(h) => format!("{} {:?}", h.status, h.message),
+        None => "no health (nil)".into(),
+    };
+    Err(format!("expected {}, got {}", show(&expected), show(&got)))
+}
+
+pub(crate) fn find_files(dir: &Path, file: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            find_tables(&path, out)?;
-        } else if path.file_name().is_some_and(|n| n == "health_test.yaml") {
-            out.push(path);
+            find_files(&path, file, out)?;
+        } else if path.file_name().is_some_and(|n| n == file) {
+            out.push(path.parent().unwrap_or(dir).to_path_buf());
         }
     }
     Ok(())
 }
 
-/// A YAML (or JSON) object from a file.
+/// A YAML (or JSON) object from a file: its first document, as Go's yaml.Unmarshal (Argo CD
+/// reads test data with sigs.k8s.io/yaml) decodes only the first.
 pub fn load_object(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let first = serde_yaml::Deserializer::from_str(&text)
+        .next()
+        .ok_or_else(|| format!("{}: no YAML document", path.display()))?;
+    Value::deserialize(first).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `argocd-cm` entries `resource.customizations.health.<group>_<Kind>` for every check under
@@ -407,7 +569,8 @@ mod tests {
             script,
             &json!({"status": {"phase": "Running", "items": [1, 2, 3]}, "spec": null}),
             Options::default(),
-        )
+        )?
+        .ok_or_else(|| "nil".to_string())
     }
 
     #[test]
@@ -447,15 +610,15 @@ mod tests {
             check("return 42").unwrap_err(),
             "expect table output from Lua script, not number"
         );
-        assert_eq!(
-            check("local x = 1").unwrap_err(),
-            "expect table output from Lua script, not nil"
-        );
+        // Nothing returned is no health, as Argo CD's nil result.
+        assert_eq!(check("local x = 1").unwrap_err(), "nil");
+        // A table with an array part: Argo CD cannot decode it and takes an empty status.
+        assert_eq!(check(r#"return {"Healthy"}"#).unwrap().status, "");
         assert!(check(r#"return {status = 3}"#)
             .unwrap_err()
             .contains("status is a number"));
-        let e = check(r#"error("boom")"#).unwrap_err();
-        assert!(e.contains("health.lua:1") && e.contains("boom"), "{e}");
+        let e = check("local x = 1\nerror(\"boom\")").unwrap_err();
+        assert!(e.contains("health.lua:2: boom"), "{e}");
         let e = check("return obj.nothing.here").unwrap_err();
         assert!(e.contains("attempt to index"), "{e}");
         let e = check("return {status = ").unwrap_err();
@@ -520,7 +683,12 @@ mod tests {
             &json!({}),
             open,
         )
+        .unwrap()
         .unwrap();
         assert_eq!(r.message, "OK1");
+        // gopher-lua opens coroutines with the other libraries only; LuaJIT's compiler
+        // control is never there.
+        assert!(check("return coroutine.create(print)").is_err());
+        assert!(check("return jit.on()").is_err());
     }
 }

@@ -539,7 +539,8 @@ fn health_checks() -> PathBuf {
 #[test]
 fn every_shipped_health_check_passes_its_table() {
     let dir = health_checks();
-    let out = run(&["health", "test", dir.to_str().unwrap()]);
+    // Shipped as argocd-cm overrides without useOpenLibs: run with the libraries closed.
+    let out = run(&["health", "test", "--override", dir.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let last = text.trim_end().lines().last().unwrap();

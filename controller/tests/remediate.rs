@@ -1230,8 +1230,11 @@ async fn the_application_carries_its_drift_summary_and_the_shipped_health_check_
             .join("../health-checks/argoproj.io/Application/health.lua"),
     )
     .unwrap();
-    let health =
-        |app: &Value| argo_drift_controller::health::run(&script, app, Default::default()).unwrap();
+    let health = |app: &Value| {
+        argo_drift_controller::health::run(&script, app, Default::default())
+            .unwrap()
+            .unwrap()
+    };
     let app = wait_for("the in-sync summary", WAIT, || async {
         let app = f.app("web").await;
         (app["metadata"]["annotations"]["argo-drift.io/drift-severity"] == "none").then_some(app)

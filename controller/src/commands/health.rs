@@ -11,7 +11,7 @@ pub fn run(command: &HealthCommand) -> anyhow::Result<ExitCode> {
     match command {
         HealthCommand::Test(args) => {
             let options = Options {
-                open_libs: args.open_libs,
+                open_libs: !args.r#override || args.open_libs,
                 ..Options::default()
             };
             let results = health::test_dir(&args.dir, options).map_err(anyhow::Error::msg)?;
@@ -42,6 +42,7 @@ pub fn run(command: &HealthCommand) -> anyhow::Result<ExitCode> {
             };
             match health::run(&script, &object, options) {
                 Ok(status) => {
+                    // `null`: the script returned nil, no health.
                     println!("{}", serde_json::to_string(&status)?);
                     Ok(ExitCode::SUCCESS)
                 }
