@@ -135,7 +135,11 @@ fn health_of(result: &LuaValue) -> Result<Option<HealthStatus>, String> {
 }
 
 fn describe(e: mlua::Error) -> String {
-    let text = e.to_string();
+    // A script's own error reads as Argo CD shows it: the message alone.
+    let text = match e {
+        mlua::Error::RuntimeError(m) => m,
+        other => other.to_string(),
+    };
     // The first line names the error; the traceback that follows is mlua's, not the script's.
     text.lines()
         .take_while(|l| !l.starts_with("stack traceback"))
@@ -377,6 +381,23 @@ impl Tree {
         })
     }
 
+    /// How a directory of the tree is named in results.
+    pub(crate) fn label(&self, dir: &Path) -> String {
+        dir.strip_prefix(&self.root)
+            .unwrap_or(dir)
+            .display()
+            .to_string()
+    }
+
+    /// An action script for `object` (`<group>/<Kind>/actions/<file>`; actions have no
+    /// wildcards), else the one under `fallback`.
+    pub(crate) fn action_script(&self, object: &Value, fallback: &Path, file: &str) -> PathBuf {
+        Tree::key(object)
+            .map(|k| self.root.join(k).join("actions").join(file))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| fallback.join(file))
+    }
+
     /// The directory whose `file` runs for `object`, if any.
     pub(crate) fn find(&self, object: &Value, file: &str) -> Option<PathBuf> {
         let key = Tree::key(object)?;
@@ -399,13 +420,17 @@ impl Tree {
 pub fn test_dir(dir: &Path, options: Options) -> Result<Vec<CaseResult>, String> {
     let mut checks = Vec::new();
     find_files(dir, "health.lua", &mut checks).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if checks.is_empty() {
+    let mut action_tables = Vec::new();
+    find_files(dir, "action_test.yaml", &mut action_tables)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    if checks.is_empty() && action_tables.is_empty() {
         return Err(format!(
-            "{}: no <group>/<Kind>/health.lua found",
+            "{}: no <group>/<Kind>/health.lua or <group>/<Kind>/actions/action_test.yaml found",
             dir.display()
         ));
     }
     checks.sort();
+    action_tables.sort();
     let tree = Tree::new(dir, &checks);
     let mut results = Vec::new();
     for check_dir in &checks {
@@ -444,6 +469,7 @@ pub fn test_dir(dir: &Path, options: Options) -> Result<Vec<CaseResult>, String>
             results.push(CaseResult { name, failure });
         }
     }
+    results.extend(crate::actions::test_tables(&tree, &action_tables, options));
     Ok(results)
 }
 

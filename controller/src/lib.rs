@@ -1,6 +1,7 @@
 //! argo-drift's I/O side: the command line, manifests from files and stdin, and the live
 //! controller (Kubernetes watches, Git, reports, Events, metrics). The drift logic itself lives in `argo-drift-core`.
 
+pub mod actions;
 pub mod admin;
 pub mod cli;
 pub mod commands;

@@ -67,14 +67,17 @@ fn argo_cds_own_health_suite_passes_through_our_runner() {
     let tree = argocd_source().join("resource_customizations");
     let (passed, failed) = health_test(&[tree.to_str().unwrap()]);
     let total = passed + failed.len();
-    assert!(total > 1100, "{total} cases: not Argo CD's whole tree?");
+    assert!(total > 1500, "{total} cases: not Argo CD's whole tree?");
     // docs/health-checks.md lists the differences that remain; today there are none.
     assert!(
         failed.is_empty(),
         "{passed} of {total} passed:\n{}",
         failed.join("\n")
     );
-    eprintln!("Argo CD's health suite: {passed} of {total} passed");
+    eprintln!("Argo CD's health and action suites: {passed} of {total} passed");
+    let out = stdout(&argo_drift(&["health", "test", tree.to_str().unwrap()]));
+    let actions = out.lines().filter(|l| l.contains("/actions ")).count();
+    assert!(actions > 150, "{actions} action cases");
     // Argo CD opens the standard libraries for its built-in scripts; closed, dozens fail
     // (`string.find`, `math.floor`, ...): the libraries matter.
     let (_, closed) = health_test(&["--override", tree.to_str().unwrap()]);
@@ -207,4 +210,65 @@ fn a_wildcard_check_runs_for_kinds_without_their_own() {
     .unwrap();
     std::fs::write(wild.join("testdata/w.yaml"), WIDGET).unwrap();
     assert_eq!(health_test(&[dir.path().to_str().unwrap()]), (3, vec![]));
+}
+
+#[test]
+fn actions_run_as_argo_cd_runs_them() {
+    // Discovery offers actions (an empty table is an action with just its name); an action
+    // gets `actionParams`, runs with the libraries closed, returns the patched object or a
+    // list of impacted resources, and its error reads as Argo CD shows it.
+    let dir = tempfile::tempdir().unwrap();
+    let actions = dir.path().join("example.com/Widget/actions");
+    std::fs::create_dir_all(actions.join("testdata")).unwrap();
+    std::fs::create_dir_all(actions.join("grow")).unwrap();
+    std::fs::create_dir_all(actions.join("clone")).unwrap();
+    std::fs::write(
+        actions.join("discovery.lua"),
+        "local a = {}\na.grow = {disabled = obj.spec.size >= 10, params = {{name = 'by'}}}\na.clone = {}\nreturn a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("grow/action.lua"),
+        "local by = tonumber(actionParams['by'])\nif not by then error('invalid number: ' .. actionParams['by'], 0) end\nobj.spec.size = obj.spec.size + by\nobj.spec.labels = {}\nreturn obj\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("clone/action.lua"),
+        "local c = {apiVersion = obj.apiVersion, kind = obj.kind, metadata = {name = obj.metadata.name .. '-copy', namespace = obj.metadata.namespace}, spec = obj.spec}\nreturn {{operation = 'create', resource = c}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("testdata/w.yaml"),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: ns}\nspec: {size: 3, labels: {}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("testdata/w-grown.yaml"),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: ns}\nspec: {size: 5, labels: {}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("testdata/w-clone.yaml"),
+        "- k8sOperation: create\n  unstructuredObj:\n    apiVersion: example.com/v1\n    kind: Widget\n    metadata: {name: w-copy, namespace: ns}\n    spec: {size: 3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        actions.join("action_test.yaml"),
+        "discoveryTests:\n- inputPath: testdata/w.yaml\n  result:\n  - {name: grow, params: [{name: by}]}\n  - {name: clone}\nactionTests:\n- action: grow\n  inputPath: testdata/w.yaml\n  expectedOutputPath: testdata/w-grown.yaml\n  parameters: {by: \"2\"}\n- action: grow\n  inputPath: testdata/w.yaml\n  expectedErrorMessage: \"invalid number: x\"\n  parameters: {by: x}\n- action: clone\n  inputPath: testdata/w.yaml\n  expectedOutputPath: testdata/w-clone.yaml\n",
+    )
+    .unwrap();
+    let root = dir.path().to_str().unwrap();
+    assert_eq!(health_test(&[root]), (4, vec![]));
+    // A wrong expectation is a failure naming the field.
+    std::fs::write(
+        actions.join("testdata/w-grown.yaml"),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: ns}\nspec: {size: 6}\n",
+    )
+    .unwrap();
+    let (passed, failed) = health_test(&[root]);
+    assert_eq!(passed, 3);
+    assert!(
+        failed[0].ends_with("the output differs from testdata/w-grown.yaml at .spec.size"),
+        "{failed:?}"
+    );
 }
