@@ -534,7 +534,45 @@ pub fn load_object(path: &Path) -> Result<Value, String> {
     Value::deserialize(first).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// `argocd-cm` entries `resource.customizations.health.<group>_<Kind>` for every check under
+/// The value of `resource.customizations.actions.<group>_<Kind>` for an `actions/` directory
+/// (Argo CD's ResourceActions: `discovery.lua`, `definitions` of `name` and `action.lua`),
+/// merged with Argo CD's built-in actions for the kind.
+fn actions_entry(dir: &Path) -> Result<Option<String>, String> {
+    let discovery = dir.join("discovery.lua");
+    if !discovery.is_file() {
+        return Ok(None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut definitions = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("action.lua").is_file())
+        .collect();
+    names.sort();
+    for action in names {
+        let name = action
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        definitions.push(
+            serde_json::json!({"name": name, "action.lua": read(&action.join("action.lua"))?}),
+        );
+    }
+    let value = serde_json::json!({
+        "discovery.lua": read(&discovery)?,
+        "definitions": definitions,
+        "mergeBuiltinActions": true,
+    });
+    serde_yaml::to_string(&value)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// `argocd-cm` entries `resource.customizations.health.<group>_<Kind>` (and
+/// `resource.customizations.actions.<group>_<Kind>` where there are actions) for every check under
 /// `dir` (`<group>/<Kind>/health.lua`).
 pub fn configmap_entries(dir: &Path) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -545,20 +583,20 @@ pub fn configmap_entries(dir: &Path) -> Result<Vec<(String, String)>, String> {
         }
         let kinds = std::fs::read_dir(group.path()).map_err(|e| e.to_string())?;
         for kind in kinds.flatten() {
+            let key = format!(
+                "{}_{}",
+                group.file_name().to_string_lossy(),
+                kind.file_name().to_string_lossy()
+            );
             let script = kind.path().join("health.lua");
-            if !script.is_file() {
-                continue;
+            if script.is_file() {
+                let text = std::fs::read_to_string(&script)
+                    .map_err(|e| format!("{}: {e}", script.display()))?;
+                out.push((format!("resource.customizations.health.{key}"), text));
             }
-            let text = std::fs::read_to_string(&script)
-                .map_err(|e| format!("{}: {e}", script.display()))?;
-            out.push((
-                format!(
-                    "resource.customizations.health.{}_{}",
-                    group.file_name().to_string_lossy(),
-                    kind.file_name().to_string_lossy()
-                ),
-                text,
-            ));
+            if let Some(actions) = actions_entry(&kind.path().join("actions"))? {
+                out.push((format!("resource.customizations.actions.{key}"), actions));
+            }
         }
     }
     out.sort();

@@ -31,6 +31,41 @@ pub const REPORT_KEY: &str = "report.json";
 /// On the Application, for its Lua health check (health-checks/argoproj.io/Application).
 pub const DRIFT_SEVERITY_ANNOTATION: &str = "argo-drift.io/drift-severity";
 pub const DRIFT_SUMMARY_ANNOTATION: &str = "argo-drift.io/drift-summary";
+/// The current drift's report id (while there is drift): what `argo-drift.io/heal-now` names.
+pub const REPORT_ID_ANNOTATION: &str = "argo-drift.io/report-id";
+/// The id of the approval argo-drift waits for (while one is pending): what
+/// `argo-drift.io/approve` and `argo-drift.io/reject` name.
+pub const PENDING_APPROVAL_ANNOTATION: &str = "argo-drift.io/pending-approval";
+/// Why automation is stopped for the app (`frozen`, `recurrence-breaker`), until a human sets
+/// `argo-drift.io/reset`.
+pub const STOPPED_ANNOTATION: &str = "argo-drift.io/stopped";
+
+/// What argo-drift keeps on a watched Application for Argo CD's UI (its health check and
+/// resource actions read them). Keys not set are removed: they are applied server-side under
+/// argo-drift's field manager, which owns them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppAnnotations {
+    pub severity: String,
+    pub summary: String,
+    pub report_id: Option<String>,
+    pub pending_approval: Option<String>,
+    pub stopped: Option<String>,
+}
+
+impl AppAnnotations {
+    fn entries(&self) -> Vec<(&'static str, Option<&str>)> {
+        vec![
+            (DRIFT_SEVERITY_ANNOTATION, Some(self.severity.as_str())),
+            (DRIFT_SUMMARY_ANNOTATION, Some(self.summary.as_str())),
+            (REPORT_ID_ANNOTATION, self.report_id.as_deref()),
+            (
+                PENDING_APPROVAL_ANNOTATION,
+                self.pending_approval.as_deref(),
+            ),
+            (STOPPED_ANNOTATION, self.stopped.as_deref()),
+        ]
+    }
+}
 /// Annotation values stay short: the UI shows them whole.
 const SUMMARY_MAX: usize = 250;
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.
@@ -52,6 +87,10 @@ pub struct Envelope<'a> {
     /// Notifications about this application that could not be delivered, per channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification_failures: Option<String>,
+    /// The approval argo-drift waits for, if any: its `id` is what to put in
+    /// `argo-drift.io/approve` (or `reject`), or the Application's `approve-drift` action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<&'a argo_drift_core::policy::PendingApproval>,
     /// What remediation decided: steps, and what a guardrail held back and until when.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'a argo_drift_core::policy::Decision>,
@@ -313,23 +352,26 @@ impl Publisher {
     pub async fn annotate_application(
         &self,
         object: &kube::api::DynamicObject,
-        severity: &str,
-        summary: &str,
+        wanted: &AppAnnotations,
     ) -> Result<()> {
-        let summary: String = summary.chars().take(SUMMARY_MAX).collect();
+        let mut wanted = wanted.clone();
+        wanted.summary = wanted.summary.chars().take(SUMMARY_MAX).collect();
         let current = |k: &str| {
             object
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(k))
-                .cloned()
+                .map(String::as_str)
         };
-        if current(DRIFT_SEVERITY_ANNOTATION).as_deref() == Some(severity)
-            && current(DRIFT_SUMMARY_ANNOTATION).as_deref() == Some(summary.as_str())
-        {
+        if wanted.entries().iter().all(|(k, v)| current(k) == *v) {
             return Ok(());
         }
+        let annotations: serde_json::Map<String, serde_json::Value> = wanted
+            .entries()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), serde_json::Value::from(v))))
+            .collect();
         let name = object.metadata.name.clone().unwrap_or_default();
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let patch = serde_json::json!({
@@ -338,10 +380,7 @@ impl Publisher {
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "annotations": {
-                    DRIFT_SEVERITY_ANNOTATION: severity,
-                    DRIFT_SUMMARY_ANNOTATION: summary,
-                },
+                "annotations": annotations,
             },
         });
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
@@ -732,6 +771,7 @@ mod tests {
             error: None,
             truncated: None,
             notification_failures: None,
+            pending_approval: None,
             decision: None,
             agreement: None,
             report: &r,

@@ -962,6 +962,7 @@ async fn publish_report(
             .notifier
             .as_ref()
             .and_then(|n| n.last_failure(&app_name)),
+        pending_approval: decision.and_then(|d| d.pending_approval.as_ref()),
         decision,
         agreement,
         report,
@@ -997,11 +998,25 @@ async fn publish_report(
     } else {
         format!("all {} resources match Git", report.summary.resources)
     };
-    if let Err(e) = ctx
-        .publisher
-        .annotate_application(object, &severity, &summary)
-        .await
-    {
+    let held = |g: argo_drift_core::policy::Guardrail| {
+        decision.is_some_and(|d| d.held.iter().any(|h| h.guardrail == g))
+    };
+    let wanted = publish::AppAnnotations {
+        severity: severity.clone(),
+        summary,
+        report_id: drifted.then(|| fingerprint.clone()),
+        pending_approval: decision
+            .and_then(|d| d.pending_approval.as_ref())
+            .map(|p| p.id.clone()),
+        stopped: if held(argo_drift_core::policy::Guardrail::Frozen) {
+            Some("frozen".into())
+        } else if held(argo_drift_core::policy::Guardrail::RecurrenceBreaker) {
+            Some("recurrence-breaker".into())
+        } else {
+            None
+        },
+    };
+    if let Err(e) = ctx.publisher.annotate_application(object, &wanted).await {
         // The report is written; the annotation only feeds the UI's health: say so, go on.
         tracing::warn!(error = %e, "could not annotate the Application with its drift summary");
     }
@@ -1229,6 +1244,7 @@ async fn publish_failure(
         error: Some(message.clone()),
         truncated: None,
         notification_failures: None,
+        pending_approval: None,
         decision: None,
         agreement: None,
         report: &empty,

@@ -30,6 +30,8 @@ pub const MODE_LABEL: &str = "argo-drift.io/mode";
 pub const TIER_LABEL: &str = "argo-drift.io/tier";
 pub const APPROVE_ANNOTATION: &str = "argo-drift.io/approve";
 pub const REJECT_ANNOTATION: &str = "argo-drift.io/reject";
+/// `<report id>`: a person asks to heal this drift now, through the automatic guardrails.
+pub const HEAL_NOW_ANNOTATION: &str = "argo-drift.io/heal-now";
 /// A new value clears the app's recurrence breaker and freeze (a human looked at it).
 pub const RESET_ANNOTATION: &str = "argo-drift.io/reset";
 /// On a frozen Application: its `spec.syncPolicy.automated` before the freeze (JSON), put back
@@ -263,23 +265,27 @@ impl Remediator {
             (Some(id), None) => Some(Answer::Approve(id)),
             (None, None) => None,
         };
+        let heal_now = annotation(HEAL_NOW_ANNOTATION);
         // Prometheus is asked only when the gate can matter: some drift wants an automatic
-        // action and the mode decides at all (this runs on every analysis).
+        // action (or a person asked to heal it now) and the mode decides at all (this runs on
+        // every analysis).
+        let asked = heal_now.as_deref() == Some(report_id);
         let automatic = mode.unwrap_or(remediation.spec.mode) != Mode::Observe
-            && report
-                .resources
-                .iter()
-                .filter(|r| r.status != argo_drift_core::Status::Synced)
-                .any(|r| {
-                    resource_actions(
-                        &remediation.spec,
-                        &remediation.rule_actions,
-                        tier.as_deref(),
-                        r,
-                    )
+            && (asked
+                || report
+                    .resources
                     .iter()
-                    .any(|a| matches!(a, Action::Heal | Action::Workflow))
-                });
+                    .filter(|r| r.status != argo_drift_core::Status::Synced)
+                    .any(|r| {
+                        resource_actions(
+                            &remediation.spec,
+                            &remediation.rule_actions,
+                            tier.as_deref(),
+                            r,
+                        )
+                        .iter()
+                        .any(|a| matches!(a, Action::Heal | Action::Workflow))
+                    }));
         let budget = match &remediation.spec.guardrails.error_budget {
             Some(spec) if automatic => self.error_budget(spec, app).await,
             _ => Budget::NotConfigured,
@@ -314,6 +320,7 @@ impl Remediator {
             report,
             report_id,
             answer,
+            heal_now: heal_now.clone(),
             budget,
             operation: operation_view(object),
         };
@@ -458,7 +465,12 @@ impl Remediator {
             Step::RequestApproval { id, resources } if enforce => announce(
                 EventKind::ApprovalRequested,
                 "DriftApprovalRequested",
-                format!("approve healing {} resource(s) with the annotation {APPROVE_ANNOTATION}: {id} (or reject with {REJECT_ANNOTATION}: {id})", resources.len()),
+                format!(
+                    "approve healing {} resource(s): run `kubectl annotate application -n {ns} {name} {APPROVE_ANNOTATION}={id}` or use the Application's action approve-drift in Argo CD; to reject: `kubectl annotate application -n {ns} {name} {REJECT_ANNOTATION}={id}` or the action reject-drift",
+                    resources.len(),
+                    ns = app.namespace,
+                    name = app.name,
+                ),
                 true,
             ),
             Step::EscalateApproval { id } if enforce => announce(

@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                         report: &report,
                         report_id: "r1",
                         answer: None,
+                        heal_now: None,
                         budget: Budget::NotConfigured,
                         operation: Default::default(),
                     };

@@ -51,6 +51,8 @@ struct Run {
     remediation: Remediation,
     state: GuardrailState,
     operations: BTreeMap<String, OperationView>,
+    /// `argo-drift.io/heal-now` on every app.
+    heal_now: Option<String>,
 }
 
 impl Run {
@@ -63,6 +65,7 @@ impl Run {
             remediation,
             state: GuardrailState::default(),
             operations: BTreeMap::new(),
+            heal_now: None,
         }
     }
 
@@ -101,6 +104,7 @@ impl Run {
             report,
             report_id: id,
             answer,
+            heal_now: self.heal_now.clone(),
             budget,
             operation: self.operations.get(app).cloned().unwrap_or_default(),
         };
@@ -244,6 +248,7 @@ fn tiers_and_rules_override_the_actions_of_a_severity() {
         report: &r,
         report_id: "r1",
         answer: None,
+        heal_now: None,
         budget: Budget::NotConfigured,
         operation: OperationView::default(),
     };
@@ -282,6 +287,7 @@ fn observe_decides_nothing_and_dry_run_spends_nothing() {
         report: &r,
         report_id: "r1",
         answer: None,
+        heal_now: None,
         budget: Budget::NotConfigured,
         operation: OperationView::default(),
     };
@@ -944,6 +950,7 @@ fn nothing_new_starts_while_an_operation_is_in_flight() {
         report: &r,
         report_id: "r1",
         answer: None,
+        heal_now: None,
         budget: Budget::NotConfigured,
         operation: OperationView {
             running: true,
@@ -1016,5 +1023,39 @@ fn state_written_by_the_token_bucket_version_still_loads() {
     assert!(
         !text.contains("Bucket") && !text.contains("\"heals\""),
         "{text}"
+    );
+}
+
+#[test]
+fn heal_now_heals_what_waits_for_approval_through_every_automatic_guardrail() {
+    let mut run = Run::new(&enforce());
+    let medium = report(&[("a", "data.a", "medium", "r")], 5);
+    // Asked for another drift's report: nothing changes, the approval is requested.
+    run.heal_now = Some("r0".into());
+    let d = run.decide("argocd/web", &medium, T0);
+    assert!(heals(&d).is_empty());
+    assert_eq!(held_by(&d), [Guardrail::ApprovalPending]);
+    // For this report: healed, no approval any more.
+    run.heal_now = Some("r1".into());
+    let d = run.decide("argocd/web", &medium, T0 + 1);
+    assert_eq!(heals(&d), ["a"], "{d:?}");
+    assert!(d.pending_approval.is_none());
+    // ...but not around the guardrails: the per-app rate limit holds the next one.
+    let other = report(&[("b", "data.b", "medium", "r")], 5);
+    let d = run.decide_with(
+        "argocd/web",
+        &other,
+        "r1",
+        None,
+        Budget::NotConfigured,
+        T0 + 10,
+    );
+    assert_eq!(held_by(&d), [Guardrail::RateLimitApp]);
+    // A freeze stays a freeze.
+    let critical = report(&[("c", "data.c", "critical", "r")], 5);
+    let d = run.decide("argocd/crit", &critical, T0);
+    assert!(
+        d.steps.contains(&Step::Freeze) && heals(&d).is_empty(),
+        "{d:?}"
     );
 }

@@ -307,6 +307,58 @@ impl ArgoCd {
             .await
     }
 
+    /// `GET /api/v1/applications/{name}/resource/actions`: the actions Argo CD offers on one
+    /// of the app's resources (the Application itself: its own group, kind and name), as its
+    /// discovery scripts say.
+    pub async fn resource_actions(
+        &self,
+        app: &str,
+        app_namespace: &str,
+        resource: &ResourceRef,
+    ) -> Result<Value> {
+        let path = format!("/api/v1/applications/{app}/resource/actions");
+        self.call(
+            reqwest::Method::GET,
+            &path,
+            &resource.query(app_namespace),
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/applications/{name}/resource/actions`: run action `action` on a resource,
+    /// under Argo CD's RBAC (`applications, action/<group>/<kind>/<action>`).
+    pub async fn run_resource_action(
+        &self,
+        app: &str,
+        app_namespace: &str,
+        resource: &ResourceRef,
+        action: &str,
+    ) -> Result<Value> {
+        let path = format!("/api/v1/applications/{app}/resource/actions");
+        // The body is the action's name, a JSON string (ResourceActionRunRequest's `action`).
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            &resource.query(app_namespace),
+            Some(&Value::String(action.to_string())),
+            false,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/account/{name}/token`: a new API token for a local account with the
+    /// `apiKey` capability (the caller needs `accounts, update`).
+    pub async fn account_token(&self, account: &str, id: &str) -> Result<String> {
+        let path = format!("/api/v1/account/{account}/token");
+        let body = serde_json::json!({"name": account, "id": id});
+        let answer = self
+            .call(reqwest::Method::POST, &path, &[], Some(&body), false)
+            .await?;
+        Ok(answer["token"].as_str().unwrap_or_default().to_string())
+    }
+
     /// `POST /api/v1/applications/{name}/rollback` to history entry `id`.
     pub async fn rollback(
         &self,
@@ -551,4 +603,27 @@ pub fn argocd_opts_flags(text: &str) -> Result<BTreeMap<String, String>, String>
         flags.entry(k).or_insert(v);
     }
     Ok(flags)
+}
+
+/// A resource of an application, as Argo CD's resource endpoints name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRef {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceRef {
+    fn query<'a>(&'a self, app_namespace: &'a str) -> Vec<(&'static str, &'a str)> {
+        vec![
+            ("appNamespace", app_namespace),
+            ("namespace", self.namespace.as_str()),
+            ("resourceName", self.name.as_str()),
+            ("group", self.group.as_str()),
+            ("kind", self.kind.as_str()),
+            ("version", self.version.as_str()),
+        ]
+    }
 }

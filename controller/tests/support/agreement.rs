@@ -190,6 +190,7 @@ pub fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
 /// defaults). Tests that set one run alone in a test binary of their own.
 pub struct ArgoCdSetting {
     namespace: String,
+    config_map: String,
     manager: String,
 }
 
@@ -200,16 +201,28 @@ impl ArgoCdSetting {
         manager: &str,
         data: Value,
     ) -> ArgoCdSetting {
+        ArgoCdSetting::set_in(client, namespace, "argocd-cm", manager, data).await
+    }
+
+    /// The same in another of Argo CD's ConfigMaps (argocd-rbac-cm).
+    pub async fn set_in(
+        client: &Client,
+        namespace: &str,
+        config_map: &str,
+        manager: &str,
+        data: Value,
+    ) -> ArgoCdSetting {
         apply(
             client,
             namespace,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map},
                 "data": data}),
             manager,
         )
         .await;
         ArgoCdSetting {
             namespace: namespace.to_string(),
+            config_map: config_map.to_string(),
             manager: manager.to_string(),
         }
     }
@@ -218,6 +231,7 @@ impl ArgoCdSetting {
 impl Drop for ArgoCdSetting {
     fn drop(&mut self) {
         let (namespace, manager) = (self.namespace.clone(), self.manager.clone());
+        let config_map = self.config_map.clone();
         // A runtime of its own: the test's may be unwinding.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -227,7 +241,7 @@ impl Drop for ArgoCdSetting {
                     &client,
                     &namespace,
                     json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "argocd-cm"}, "data": {}}),
+                        "metadata": {"name": config_map}, "data": {}}),
                     &manager,
                 )
                 .await;

@@ -728,6 +728,10 @@ pub struct AppInput<'a> {
     /// Identifies this report's drift (its fingerprint): what an approval names.
     pub report_id: &'a str,
     pub answer: Option<Answer>,
+    /// `argo-drift.io/heal-now: <report id>` (a person asked for a heal of this drift, e.g.
+    /// with the Application's resource action): the drift is healed like drift the policy heals
+    /// on its own — through every automatic guardrail — unless it calls for a freeze.
+    pub heal_now: Option<String>,
     pub budget: Budget,
     /// Argo CD's operations on the app: nothing new is started while one is requested or
     /// running, and the end of a heal argo-drift asked for is read from the last one.
@@ -927,6 +931,25 @@ pub fn resource_actions(
     out
 }
 
+/// A person asked to heal now: heal takes the place of approve, notify-only or ignore (page
+/// and notify stay); a freeze or a Workflow stays what it is.
+fn heal_if_asked(actions: Vec<Action>, asked: bool) -> Vec<Action> {
+    if !asked
+        || actions
+            .iter()
+            .any(|a| matches!(a, Action::Freeze | Action::Workflow | Action::Heal))
+    {
+        return actions;
+    }
+    let mut out: Vec<Action> = actions
+        .into_iter()
+        .filter(|a| matches!(a, Action::Notify | Action::Page))
+        .collect();
+    out.push(Action::Heal);
+    out.sort();
+    out
+}
+
 fn field_keys(app: &str, resource: &crate::report::ResourceReport) -> Vec<String> {
     let key = resource.key().to_string();
     if resource.changes.is_empty() {
@@ -970,7 +993,10 @@ pub fn decide(
         .map(|r| ResourceDecision {
             key: r.key(),
             severity: r.severity,
-            actions: resource_actions(spec, rule_actions, input.tier, r),
+            actions: heal_if_asked(
+                resource_actions(spec, rule_actions, input.tier, r),
+                input.heal_now.as_deref() == Some(input.report_id),
+            ),
         })
         .collect();
     let decision = Decision {
