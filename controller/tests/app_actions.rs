@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use argo_drift_controller::argocd::ResourceRef;
 use serde_json::{json, Value};
-use support::agreement::ArgoCdSetting;
+use support::agreement::{config_map_application, ArgoCdSetting};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -91,16 +91,7 @@ g, drift-viewer, role:drift-viewer\n"}),
     let viewer = real.client_with_token(token("drift-viewer").await);
 
     // An app in enforce mode whose ConfigMap's data drifts: medium, so it waits for approval.
-    let apps = real.fresh_apps_namespace(&client).await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("web.git"));
-    repo.write(
-        "web/cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
-    );
-    repo.commit("web");
-    let mut app = application("web", &repo.url(), "web", &shop, None);
+    let (apps, shop, mut app, _dir) = config_map_application(&client).await;
     app["metadata"]["labels"]["argo-drift.io/mode"] = json!("enforce");
     apply(&client, &apps, app, "argocd-server").await;
     real.sync_and_wait(&client, &apps, "web").await;

@@ -40,17 +40,7 @@ impl Scenario {
     /// synced by the real Argo CD, with a controller beside it. The repository's directory must
     /// outlive the scenario.
     pub async fn config_map_app(client: &kube::Client) -> (Scenario, Running, tempfile::TempDir) {
-        let real = real_argocd();
-        let apps = real.fresh_apps_namespace(client).await;
-        let shop = fresh_namespace(client, "shop").await;
-        let dir = tempfile::tempdir().unwrap();
-        let repo = GitRepo::new(&dir.path().join("web.git"));
-        repo.write(
-            "web/cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
-        );
-        repo.commit("web");
-        let app = application("web", &repo.url(), "web", &shop, None);
+        let (apps, shop, app, dir) = config_map_application(client).await;
         let (s, controller) = Scenario::start(client, &apps, &shop, app).await;
         (s, controller, dir)
     }
@@ -249,4 +239,23 @@ impl Drop for ArgoCdSetting {
         })
         .join();
     }
+}
+
+/// Fresh namespaces (an "apps in any namespace" one and `shop`), a Git repository with
+/// ConfigMap `web` (`a: "1"`) under `web/`, and Application `web` for it (not yet applied).
+/// Returns (apps, shop, application, the repository's directory, which must outlive the test).
+pub async fn config_map_application(
+    client: &kube::Client,
+) -> (String, String, Value, tempfile::TempDir) {
+    let apps = real_argocd().fresh_apps_namespace(client).await;
+    let shop = fresh_namespace(client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("web.git"));
+    repo.write(
+        "web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n",
+    );
+    repo.commit("web");
+    let app = application("web", &repo.url(), "web", &shop, None);
+    (apps, shop, app, dir)
 }
