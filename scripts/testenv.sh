@@ -13,6 +13,9 @@
 #   scripts/testenv.sh logs [LINES]           the last lines of every Argo CD component's log
 #   scripts/testenv.sh down [--cluster NAME]  stop it (with Argo CD, for the hub) and delete its state
 #   scripts/testenv.sh build                  only build and cache every binary
+#   scripts/testenv.sh browser                Debian's Chromium, and the UI extension's npm packages
+#                                             (pinned lockfile) with its test harness built; prints
+#                                             `export` lines for both
 #   scripts/testenv.sh versions               the pinned versions
 #   scripts/testenv.sh argocd-source          print the pinned Argo CD release's source directory
 #   scripts/testenv.sh restart-apiserver [SECONDS]   stop the hub's API server, wait, start it again
@@ -411,7 +414,13 @@ argocd_env() {
 
 start_argocd_component() {
   local name=$1; shift
+  # A component started by an older version of this script with other arguments is restarted.
+  if alive "$name" && [ "$(cat "$state/$name.args" 2>/dev/null)" != "$*" ]; then
+    say "restarting $name: its arguments changed"
+    stop "$name"
+  fi
   alive "$name" && return 0
+  printf '%s' "$*" >"$state/$name.args"
   say "starting $name"
   local vars
   mapfile -t vars < <(argocd_env)
@@ -550,7 +559,7 @@ argocd_up() {
     --application-namespaces "$apps_namespaces"
   start_argocd_component argocd-server --repo-server "$repo" --redis "$redis" --address 127.0.0.1 \
     --port "$argocd_port" --metrics-address 127.0.0.1 --metrics-port "$((m + 2))" --dex-server http://127.0.0.1:1 \
-    --application-namespaces "$apps_namespaces"
+    --application-namespaces "$apps_namespaces" --enable-proxy-extension
   start_argocd_component argocd-applicationset-controller --argocd-repo-server "$repo" \
     --metrics-addr "127.0.0.1:$((m + 3))" --probe-addr "127.0.0.1:$((m + 4))" --webhook-addr "127.0.0.1:$((m + 5))"
   local p
@@ -566,6 +575,25 @@ argocd_up() {
   say "ready: Argo CD v$ARGOCD_VERSION at https://127.0.0.1:$argocd_port (scripts/testenv.sh logs)"
   exports
   argocd_exports
+}
+
+# The browser tests' tools: Chromium from Debian, the extension's npm packages exactly as the
+# lockfile pins them (`npm ci`, again only when the lockfile changed), the harness bundle.
+browser() {
+  need_packages chromium
+  local ui=$root/ui-extension stamp
+  command -v npm >/dev/null || die "npm is needed for the UI extension's tests"
+  exec 8>"$cache/ui-extension.lock"
+  flock -w 600 8 || die "another scripts/testenv.sh browser holds $cache/ui-extension.lock"
+  stamp=$(sha256sum "$ui/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$ui/node_modules/.argo-drift-lock" 2>/dev/null)" != "$stamp" ]; then
+    say "installing the UI extension's npm packages (npm ci)"
+    (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error) >&2 || die "npm ci in $ui failed"
+    echo "$stamp" >"$ui/node_modules/.argo-drift-lock"
+  fi
+  (cd "$ui" && npm run --silent build:harness) >&2 || die "building the test harness failed"
+  echo "export ARGO_DRIFT_TEST_CHROMIUM=$(command -v chromium || echo /usr/bin/chromium)"
+  echo "export ARGO_DRIFT_TEST_UI_EXTENSION=$ui"
 }
 
 logs() {
@@ -632,6 +660,7 @@ case "${1:-}" in
   # The pinned Argo CD release's source (Go's module cache): its resource_customizations tree
   # is the reference suite for the Lua runner. Needs no cluster.
   argocd-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_ARGOCD_SOURCE=$(module_dir github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
+  browser) browser ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

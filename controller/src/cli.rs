@@ -177,6 +177,20 @@ pub struct RunArgs {
     /// How often to look at the policy file for changes.
     #[arg(long, env = "ARGO_DRIFT_POLICY_RELOAD", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub policy_reload: Duration,
+    /// Address of the drift view's read-only API for Argo CD's UI extension (reached through
+    /// argocd-server's proxy extension; docs/ui-extension.md). Off unless set; needs
+    /// --ui-api-token-file.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_UI_API_ADDR",
+        value_name = "ADDR",
+        requires = "ui_api_token_file"
+    )]
+    pub ui_api_addr: Option<SocketAddr>,
+    /// File holding the token argocd-server sends in header `Argo-Drift-Proxy-Token` (the
+    /// extension config's header value, a key of argocd-secret). Requests without it are refused.
+    #[arg(long, env = "ARGO_DRIFT_UI_API_TOKEN_FILE", value_name = "FILE")]
+    pub ui_api_token_file: Option<PathBuf>,
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(
         long,

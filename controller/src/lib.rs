@@ -13,6 +13,7 @@ pub mod reconcile;
 pub mod remediate;
 pub mod rollback;
 pub mod sources;
+pub mod ui_api;
 
 // Where live state comes from (clusters, watches, Argo CD's settings and Applications) and
 // where desired state comes from (Git, Argo CD's API) are libraries the hooks share; they are

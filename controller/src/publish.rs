@@ -27,6 +27,10 @@ pub const INCIDENT_SEVERITY_ANNOTATION: &str = "argo-drift.io/incident-severity"
 /// When the drift of a still-open incident went away (RFC 3339): the incident resolves once
 /// it has stayed away for the notifier's resolve hold.
 pub const RESOLVING_ANNOTATION: &str = "argo-drift.io/incident-resolving-since";
+/// When the open incident began (RFC 3339): the age of the drift, kept while it goes on.
+pub const OPENED_ANNOTATION: &str = "argo-drift.io/incident-opened";
+/// On the report: the Application's own name (the app label may be shortened to fit).
+pub const APPLICATION_ANNOTATION: &str = "argo-drift.io/application";
 pub const REPORT_KEY: &str = "report.json";
 /// On the Application, for its Lua health check (health-checks/argoproj.io/Application).
 pub const DRIFT_SEVERITY_ANNOTATION: &str = "argo-drift.io/drift-severity";
@@ -111,8 +115,23 @@ pub struct Published {
     pub incident: Option<(String, Severity)>,
     /// Set while the incident's drift is gone but the resolve hold has not passed.
     pub resolving_since: Option<Timestamp>,
+    /// When the open incident began.
+    pub opened: Option<Timestamp>,
     /// Digest of the report text last written by this process (`None` when read back).
     pub text_hash: Option<String>,
+}
+
+/// What the report ConfigMap says about the report in its labels and annotations (what the
+/// fleet view reads without parsing reports).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportMeta<'a> {
+    pub severity_label: &'a str,
+    pub fingerprint: &'a str,
+    pub incident: Option<&'a (String, Severity)>,
+    pub resolving_since: Option<Timestamp>,
+    pub opened: Option<Timestamp>,
+    /// One line: the drift, or that everything matches.
+    pub summary: &'a str,
 }
 
 pub struct Publisher {
@@ -223,6 +242,9 @@ impl Publisher {
                 resolving_since: annotation(RESOLVING_ANNOTATION)
                     .and_then(|t| t.parse().ok())
                     .filter(|_| incident.is_some()),
+                opened: annotation(OPENED_ANNOTATION)
+                    .and_then(|t| t.parse().ok())
+                    .filter(|_| incident.is_some()),
                 incident,
                 text_hash: None,
             }
@@ -236,11 +258,16 @@ impl Publisher {
         &self,
         owner: &ObjectReference,
         envelope: &Envelope<'_>,
-        severity_label: &str,
-        fingerprint: &str,
-        incident: Option<&(String, Severity)>,
-        resolving_since: Option<Timestamp>,
+        meta: &ReportMeta<'_>,
     ) -> Result<()> {
+        let ReportMeta {
+            severity_label,
+            fingerprint,
+            incident,
+            resolving_since,
+            opened,
+            summary,
+        } = *meta;
         let namespace = self.reports.as_str();
         let name = report_name(envelope.namespace, envelope.application);
         let text = fit_report(envelope);
@@ -272,6 +299,13 @@ impl Publisher {
                     INCIDENT_ANNOTATION: incident.map(|i| i.0.as_str()).unwrap_or(""),
                     INCIDENT_SEVERITY_ANNOTATION: incident.map(|i| i.1.as_str()).unwrap_or(""),
                     RESOLVING_ANNOTATION: resolving_since.map(|t| t.to_string()).unwrap_or_default(),
+                    OPENED_ANNOTATION: opened.map(|t| t.to_string()).unwrap_or_default(),
+                    APPLICATION_ANNOTATION: envelope.application,
+                    DRIFT_SUMMARY_ANNOTATION: summary,
+                    PENDING_APPROVAL_ANNOTATION: envelope
+                        .pending_approval
+                        .map(|p| p.id.as_str())
+                        .unwrap_or(""),
                 },
                 "ownerReferences": owners,
             },
@@ -355,7 +389,7 @@ impl Publisher {
         wanted: &AppAnnotations,
     ) -> Result<()> {
         let mut wanted = wanted.clone();
-        wanted.summary = wanted.summary.chars().take(SUMMARY_MAX).collect();
+        wanted.summary = short_summary(&wanted.summary);
         let current = |k: &str| {
             object
                 .metadata
@@ -525,6 +559,11 @@ pub fn severity_label(report: &DriftReport) -> String {
 }
 
 /// "high drift in 2 resources: apps/Deployment shop/web spec.replicas (high, kubectl-scale); …"
+/// A summary cut to what an annotation shows whole.
+pub fn short_summary(summary: &str) -> String {
+    summary.chars().take(SUMMARY_MAX).collect()
+}
+
 pub fn drift_message(report: &DriftReport) -> String {
     let mut drifted: Vec<_> = report
         .resources

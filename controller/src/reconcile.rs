@@ -942,6 +942,15 @@ async fn publish_report(
         Timestamp::now(),
         hold,
     );
+    // When the incident began: now for a new one; kept while it goes on (now for one opened
+    // before argo-drift kept this).
+    let opened = match &step {
+        IncidentStep::Opened(_) => Some(Timestamp::now()),
+        IncidentStep::Continued(_) | IncidentStep::Holding { .. } => {
+            before.opened.or_else(|| Some(Timestamp::now()))
+        }
+        IncidentStep::None | IncidentStep::Resolved(_) => None,
+    };
     let (incident, resolving_since, sooner) = match &step {
         IncidentStep::Opened(i) | IncidentStep::Continued(i) => (Some(i.clone()), None, None),
         IncidentStep::Holding {
@@ -973,31 +982,37 @@ async fn publish_report(
         drifted,
         incident: incident.clone(),
         resolving_since,
+        opened,
         text_hash: Some(text_hash),
     };
     if before.text_hash == now.text_hash
         && before.fingerprint == now.fingerprint
         && before.incident == now.incident
         && before.resolving_since == now.resolving_since
+        && before.opened == now.opened
     {
         return Ok(sooner); // nothing new: no write, no Event
     }
     let owner = owner_reference(object);
-    ctx.publisher
-        .write_report(
-            &owner,
-            &envelope,
-            &severity,
-            &fingerprint,
-            incident.as_ref(),
-            resolving_since,
-        )
-        .await?;
     let summary = if drifted {
         publish::drift_message(report)
     } else {
         format!("all {} resources match Git", report.summary.resources)
     };
+    ctx.publisher
+        .write_report(
+            &owner,
+            &envelope,
+            &publish::ReportMeta {
+                severity_label: &severity,
+                fingerprint: &fingerprint,
+                incident: incident.as_ref(),
+                resolving_since,
+                opened,
+                summary: &publish::short_summary(&summary),
+            },
+        )
+        .await?;
     let held = |g: argo_drift_core::policy::Guardrail| {
         decision.is_some_and(|d| d.held.iter().any(|h| h.guardrail == g))
     };
@@ -1254,10 +1269,14 @@ async fn publish_failure(
         .write_report(
             &owner,
             &envelope,
-            "unknown",
-            &fingerprint,
-            before.incident.as_ref(),
-            before.resolving_since,
+            &publish::ReportMeta {
+                severity_label: "unknown",
+                fingerprint: &fingerprint,
+                incident: before.incident.as_ref(),
+                resolving_since: before.resolving_since,
+                opened: before.opened,
+                summary: &publish::short_summary(&message),
+            },
         )
         .await?;
     ctx.publisher
@@ -1279,6 +1298,7 @@ async fn publish_failure(
             drifted: before.drifted,
             incident: before.incident.clone(),
             resolving_since: before.resolving_since,
+            opened: before.opened,
             text_hash: None,
         },
     );
@@ -1299,6 +1319,7 @@ mod tests {
             drifted: resolving_since.is_none(),
             incident: Some(("i1".into(), Severity::High)),
             resolving_since,
+            opened: None,
             text_hash: None,
         }
     }

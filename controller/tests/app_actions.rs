@@ -75,20 +75,8 @@ g, drift-viewer, role:drift-viewer\n"}),
     )
     .await;
     // Tokens for both, made through Argo CD's API once it has read the accounts.
-    let admin = real.client();
-    let token = |account: &'static str| {
-        let admin = admin.clone();
-        async move {
-            wait_for(&format!("a token for {account}"), WAIT, || async {
-                // A token id is unique per account, and tokens outlive the test.
-                let id = format!("argo-drift-tests-{:x}", rand_u32());
-                admin.account_token(account, &id).await.ok()
-            })
-            .await
-        }
-    };
-    let approver = real.client_with_token(token("drift-approver").await);
-    let viewer = real.client_with_token(token("drift-viewer").await);
+    let approver = real.client_with_token(real.account_token("drift-approver").await);
+    let viewer = real.client_with_token(real.account_token("drift-viewer").await);
 
     // An app in enforce mode whose ConfigMap's data drifts: medium, so it waits for approval.
     let (apps, shop, mut app, _dir) = config_map_application(&client).await;

@@ -29,6 +29,7 @@ use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
 use crate::remediate::{Clock, Remediator};
 use crate::repo::Repos;
+use crate::ui_api;
 use crate::{admin, reconcile::error_policy};
 use argo_drift_notify::config::Notifications;
 use argo_drift_notify::dispatch::Notifier;
@@ -129,6 +130,26 @@ pub async fn serve(
         cluster_board.clone(),
         stopped(shutdown.clone()),
     ));
+
+    if let Some(addr) = args.ui_api_addr {
+        // Every replica serves the drift view: it only reads the published reports.
+        let path = args
+            .ui_api_token_file
+            .as_deref()
+            .context("--ui-api-token-file")?;
+        let token = ui_api::read_token(path)?;
+        let listener = ui_api::bind(addr)
+            .await
+            .with_context(|| format!("binding the UI API port {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "drift view API: /api/v1/report /api/v1/fleet");
+        tokio::spawn(ui_api::serve(
+            listener,
+            client.clone(),
+            args.state_namespace().to_string(),
+            token,
+            stopped(shutdown.clone()),
+        ));
+    }
 
     let lease_namespace = args
         .lease_namespace

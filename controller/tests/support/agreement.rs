@@ -180,6 +180,7 @@ pub fn class_of(report: &Value, kind: &str, name: &str) -> (String, String) {
 /// defaults). Tests that set one run alone in a test binary of their own.
 pub struct ArgoCdSetting {
     namespace: String,
+    kind: &'static str,
     config_map: String,
     manager: String,
 }
@@ -202,17 +203,38 @@ impl ArgoCdSetting {
         manager: &str,
         data: Value,
     ) -> ArgoCdSetting {
+        ArgoCdSetting::apply_kind(client, namespace, "ConfigMap", config_map, manager, data).await
+    }
+
+    /// Keys of argocd-secret (`data`, base64), what `$key` references in argocd-cm resolve to.
+    pub async fn set_secret(
+        client: &Client,
+        namespace: &str,
+        manager: &str,
+        data: Value,
+    ) -> ArgoCdSetting {
+        ArgoCdSetting::apply_kind(client, namespace, "Secret", "argocd-secret", manager, data).await
+    }
+
+    async fn apply_kind(
+        client: &Client,
+        namespace: &str,
+        kind: &'static str,
+        name: &str,
+        manager: &str,
+        data: Value,
+    ) -> ArgoCdSetting {
         apply(
             client,
             namespace,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map},
-                "data": data}),
+            json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, "data": data}),
             manager,
         )
         .await;
         ArgoCdSetting {
             namespace: namespace.to_string(),
-            config_map: config_map.to_string(),
+            kind,
+            config_map: name.to_string(),
             manager: manager.to_string(),
         }
     }
@@ -222,6 +244,7 @@ impl Drop for ArgoCdSetting {
     fn drop(&mut self) {
         let (namespace, manager) = (self.namespace.clone(), self.manager.clone());
         let config_map = self.config_map.clone();
+        let kind = self.kind;
         // A runtime of its own: the test's may be unwinding.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -230,7 +253,7 @@ impl Drop for ArgoCdSetting {
                 apply(
                     &client,
                     &namespace,
-                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    json!({"apiVersion": "v1", "kind": kind,
                         "metadata": {"name": config_map}, "data": {}}),
                     &manager,
                 )

@@ -30,7 +30,7 @@ pub fn root() -> PathBuf {
 }
 
 /// Run `scripts/testenv.sh VERB` and return the `export NAME=VALUE` lines it prints.
-fn testenv(verb: &str) -> Vec<(String, String)> {
+pub fn testenv(verb: &str) -> Vec<(String, String)> {
     testenv_with(&[verb])
 }
 
@@ -52,7 +52,7 @@ fn testenv_with(args: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn exported(exports: &[(String, String)], name: &str) -> String {
+pub fn exported(exports: &[(String, String)], name: &str) -> String {
     exports
         .iter()
         .find(|(k, _)| k == name)
@@ -104,6 +104,22 @@ impl RealArgoCd {
     }
 
     /// A client trusting the test CA that presents `token`.
+    /// A new API token for Argo CD account `account` (made by the argo-drift account, an
+    /// admin), once Argo CD has read the account from argocd-cm. A token id is unique per
+    /// account, and tokens outlive the test: each gets a fresh one.
+    pub async fn account_token(&self, account: &str) -> String {
+        let admin = self.client();
+        wait_for(
+            &format!("a token for {account}"),
+            Duration::from_secs(60),
+            || async {
+                let id = format!("argo-drift-tests-{:x}", rand_u32());
+                admin.account_token(account, &id).await.ok()
+            },
+        )
+        .await
+    }
+
     pub fn client_with_token(&self, token: String) -> argo_drift_controller::argocd::ArgoCd {
         use argo_drift_controller::argocd::{ArgoCd, Settings};
         let mut settings = Settings::new(&format!("https://{}", self.server), token);
