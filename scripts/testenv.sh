@@ -16,6 +16,7 @@
 #   scripts/testenv.sh browser                Debian's Chromium, and the UI extension's npm packages
 #                                             (pinned lockfile) with its test harness built; prints
 #                                             `export` lines for both
+#   scripts/testenv.sh tools                  build helm and kustomize (pinned); prints `export` lines
 #   scripts/testenv.sh versions               the pinned versions
 #   scripts/testenv.sh argocd-source          print the pinned Argo CD release's source directory
 #   scripts/testenv.sh restart-apiserver [SECONDS]   stop the hub's API server, wait, start it again
@@ -661,6 +662,7 @@ case "${1:-}" in
   # is the reference suite for the Lua runner. Needs no cluster.
   argocd-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_ARGOCD_SOURCE=$(module_dir github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   browser) browser ;;
+  tools) need_go; build_tools; echo "export ARGO_DRIFT_TEST_KUSTOMIZE=$tools/kustomize"; echo "export ARGO_DRIFT_TEST_HELM=$tools/helm" ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -106,11 +106,13 @@ async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
     files.extend(yaml_files(&repo("examples/offline/desired")));
     for f in yaml_files(&repo("deploy")) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        // Kustomize files are not objects; the CRDs are installed already; the sidecar is a
-        // patch, checked below.
+        // Kustomize files are not objects; the CRDs are installed already; the sidecar and the
+        // extension's patches are patches, checked below and in
+        // the_argocd_extension_component_composes_with_argo_cds_own_install.
         if name == "kustomization.yaml"
             || f.starts_with(repo("deploy/testenv"))
             || f.starts_with(repo("deploy/sidecar"))
+            || name.ends_with("-patch.yaml")
         {
             continue;
         }
@@ -212,4 +214,149 @@ fn the_image_carries_every_binary() {
         );
     }
     assert!(dockerfile.contains("nonroot"));
+}
+
+/// deploy/argocd-extension as users add it: a kustomization with Argo CD's own install.yaml (of
+/// the pinned release), argo-drift's base and the component, built by the real kustomize; the
+/// composed objects carry the extension, its config and RBAC, and the API server accepts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_argocd_extension_component_composes_with_argo_cds_own_install() {
+    let tools = testenv("tools");
+    let kustomize = exported(&tools, "ARGO_DRIFT_TEST_KUSTOMIZE");
+    let source = PathBuf::from(exported(
+        &testenv("argocd-source"),
+        "ARGO_DRIFT_ARGOCD_SOURCE",
+    ));
+    // kustomize takes only relative paths to other kustomizations: the overlay sits in target/.
+    let overlay = repo(&format!("target/kustomize-overlay-{:x}", rand_u32()));
+    std::fs::create_dir_all(&overlay).unwrap();
+    let install = std::fs::read_to_string(source.join("manifests/install.yaml")).unwrap();
+    std::fs::write(overlay.join("install.yaml"), install).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
+         - install.yaml\n- ../../deploy/base\ncomponents:\n- ../../deploy/argocd-extension\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&kustomize)
+        .arg("build")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&overlay);
+    assert!(
+        out.status.success(),
+        "kustomize build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let find = |kind: &str, name: &str| -> Value {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in the build"))
+            .clone()
+    };
+    let by_prefix = |kind: &str, prefix: &str| -> Value {
+        objects
+            .iter()
+            .find(|o| {
+                o["kind"] == kind
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("no {kind} {prefix}* in the build"))
+            .clone()
+    };
+
+    // argocd-server serves the extension, the very file the source builds, from its
+    // extensions directory.
+    let js = by_prefix("ConfigMap", "argo-drift-ui-extension-");
+    assert_eq!(
+        js["data"]["extension-argo-drift.js"].as_str().unwrap(),
+        std::fs::read_to_string(repo("deploy/argocd-extension/extension-argo-drift.js")).unwrap()
+    );
+    let server = find("Deployment", "argocd-server");
+    let pod = &server["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "argo-drift-ui-extension")
+        .unwrap();
+    assert_eq!(volume["configMap"]["name"], js["metadata"]["name"]);
+    let mounts = pod["containers"][0]["volumeMounts"].to_string();
+    assert!(
+        mounts.contains("/tmp/extensions/resources/argo-drift"),
+        "{mounts}"
+    );
+    // The proxy extension is on and points at the controller's UI API with the token header.
+    assert_eq!(
+        find("ConfigMap", "argocd-cmd-params-cm")["data"]["server.enable.proxy.extension"],
+        "true"
+    );
+    let config: Value = serde_yaml::from_str(
+        find("ConfigMap", "argocd-cm")["data"]["extension.config"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let ext = &config["extensions"][0];
+    assert_eq!(ext["name"], "argo-drift");
+    let service = &ext["backend"]["services"][0];
+    assert_eq!(service["url"], "http://argo-drift-ui-api.argocd.svc:8081");
+    assert!(service["headers"][0]["name"]
+        .as_str()
+        .unwrap()
+        .eq_ignore_ascii_case(argo_drift_controller::ui_api::TOKEN_HEADER));
+    assert_eq!(service["headers"][0]["value"], "$argo-drift.ui-api.token");
+    assert!(
+        find("ConfigMap", "argocd-rbac-cm")["data"]["policy.argo-drift.csv"]
+            .as_str()
+            .unwrap()
+            .contains("extensions, invoke, argo-drift, allow")
+    );
+    // The controller serves it on the port the Service targets, token from its Secret mount.
+    let controller = find("Deployment", "argo-drift");
+    let container = &controller["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].to_string();
+    assert!(
+        env.contains("ARGO_DRIFT_UI_API_ADDR")
+            && env.contains("/etc/argo-drift/secrets/ui-api-token"),
+        "{env}"
+    );
+    assert!(container["ports"].to_string().contains("\"ui-api\""));
+    assert!(container["volumeMounts"]
+        .to_string()
+        .contains("\"/etc/argo-drift/secrets\""));
+    assert_eq!(
+        find("Service", "argo-drift-ui-api")["spec"]["ports"][0]["targetPort"],
+        "ui-api"
+    );
+
+    // The API server accepts what the component adds or changes.
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let other = fresh_namespace(&client, "argo-drift").await;
+    for object in [
+        js,
+        server,
+        find("ConfigMap", "argocd-cm"),
+        find("ConfigMap", "argocd-cmd-params-cm"),
+        find("ConfigMap", "argocd-rbac-cm"),
+        controller,
+        find("Service", "argo-drift-ui-api"),
+        find("NetworkPolicy", "argo-drift-ui-api"),
+    ] {
+        let mut object = object;
+        if object["metadata"]["namespace"].is_null() {
+            object["metadata"]["namespace"] = json!("argocd");
+        }
+        dry_run(&client, &object, &argocd, &other).await;
+    }
 }

@@ -155,6 +155,16 @@ async fn the_drift_view_serves_argo_cd_proxied_requests_and_renders_in_a_browser
     )
     .await;
     real.sync_and_wait(&client, &apps, "web").await;
+    // A second app, same Git path, its own namespace: it drifts first, and less.
+    let shop2 = fresh_namespace(&client, "shop").await;
+    apply(
+        &client,
+        &apps,
+        application("api", &repo.url(), "web", &shop2, None),
+        "argocd-server",
+    )
+    .await;
+    real.sync_and_wait(&client, &apps, "api").await;
 
     let ui_port = free_port();
     let token_file = dir.path().join("ui-token");
@@ -175,6 +185,14 @@ async fn the_drift_view_serves_argo_cd_proxied_requests_and_renders_in_a_browser
         report(&client, &apps, "web").await.map(|_| ())
     })
     .await;
+    let older = dynamic(&client, &shop2, "v1", "ConfigMap").await;
+    merge(&older, "web", "kubectl-edit", json!({"data": {"a": "3"}})).await;
+    wait_for("the older drift in the report", WAIT, || async {
+        let (cm, _) = report(&client, &apps, "api").await?;
+        (severity_label(&cm) == "medium").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let configmaps = dynamic(&client, &shop, "v1", "ConfigMap").await;
     merge(
         &configmaps,
@@ -294,12 +312,20 @@ async fn the_drift_view_serves_argo_cd_proxied_requests_and_renders_in_a_browser
     assert!(line["driftSince"].is_string() && line["summary"].is_string());
     assert_no_secret("the fleet", &body);
 
-    // Through the real argocd-server: extension config with the token from argocd-secret, two
-    // accounts, one allowed to invoke the extension.
-    let extension_config = format!(
-        "extensions:\n- name: argo-drift\n  backend:\n    services:\n    - url: http://{ui_addr}\n      \
-         headers:\n      - name: Argo-Drift-Proxy-Token\n        value: '$argo-drift.ui-api.token'\n"
-    );
+    // Through the real argocd-server, configured with what deploy/argocd-extension ships (the
+    // extension config, its header from argocd-secret, the RBAC line), only the backend's
+    // address changed; two accounts: one with role:readonly, one allowed only to read apps.
+    let shipped = |file: &str, key: &str| -> String {
+        let text =
+            std::fs::read_to_string(root().join("deploy/argocd-extension").join(file)).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        doc["data"][key].as_str().unwrap().to_string()
+    };
+    let in_cluster = "http://argo-drift-ui-api.argocd.svc:8081";
+    let extension_config = shipped("argocd-cm-patch.yaml", "extension.config");
+    assert!(extension_config.contains(in_cluster), "{extension_config}");
+    let extension_config = extension_config.replace(in_cluster, &format!("http://{ui_addr}"));
+    let rbac = shipped("argocd-rbac-cm-patch.yaml", "policy.argo-drift.csv");
     let _secret = ArgoCdSetting::set_secret(
         &client,
         &real.namespace,
@@ -323,12 +349,10 @@ async fn the_drift_view_serves_argo_cd_proxied_requests_and_renders_in_a_browser
         &real.namespace,
         "argocd-rbac-cm",
         "argo-drift-tests-ui",
-        json!({"policy.argo-drift-tests-ui.csv": "\
-p, role:drift-ui-viewer, applications, get, *, allow\n\
-p, role:drift-ui-viewer, extensions, invoke, argo-drift, allow\n\
+        json!({"policy.argo-drift-tests-ui.csv": format!("{rbac}\
 p, role:drift-ui-noext, applications, get, *, allow\n\
-g, drift-ui-viewer, role:drift-ui-viewer\n\
-g, drift-ui-noext, role:drift-ui-noext\n"}),
+g, drift-ui-viewer, role:readonly\n\
+g, drift-ui-noext, role:drift-ui-noext\n")}),
     )
     .await;
     let viewer = real.account_token("drift-ui-viewer").await;
@@ -415,6 +439,7 @@ g, drift-ui-noext, role:drift-ui-noext\n"}),
             "flyout rows": seen["flyout"]["rows"],
             "resourceTab": seen["resourceTab"]["rows"],
             "fleet": seen["fleet"]["rows"],
+            "fleetByAge": seen["fleetByAge"],
         }))
         .unwrap()
     );
@@ -473,14 +498,16 @@ g, drift-ui-noext, role:drift-ui-noext\n"}),
         "{}",
         seen["resourceTab"]["text"]
     );
-    // The fleet page lists the app (the viewer may see every app of the test installation).
-    assert!(
-        seen["fleet"]["rows"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(format!("{apps}/web"))),
+    // The fleet page: both drifted apps, worst first; by age, the older drift first.
+    assert_eq!(
+        seen["fleet"]["rows"],
+        json!([format!("{apps}/web"), format!("{apps}/api")]),
         "{}",
         seen["fleet"]
+    );
+    assert_eq!(
+        seen["fleetByAge"],
+        json!([format!("{apps}/api"), format!("{apps}/web")])
     );
     for shot in ["status-panel-flyout.png", "resource-tab.png", "fleet.png"] {
         let size = std::fs::metadata(shots.join(shot))

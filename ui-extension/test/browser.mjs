@@ -131,6 +131,9 @@ try {
     await settle('fleet page', '.argo-drift-fleet');
     result.fleet = {text: await page.textContent('#root'), rows: await page.$$eval('.argo-drift-fleet-row', els => els.map(e => e.dataset.app))};
     await page.screenshot({path: path.join(out, 'fleet.png'), fullPage: true});
+    await page.click('.argo-drift-sort-age');
+    await page.waitForSelector('.argo-drift-sort-age:has-text("▼")');
+    result.fleetByAge = await page.$$eval('.argo-drift-fleet-row', els => els.map(e => e.dataset.app));
     result.consoleErrors = consoleErrors;
     result.html = await page.content();
 } finally {
