@@ -16,6 +16,8 @@
 #   scripts/testenv.sh browser                Debian's Chromium, and the UI extension's npm packages
 #                                             (pinned lockfile) with its test harness built; prints
 #                                             `export` lines for both
+#   scripts/testenv.sh gitops-diff            build Argo CD's diff engine as a command (benchmarks)
+#   scripts/testenv.sh gitops-engine-source   print the pinned gitops-engine's source directory
 #   scripts/testenv.sh tools                  build helm and kustomize (pinned); prints `export` lines
 #   scripts/testenv.sh versions               the pinned versions
 #   scripts/testenv.sh argocd-source          print the pinned Argo CD release's source directory
@@ -171,6 +173,19 @@ build_argocd() {
       "$ARGOCD_GO" "-X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean"
   fi
   release_manifests
+}
+
+# gitops-diff (scripts/gitops-diff): Argo CD's diff engine of the pinned release, for the diff
+# benchmark's side-by-side figures.
+gitops_diff=$bin/gitops-diff-v$ARGOCD_VERSION
+build_gitops_diff() {
+  [ -x "$gitops_diff" ] && return 0
+  need_go
+  mkdir -p "$cache/build/$(basename "$gitops_diff")"
+  cp "$root/scripts/gitops-diff/main.go" "$cache/build/$(basename "$gitops_diff")/main.go"
+  local replaces
+  replaces=$(module_gomod github.com/argoproj/argo-cd/gitops-engine/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO" | awk '/^replace \(/{p=1} p{print} p&&/^\)/{p=0}')
+  gobuild "$gitops_diff" . "$(printf 'module argo-drift.io/testenv/gitops-diff\n\ngo 1.27.0\n\nrequire github.com/argoproj/argo-cd/gitops-engine/v3 v%s\n\n%s' "$ARGOCD_VERSION" "$replaces")" "$ARGOCD_GO"
 }
 
 # helm and kustomize, which Argo CD's repo-server runs, on its PATH.
@@ -662,6 +677,8 @@ case "${1:-}" in
   # is the reference suite for the Lua runner. Needs no cluster.
   argocd-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_ARGOCD_SOURCE=$(module_dir github.com/argoproj/argo-cd/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   browser) browser ;;
+  gitops-diff) build_gitops_diff; echo "export ARGO_DRIFT_GITOPS_DIFF=$gitops_diff" ;;
+  gitops-engine-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_GITOPS_ENGINE_SOURCE=$(module_dir github.com/argoproj/argo-cd/gitops-engine/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   tools) need_go; build_tools; echo "export ARGO_DRIFT_TEST_KUSTOMIZE=$tools/kustomize"; echo "export ARGO_DRIFT_TEST_HELM=$tools/helm" ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;

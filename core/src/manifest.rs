@@ -232,7 +232,10 @@ fn looks_like_json(source_name: &str, text: &str) -> bool {
     if source_name.ends_with(".json") {
         return true;
     }
+    // JSON documents between YAML `---` separators are a YAML stream (YAML is a superset of
+    // JSON), as kubectl reads them.
     matches!(text.trim_start().chars().next(), Some('{') | Some('['))
+        && split_sections(text).len() == 1
 }
 
 fn parse_json(

@@ -47,6 +47,17 @@ fn json_documents_and_json_lists() {
 }
 
 #[test]
+fn json_documents_between_yaml_separators_are_a_yaml_stream() {
+    let text =
+        "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}\n---\n\
+                {\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"b\"}}\n";
+    let rs = parse_manifests("dump.yaml", text.as_bytes()).unwrap();
+    let names: Vec<&str> = rs.iter().map(|r| r.key.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(rs[1].origin.to_string(), "dump.yaml: document 2 (line 3)");
+}
+
+#[test]
 fn invalid_yaml_names_file_document_and_line() {
     let e = err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: [unclosed\n");
     // libyaml notices an unclosed flow sequence at the end of the input.

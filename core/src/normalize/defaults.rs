@@ -66,6 +66,7 @@ fn rows() -> Vec<Row> {
         (POD_OWNERS, "**.startupProbe.failureThreshold", eq(json!(3))),
         (POD_OWNERS, "**.httpGet.scheme", eq(json!("HTTP"))),
         (POD_OWNERS, "**.fieldRef.apiVersion", eq(json!("v1"))),
+        (POD_OWNERS, "**.resourceFieldRef.divisor", eq(json!("0"))),
         (POD_OWNERS, "**.volumes[*].configMap.defaultMode", eq(json!(420))),
         (POD_OWNERS, "**.volumes[*].secret.defaultMode", eq(json!(420))),
         (POD_OWNERS, "**.volumes[*].projected.defaultMode", eq(json!(420))),
@@ -94,7 +95,7 @@ fn rows() -> Vec<Row> {
         (&["StatefulSet"], "spec.volumeClaimTemplates[*].apiVersion", eq(json!("v1"))),
         (&["StatefulSet"], "spec.volumeClaimTemplates[*].kind", eq(json!("PersistentVolumeClaim"))),
         (&["StatefulSet"], "spec.volumeClaimTemplates[*].spec.volumeMode", eq(json!("Filesystem"))),
-        (&["StatefulSet"], "spec.volumeClaimTemplates[*].status", any()),
+        (&["StatefulSet"], "spec.volumeClaimTemplates[*].status", eq(json!({"phase": "Pending"}))),
         (&["DaemonSet"], "spec.updateStrategy.rollingUpdate.maxUnavailable", eq(json!(1))),
         (&["DaemonSet"], "spec.updateStrategy.rollingUpdate.maxSurge", eq(json!(0))),
         (&["Job"], "spec.backoffLimit", eq(json!(6))),
@@ -185,6 +186,22 @@ pub fn is_default_value(
     matches_default(kind, path, value, parent, false)
 }
 
+/// Whether every leaf of the map `value` at `path` holds its fixed default (an empty map is
+/// not judged: it says nothing).
+pub fn all_default_values(kind: &str, path: &FieldPath, value: &Value) -> bool {
+    let Value::Object(map) = value else {
+        return false;
+    };
+    !map.is_empty()
+        && map.iter().all(|(k, v)| {
+            let child = path.field(k);
+            match v {
+                Value::Object(_) => all_default_values(kind, &child, v),
+                _ => is_default_value(kind, &child, v, Some(map)),
+            }
+        })
+}
+
 fn matches_default(
     kind: &str,
     path: &FieldPath,
@@ -231,6 +248,32 @@ mod tests {
             assert!(PathPattern::parse(pattern).is_ok(), "{pattern}");
         }
         assert_eq!(table().len(), rows().len());
+    }
+
+    #[test]
+    fn a_map_of_defaults_is_default_and_one_changed_value_is_not() {
+        let at = |p: &str| FieldPath::parse(p).unwrap();
+        let rolling = json!({"maxSurge": "25%", "maxUnavailable": "25%"});
+        assert!(all_default_values(
+            "Deployment",
+            &at("spec.strategy.rollingUpdate"),
+            &rolling
+        ));
+        let changed = json!({"maxSurge": "50%", "maxUnavailable": "25%"});
+        assert!(!all_default_values(
+            "Deployment",
+            &at("spec.strategy.rollingUpdate"),
+            &changed
+        ));
+        let retention = json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+        let path = at("spec.persistentVolumeClaimRetentionPolicy");
+        assert!(all_default_values("StatefulSet", &path, &retention));
+        assert!(!all_default_values("Deployment", &path, &retention));
+        assert!(!all_default_values(
+            "Deployment",
+            &at("spec.strategy"),
+            &json!({})
+        ));
     }
 
     #[test]

@@ -484,6 +484,12 @@ impl LiveContext<'_> {
                 if defaults::is_default_value(self.kind, path, value, parent) {
                     return LiveOnly::Default;
                 }
+                // A map the server filled in whole (`strategy.rollingUpdate` with its two
+                // percentages) is owned whole by the creating manager; it is still only
+                // defaults when every value in it is.
+                if descendable && defaults::all_default_values(self.kind, path, value) {
+                    return LiveOnly::Default;
+                }
                 if descendable && !out_of_band.iter().any(|o| o.whole) {
                     return LiveOnly::Descend;
                 }

@@ -1,0 +1,464 @@
+//! `argo-drift diff` on a corpus shaped like what SREs diff, beside Argo CD's own engine.
+//!
+//! The corpus: BENCH_PAIRS (2,000) desired/live pairs seeded from gitops-engine's own diff
+//! testdata (its Deployments, StatefulSet, Services and Secret), made live by the real API
+//! server: created through it (half by server-side apply as Argo CD syncs, half by a client-side
+//! `kubectl apply` that leaves last-applied-configuration), quantities spelled otherwise than the
+//! server prints them, Secrets from `stringData`, status written by a "controller"; 20% then
+//! really drifted by `kubectl edit` (image, replicas, a Secret value, a label, an added env var).
+//! Half of the live objects lose their managedFields, as `kubectl get -o yaml` prints them. The
+//! corpus is cached in target/diff-corpus/ (`BENCH_REGENERATE=1` makes it again).
+//!
+//! Measured: the whole `argo-drift diff` process (start, parse, analyse, JSON out) — pairs/s of
+//! the best of BENCH_ROUNDS runs and peak RSS against the input size; precision and recall
+//! against what was really drifted, with the fields reported unverified; and gitops-engine's
+//! `diff.Diff` in-process on the same files (`scripts/testenv.sh gitops-diff`), with the ratio.
+//!
+//!   cargo bench -p argo-drift-controller --bench diff_corpus
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use support::*;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let pairs = env_usize("BENCH_PAIRS", 2000);
+    let rounds = env_usize("BENCH_ROUNDS", 5);
+    let dir = root().join(format!("target/diff-corpus/{pairs}"));
+    if std::env::var_os("BENCH_REGENERATE").is_some() || !dir.join("truth.json").exists() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(generate(&dir, pairs));
+    }
+    measure(&dir, rounds);
+}
+
+/// The seeds: gitops-engine's own testdata of the kinds the corpus holds.
+fn seeds() -> Vec<Value> {
+    let source = PathBuf::from(exported(
+        &testenv("gitops-engine-source"),
+        "ARGO_DRIFT_GITOPS_ENGINE_SOURCE",
+    ));
+    let testdata = source.join("pkg/diff/testdata");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&testdata)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.contains("-config") && (n.ends_with(".yaml") || n.ends_with(".json"))
+        })
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for p in names {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut v: Value = serde_yaml::from_str(&text).unwrap();
+        let kind = v["kind"].as_str().unwrap_or_default().to_string();
+        if !["Deployment", "StatefulSet", "Service", "Secret"].contains(&kind.as_str()) {
+            continue;
+        }
+        if kind == "StatefulSet" {
+            v["apiVersion"] = json!("apps/v1");
+        }
+        out.push(v);
+    }
+    assert!(out.len() >= 8, "{} seeds", out.len());
+    out
+}
+
+fn api_version_parts(v: &Value) -> (String, String) {
+    let av = v["apiVersion"].as_str().unwrap();
+    match av.split_once('/') {
+        Some((g, ver)) => (g.to_string(), ver.to_string()),
+        None => (String::new(), av.to_string()),
+    }
+}
+
+fn key(v: &Value) -> String {
+    let (group, _) = api_version_parts(v);
+    format!(
+        "{group}/{}/{}/{}",
+        v["kind"].as_str().unwrap(),
+        v["metadata"]["namespace"].as_str().unwrap_or_default(),
+        v["metadata"]["name"].as_str().unwrap()
+    )
+}
+
+/// The desired object of pair `i`: seed `i % n`, named and spelled for this pair.
+fn desired(seed: &Value, i: usize, namespace: &str) -> Value {
+    let mut v = seed.clone();
+    let base = v["metadata"]["name"].as_str().unwrap().to_string();
+    let name = format!("{}-{i}", &base[..base.len().min(40)]);
+    v["metadata"]["name"] = json!(name);
+    v["metadata"]["namespace"] = json!(namespace);
+    if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
+        a.remove("argocd.argoproj.io/sync-options");
+    }
+    match v["kind"].as_str().unwrap() {
+        "Deployment" | "StatefulSet" => {
+            // Quantities as people write them; the server prints them otherwise.
+            if let Some(c) = v["spec"]["template"]["spec"]["containers"][0].as_object_mut() {
+                let spelled = [("0.5", "1024Mi"), ("1", "0.5Gi"), ("250m", "128974848")];
+                let (cpu, memory) = spelled[i % spelled.len()];
+                c.insert(
+                    "resources".into(),
+                    json!({"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": "2Gi"}}),
+                );
+            }
+        }
+        "Secret" if i.is_multiple_of(2) => {
+            // stringData, which the server turns into data.
+            let data = v["data"].take();
+            let mut string_data = serde_json::Map::new();
+            for (k, val) in data.as_object().into_iter().flatten() {
+                use base64::Engine as _;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(val.as_str().unwrap_or_default())
+                    .unwrap_or_default();
+                string_data.insert(k.clone(), json!(String::from_utf8_lossy(&raw)));
+            }
+            v.as_object_mut().unwrap().remove("data");
+            v["stringData"] = Value::Object(string_data);
+        }
+        _ => {}
+    }
+    v
+}
+
+/// What `kubectl edit` changes in pair `i`'s live object, if it is one of the drifted fifth:
+/// (merge patch, fields it drifts).
+fn drift(v: &Value, i: usize) -> Option<(Value, Vec<&'static str>)> {
+    if !i.is_multiple_of(5) {
+        return None;
+    }
+    let variant = (i / 5) % 3;
+    Some(match v["kind"].as_str().unwrap() {
+        "Deployment" | "StatefulSet" => {
+            let c = &v["spec"]["template"]["spec"]["containers"][0];
+            let name = c["name"].clone();
+            match variant {
+                0 => (json!({"spec": {"replicas": 7}}), vec!["spec.replicas"]),
+                1 => {
+                    let image = format!("{}-debug", c["image"].as_str().unwrap());
+                    (
+                        json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}),
+                        vec!["image"],
+                    )
+                }
+                _ => (
+                    json!({"metadata": {"labels": {"debug": "true"}}}),
+                    vec!["metadata.labels.debug"],
+                ),
+            }
+        }
+        "Service" => (
+            json!({"metadata": {"labels": {"debug": "true"}}, "spec": {"sessionAffinity": "ClientIP"}}),
+            vec!["metadata.labels.debug", "spec.sessionAffinity"],
+        ),
+        "Secret" => {
+            use base64::Engine as _;
+            let key = v["data"]
+                .as_object()
+                .or(v["stringData"].as_object())
+                .and_then(|m| m.keys().next().cloned())
+                .unwrap();
+            (
+                json!({"data": {key: base64::engine::general_purpose::STANDARD.encode(format!("changed-{i}"))}}),
+                vec!["data"],
+            )
+        }
+        _ => return None,
+    })
+}
+
+async fn generate(dir: &Path, pairs: usize) {
+    let started = Instant::now();
+    let client = client().await;
+    let seeds = seeds();
+    std::fs::create_dir_all(dir).unwrap();
+    let namespaces: Vec<String> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(fresh_namespace(&client, "corpus").await);
+        }
+        out
+    };
+    let mut desired_docs = Vec::new();
+    let mut live_docs = Vec::new();
+    let mut truth = BTreeMap::new();
+    for i in 0..pairs {
+        let ns = &namespaces[i % namespaces.len()];
+        let d = desired(&seeds[i % seeds.len()], i, ns);
+        let api = dynamic_api(&client, ns, &d).await;
+        let name = d["metadata"]["name"].as_str().unwrap().to_string();
+        let mut body = d.clone();
+        body.as_object_mut().unwrap().remove("status");
+        if i.is_multiple_of(2) {
+            // As Argo CD syncs with server-side apply.
+            api.patch(
+                &name,
+                &PatchParams::apply("argocd-controller").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying {}: {e}", key(&d)));
+        } else {
+            // As `kubectl apply` (client-side) creates: last-applied-configuration kept.
+            body["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+                json!(serde_json::to_string(&d).unwrap());
+            let object: kube::api::DynamicObject = serde_json::from_value(body).unwrap();
+            api.create(
+                &PostParams {
+                    field_manager: Some("kubectl-client-side-apply".into()),
+                    ..Default::default()
+                },
+                &object,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating {}: {e}", key(&d)));
+        }
+        // Status, as the workload controllers write it.
+        if matches!(d["kind"].as_str(), Some("Deployment" | "StatefulSet")) {
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": 1, "replicas": replicas,
+                "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas}});
+            api.patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some("kube-controller-manager".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&status),
+            )
+            .await
+            .unwrap();
+        }
+        if let Some((patch, fields)) = drift(&d, i) {
+            merge(&api, &name, "kubectl-edit", patch).await;
+            truth.insert(key(&d), fields);
+        }
+        let mut live = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+        if i % 4 >= 2 {
+            // As `kubectl get -o yaml` prints it.
+            live["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields");
+        }
+        desired_docs.push(serde_json::to_string(&d).unwrap());
+        live_docs.push(serde_json::to_string(&live).unwrap());
+    }
+    std::fs::write(dir.join("desired.yaml"), desired_docs.join("\n---\n")).unwrap();
+    std::fs::write(dir.join("live.yaml"), live_docs.join("\n---\n")).unwrap();
+    std::fs::write(
+        dir.join("truth.json"),
+        serde_json::to_string_pretty(&truth).unwrap(),
+    )
+    .unwrap();
+    eprintln!(
+        "corpus: {pairs} pairs ({} drifted) from {} seeds in {:.1} s: {}",
+        truth.len(),
+        seeds.len(),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+}
+
+/// Run `command` to its end, returning its output and peak RSS in KiB (VmHWM, read from /proc
+/// while it runs; a high-water mark, so the last reading before it exits is the peak).
+fn run_measured(command: &mut Command) -> (std::process::Output, u64) {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let stdout = reader.join().unwrap();
+    let mut output = child.wait_with_output().unwrap();
+    output.stdout = stdout;
+    (output, peak)
+}
+
+fn measure(dir: &Path, rounds: usize) {
+    let desired = dir.join("desired.yaml");
+    let live = dir.join("live.yaml");
+    let truth: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
+    let input =
+        std::fs::metadata(&desired).unwrap().len() + std::fs::metadata(&live).unwrap().len();
+    let bin = env!("CARGO_BIN_EXE_argo-drift");
+    let mut best = f64::MAX;
+    let mut output = Vec::new();
+    let mut rss_kib = 0;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let (out, peak) = run_measured(
+            Command::new(bin)
+                .args(["diff", "-o", "json", "--fail-on", "critical", "--desired"])
+                .arg(&desired)
+                .arg("--live")
+                .arg(&live),
+        );
+        let elapsed = start.elapsed().as_secs_f64();
+        rss_kib = rss_kib.max(peak);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "argo-drift diff: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        best = best.min(elapsed);
+        output = out.stdout;
+    }
+    let report: Value = serde_json::from_slice(&output).unwrap();
+    let resources = report["resources"].as_array().unwrap();
+    let pairs = resources
+        .iter()
+        .filter(|r| r["status"] != "missing" && r["status"] != "extra")
+        .count();
+    let flagged: BTreeSet<String> = resources
+        .iter()
+        .filter(|r| r["status"] == "modified")
+        .map(report_key)
+        .collect();
+    let unverified: usize = resources
+        .iter()
+        .map(|r| r["unverified"].as_array().map_or(0, Vec::len))
+        .sum();
+    let ours = verdict(&flagged, &truth);
+    println!(
+        "corpus: {} ({} pairs, {} drifted, {:.1} MB)",
+        dir.display(),
+        pairs,
+        truth.len(),
+        input as f64 / 1e6
+    );
+    println!(
+        "argo-drift diff (whole process, best of {rounds}): {:.3} s = {:.0} pairs/s; peak RSS {:.1} MB = {:.2}x the input",
+        best,
+        pairs as f64 / best,
+        rss_kib as f64 / 1024.0,
+        rss_kib as f64 * 1024.0 / input as f64
+    );
+    println!(
+        "  drift found {}/{}, false drifts {}, unverified fields {}",
+        ours.found,
+        ours.drifted,
+        ours.false_positives.len(),
+        unverified
+    );
+    for k in ours.false_positives.iter().take(5) {
+        let r = resources.iter().find(|r| report_key(r) == *k).unwrap();
+        let fields: Vec<&str> = r["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["field"].as_str())
+            .collect();
+        println!("    false: {k}: {fields:?}");
+    }
+    // Argo CD's engine, in-process, on the same files.
+    let tool = exported(&testenv("gitops-diff"), "ARGO_DRIFT_GITOPS_DIFF");
+    let out = Command::new(tool)
+        .arg(&desired)
+        .arg(&live)
+        .arg(rounds.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gitops-diff: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modified: BTreeSet<String> = theirs["modified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let argo = verdict(&modified, &truth);
+    let rate = theirs["pairsPerSecond"].as_f64().unwrap();
+    println!(
+        "gitops-engine diff.Diff (in-process, no parsing, best of {rounds}): {:.0} pairs/s; drift found {}/{}, false drifts {}",
+        rate,
+        argo.found,
+        argo.drifted,
+        argo.false_positives.len()
+    );
+    println!(
+        "ratio: argo-drift diff (whole process) / gitops-engine (in-process) = {:.1}x",
+        (pairs as f64 / best) / rate
+    );
+}
+
+/// A report resource's key, as `key` makes it for the corpus.
+fn report_key(r: &Value) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        r["group"].as_str().unwrap(),
+        r["kind"].as_str().unwrap(),
+        r["namespace"].as_str().unwrap(),
+        r["name"].as_str().unwrap()
+    )
+}
+
+struct Verdict {
+    drifted: usize,
+    found: usize,
+    false_positives: Vec<String>,
+}
+
+fn verdict(flagged: &BTreeSet<String>, truth: &BTreeMap<String, Vec<String>>) -> Verdict {
+    Verdict {
+        drifted: truth.len(),
+        found: truth.keys().filter(|k| flagged.contains(*k)).count(),
+        false_positives: flagged
+            .iter()
+            .filter(|k| !truth.contains_key(*k))
+            .cloned()
+            .collect(),
+    }
+}
