@@ -147,6 +147,45 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// A row of the table recorded from a real API server (server_defaults.json, made and
+/// re-checked by controller/tests/server_defaults.rs).
+struct Recorded {
+    pattern: PathPattern,
+    /// `None`: the server allocates the value.
+    equals: Option<Value>,
+}
+
+const RECORDED: &str = include_str!("server_defaults.json");
+
+fn recorded_rows() -> Vec<(String, String, Option<Value>)> {
+    let file: Value = serde_json::from_str(RECORDED).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    for (kind, fields) in file["kinds"].as_object().into_iter().flatten() {
+        for (path, spec) in fields.as_object().into_iter().flatten() {
+            out.push((kind.clone(), path.clone(), spec.get("equals").cloned()));
+        }
+    }
+    out
+}
+
+/// The recorded rows by kind.
+fn recorded() -> &'static std::collections::HashMap<String, Vec<Recorded>> {
+    static TABLE: OnceLock<std::collections::HashMap<String, Vec<Recorded>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut by_kind = std::collections::HashMap::<String, Vec<Recorded>>::new();
+        for (kind, path, equals) in recorded_rows() {
+            // Every pattern parses: checked by the unit test below.
+            if let Ok(pattern) = PathPattern::parse(&path) {
+                by_kind
+                    .entry(kind)
+                    .or_default()
+                    .push(Recorded { pattern, equals });
+            }
+        }
+        by_kind
+    })
+}
+
 fn table() -> &'static [Default] {
     static TABLE: OnceLock<Vec<Default>> = OnceLock::new();
     TABLE.get_or_init(|| {
@@ -209,22 +248,32 @@ fn matches_default(
     parent: Option<&Map<String, Value>>,
     allocated: bool,
 ) -> bool {
-    table().iter().any(|d| {
-        d.kinds.contains(&kind)
-            && d.pattern.matches_exactly(path)
-            && match &d.expected {
-                Expected::Any => allocated,
-                Expected::Equals(v) => v == value,
-                Expected::SameAs(sibling) => parent.and_then(|p| p.get(*sibling)) == Some(value),
-                Expected::ImagePullPolicy => {
-                    let image = parent
-                        .and_then(|p| p.get("image"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    value.as_str() == Some(default_pull_policy(image))
-                }
+    let recorded = recorded().get(kind).into_iter().flatten().any(|r| {
+        r.pattern.matches_exactly(path)
+            && match &r.equals {
+                Some(v) => v == value,
+                None => allocated,
             }
-    })
+    });
+    recorded
+        || table().iter().any(|d| {
+            d.kinds.contains(&kind)
+                && d.pattern.matches_exactly(path)
+                && match &d.expected {
+                    Expected::Any => allocated,
+                    Expected::Equals(v) => v == value,
+                    Expected::SameAs(sibling) => {
+                        parent.and_then(|p| p.get(*sibling)) == Some(value)
+                    }
+                    Expected::ImagePullPolicy => {
+                        let image = parent
+                            .and_then(|p| p.get("image"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        value.as_str() == Some(default_pull_policy(image))
+                    }
+                }
+        })
 }
 
 fn default_pull_policy(image: &str) -> &'static str {
@@ -248,6 +297,41 @@ mod tests {
             assert!(PathPattern::parse(pattern).is_ok(), "{pattern}");
         }
         assert_eq!(table().len(), rows().len());
+    }
+
+    #[test]
+    fn every_recorded_row_parses_and_the_record_is_whole() {
+        let rows = recorded_rows();
+        for (kind, path, _) in &rows {
+            assert!(PathPattern::parse(path).is_ok(), "{kind} {path}");
+        }
+        assert_eq!(recorded().values().map(Vec::len).sum::<usize>(), rows.len());
+        let at = |p: &str| FieldPath::parse(p).unwrap();
+        // Recorded from the server, not written by hand.
+        assert!(is_default_value(
+            "Job",
+            &at("spec.podReplacementPolicy"),
+            &json!("TerminatingOrFailed"),
+            None
+        ));
+        assert!(is_api_default(
+            "Job",
+            &at("spec.template.metadata.labels[\"batch.kubernetes.io/job-name\"]"),
+            &json!("x"),
+            None
+        ));
+        assert!(!is_default_value(
+            "Job",
+            &at("spec.template.metadata.labels[\"batch.kubernetes.io/job-name\"]"),
+            &json!("x"),
+            None
+        ));
+        assert!(!is_default_value(
+            "Job",
+            &at("spec.podReplacementPolicy"),
+            &json!("Failed"),
+            None
+        ));
     }
 
     #[test]
