@@ -134,6 +134,9 @@ pub fn render_text(report: &DriftReport, style: &TextStyle) -> String {
         for c in &r.changes {
             render_change(&mut out, &p, c);
         }
+        if !r.unverified.is_empty() {
+            let _ = writeln!(out, "    unverified: {}", r.unverified.join(", "));
+        }
         if style.show_diff {
             if let Some(diff) = &r.diff {
                 for line in diff.lines() {
@@ -153,6 +156,22 @@ pub fn render_text(report: &DriftReport, style: &TextStyle) -> String {
         }
     }
     let s = &report.summary;
+    // Unverified fields of resources otherwise in sync, told in one line.
+    let quiet: Vec<&ResourceReport> = report
+        .resources
+        .iter()
+        .filter(|r| !r.unverified.is_empty() && r.status == Status::Synced && !style.show_synced)
+        .collect();
+    if !quiet.is_empty() {
+        let fields: usize = quiet.iter().map(|r| r.unverified.len()).sum();
+        let _ = writeln!(
+            out,
+            "{fields} field(s) of {} resource(s) in sync unverified: only in live, and nothing \
+             says who set them (dump with --show-managed-fields to know); not counted as drift \
+             (-o json lists them)",
+            quiet.len()
+        );
+    }
     if out.is_empty() {
         out.push_str("No drift.\n");
     } else {

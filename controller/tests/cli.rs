@@ -148,22 +148,21 @@ fn fail_on_sets_the_threshold() {
         Some(1)
     );
     let dir = tempfile::tempdir().unwrap();
-    let cm = write(dir.path(), "cm.yaml", CM);
-    let labelled = write(
-        dir.path(),
-        "live.yaml",
-        &CM.replace(
+    let label = |team: &str| {
+        CM.replace(
             "  namespace: shop\n",
-            "  namespace: shop\n  labels: {team: x}\n",
-        ),
-    );
-    let (cm, labelled) = (cm.to_str().unwrap(), labelled.to_str().unwrap());
-    // A label added is low: below --fail-on medium the run passes, at info it fails.
+            &format!("  namespace: shop\n  labels: {{team: {team}}}\n"),
+        )
+    };
+    let desired = write(dir.path(), "desired.yaml", &label("a"));
+    let labelled = write(dir.path(), "live.yaml", &label("x"));
+    let (desired, labelled) = (desired.to_str().unwrap(), labelled.to_str().unwrap());
+    // A label changed is low: below --fail-on medium the run passes, at info it fails.
     assert_eq!(
         run(&[
             "diff",
             "--desired",
-            cm,
+            desired,
             "--live",
             labelled,
             "--fail-on",
@@ -174,10 +173,21 @@ fn fail_on_sets_the_threshold() {
         Some(0)
     );
     assert_eq!(
-        run(&["diff", "--desired", cm, "--live", labelled])
+        run(&["diff", "--desired", desired, "--live", labelled])
             .status
             .code(),
         Some(1)
+    );
+    // A label only in a live dump without managedFields: nothing says who set it; unverified,
+    // not drift.
+    let cm = write(dir.path(), "cm.yaml", CM);
+    let cm = cm.to_str().unwrap();
+    let o = run(&["diff", "--desired", cm, "--live", labelled]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("1 field(s) of 1 resource(s) in sync unverified"),
+        "{}",
+        stdout(&o)
     );
     // In sync: 0.
     let o = run(&["diff", "--desired", cm, "--live", cm]);

@@ -60,6 +60,8 @@ pub struct Comparison {
     pub desired: Value,
     /// Normalised live object (defaults removed); built only when there are changes.
     pub live: Option<Value>,
+    /// Live-only fields nothing could judge (no managedFields): neither drift nor default.
+    pub unverified: Vec<FieldPath>,
 }
 
 /// Everything the comparison needs besides the two objects.
@@ -106,12 +108,14 @@ pub fn compare(
         ctx,
         changes: Vec::new(),
         defaults: Vec::new(),
+        unverified: Vec::new(),
         path: FieldPath::root(),
     };
     walk.values(&mut d, l);
     let Walk {
         mut changes,
         defaults,
+        unverified,
         ..
     } = walk;
     // Report in path order, whatever order the walk met them in (Git's fields, then live's).
@@ -127,6 +131,7 @@ pub fn compare(
         changes,
         desired: d,
         live: live_normalised,
+        unverified,
     }
 }
 
@@ -171,6 +176,8 @@ struct Walk<'a> {
     changes: Vec<Change>,
     /// Live-only paths judged to be defaults: taken out of the normalised live object.
     defaults: Vec<FieldPath>,
+    /// Live-only paths nothing could judge (also taken out: they are not drift).
+    unverified: Vec<FieldPath>,
     path: FieldPath,
 }
 
@@ -254,6 +261,10 @@ impl Walk<'_> {
         }
         match self.ctx.live_only(&self.path, lv, parent, is_item) {
             LiveOnly::Default => self.defaults.push(self.path.clone()),
+            LiveOnly::Unverified => {
+                self.unverified.push(self.path.clone());
+                self.defaults.push(self.path.clone());
+            }
             LiveOnly::Drift(attribution) => self.record(Op::Add, None, Some(lv), attribution),
             LiveOnly::Descend => {
                 let Value::Object(map) = lv else {
@@ -267,7 +278,8 @@ impl Walk<'_> {
                     self.path.0.pop();
                 }
                 if self.changes.len() == changes_before {
-                    // Nothing inside was drift: drop the whole subtree as one default.
+                    // Nothing inside was drift: drop the whole subtree as one default (what
+                    // inside it is unverified stays named).
                     self.defaults.truncate(defaults_before);
                     self.defaults.push(self.path.clone());
                 }

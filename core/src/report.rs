@@ -54,8 +54,10 @@ pub struct ResourceReport {
     /// Where the desired (or, for extra resources, live) document came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Fields whose values could not be compared (a Secret value Argo CD's manifests API masked):
-    /// their presence is checked, their values are not.
+    /// Fields that could not be judged, and are not counted as drift: a Secret value Argo CD's
+    /// manifests API masked (its presence is checked, its value is not), or a field only in
+    /// live that an object without managedFields cannot attribute (not in the last-applied
+    /// annotation, not a server default: a webhook, a controller or a person may have set it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unverified: Vec<String>,
     /// What Argo CD itself says of the resource, when it was asked (see `agreement`).
@@ -413,6 +415,9 @@ fn modified_report(
     let comparison = compare(d, l, &compare_options, redactor);
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);
     report.unverified = unverified;
+    report
+        .unverified
+        .extend(comparison.unverified.iter().map(|p| p.to_string()));
     if comparison.changes.is_empty() {
         // Nothing to look at in the source of a synced object; at scale the strings add up.
         report.source = None;

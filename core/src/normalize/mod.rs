@@ -442,6 +442,10 @@ pub enum LiveOnly {
     Drift(Attribution),
     /// Mixed: look at the fields inside one by one.
     Descend,
+    /// Only ownership data could say (no managedFields, not in the last-applied annotation, not
+    /// a server default): a webhook, a controller or a person may have set it. Reported as
+    /// unverified, not as drift.
+    Unverified,
 }
 
 /// What the pairwise step knows about the live side of one pair.
@@ -527,7 +531,9 @@ impl LiveContext<'_> {
         if descendable {
             return LiveOnly::Descend;
         }
-        LiveOnly::Drift(Attribution::unknown())
+        // Argo CD's three-way diff (gitops-engine ThreeWayDiff) ignores such a field too when the
+        // last-applied annotation is there, and its two-way diff always does.
+        LiveOnly::Unverified
     }
 
     /// Who last wrote a field present on both sides (or only in live): the manager owning the
