@@ -261,9 +261,17 @@ impl LiveState {
         let store = writer.as_reader();
         let (ready_tx, ready_rx) = watch::channel(false);
         // kube-runtime's watcher re-lists on 410 Gone and backs off with jitter on errors.
+        // Analysis never reads a live object's status: it is not kept, and a change of status
+        // alone analyses nothing again (see `relevant_digest`).
         let stream = reflector::reflector(
             writer,
-            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+            watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| {
+                    if let Some(map) = o.data.as_object_mut() {
+                        map.remove("status");
+                    }
+                }),
         );
         let interest = self.interest.clone();
         let triggers = self.triggers.clone();
@@ -277,9 +285,44 @@ impl LiveState {
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
+            // What analysis could see of each object, as a digest: an update that leaves it
+            // unchanged (status, resourceVersion, the status writer's managedFields entry)
+            // triggers nothing.
+            let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(Event::Apply(o)) | Ok(Event::Delete(o)) => {
+                    Ok(Event::Apply(o)) => {
+                        let id = (
+                            o.metadata.namespace.clone(),
+                            o.metadata.name.clone().unwrap_or_default(),
+                        );
+                        let digest = relevant_digest(&o);
+                        if seen.insert(id, digest) == Some(digest) {
+                            metrics
+                                .watch_events_ignored
+                                .get_or_create(&labels(&[
+                                    ("cluster", &cluster),
+                                    ("kind", &watch_key.kind),
+                                ]))
+                                .inc();
+                            continue;
+                        }
+                        let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        let apps = lock(&interest).apps_for(&o, &watch_key, &keys);
+                        send(&triggers, apps);
+                    }
+                    Ok(Event::InitApply(o)) => {
+                        let id = (
+                            o.metadata.namespace.clone(),
+                            o.metadata.name.clone().unwrap_or_default(),
+                        );
+                        seen.insert(id, relevant_digest(&o));
+                    }
+                    Ok(Event::Delete(o)) => {
+                        seen.remove(&(
+                            o.metadata.namespace.clone(),
+                            o.metadata.name.clone().unwrap_or_default(),
+                        ));
                         let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
                         let apps = lock(&interest).apps_for(&o, &watch_key, &keys);
                         send(&triggers, apps);
@@ -341,6 +384,25 @@ impl Drop for LiveState {
             w.task.abort();
         }
     }
+}
+
+/// A digest of what analysis reads of a live object: everything but its status (already
+/// dropped), its resourceVersion and the managedFields entries of status writers.
+fn relevant_digest(o: &DynamicObject) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut meta = o.metadata.clone();
+    meta.resource_version = None;
+    if let Some(fields) = &mut meta.managed_fields {
+        fields.retain(|f| f.subresource.as_deref() != Some("status"));
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&meta)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    serde_json::to_string(&o.data)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 fn send(triggers: &mpsc::UnboundedSender<Trigger>, apps: HashSet<AppRef>) {

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub reconciles: Family<Labels, Counter>,
     pub watch_restarts: Family<Labels, Counter>,
     pub watch_errors: Family<Labels, Counter>,
+    /// Live object updates that changed nothing analysis reads (status only), by cluster and kind.
+    pub watch_events_ignored: Family<Labels, Counter>,
     pub events_emitted: Family<Labels, Counter>,
     pub git_fetches: Counter,
     /// Remediation actions carried out, by action and outcome (succeeded, failed).
@@ -76,6 +78,12 @@ impl Metrics {
             "Watch stream errors, by cluster and kind",
             watch_errors.clone(),
         );
+        let watch_events_ignored = Family::<Labels, Counter>::default();
+        registry.register(
+            "watch_events_ignored",
+            "Live object updates that change nothing analysis reads (status only): no re-analysis, by cluster and kind",
+            watch_events_ignored.clone(),
+        );
         let events_emitted = Family::<Labels, Counter>::default();
         registry.register(
             "events",
@@ -131,6 +139,7 @@ impl Metrics {
             reconciles,
             watch_restarts,
             watch_errors,
+            watch_events_ignored,
             events_emitted,
             git_fetches,
             actions,

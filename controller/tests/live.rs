@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use support::*;
 
@@ -39,6 +39,30 @@ async fn sync_like_argocd(client: &kube::Client, app: &str, ns: &str, files: &[(
             json!({"argocd.argoproj.io/tracking-id": format!("{app}:{group}/{kind}:{ns}/{name}")});
         apply(client, ns, v, "argocd-controller").await;
     }
+}
+
+/// The WEB app (Deployment, Service, ConfigMap, Secret) from a fresh Git repository, applied
+/// as Argo CD syncs it, in fresh namespaces: (client, Argo CD's namespace, the app's, the
+/// repository's directory, the repository, its commit). Application `web` is not yet created.
+async fn web_app() -> (
+    kube::Client,
+    String,
+    String,
+    tempfile::TempDir,
+    GitRepo,
+    String,
+) {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("shop.git"));
+    for (path, text) in WEB {
+        repo.write(path, text);
+    }
+    let commit = repo.commit("web");
+    sync_like_argocd(&client, "web", &shop, WEB).await;
+    (client, argocd, shop, dir, repo, commit)
 }
 
 fn resource<'a>(report: &'a Value, kind: &str, name: &str) -> &'a Value {
@@ -102,16 +126,7 @@ async fn wait_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_reverting_resolves_them(
 ) {
-    let client = client().await;
-    let argocd = fresh_namespace(&client, "argocd").await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("shop.git"));
-    for (path, text) in WEB {
-        repo.write(path, text);
-    }
-    let commit = repo.commit("web");
-    sync_like_argocd(&client, "web", &shop, WEB).await;
+    let (client, argocd, shop, _dir, repo, commit) = web_app().await;
     let apps: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         &argocd,
@@ -1191,5 +1206,84 @@ async fn drift_pages_once_a_flap_within_the_hold_does_not_page_again_and_one_res
         cm.metadata.annotations.unwrap()["argo-drift.io/incident"],
         ""
     );
+    controller.stop().await;
+}
+
+/// The value of counter `name` with `labels` (`k="v",...`) on the controller's /metrics, 0 when
+/// absent.
+async fn counter(controller: &Running, series: &str) -> f64 {
+    let (_, text) = controller.get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
+    let (client, argocd, shop, _dir, repo, commit) = web_app().await;
+    let mut app = application("web", &repo.url(), "apps/web", &shop, Some(&commit));
+    app["spec"]["source"]["directory"] = json!({"recurse": true});
+    apply(&client, &argocd, app, "argocd-server").await;
+    let controller = Running::start(&client, &argocd, &[]).await;
+    wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "web").await
+    })
+    .await;
+    let ok = "argo_drift_reconciles_total{result=\"ok\"}";
+    let ignored =
+        "argo_drift_watch_events_ignored_total{cluster=\"in-cluster\",kind=\"Deployment\"}";
+    // Let the first analyses settle: the count no longer moves.
+    let mut before = counter(&controller, ok).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = counter(&controller, ok).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    // A controller writing the Deployment's status, ten times.
+    let deployments = dynamic(&client, &shop, "apps/v1", "Deployment").await;
+    for i in 0..10 {
+        deployments
+            .patch_status(
+                "web",
+                &PatchParams {
+                    field_manager: Some("kube-controller-manager".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({"status": {"observedGeneration": 1, "replicas": i}})),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("the status updates to be seen", WAIT, || async {
+        (counter(&controller, ignored).await >= 10.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        counter(&controller, ok).await,
+        before,
+        "status-only updates analysed the app again"
+    );
+    // A change analysis reads is analysed.
+    merge(
+        &deployments,
+        "web",
+        "kubectl-edit",
+        json!({"metadata": {"labels": {"debug": "true"}}}),
+    )
+    .await;
+    wait_change(
+        &client,
+        &argocd,
+        "web",
+        "Deployment",
+        "web",
+        "metadata.labels.debug",
+    )
+    .await;
+    assert!(counter(&controller, ok).await > before);
     controller.stop().await;
 }
