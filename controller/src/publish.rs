@@ -70,6 +70,41 @@ impl AppAnnotations {
         ]
     }
 }
+/// A digest of what analysis reads of an Application: everything but its bookkeeping
+/// (resourceVersion, managedFields, generation), the times Argo CD writes on every refresh
+/// (`status.reconciledAt`, `status.observedAt`) and the annotations argo-drift itself keeps on
+/// it. Two versions with the same digest need no second analysis: a refresh that found nothing
+/// new, or argo-drift's own annotation write.
+pub fn application_digest(o: &kube::api::DynamicObject) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut meta = o.metadata.clone();
+    meta.resource_version = None;
+    meta.managed_fields = None;
+    // Application has no status subresource: every status write bumps the generation; the spec
+    // itself is in the digest.
+    meta.generation = None;
+    if let Some(annotations) = &mut meta.annotations {
+        for (key, _) in AppAnnotations::default().entries() {
+            annotations.remove(key);
+        }
+    }
+    let mut data = o.data.clone();
+    if let Some(status) = data.get_mut("status").and_then(|s| s.as_object_mut()) {
+        status.remove("reconciledAt");
+        status.remove("observedAt");
+    }
+    if data
+        .get("status")
+        .is_some_and(|s| s.as_object().is_some_and(|m| m.is_empty()))
+    {
+        data.as_object_mut().map(|m| m.remove("status"));
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&meta).ok()?.hash(&mut hasher);
+    serde_json::to_string(&data).ok()?.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Annotation values stay short: the UI shows them whole.
 const SUMMARY_MAX: usize = 250;
 /// A ConfigMap holds at most 1 MiB; keep room for metadata and managedFields.

@@ -1287,3 +1287,78 @@ async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
     assert!(counter(&controller, ok).await > before);
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again() {
+    let (client, argocd, _shop, _dir, repo, commit) = web_app().await;
+    let mut app = application("web", &repo.url(), "apps/web", &_shop, Some(&commit));
+    app["spec"]["source"]["directory"] = json!({"recurse": true});
+    apply(&client, &argocd, app, "argocd-server").await;
+    let controller = Running::start(&client, &argocd, &[]).await;
+    wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "web").await
+    })
+    .await;
+    let ok = "argo_drift_reconciles_total{result=\"ok\"}";
+    // Let the first analyses settle: the count no longer moves.
+    let mut before = counter(&controller, ok).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = counter(&controller, ok).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    // Argo CD refreshing the app: only its times change.
+    for i in 0..5 {
+        merge(
+            &applications(&client, &argocd),
+            "web",
+            "argocd-application-controller",
+            json!({"status": {"reconciledAt": format!("2026-12-05T00:00:0{i}Z")}}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counter(&controller, ok).await,
+        before,
+        "refreshes analysed the app again"
+    );
+    // argo-drift's own annotations changing (as its write after an analysis does).
+    merge(
+        &applications(&client, &argocd),
+        "web",
+        "argo-drift",
+        json!({"metadata": {"annotations": {"argo-drift.io/drift-summary": "written by argo-drift"}}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counter(&controller, ok).await,
+        before,
+        "argo-drift's own annotation write analysed the app again"
+    );
+    // Anything else on the Application is looked at.
+    merge(
+        &applications(&client, &argocd),
+        "web",
+        "kubectl-annotate",
+        json!({"metadata": {"annotations": {"example.com/touched": "1"}}}),
+    )
+    .await;
+    wait_for("another analysis", WAIT, || async {
+        (counter(&controller, ok).await > before).then_some(())
+    })
+    .await;
+    controller.stop().await;
+}
+
+fn applications(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &argo_drift_controller::application::api_resource(),
+    )
+}

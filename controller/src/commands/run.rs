@@ -322,7 +322,17 @@ pub async fn serve(
         }
         t.app
     });
-    let controller = Controller::new_with(apps, config, resource.clone())
+    // Applications change all the time for nothing analysis reads (Argo CD's refresh times,
+    // argo-drift's own annotations): those versions are filtered out before they trigger.
+    let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+    let reader = writer.as_reader();
+    let app_stream = reflector::reflector(writer, watcher::watcher(apps, config).default_backoff())
+        .applied_objects()
+        .predicate_filter(
+            crate::publish::application_digest,
+            kube::runtime::PredicateConfig::default(),
+        );
+    let controller = Controller::for_stream_with(app_stream, reader, resource.clone())
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .reconcile_on(triggers);
     let store = controller.store();
