@@ -1209,6 +1209,19 @@ async fn drift_pages_once_a_flap_within_the_hold_does_not_page_again_and_one_res
     controller.stop().await;
 }
 
+/// Counter `series` once the first analyses have settled: it no longer moves for 2 s.
+async fn settled(controller: &Running, series: &str) -> f64 {
+    let mut before = counter(controller, series).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = counter(controller, series).await;
+        if now == before {
+            return now;
+        }
+        before = now;
+    }
+}
+
 /// The value of counter `name` with `labels` (`k="v",...`) on the controller's /metrics, 0 when
 /// absent.
 async fn counter(controller: &Running, series: &str) -> f64 {
@@ -1232,16 +1245,7 @@ async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
     let ok = "argo_drift_reconciles_total{result=\"ok\"}";
     let ignored =
         "argo_drift_watch_events_ignored_total{cluster=\"in-cluster\",kind=\"Deployment\"}";
-    // Let the first analyses settle: the count no longer moves.
-    let mut before = counter(&controller, ok).await;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = counter(&controller, ok).await;
-        if now == before {
-            break;
-        }
-        before = now;
-    }
+    let before = settled(&controller, ok).await;
     // A controller writing the Deployment's status, ten times.
     let deployments = dynamic(&client, &shop, "apps/v1", "Deployment").await;
     for i in 0..10 {
@@ -1300,16 +1304,7 @@ async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again
     })
     .await;
     let ok = "argo_drift_reconciles_total{result=\"ok\"}";
-    // Let the first analyses settle: the count no longer moves.
-    let mut before = counter(&controller, ok).await;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = counter(&controller, ok).await;
-        if now == before {
-            break;
-        }
-        before = now;
-    }
+    let before = settled(&controller, ok).await;
     // Argo CD refreshing the app: only its times change.
     for i in 0..5 {
         merge(
@@ -1320,12 +1315,18 @@ async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        counter(&controller, ok).await,
-        before,
-        "refreshes analysed the app again"
-    );
+    let unchanged = |what: &'static str| {
+        let controller = &controller;
+        async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(
+                counter(controller, ok).await,
+                before,
+                "{what} analysed the app again"
+            );
+        }
+    };
+    unchanged("Argo CD's refreshes").await;
     // argo-drift's own annotations changing (as its write after an analysis does).
     merge(
         &applications(&client, &argocd),
@@ -1334,12 +1335,7 @@ async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again
         json!({"metadata": {"annotations": {"argo-drift.io/drift-summary": "written by argo-drift"}}}),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        counter(&controller, ok).await,
-        before,
-        "argo-drift's own annotation write analysed the app again"
-    );
+    unchanged("argo-drift's own annotation write").await;
     // Anything else on the Application is looked at.
     merge(
         &applications(&client, &argocd),
