@@ -79,7 +79,16 @@ pub struct Repos {
     fetches: Counter,
     /// Per root tree: the first symbolic link leading out of the repository, if any.
     symlink_checks: Mutex<HashMap<git2::Oid, Option<String>>>,
+    /// Rendered directories by (repository URL, commit, path, source options).
+    rendered: Mutex<HashMap<RenderKey, Arc<Rendered>>>,
+    render_hits: std::sync::atomic::AtomicU64,
 }
+
+/// Repository URL, commit, path, source options.
+type RenderKey = (String, Oid, String, String);
+
+/// How many rendered directories are kept (each holds its files' bytes).
+const RENDER_CACHE_ENTRIES: usize = 512;
 
 impl Repos {
     /// `root` holds the clones; a branch or tag is fetched again when its last fetch is older
@@ -91,6 +100,8 @@ impl Repos {
             state: Mutex::new(HashMap::new()),
             fetches,
             symlink_checks: Mutex::new(HashMap::new()),
+            rendered: Mutex::new(HashMap::new()),
+            render_hits: Default::default(),
         }
     }
 
@@ -186,10 +197,47 @@ impl Repos {
         kind: Option<&SourceKind>,
         credentials: Option<&Credentials>,
         known_hosts: &str,
-    ) -> Result<Rendered> {
+    ) -> Result<Arc<Rendered>> {
         let lock = self.lock_for(url);
         let _guard = crate::lock(&lock);
         let (repo, commit) = self.open_at(url, revision, credentials, known_hosts)?;
+        // A commit's files never change: rendered once per (repository, commit, path, options),
+        // whichever app and revision name asked for them.
+        let key = (
+            url.to_string(),
+            commit,
+            path.trim_matches('/').to_string(),
+            format!("{kind:?}"),
+        );
+        if let Some(hit) = crate::lock(&self.rendered).get(&key).cloned() {
+            self.render_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let rendered = Arc::new(self.render_commit(&repo, commit, url, revision, path, kind)?);
+        let mut cache = crate::lock(&self.rendered);
+        if cache.len() >= RENDER_CACHE_ENTRIES {
+            // Old commits are rarely asked for again; start afresh rather than track ages.
+            cache.clear();
+        }
+        cache.insert(key, rendered.clone());
+        Ok(rendered)
+    }
+
+    /// How many renders were answered from the cache (for tests and benchmarks).
+    pub fn render_cache_hits(&self) -> u64 {
+        self.render_hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn render_commit(
+        &self,
+        repo: &Repository,
+        commit: Oid,
+        url: &str,
+        revision: &str,
+        path: &str,
+        kind: Option<&SourceKind>,
+    ) -> Result<Rendered> {
         let render_fail = |message: String| Error::RenderSource {
             url: url.to_string(),
             revision: revision.to_string(),
@@ -209,7 +257,7 @@ impl Repos {
                 .get_path(Path::new(clean))
                 .map_err(|_| render_fail("the path does not exist in the repository".into()))?;
             entry
-                .to_object(&repo)
+                .to_object(repo)
                 .and_then(|o| o.peel_to_tree())
                 .map_err(|_| render_fail("the path is not a directory".into()))?
         };
@@ -246,7 +294,7 @@ impl Repos {
         let escape = match known {
             Some(escape) => escape,
             None => {
-                let escape = out_of_bounds_link(&repo, &root, "")
+                let escape = out_of_bounds_link(repo, &root, "")
                     .map_err(|e| render_fail(e.message().to_string()))?;
                 crate::lock(&self.symlink_checks).insert(root.id(), escape.clone());
                 escape
@@ -260,7 +308,7 @@ impl Repos {
         let globs = Globs::new(&options).map_err(render_fail)?;
         let mut files = Vec::new();
         let walk = Walk {
-            repo: &repo,
+            repo,
             root: &root,
             base: clean,
             options: &options,
@@ -810,9 +858,26 @@ mod tests {
         // The clone is reused: a commit already there is not fetched again, nor is the branch
         // within the refresh interval.
         let before = repos.fetch_count();
-        repos.render(&url, "main", "/app/", None, None, "").unwrap();
-        repos.render(&url, &head, "app", None, None, "").unwrap();
+        let by_branch = repos.render(&url, "main", "/app/", None, None, "").unwrap();
+        let hits = repos.render_cache_hits();
+        let by_commit = repos.render(&url, &head, "app", None, None, "").unwrap();
         assert_eq!(repos.fetch_count(), before);
+        // The same commit, path and options, asked by branch and by commit: rendered once.
+        assert_eq!(repos.render_cache_hits(), hits + 1);
+        assert!(Arc::ptr_eq(&by_branch, &by_commit));
+        // Other options are another rendering.
+        let other = repos
+            .render(
+                &url,
+                &head,
+                "app",
+                Some(&dir(false, Some("*.yaml"), None)),
+                None,
+                "",
+            )
+            .unwrap();
+        assert_eq!(repos.render_cache_hits(), hits + 1);
+        assert!(!Arc::ptr_eq(&other, &by_commit));
     }
 
     /// Argo CD's directory source evaluates `.jsonnet` files: such a directory is Argo CD's to

@@ -87,7 +87,7 @@ impl Sources<'_> {
             path: source.path.clone(),
             message: format!("the Git task failed: {e}"),
         })??;
-        if let Some((tool, file)) = rendered.tool {
+        if let Some((tool, file)) = &rendered.tool {
             return self
                 .rendered_by_argocd(
                     app,
