@@ -1209,6 +1209,21 @@ async fn drift_pages_once_a_flap_within_the_hold_does_not_page_again_and_one_res
     controller.stop().await;
 }
 
+/// The WEB app as Application `web` with a controller beside it, once its first report is
+/// written: (client, Argo CD's namespace, the app's, the repository's directory, controller).
+async fn web_app_analysed() -> (kube::Client, String, String, tempfile::TempDir, Running) {
+    let (client, argocd, shop, dir, repo, commit) = web_app().await;
+    let mut app = application("web", &repo.url(), "apps/web", &shop, Some(&commit));
+    app["spec"]["source"]["directory"] = json!({"recurse": true});
+    apply(&client, &argocd, app, "argocd-server").await;
+    let controller = Running::start(&client, &argocd, &[]).await;
+    wait_for("the first report", WAIT, || async {
+        report(&client, &argocd, "web").await
+    })
+    .await;
+    (client, argocd, shop, dir, controller)
+}
+
 /// Counter `series` once the first analyses have settled: it no longer moves for 2 s.
 async fn settled(controller: &Running, series: &str) -> f64 {
     let mut before = counter(controller, series).await;
@@ -1233,15 +1248,7 @@ async fn counter(controller: &Running, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
-    let (client, argocd, shop, _dir, repo, commit) = web_app().await;
-    let mut app = application("web", &repo.url(), "apps/web", &shop, Some(&commit));
-    app["spec"]["source"]["directory"] = json!({"recurse": true});
-    apply(&client, &argocd, app, "argocd-server").await;
-    let controller = Running::start(&client, &argocd, &[]).await;
-    wait_for("the first report", WAIT, || async {
-        report(&client, &argocd, "web").await
-    })
-    .await;
+    let (client, argocd, shop, _dir, controller) = web_app_analysed().await;
     let ok = "argo_drift_reconciles_total{result=\"ok\"}";
     let ignored =
         "argo_drift_watch_events_ignored_total{cluster=\"in-cluster\",kind=\"Deployment\"}";
@@ -1294,15 +1301,7 @@ async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again() {
-    let (client, argocd, _shop, _dir, repo, commit) = web_app().await;
-    let mut app = application("web", &repo.url(), "apps/web", &_shop, Some(&commit));
-    app["spec"]["source"]["directory"] = json!({"recurse": true});
-    apply(&client, &argocd, app, "argocd-server").await;
-    let controller = Running::start(&client, &argocd, &[]).await;
-    wait_for("the first report", WAIT, || async {
-        report(&client, &argocd, "web").await
-    })
-    .await;
+    let (client, argocd, _shop, _dir, controller) = web_app_analysed().await;
     let ok = "argo_drift_reconciles_total{result=\"ok\"}";
     let before = settled(&controller, ok).await;
     // Argo CD refreshing the app: only its times change.
