@@ -836,6 +836,26 @@ async fn the_recurrence_breaker_counts_only_heals_that_took_effect_in_the_real_a
             })
             .await;
         assert_eq!(f.live("web").await["metadata"]["labels"]["team"], "shop");
+        // The controller has seen the operation end (an analysis after Argo CD's last write),
+        // before the clock moves on: the heal's end is dated now.
+        let last = heals.last().unwrap().clone();
+        wait_for("the heal's end in the guardrail state", WAIT, || async {
+            let api: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.argocd);
+            let cm = api
+                .get_opt(argo_drift_controller::remediate::STATE_CONFIGMAP)
+                .await
+                .ok()??;
+            let state: Value =
+                serde_json::from_str(cm.data?.get(argo_drift_controller::remediate::STATE_KEY)?)
+                    .ok()?;
+            state["healRecords"]
+                .as_object()?
+                .values()
+                .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+                .any(|h| h["id"] == last.as_str() && !h["ended"].is_null())
+                .then_some(())
+        })
+        .await;
         note(clock, "report: in sync; breaker not tripped".into());
         assert!(held(&r).is_empty(), "{r:#}");
     }
