@@ -389,17 +389,26 @@ impl Drop for LiveState {
 /// A digest of what analysis reads of a live object: everything but its status (already
 /// dropped), its resourceVersion and the managedFields entries of status writers.
 fn relevant_digest(o: &DynamicObject) -> u64 {
-    use std::hash::{Hash as _, Hasher as _};
     let mut meta = o.metadata.clone();
     meta.resource_version = None;
     if let Some(fields) = &mut meta.managed_fields {
         fields.retain(|f| f.subresource.as_deref() != Some("status"));
     }
+    object_digest(&meta, &o.data)
+}
+
+/// A digest of an object's metadata and content, for telling versions apart that analysis
+/// would see the same (callers first take out what it does not read).
+pub fn object_digest(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    data: &Value,
+) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&meta)
+    serde_json::to_string(meta)
         .unwrap_or_default()
         .hash(&mut hasher);
-    serde_json::to_string(&o.data)
+    serde_json::to_string(data)
         .unwrap_or_default()
         .hash(&mut hasher);
     hasher.finish()

@@ -76,7 +76,6 @@ impl AppAnnotations {
 /// it. Two versions with the same digest need no second analysis: a refresh that found nothing
 /// new, or argo-drift's own annotation write.
 pub fn application_digest(o: &kube::api::DynamicObject) -> Option<u64> {
-    use std::hash::{Hash as _, Hasher as _};
     let mut meta = o.metadata.clone();
     meta.resource_version = None;
     meta.managed_fields = None;
@@ -99,10 +98,7 @@ pub fn application_digest(o: &kube::api::DynamicObject) -> Option<u64> {
     {
         data.as_object_mut().map(|m| m.remove("status"));
     }
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&meta).ok()?.hash(&mut hasher);
-    serde_json::to_string(&data).ok()?.hash(&mut hasher);
-    Some(hasher.finish())
+    Some(crate::live::object_digest(&meta, &data))
 }
 
 /// Annotation values stay short: the UI shows them whole.

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -150,18 +151,16 @@ fn application(headers: &HeaderMap) -> Result<(String, String), String> {
     }
 }
 
-fn annotation<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .annotations
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations
         .as_ref()
         .and_then(|a| a.get(key))
         .map(String::as_str)
         .filter(|v| !v.is_empty())
 }
 
-fn label<'a>(cm: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    cm.metadata
-        .labels
+fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels
         .as_ref()
         .and_then(|l| l.get(key))
         .map(String::as_str)
@@ -186,9 +185,9 @@ async fn report(State(api): State<UiApi>, headers: HeaderMap) -> Response {
     };
     // The report must be this application's (the name is a digest of namespace and name).
     let cm = cm.filter(|cm| {
-        label(cm, APP_NAMESPACE_LABEL) == Some(namespace.as_str())
-            && annotation(cm, APPLICATION_ANNOTATION).map_or_else(
-                || label(cm, APP_LABEL) == Some(name.as_str()),
+        label(&cm.metadata, APP_NAMESPACE_LABEL) == Some(namespace.as_str())
+            && annotation(&cm.metadata, APPLICATION_ANNOTATION).map_or_else(
+                || label(&cm.metadata, APP_LABEL) == Some(name.as_str()),
                 |a| a == name,
             )
     });
@@ -219,7 +218,10 @@ async fn report(State(api): State<UiApi>, headers: HeaderMap) -> Response {
             )
         }
     };
-    if let (Some(map), Some(since)) = (report.as_object_mut(), annotation(&cm, OPENED_ANNOTATION)) {
+    if let (Some(map), Some(since)) = (
+        report.as_object_mut(),
+        annotation(&cm.metadata, OPENED_ANNOTATION),
+    ) {
         map.insert("driftSince".into(), since.into());
     }
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(report)).into_response()
@@ -245,19 +247,16 @@ async fn fleet(State(api): State<UiApi>) -> Response {
         .items
         .iter()
         .filter_map(|m| {
-            let cm = ConfigMap {
-                metadata: m.metadata.clone(),
-                ..Default::default()
-            };
-            let namespace = label(&cm, APP_NAMESPACE_LABEL)?;
-            let name = annotation(&cm, APPLICATION_ANNOTATION).or(label(&cm, APP_LABEL))?;
+            let cm = &m.metadata;
+            let namespace = label(cm, APP_NAMESPACE_LABEL)?;
+            let name = annotation(cm, APPLICATION_ANNOTATION).or(label(cm, APP_LABEL))?;
             Some(json!({
                 "application": name,
                 "namespace": namespace,
-                "severity": label(&cm, SEVERITY_LABEL).unwrap_or("unknown"),
-                "summary": annotation(&cm, DRIFT_SUMMARY_ANNOTATION).unwrap_or(""),
-                "driftSince": annotation(&cm, OPENED_ANNOTATION),
-                "pendingApproval": annotation(&cm, PENDING_APPROVAL_ANNOTATION),
+                "severity": label(cm, SEVERITY_LABEL).unwrap_or("unknown"),
+                "summary": annotation(cm, DRIFT_SUMMARY_ANNOTATION).unwrap_or(""),
+                "driftSince": annotation(cm, OPENED_ANNOTATION),
+                "pendingApproval": annotation(cm, PENDING_APPROVAL_ANNOTATION),
             }))
         })
         .collect();
