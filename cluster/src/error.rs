@@ -39,6 +39,8 @@ pub enum Error {
     /// `source`, whose chain would print the full Status dump after it).
     #[error("Kubernetes API, {context}: {}", describe(cause))]
     Kube { context: String, cause: kube::Error },
+    #[error("Lease {lease}: {message}")]
+    Lease { lease: String, message: String },
     #[error("{api_version} {kind} is not served by the cluster: {message}")]
     Discover {
         api_version: String,
@@ -102,6 +104,7 @@ impl Error {
             Error::RenderSource { .. } => "render_source",
             Error::Manifest(e) => e.category(),
             Error::Kube { .. } => "kube_api",
+            Error::Lease { .. } => "lease",
             Error::Discover { .. } => "discovery",
             Error::ArgoCd { .. } => "argocd_api",
             Error::WatchNotReady { .. } => "watch_not_ready",

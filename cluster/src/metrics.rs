@@ -34,6 +34,8 @@ pub struct Metrics {
     pub cluster_up: Family<Labels, Gauge>,
     /// Live-state watches running, by cluster.
     pub cluster_watches: Family<Labels, Gauge>,
+    /// Replicas sharing the applications, as this replica sees them (sharded only).
+    pub replicas: Gauge,
 }
 
 impl Default for Metrics {
@@ -128,8 +130,15 @@ impl Metrics {
             "Live-state watches running, by cluster",
             cluster_watches.clone(),
         );
+        let replicas = Gauge::default();
+        registry.register(
+            "shard_replicas",
+            "Replicas sharing the applications, as this replica sees them (0 unless sharded)",
+            replicas.clone(),
+        );
         Metrics {
             registry,
+            replicas,
             cluster_up,
             cluster_watches,
             argocd_disagreements,

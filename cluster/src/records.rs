@@ -21,6 +21,12 @@ pub fn report_name(namespace: &str, app: &str) -> String {
     bounded_name("argo-drift-report-", &format!("{namespace}.{app}"), 253)
 }
 
+/// The guardrail-state ConfigMap of Application `namespace/app`, in argo-drift's own namespace
+/// (one per app, so that replicas deciding for different apps never write the same object).
+pub fn guardrail_name(namespace: &str, app: &str) -> String {
+    bounded_name("argo-drift-guardrails-", &format!("{namespace}.{app}"), 253)
+}
+
 /// `prefix` + `name`, kept within `max` characters: a name that would not fit keeps its start
 /// and gets a hash of the whole, so that two long names stay two names.
 fn bounded_name(prefix: &str, name: &str, max: usize) -> String {
@@ -127,12 +133,17 @@ pub fn record_name(parts: &[&str]) -> String {
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike `DefaultHasher`.
 pub fn fnv(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv64(bytes))
+}
+
+/// FNV-1a, 64 bits, as a number.
+pub fn fnv64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    hash
 }
 
 /// The alert ConfigMap's label carrying the request's state: `requested`, then `done`,

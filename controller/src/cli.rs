@@ -245,7 +245,13 @@ pub struct RunArgs {
     /// Elect a leader through a Lease so that only one replica writes.
     #[arg(long, env = "ARGO_DRIFT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub leader_election: bool,
-    /// Name of the leader election Lease.
+    /// Every replica works, each on its share of the applications (consistent hashing over the
+    /// replicas holding a fresh `<lease-name>-member-<identity>` Lease); replaces leader
+    /// election. When a replica stops renewing its Lease, the others take its apps within
+    /// --lease-duration.
+    #[arg(long, env = "ARGO_DRIFT_SHARDING", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sharding: bool,
+    /// Name of the leader election Lease (the prefix of the membership Leases when sharded).
     #[arg(
         long,
         env = "ARGO_DRIFT_LEASE_NAME",
@@ -257,7 +263,7 @@ pub struct RunArgs {
     #[arg(long, env = "ARGO_DRIFT_LEASE_NAMESPACE", value_name = "NS")]
     pub lease_namespace: Option<String>,
     /// A leader that has not renewed for this long loses the lease.
-    #[arg(long, env = "ARGO_DRIFT_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ARGO_DRIFT_LEASE_DURATION", default_value = "15s", value_parser = lease_duration, value_name = "DURATION")]
     pub lease_duration: Duration,
     /// This replica's name in the Lease and in Events (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value_t = default_identity(), value_name = "NAME")]
@@ -269,6 +275,18 @@ impl RunArgs {
     pub fn state_namespace(&self) -> &str {
         &self.state_namespace
     }
+}
+
+/// A lease duration: whole seconds (the Lease counts in seconds), at least 2 (it is renewed a
+/// third of it before it runs out).
+fn lease_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(2) || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{text}: a lease duration is whole seconds, at least 2s"
+        ));
+    }
+    Ok(d)
 }
 
 fn default_identity() -> String {

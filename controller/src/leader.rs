@@ -1,145 +1,300 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, so that two replicas never both write
-//! reports and Events. Optimistic concurrency (resourceVersion) decides races: whoever's update
-//! the API server accepts holds the lease.
+//! Who works, decided through `coordination.k8s.io/v1` Leases held with kube-lease-manager (the
+//! maintained crate; it takes, renews and releases a Lease with server-side apply, so two
+//! holders are impossible). Two ways:
+//! - **leader election**: one Lease, one holder; the other replicas wait and take over when the
+//!   holder stops renewing (`--leader-election`);
+//! - **sharding**: every replica holds a Lease of its own, `<lease>-member-<identity>`, and
+//!   works on the apps consistent hashing gives it among the replicas whose Lease is fresh
+//!   (`--sharding`, see [`Shards`]). A replica that dies stops renewing; within the lease
+//!   duration the others see its Lease expire and take its apps.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams};
 use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
-#[derive(Clone)]
-pub struct Elector {
-    api: Api<Lease>,
+/// A Lease this replica holds (or waits for), renewed in the background.
+pub struct Held {
     name: String,
-    identity: String,
-    duration: Duration,
+    state: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
 }
 
-impl Elector {
-    pub fn new(
+impl Held {
+    /// Start holding `namespace/name` as `identity`: taken as soon as it is free or expired,
+    /// renewed before `duration` runs out.
+    pub async fn start(
         client: Client,
         namespace: &str,
         name: &str,
         identity: &str,
         duration: Duration,
-    ) -> Elector {
-        Elector {
-            api: Api::namespaced(client, namespace),
-            name: name.to_string(),
+    ) -> Result<Held> {
+        let seconds = duration.as_secs().max(2);
+        // Renew when a third of the duration is left: two missed renewals still hold it.
+        let grace = (seconds / 3).max(1);
+        let manager = LeaseManagerBuilder::new(client, name)
+            .with_namespace(namespace)
+            .with_identity(identity)
+            .with_duration(seconds)
+            .with_grace(grace)
+            .build()
+            .await
+            .map_err(|e| Error::Lease {
+                lease: format!("{namespace}/{name}"),
+                message: e.to_string(),
+            })?;
+        let (state, task) = manager.watch().await;
+        Ok(Held {
+            name: format!("{namespace}/{name}"),
+            state,
+            task,
+        })
+    }
+
+    /// Whether the Lease is ours now.
+    pub fn holds(&self) -> bool {
+        *self.state.borrow()
+    }
+
+    /// Wait until the Lease is ours; `false` if `stop` turned true first.
+    pub async fn acquired(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let stopped = async {
+            if stop.wait_for(|s| *s).await.is_err() {
+                // Nobody can ask us to stop any more.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            held = self.state.wait_for(|h| *h) => held.is_ok(),
+            () = stopped => false,
+        }
+    }
+
+    /// A future that ends when the Lease, once held, is no longer ours (another replica took
+    /// it: ours was not renewed in time).
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut state = self.state.clone();
+        async move {
+            let _ = state.wait_for(|h| !*h).await;
+        }
+    }
+
+    /// Give the Lease up (at shutdown), so that another replica need not wait for it to expire.
+    pub async fn release(self) {
+        let Held { name, state, task } = self;
+        // Closing the channel makes kube-lease-manager's task release the Lease and end.
+        drop(state);
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(_))) => tracing::info!(lease = %name, "lease released"),
+            Ok(Ok(Err(e))) => tracing::warn!(lease = %name, error = %e, "releasing the lease"),
+            Ok(Err(e)) => tracing::warn!(lease = %name, error = %e, "releasing the lease"),
+            Err(_) => tracing::warn!(lease = %name, "releasing the lease took more than 5 s"),
+        }
+    }
+}
+
+/// The name of a replica's membership Lease.
+pub fn member_lease(lease: &str, identity: &str) -> String {
+    argo_drift_cluster::records::record_name(&[lease, "member", identity])
+}
+
+/// Which replica works on which application: rendezvous hashing (highest random weight, a
+/// consistent hash) over the live members. A member joining or leaving moves only the apps it
+/// gains or had; every replica computes the same owner from the same member list.
+pub struct Shards {
+    identity: String,
+    sharded: bool,
+    /// The live members (their identities) as last seen; empty until this replica has joined.
+    members: RwLock<Arc<Vec<String>>>,
+}
+
+impl Shards {
+    /// No sharding: this replica works on every app.
+    pub fn whole(identity: &str) -> Arc<Shards> {
+        Arc::new(Shards {
             identity: identity.to_string(),
-            duration,
+            sharded: false,
+            members: RwLock::new(Arc::new(vec![identity.to_string()])),
+        })
+    }
+
+    /// Sharding: nothing is ours until [`follow_members`] has seen the members.
+    pub fn sharded(identity: &str) -> Arc<Shards> {
+        Arc::new(Shards {
+            identity: identity.to_string(),
+            sharded: true,
+            members: RwLock::new(Arc::new(Vec::new())),
+        })
+    }
+
+    pub fn is_sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// Whether this replica works on application `key` (`namespace/name`).
+    pub fn owns(&self, key: &str) -> bool {
+        if !self.sharded {
+            return true;
+        }
+        owner(&self.members(), key) == Some(self.identity.as_str())
+    }
+
+    pub fn members(&self) -> Arc<Vec<String>> {
+        match self.members.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
+    /// Set the members; whether they changed.
+    fn set_members(&self, members: Vec<String>) -> bool {
+        let mut current = match self.members.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if **current == members {
+            return false;
+        }
+        *current = Arc::new(members);
+        true
+    }
+}
+
+/// The member that owns `key`: the one whose hash with the key is highest.
+pub fn owner<'a>(members: &'a [String], key: &str) -> Option<&'a str> {
+    members
+        .iter()
+        .max_by_key(|m| (weight(m, key), m.as_str()))
+        .map(String::as_str)
+}
+
+fn weight(member: &str, key: &str) -> u64 {
+    let h = argo_drift_cluster::records::fnv64(format!("{member}\n{key}").as_bytes());
+    // FNV's low bits mix poorly for similar inputs; splitmix64's finaliser spreads them.
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The identities holding a fresh membership Lease of `lease` in `namespace`.
+pub async fn live_members(api: &Api<Lease>, lease: &str, now: Timestamp) -> Result<Vec<String>> {
+    let prefix = member_lease(lease, "");
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube(format!(
+            "listing the Leases in {}",
+            api.namespace().unwrap_or_default()
+        )))?;
+    let members: BTreeSet<String> = list
+        .items
+        .iter()
+        .filter(|l| {
+            l.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .filter_map(|l| {
+            let spec = l.spec.as_ref()?;
+            let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty())?;
+            let renewed = spec.renew_time.as_ref()?.0;
+            let seconds = i64::from(spec.lease_duration_seconds?);
+            (now <= renewed + SignedDuration::from_secs(seconds)).then(|| holder.to_string())
+        })
+        .collect();
+    Ok(members.into_iter().collect())
+}
+
+/// Keep `shards` up to date with the live members, looking every `every`; `changed` is called
+/// when the members change (every app is then looked at again: some are now ours, some no
+/// longer). This replica's own Lease must be held before: its share starts only after `every`
+/// more, so that the others have seen it join before it works.
+pub async fn follow_members(
+    api: Api<Lease>,
+    lease: String,
+    shards: Arc<Shards>,
+    every: Duration,
+    changed: impl Fn(&[String]) + Send + 'static,
+) {
+    tokio::time::sleep(every + every / 2).await;
+    loop {
+        match live_members(&api, &lease, Timestamp::now()).await {
+            Ok(mut members) => {
+                // Our own Lease is held (or this task is stopped with the process): we are a
+                // member even if a slow list does not show it yet.
+                if !members.contains(&shards.identity) {
+                    members.push(shards.identity.clone());
+                    members.sort();
+                }
+                if shards.set_members(members.clone()) {
+                    tracing::info!(members = ?members, "replicas sharing the applications changed");
+                    changed(&members);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing the replicas' Leases"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("argo-drift-{i}")).collect()
     }
 
-    /// The lease duration: a holder that has not renewed for this long has lost the lease.
-    pub fn duration(&self) -> Duration {
-        self.duration
+    #[test]
+    fn every_app_has_one_owner_and_a_member_leaving_moves_only_its_own_apps() {
+        let three = members(3);
+        let apps: Vec<String> = (0..3000)
+            .map(|i| format!("team-{}/app-{i}", i % 7))
+            .collect();
+        let mut share = std::collections::HashMap::<&str, usize>::new();
+        for a in &apps {
+            *share.entry(owner(&three, a).unwrap()).or_default() += 1;
+        }
+        // Spread evenly (each about 1000; the hash is not biased to one member).
+        for m in &three {
+            let n = share[m.as_str()];
+            assert!((850..1150).contains(&n), "{m}: {n} of 3000");
+        }
+        // argo-drift-1 leaves: its apps spread over the others, no other app moves.
+        let two = vec![three[0].clone(), three[2].clone()];
+        for a in &apps {
+            let before = owner(&three, a).unwrap();
+            let after = owner(&two, a).unwrap();
+            if before != "argo-drift-1" {
+                assert_eq!(before, after, "{a} moved though its owner stayed");
+            }
+        }
+        assert_eq!(owner(&[], "x/y"), None);
+        // The order members are listed in does not matter.
+        let mut reversed = three.clone();
+        reversed.reverse();
+        assert!(apps.iter().all(|a| owner(&three, a) == owner(&reversed, a)));
     }
 
-    /// Take the lease if it is free or expired, renew it if it is ours. Returns whether we hold it.
-    pub async fn try_acquire(&self) -> Result<bool> {
-        let now = Timestamp::now();
-        let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
-        let context = format!(
-            "Lease {}/{}",
-            self.api.namespace().unwrap_or_default(),
-            self.name
-        );
-        let Some(mut lease) = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(Error::kube(&context))?
-        else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..Default::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(self.identity.clone()),
-                    lease_duration_seconds: Some(seconds),
-                    acquire_time: Some(MicroTime(now)),
-                    renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(0),
-                    ..Default::default()
-                }),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(Error::kube(context)(e)),
-            };
-        };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.clone().unwrap_or_default();
-        let ours = holder == self.identity;
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(d)) => now > renewed.0 + SignedDuration::from_secs(i64::from(d)),
-            _ => true,
-        };
-        if !ours && !holder.is_empty() && !expired {
-            return Ok(false);
-        }
-        lease.spec = Some(LeaseSpec {
-            holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(seconds),
-            acquire_time: if ours {
-                spec.acquire_time.clone()
-            } else {
-                Some(MicroTime(now))
-            },
-            renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(!ours)),
-            ..spec
-        });
-        // `replace` carries the resourceVersion we read: a concurrent taker makes it fail with 409.
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(Error::kube(context)(e)),
-        }
-    }
-
-    /// Give the lease up at shutdown so a standby takes over at once instead of after expiry.
-    pub async fn release(&self) -> Result<()> {
-        let context = format!("Lease {}", self.name);
-        let Some(mut lease) = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(Error::kube(&context))?
-        else {
-            return Ok(());
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
-        }
-        spec.holder_identity = None;
-        spec.renew_time = None;
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
-            Err(e) => Err(Error::kube(context)(e)),
-        }
+    #[test]
+    fn without_sharding_every_app_is_ours_and_sharded_nothing_is_before_joining() {
+        assert!(Shards::whole("a").owns("x/y"));
+        let s = Shards::sharded("a");
+        assert!(!s.owns("x/y"));
+        assert!(s.set_members(vec!["a".into()]));
+        assert!(!s.set_members(vec!["a".into()]));
+        assert!(s.owns("x/y"));
     }
 }

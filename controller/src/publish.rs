@@ -30,6 +30,8 @@ pub const RESOLVING_ANNOTATION: &str = "argo-drift.io/incident-resolving-since";
 /// When the open incident began (RFC 3339): the age of the drift, kept while it goes on.
 pub const OPENED_ANNOTATION: &str = "argo-drift.io/incident-opened";
 /// On the report: the Application's own name (the app label may be shortened to fit).
+/// On a report: the replica that wrote it (its `--identity`, the pod name).
+pub const REPORTED_BY_ANNOTATION: &str = "argo-drift.io/reported-by";
 pub const APPLICATION_ANNOTATION: &str = "argo-drift.io/application";
 pub const REPORT_KEY: &str = "report.json";
 /// On the Application, for its Lua health check (health-checks/argoproj.io/Application).
@@ -332,6 +334,7 @@ impl Publisher {
                     RESOLVING_ANNOTATION: resolving_since.map(|t| t.to_string()).unwrap_or_default(),
                     OPENED_ANNOTATION: opened.map(|t| t.to_string()).unwrap_or_default(),
                     APPLICATION_ANNOTATION: envelope.application,
+                    REPORTED_BY_ANNOTATION: self.instance,
                     DRIFT_SUMMARY_ANNOTATION: summary,
                     PENDING_APPROVAL_ANNOTATION: envelope
                         .pending_approval

@@ -71,6 +71,8 @@ pub struct Context {
     failures: Mutex<HashMap<AppRef, u32>>,
     /// Argo CD's `argocd-cm`, for the settings argo-drift follows.
     pub argocd_cm: Option<Store<ConfigMap>>,
+    /// Which applications this replica works on (all of them unless sharded).
+    pub shards: Arc<crate::leader::Shards>,
     /// Argo CD's settings read from `argocd-cm`, by its resourceVersion.
     argocd_settings: Mutex<Option<(String, Arc<ArgoCdSettings>)>>,
     /// The policy with those settings' tracking, for the settings and policy it was made from.
@@ -119,6 +121,7 @@ impl Context {
             reconciled: Mutex::default(),
             failures: Mutex::default(),
             argocd_cm: None,
+            shards: crate::leader::Shards::whole("argo-drift"),
             argocd_settings: Mutex::default(),
             effective: Mutex::default(),
         }
@@ -198,28 +201,26 @@ impl Context {
     /// alerting on drift).
     /// Forget the applications not in `alive` (deleted, or no longer opted in) and return them;
     /// the caller deletes their reports.
-    pub fn forget_missing(&self, alive: &HashSet<AppRef>) -> Vec<AppRef> {
-        let forgotten = self.clusters.retain_apps(alive);
+    ///
+    /// Sharded, `owned` are the apps of `alive` this replica works on: the others it worked on
+    /// before are handed over (their state and gauges dropped, no notification, the report
+    /// left to the new owner) and not returned.
+    pub fn forget_missing(&self, alive: &HashSet<AppRef>, owned: &HashSet<AppRef>) -> Vec<AppRef> {
+        let mut forgotten = self.clusters.retain_apps(owned);
+        // Apps never analysed here still hold nothing but may be in the readiness set.
+        lock(&self.reconciled).retain(|a| owned.contains(a));
+        let handed_over: Vec<AppRef> = forgotten
+            .iter()
+            .filter(|a| alive.contains(*a))
+            .cloned()
+            .collect();
+        forgotten.retain(|a| !alive.contains(a));
+        for app in &handed_over {
+            let (name, _) = self.drop_app(app);
+            tracing::info!(app = %name, "application handed over to another replica");
+        }
         for app in &forgotten {
-            lock(&self.pending).remove(app);
-            let published = lock(&self.published).remove(app);
-            lock(&self.failures).remove(app);
-            lock(&self.reconciled).remove(app);
-            let name = format!(
-                "{}/{}",
-                app.namespace.as_deref().unwrap_or_default(),
-                app.name
-            );
-            for severity in Severity::ALL {
-                self.metrics
-                    .drifted_resources
-                    .remove(&labels(&[("app", &name), ("severity", severity.as_str())]));
-            }
-            for class in agreement::Class::DISAGREEMENTS {
-                self.metrics
-                    .argocd_disagreements
-                    .remove(&labels(&[("app", &name), ("class", class.as_str())]));
-            }
+            let (name, published) = self.drop_app(app);
             // An open page must not stay open.
             if let (Some(notifier), Some(incident)) =
                 (&self.notifier, published.and_then(|p| p.incident))
@@ -239,6 +240,38 @@ impl Context {
             tracing::info!(app = %name, "application gone: forgotten");
         }
         forgotten
+    }
+
+    /// Drop what is kept for `app` here (gone, or handed over to another replica): its pending
+    /// change, published state, failures, gauges and cached guardrail state. Returns its
+    /// `namespace/name` and what was last published.
+    fn drop_app(&self, app: &AppRef) -> (String, Option<Published>) {
+        lock(&self.pending).remove(app);
+        let published = lock(&self.published).remove(app);
+        lock(&self.failures).remove(app);
+        lock(&self.reconciled).remove(app);
+        let name = format!(
+            "{}/{}",
+            app.namespace.as_deref().unwrap_or_default(),
+            app.name
+        );
+        self.forget_gauges(&name);
+        self.remediator.let_go(&name);
+        (name, published)
+    }
+
+    /// Drop an application's gauges: gone, or exported by the replica it was handed over to.
+    fn forget_gauges(&self, name: &str) {
+        for severity in Severity::ALL {
+            self.metrics
+                .drifted_resources
+                .remove(&labels(&[("app", name), ("severity", severity.as_str())]));
+        }
+        for class in agreement::Class::DISAGREEMENTS {
+            self.metrics
+                .argocd_disagreements
+                .remove(&labels(&[("app", name), ("class", class.as_str())]));
+        }
     }
 
     /// Note a live change for an application; the oldest one counts for latency.
@@ -758,6 +791,10 @@ impl Context {
             .cloned()
             .unwrap_or_else(|| label(crate::remediate::WORKFLOW_APP_LABEL));
         let namespace = label(crate::remediate::WORKFLOW_APP_NAMESPACE_LABEL);
+        // Sharded: the replica that works on the app says how its Workflow ended.
+        if !self.shards.owns(&format!("{namespace}/{name}")) {
+            return Ok(());
+        }
         let wf = format!(
             "{}/{}",
             workflow.metadata.namespace.as_deref().unwrap_or_default(),

@@ -14,6 +14,7 @@ use argo_drift_core::policy::{
 use argo_drift_core::report::DriftReport;
 use argo_drift_core::Severity;
 use argo_drift_notify::EventKind;
+use backon::RetryableWithContext as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -102,6 +103,28 @@ pub struct Outcome {
     pub next_look: Option<Duration>,
 }
 
+/// A guardrail-state ConfigMap's content and resourceVersion (`None`: not created yet).
+type Versioned = (GuardrailState, Option<String>);
+type AppSlot = std::sync::Arc<tokio::sync::Mutex<Option<Versioned>>>;
+
+/// On every guardrail-state ConfigMap (the global one and each app's).
+pub const GUARDRAILS_LABEL: &str = "argo-drift.io/guardrails";
+/// How often a decision is taken again after another replica wrote the state first.
+const CONFLICT_RETRIES: usize = 8;
+
+/// What a decision reads from the Application's annotations besides the answer.
+struct AppAnnotations {
+    /// `argo-drift.io/reset`: clear the breaker and freeze once per new value.
+    reset: Option<String>,
+    /// The app was frozen by argo-drift (a reset puts its automated sync back).
+    frozen: bool,
+}
+
+/// Someone else wrote the ConfigMap since we read it (or created it first).
+fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Kube { cause: kube::Error::Api(s), .. } if s.code == 409)
+}
+
 pub struct Remediator {
     client: Client,
     /// argo-drift's state namespace: the state ConfigMap and the audit records live there.
@@ -110,9 +133,12 @@ pub struct Remediator {
     clock: Clock,
     audit_keep: usize,
     http: reqwest::Client,
-    /// The state and the resourceVersion it was read at; one decision at a time, so the global
-    /// rate limit holds however many reconciles run at once.
-    state: tokio::sync::Mutex<Option<(GuardrailState, Option<String>)>>,
+    /// Each application's part of the guardrail state as last read or written, with its
+    /// ConfigMap's resourceVersion: one decision per app at a time, none waits for another app.
+    apps: std::sync::Mutex<std::collections::HashMap<String, AppSlot>>,
+    /// The global action log every replica shares, as last read or written. Never locked across
+    /// a decision: a write with a stale version is refused by the API server and decided again.
+    global: std::sync::Mutex<Option<Versioned>>,
     /// The report each app was last paged or notified for: a decision is taken again on
     /// every analysis, the page goes out once per drift.
     told: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -136,7 +162,8 @@ impl Remediator {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            state: tokio::sync::Mutex::new(None),
+            apps: std::sync::Mutex::default(),
+            global: std::sync::Mutex::default(),
             told: std::sync::Mutex::default(),
         }
     }
@@ -145,26 +172,40 @@ impl Remediator {
         self.clock.now()
     }
 
-    /// Forget the cached state (a new leader reads it afresh).
+    /// Forget the cached state (a new leader, or the new owner of an app, reads it afresh).
     pub async fn reload(&self) {
-        *self.state.lock().await = None;
+        crate::lock(&self.apps).clear();
+        *crate::lock(&self.global) = None;
+    }
+
+    /// Forget what is cached of one application (it moved to another replica).
+    pub fn let_go(&self, app: &str) {
+        crate::lock(&self.apps).remove(app);
     }
 
     fn state_api(&self) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    async fn load(&self) -> Result<(GuardrailState, Option<String>)> {
+    fn app_slot(&self, app: &str) -> AppSlot {
+        crate::lock(&self.apps)
+            .entry(app.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// A guardrail-state ConfigMap's content and version; `None` when it does not exist.
+    async fn read(&self, name: &str) -> Result<Option<Versioned>> {
         let cm = self
             .state_api()
-            .get_opt(STATE_CONFIGMAP)
+            .get_opt(name)
             .await
             .map_err(Error::kube(format!(
-                "reading ConfigMap {}/{STATE_CONFIGMAP}",
+                "reading ConfigMap {}/{name}",
                 self.namespace
             )))?;
         let Some(cm) = cm else {
-            return Ok((GuardrailState::default(), None));
+            return Ok(None);
         };
         let text = cm
             .data
@@ -177,39 +218,84 @@ impl Remediator {
             GuardrailState::default()
         } else {
             serde_json::from_str(&text).map_err(|e| Error::InvalidApplication {
-                app: format!("ConfigMap {}/{STATE_CONFIGMAP}", self.namespace),
+                app: format!("ConfigMap {}/{name}", self.namespace),
                 message: format!("{STATE_KEY}: {e}"),
             })?
         };
-        Ok((state, cm.metadata.resource_version))
+        Ok(Some((state, cm.metadata.resource_version)))
     }
 
-    /// Write the state back; the resourceVersion makes a concurrent writer (a second leader
-    /// by mistake) a conflict rather than a lost update.
-    async fn store(
+    /// The global state (the shared action log, and the app entries of versions that kept
+    /// every app in it), from the cache or the API server.
+    async fn global(&self) -> Result<Versioned> {
+        if let Some(g) = crate::lock(&self.global).clone() {
+            return Ok(g);
+        }
+        let g = self
+            .read(STATE_CONFIGMAP)
+            .await?
+            .unwrap_or((GuardrailState::default(), None));
+        *crate::lock(&self.global) = Some(g.clone());
+        Ok(g)
+    }
+
+    /// `app`'s part: its own ConfigMap, else (first decision after an upgrade from the single
+    /// ConfigMap) what the global state still holds of it.
+    async fn load_app(&self, app: &str) -> Result<Versioned> {
+        if let Some(own) = self.read(&self.app_configmap(app)).await? {
+            return Ok(own);
+        }
+        let (mut global, _) = self.global().await?;
+        Ok((global.take_app(app), None))
+    }
+
+    fn app_configmap(&self, app: &str) -> String {
+        let (namespace, name) = app.split_once('/').unwrap_or(("", app));
+        argo_drift_cluster::records::guardrail_name(namespace, name)
+    }
+
+    /// Write a guardrail-state ConfigMap. The resourceVersion makes a concurrent writer (another
+    /// replica) a conflict (409) rather than a lost update; `None` creates it (409 if it exists).
+    async fn write(
         &self,
+        name: &str,
+        app: Option<&str>,
         state: &GuardrailState,
         version: Option<String>,
     ) -> Result<Option<String>> {
         let text = serde_json::to_string(state).unwrap_or_default();
+        let mut labels = serde_json::Map::new();
+        labels.insert("app.kubernetes.io/managed-by".into(), "argo-drift".into());
+        labels.insert(GUARDRAILS_LABEL.into(), "true".into());
+        if let Some((namespace, app)) = app.and_then(|a| a.split_once('/')) {
+            labels.insert(
+                argo_drift_cluster::records::APP_LABEL.into(),
+                label_value(app).into(),
+            );
+            labels.insert(
+                argo_drift_cluster::records::APP_NAMESPACE_LABEL.into(),
+                label_value(namespace).into(),
+            );
+        }
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {
-                "name": STATE_CONFIGMAP,
+                "name": name,
                 "namespace": self.namespace,
                 "resourceVersion": version,
-                "labels": {"app.kubernetes.io/managed-by": "argo-drift"},
+                "labels": labels,
+                "annotations": app.map(|a| json!({crate::publish::APPLICATION_ANNOTATION: a})),
             },
             "data": {STATE_KEY: text},
         }))
         .map_err(|e| Error::InvalidApplication {
-            app: STATE_CONFIGMAP.into(),
+            app: name.into(),
             message: e.to_string(),
         })?;
         let api = self.state_api();
-        let what = format!("writing ConfigMap {}/{STATE_CONFIGMAP}", self.namespace);
+        let what = format!("writing ConfigMap {}/{name}", self.namespace);
         let written = match version {
             Some(_) => api
-                .replace(STATE_CONFIGMAP, &PostParams::default(), &cm)
+                .replace(name, &PostParams::default(), &cm)
                 .await
                 .map_err(Error::kube(what))?,
             None => api
@@ -218,6 +304,69 @@ impl Remediator {
                 .map_err(Error::kube(what))?,
         };
         Ok(written.metadata.resource_version)
+    }
+
+    /// One attempt at deciding for `app` on its state `mine`: the decision and `app`'s new
+    /// state, both written (the global log first: an action it records but that then does not
+    /// happen only makes the limit stricter). A conflict means another replica wrote first:
+    /// the cached copy is dropped and the caller decides again on fresh state.
+    async fn decide_once(
+        &self,
+        app: &str,
+        mine: Option<Versioned>,
+        annotations: &AppAnnotations,
+        input: &AppInput<'_>,
+        remediation: &Remediation,
+    ) -> (Option<Versioned>, Result<(Decision, bool)>) {
+        let (mine, version) = match mine {
+            Some(m) => m,
+            None => match self.load_app(app).await {
+                Ok(m) => m,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        let (global, global_version) = match self.global().await {
+            Ok(g) => g,
+            Err(e) => return (Some((mine, version)), Err(e)),
+        };
+        let mut state = mine.clone();
+        state.global_actions = global.global_actions.clone();
+        let now = self.clock.now();
+        let mut unfreeze = false;
+        if let Some(reset) = &annotations.reset {
+            let key = format!("{app}|reset");
+            if state.declined.get(&key) != Some(reset) {
+                state.forget(app);
+                state.declined.insert(key, reset.clone());
+                unfreeze = annotations.frozen;
+            }
+        }
+        state.prune(&remediation.spec, now);
+        let decision = decide(remediation, input, &mut state, now);
+        let actions = std::mem::take(&mut state.global_actions);
+        if actions != global.global_actions {
+            let mut next = global.clone();
+            next.global_actions = actions;
+            match self
+                .write(STATE_CONFIGMAP, None, &next, global_version)
+                .await
+            {
+                Ok(v) => *crate::lock(&self.global) = Some((next, v)),
+                Err(e) => {
+                    *crate::lock(&self.global) = None;
+                    return (Some((mine, version)), Err(e));
+                }
+            }
+        }
+        // Nothing changed, or nothing to remember of an app never acted on: no write.
+        if state == mine && (version.is_some() || state == GuardrailState::default()) {
+            return (Some((mine, version)), Ok((decision, unfreeze)));
+        }
+        let name = self.app_configmap(app);
+        match self.write(&name, Some(app), &state, version).await {
+            Ok(v) => (Some((state, v)), Ok((decision, unfreeze))),
+            Err(e) => (None, Err(e)),
+        }
     }
 
     /// Decide for `app` and carry the steps out (in enforce mode).
@@ -291,28 +440,10 @@ impl Remediator {
             _ => Budget::NotConfigured,
         };
 
-        let mut guard = self.state.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.load().await?);
-        }
-        let Some((state, version)) = guard.as_mut() else {
-            return Err(Error::InvalidApplication {
-                app: STATE_CONFIGMAP.into(),
-                message: "guardrail state missing after load".into(),
-            });
+        let annotations = AppAnnotations {
+            reset: annotation(RESET_ANNOTATION),
+            frozen: annotation(FROZEN_AUTOMATED_ANNOTATION).is_some(),
         };
-        let now = self.clock.now();
-        let before = state.clone();
-        let mut unfreeze = false;
-        if let Some(reset) = annotation(RESET_ANNOTATION) {
-            let key = format!("{app_name}|reset");
-            if state.declined.get(&key) != Some(&reset) {
-                state.forget(&app_name);
-                state.declined.insert(key, reset);
-                unfreeze = annotation(FROZEN_AUTOMATED_ANNOTATION).is_some();
-            }
-        }
-        state.prune(&remediation.spec, now);
         let input = AppInput {
             app: &app_name,
             tier: tier.as_deref(),
@@ -324,18 +455,25 @@ impl Remediator {
             budget,
             operation: operation_view(object),
         };
-        let decision = decide(remediation, &input, state, now);
-        if *state != before {
-            match self.store(state, version.clone()).await {
-                Ok(v) => *version = v,
-                Err(e) => {
-                    // Read afresh next time; act on nothing this time.
-                    *guard = None;
-                    return Err(e);
-                }
+        let slot = self.app_slot(&app_name);
+        let mut guard = slot.lock().await;
+        let (kept, decided) = {
+            |mine: Option<Versioned>| {
+                self.decide_once(&app_name, mine, &annotations, &input, remediation)
             }
         }
+        .retry(
+            backon::ConstantBuilder::default()
+                .with_delay(Duration::from_millis(20))
+                .with_max_times(CONFLICT_RETRIES),
+        )
+        .context(guard.take())
+        .when(is_conflict)
+        .await;
+        *guard = kept;
         drop(guard);
+        let (decision, unfreeze) = decided?;
+        let now = self.clock.now();
 
         for h in &decision.held {
             metrics
@@ -640,15 +778,18 @@ impl Remediator {
     /// Forget heal `id` of `app` in the guardrail state: its request failed.
     async fn heal_not_run(&self, app: &Application, id: &str) {
         let app_name = format!("{}/{}", app.namespace, app.name);
-        let mut guard = self.state.lock().await;
-        if let Some((state, version)) = guard.as_mut() {
-            state.heal_not_run(&app_name, id);
-            match self.store(state, version.clone()).await {
-                Ok(v) => *version = v,
-                Err(e) => {
-                    tracing::warn!(error = %e, app = %app_name, "forgetting a heal that did not run");
-                    *guard = None;
-                }
+        let slot = self.app_slot(&app_name);
+        let mut guard = slot.lock().await;
+        let Some((mut state, version)) = guard.take() else {
+            return;
+        };
+        state.heal_not_run(&app_name, id);
+        let name = self.app_configmap(&app_name);
+        match self.write(&name, Some(&app_name), &state, version).await {
+            Ok(v) => *guard = Some((state, v)),
+            Err(e) => {
+                // Read afresh at the next decision.
+                tracing::warn!(error = %e, app = %app_name, "forgetting a heal that did not run");
             }
         }
     }

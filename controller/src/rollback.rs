@@ -124,6 +124,13 @@ async fn pending(
         if !watched.contains(&request.app_namespace) {
             continue;
         }
+        // Sharded: the replica that works on the app rolls it back.
+        if !ctx
+            .shards
+            .owns(&format!("{}/{}", request.app_namespace, request.app))
+        {
+            continue;
+        }
         let apps: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
             &request.app_namespace,

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -613,65 +613,62 @@ async fn app_ignore_differences_and_a_reloaded_policy_change_the_report() {
     controller.stop().await;
 }
 
+/// A Lease held by someone else, renewed now, for `seconds`.
+async fn lease_held_elsewhere(client: &kube::Client, ns: &str, name: &str, seconds: i32) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": seconds,
+                 "acquireTime": now.to_string(), "renewTime": now.to_string()},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &lease)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
-    use argo_drift_controller::leader::Elector;
+    use argo_drift_controller::leader::Held;
     let client = client().await;
     let ns = fresh_namespace(&client, "lease").await;
-    let a = Elector::new(
-        client.clone(),
-        &ns,
-        "argo-drift",
-        "replica-a",
-        Duration::from_secs(30),
-    );
-    let b = Elector::new(
-        client.clone(),
-        &ns,
-        "argo-drift",
-        "replica-b",
-        Duration::from_secs(30),
-    );
-    assert!(a.try_acquire().await.unwrap());
+    let (_, mut never) = tokio::sync::watch::channel(false);
+    let d = Duration::from_secs(3);
+    let mut a = Held::start(client.clone(), &ns, "argo-drift", "replica-a", d)
+        .await
+        .unwrap();
+    assert!(a.acquired(&mut never).await);
+    let mut b = Held::start(client.clone(), &ns, "argo-drift", "replica-b", d)
+        .await
+        .unwrap();
+    // Held and renewed: b waits well past the duration.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a.holds(), "a renews its lease");
+    assert!(!b.holds(), "the lease is held and fresh");
+    let released = Instant::now();
+    a.release().await;
+    assert!(b.acquired(&mut never).await, "a released lease is free");
     assert!(
-        !b.try_acquire().await.unwrap(),
-        "the lease is held and fresh"
+        released.elapsed() < Duration::from_secs(3),
+        "taken over at once, not after expiry: {:?}",
+        released.elapsed()
     );
-    assert!(a.try_acquire().await.unwrap(), "renewing our own lease");
-    a.release().await.unwrap();
-    assert!(b.try_acquire().await.unwrap(), "a released lease is free");
-    assert!(!a.try_acquire().await.unwrap());
+    b.release().await;
 
-    // An expired lease is taken over.
-    let c = Elector::new(
-        client.clone(),
-        &ns,
-        "short",
-        "replica-c",
-        Duration::from_secs(1),
-    );
-    let d = Elector::new(
-        client.clone(),
-        &ns,
-        "short",
-        "replica-d",
-        Duration::from_secs(1),
-    );
-    assert!(c.try_acquire().await.unwrap());
-    assert!(!d.try_acquire().await.unwrap());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(d.try_acquire().await.unwrap(), "expired");
+    // A lease whose holder stopped renewing is taken over once it expires.
+    lease_held_elsewhere(&client, &ns, "short", 2).await;
+    let mut c = Held::start(client.clone(), &ns, "short", "replica-c", d)
+        .await
+        .unwrap();
+    let waited = Instant::now();
+    assert!(c.acquired(&mut never).await, "expired");
+    assert!(waited.elapsed() < Duration::from_secs(10));
+    c.release().await;
 
     // A controller whose lease is held elsewhere waits and writes nothing.
     let argocd = fresh_namespace(&client, "argocd").await;
-    let holder = Elector::new(
-        client.clone(),
-        &argocd,
-        "argo-drift-controller",
-        "someone-else",
-        Duration::from_secs(60),
-    );
-    assert!(holder.try_acquire().await.unwrap());
+    lease_held_elsewhere(&client, &argocd, "argo-drift-controller", 60).await;
     let standby = Running::start(&client, &argocd, &[]).await;
     let (status, _) = wait_for("the standby's health endpoint", WAIT, || async {
         let r = standby.get("/healthz").await;

@@ -331,6 +331,20 @@ async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects()
             .await,
     );
     assert_eq!(code, 403);
+    // Sharded, it lists the replicas' Leases and holds its own with server-side apply, as
+    // kube-lease-manager does.
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(controller.clone(), &state);
+    leases.list(&Default::default()).await.unwrap();
+    leases
+        .patch(
+            "argo-drift",
+            &kube::api::PatchParams::apply("kube-lease-manager-replica-a"),
+            &kube::api::Patch::Apply(json!({"apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease", "spec": {"holderIdentity": "replica-a"}})),
+        )
+        .await
+        .unwrap();
 
     // Argo CD's settings: refused (RBAC gives it no ConfigMap there).
     argo_cds_settings_refused(&configmaps).await;

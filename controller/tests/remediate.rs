@@ -728,6 +728,171 @@ async fn a_burst_of_six_drifting_apps_acts_exactly_twice_in_the_first_minute_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sharded_replicas_share_the_apps_and_still_act_only_twice_under_the_global_limit() {
+    // Six apps, three replicas each deciding for its own share with its own state in memory:
+    // the global limit (2 in any 60 s) is kept in one ConfigMap all replicas write with its
+    // resourceVersion, each app's state in a ConfigMap of its own.
+    let names: Vec<String> = (0..6).map(|i| format!("app-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let f = Fixture::new(&refs, json!({"argo-drift.io/mode": "enforce"})).await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(f.start(&["--sharding", "true"]).await);
+    }
+    for n in &refs {
+        f.report_where(n, "the first reports", |_| true).await;
+    }
+    // Every app is reported by the replica consistent hashing gives it.
+    let members = live_members(&f).await;
+    assert_eq!(members.len(), 3, "{members:?}");
+    let configmaps: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.argocd);
+    let mut by = std::collections::BTreeMap::<String, Vec<&str>>::new();
+    for n in &refs {
+        let key = format!("{}/{n}", f.argocd);
+        let owner = argo_drift_controller::leader::owner(&members, &key).unwrap();
+        let cm = wait_for("the report by the app's owner", WAIT, || async {
+            let cm = configmaps
+                .get(&argo_drift_cluster::records::report_name(&f.argocd, n))
+                .await
+                .ok()?;
+            let who = cm
+                .metadata
+                .annotations
+                .as_ref()?
+                .get("argo-drift.io/reported-by")?;
+            (who == owner).then_some(cm)
+        })
+        .await;
+        assert!(cm.data.is_some());
+        by.entry(owner.to_string()).or_default().push(n);
+    }
+    eprintln!("apps by replica: {by:?}");
+    for n in &refs {
+        f.drift(n, json!({"metadata": {"labels": {"team": "x"}}}))
+            .await;
+    }
+    for n in &refs {
+        f.report_where(n, "a decision", |r| {
+            steps(r) == ["heal"]
+                || held(r) == ["rate-limit-global"]
+                || held(r) == ["operation-in-progress"]
+        })
+        .await;
+    }
+    // Let every replica look again a few times: still two.
+    for t in [1, 2] {
+        look_again_at(&f, &refs, T0 + t).await;
+    }
+    let healed = operations(&f, &refs).await;
+    assert_eq!(healed.len(), 2, "2 heals across the replicas: {healed:?}");
+    let state = configmaps
+        .get(argo_drift_controller::remediate::STATE_CONFIGMAP)
+        .await
+        .unwrap();
+    let global: Value =
+        serde_json::from_str(&state.data.unwrap()[argo_drift_controller::remediate::STATE_KEY])
+            .unwrap();
+    assert_eq!(
+        global["globalActions"].as_array().unwrap().len(),
+        2,
+        "{global:#}"
+    );
+    assert!(global.get("appActions").is_none(), "{global:#}");
+    // Each app acted on has its own state, naming it.
+    for n in &healed {
+        let cm = configmaps
+            .get(&argo_drift_cluster::records::guardrail_name(&f.argocd, n))
+            .await
+            .unwrap();
+        let state: Value =
+            serde_json::from_str(&cm.data.unwrap()[argo_drift_controller::remediate::STATE_KEY])
+                .unwrap();
+        let key = format!("{}/{n}", f.argocd);
+        assert_eq!(
+            state["appActions"][&key].as_array().unwrap().len(),
+            1,
+            "{state:#}"
+        );
+        assert_eq!(
+            state["appActions"].as_object().unwrap().len(),
+            1,
+            "{state:#}"
+        );
+    }
+    for r in replicas {
+        r.stop().await;
+    }
+    // Stopped replicas gave their Leases up.
+    let left = live_members(&f).await;
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The replicas holding a fresh membership Lease in the fixture's state namespace.
+async fn live_members(f: &Fixture) -> Vec<String> {
+    let leases = Api::namespaced(f.client.clone(), &f.argocd);
+    argo_drift_controller::leader::live_members(
+        &leases,
+        "argo-drift-controller",
+        k8s_openapi::jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_tripped_in_the_single_state_configmap_of_earlier_versions_still_holds() {
+    // Earlier versions kept every app's guardrail state in `argo-drift-guardrails`; after the
+    // upgrade an app's part is read from there until the app has a ConfigMap of its own.
+    let f = Fixture::new(&["web", "api"], json!({"argo-drift.io/mode": "enforce"})).await;
+    let web = format!("{}/web", f.argocd);
+    let legacy = json!({"globalActions": [T0 - 10], "breakers": {&web: T0 - 10},
+                        "appActions": {&web: [T0 - 10]}});
+    let configmaps: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.argocd);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": argo_drift_controller::remediate::STATE_CONFIGMAP},
+        "data": {argo_drift_controller::remediate::STATE_KEY: legacy.to_string()},
+    }))
+    .unwrap();
+    configmaps.create(&Default::default(), &cm).await.unwrap();
+    let controller = f.start(&[]).await;
+    for n in ["web", "api"] {
+        f.report_where(n, "the first report", |_| true).await;
+    }
+    let (r, _) = held_back(&f, "web", "recurrence-breaker").await;
+    assert_eq!(r["decision"]["held"].as_array().unwrap().len(), 1, "{r:#}");
+    // Its part now has a ConfigMap of its own, with what the old one held of it.
+    let own = configmaps
+        .get(&argo_drift_cluster::records::guardrail_name(
+            &f.argocd, "web",
+        ))
+        .await
+        .unwrap();
+    let state: Value =
+        serde_json::from_str(&own.data.unwrap()[argo_drift_controller::remediate::STATE_KEY])
+            .unwrap();
+    assert_eq!(state["breakers"][&web], T0 - 10, "{state:#}");
+    assert!(state.get("globalActions").is_none(), "{state:#}");
+    // Another app is not held by web's breaker, and the old global log still counts: the
+    // global limit (2 in 60 s) has room for one more.
+    f.drift("api", json!({"metadata": {"labels": {"team": "x"}}}))
+        .await;
+    f.report_where("api", "healed", |r| {
+        steps(r) == ["heal"] || held(r) == ["operation-in-progress"]
+    })
+    .await;
+    assert_eq!(operations(&f, &["web", "api"]).await, ["api"]);
+    let global = configmaps
+        .get(argo_drift_controller::remediate::STATE_CONFIGMAP)
+        .await
+        .unwrap();
+    let global: Value =
+        serde_json::from_str(&global.data.unwrap()[argo_drift_controller::remediate::STATE_KEY])
+            .unwrap();
+    assert_eq!(global["globalActions"], json!([T0 - 10, T0]), "{global:#}");
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_prometheus_means_no_automatic_action() {
     let f = Fixture::new(&["web"], json!({"argo-drift.io/mode": "enforce"})).await;
     let policy = f.policy(&[(
@@ -841,8 +1006,11 @@ async fn the_recurrence_breaker_counts_only_heals_that_took_effect_in_the_real_a
         let last = heals.last().unwrap().clone();
         wait_for("the heal's end in the guardrail state", WAIT, || async {
             let api: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.argocd);
+            // The app's own part of the guardrail state.
             let cm = api
-                .get_opt(argo_drift_controller::remediate::STATE_CONFIGMAP)
+                .get_opt(&argo_drift_cluster::records::guardrail_name(
+                    &f.argocd, "web",
+                ))
                 .await
                 .ok()??;
             let state: Value =

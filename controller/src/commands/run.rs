@@ -21,7 +21,7 @@ use crate::application::{self, OPT_IN_LABEL};
 use crate::argocd::ArgoCd;
 use crate::cli::{PolicyArgs, RunArgs};
 use crate::clusters::{self, ClusterSettings, Clusters};
-use crate::leader::Elector;
+use crate::leader::{self, Held, Shards};
 use crate::live::{AppRef, Trigger};
 use crate::metrics::Metrics;
 use crate::namespaces::AppNamespaces;
@@ -155,40 +155,58 @@ pub async fn serve(
         .lease_namespace
         .clone()
         .unwrap_or_else(|| args.state_namespace().to_string());
-    let elector = args.leader_election.then(|| {
-        Elector::new(
+    let (lost_tx, lost_rx) = watch::channel(false);
+    // Sharded, every replica works on its share and holds a membership Lease of its own;
+    // otherwise one leader works and the others wait for its Lease.
+    let (held, shards) = if args.sharding {
+        let name = leader::member_lease(&args.lease_name, &args.identity);
+        let mut held = Held::start(
+            client.clone(),
+            &lease_namespace,
+            &name,
+            &args.identity,
+            args.lease_duration,
+        )
+        .await?;
+        if !held.acquired(&mut shutdown.clone()).await {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::info!(identity = %args.identity, lease = %name, "joined the replicas sharing the applications");
+        (Some(held), Shards::sharded(&args.identity))
+    } else if args.leader_election {
+        // A standby is ready for its role (taking over): were it not ready, a Deployment with
+        // two replicas could never finish a rolling update. It turns unready on becoming
+        // leader until its first full analysis is done.
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(identity = %args.identity, lease = %args.lease_name, "waiting to become leader");
+        let mut held = Held::start(
             client.clone(),
             &lease_namespace,
             &args.lease_name,
             &args.identity,
             args.lease_duration,
         )
-    });
-    let (lost_tx, lost_rx) = watch::channel(false);
-    if let Some(elector) = &elector {
-        // A standby is ready for its role (taking over): were it not ready, a Deployment with two
-        // replicas could never finish a rolling update. It turns unready on becoming leader until
-        // its first full analysis is done.
-        ready.store(true, Ordering::Relaxed);
-        tracing::info!(identity = elector.identity(), lease = %args.lease_name, "waiting to become leader");
-        loop {
-            if *shutdown.borrow() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            match elector.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election"),
-            }
-            let mut s = shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(elector.duration() / 4) => {}
-                _ = s.changed() => {}
-            }
+        .await?;
+        if !held.acquired(&mut shutdown.clone()).await {
+            held.release().await;
+            return Ok(ExitCode::SUCCESS);
         }
         ready.store(false, Ordering::Relaxed);
-        tracing::info!(identity = elector.identity(), "became leader");
-    }
+        tracing::info!(identity = %args.identity, "became leader");
+        (Some(held), Shards::whole(&args.identity))
+    } else {
+        (None, Shards::whole(&args.identity))
+    };
+    // A Lease that is no longer ours (not renewed in time, taken by another replica): stop, so
+    // that two replicas never work on the same app.
+    let lost_watch = held.as_ref().map(|h| {
+        let lost = h.lost();
+        let tx = lost_tx.clone();
+        tokio::spawn(async move {
+            lost.await;
+            let _ = tx.send(true);
+        })
+    });
 
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<Trigger>();
     let argocd = match args.argocd.settings()? {
@@ -293,6 +311,7 @@ pub async fn serve(
     );
     // Argo CD's own settings are the baseline: an ignore rule set once, in Argo CD, holds here.
     ctx.argocd_cm = Some(argocd_cm);
+    ctx.shards = shards.clone();
     let ctx = Arc::new(ctx);
 
     let resource = application::api_resource();
@@ -392,8 +411,23 @@ pub async fn serve(
             trigger_tx.clone(),
         ));
     }
-    if let Some(elector) = elector.as_ref() {
-        tokio::spawn(keep_lease(elector.clone(), lost_tx));
+    if shards.is_sharded() {
+        let store = store.clone();
+        let triggers = trigger_tx.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(leader::follow_members(
+            Api::namespaced(client.clone(), &lease_namespace),
+            args.lease_name.clone(),
+            shards.clone(),
+            args.lease_duration / 3,
+            move |members| {
+                metrics
+                    .replicas
+                    .set(i64::try_from(members.len()).unwrap_or(i64::MAX));
+                // Some apps are ours now, some no longer: each is looked at again.
+                analyse_all(&store, &triggers);
+            },
+        ));
     }
     let mut lost = lost_rx.clone();
     let stop = {
@@ -409,7 +443,12 @@ pub async fn serve(
         .graceful_shutdown_on(stop)
         .run(
             move |app, ctx| {
-                let allowed = opted_in.watches(&app);
+                let allowed = opted_in.watches(&app)
+                    && ctx.shards.owns(&format!(
+                        "{}/{}",
+                        app.metadata.namespace.as_deref().unwrap_or_default(),
+                        app.metadata.name.as_deref().unwrap_or_default()
+                    ));
                 async move {
                     if !allowed {
                         return Ok(controller::Action::await_change());
@@ -440,13 +479,15 @@ pub async fn serve(
     }
 
     if *lost_rx.borrow() {
-        tracing::error!("lost the leader lease; stopping so that a standby takes over");
+        tracing::error!("lost our Lease; stopping so that another replica takes over");
         return Ok(ExitCode::from(3));
     }
-    if let Some(elector) = elector {
-        if let Err(e) = elector.release().await {
-            tracing::warn!(error = %e, "could not release the leader lease");
-        }
+    if let Some(w) = lost_watch {
+        w.abort();
+        let _ = w.await;
+    }
+    if let Some(held) = held {
+        held.release().await;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -571,6 +612,15 @@ impl OptedIn {
     }
 }
 
+/// `namespace/name`, the key apps are sharded by.
+fn app_key(app: &AppRef) -> String {
+    format!(
+        "{}/{}",
+        app.namespace.as_deref().unwrap_or_default(),
+        app.name
+    )
+}
+
 /// Ready once each opted-in Application that existed at start has been analysed once.
 async fn readiness(opted_in: OptedIn, ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let wanted = loop {
@@ -583,9 +633,14 @@ async fn readiness(opted_in: OptedIn, ctx: Arc<Context>, ready: Arc<AtomicBool>)
         }
     };
     loop {
-        let done = {
+        // Sharded, a replica is ready once its own share is analysed; it knows its share once
+        // it has seen the other replicas.
+        let done = (!ctx.shards.is_sharded() || !ctx.shards.members().is_empty()) && {
             let reconciled = crate::lock(&ctx.reconciled);
-            wanted.iter().all(|a| reconciled.contains(a))
+            wanted
+                .iter()
+                .filter(|a| ctx.shards.owns(&app_key(a)))
+                .all(|a| reconciled.contains(a))
         };
         if done {
             ready.store(true, Ordering::Relaxed);
@@ -605,7 +660,12 @@ async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration)
         tokio::time::sleep(every).await;
         match opted_in.list().await {
             Ok(alive) => {
-                for app in ctx.forget_missing(&alive) {
+                let owned: HashSet<AppRef> = alive
+                    .iter()
+                    .filter(|a| ctx.shards.owns(&app_key(a)))
+                    .cloned()
+                    .collect();
+                for app in ctx.forget_missing(&alive, &owned) {
                     let namespace = app.namespace.as_deref().unwrap_or_default();
                     if let Err(e) = ctx.publisher.delete_report(namespace, &app.name).await {
                         tracing::warn!(app = %app.name, error = %e, "deleting the report of a forgotten application");
@@ -625,28 +685,6 @@ async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration)
                 }
             }
             Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
-        }
-    }
-}
-
-/// Renew the lease; if it cannot be renewed within its duration, say so (the caller stops).
-async fn keep_lease(elector: Elector, lost: watch::Sender<bool>) {
-    let mut last_renewed = Instant::now();
-    loop {
-        tokio::time::sleep(elector.duration() / 3).await;
-        match elector.try_acquire().await {
-            Ok(true) => last_renewed = Instant::now(),
-            Ok(false) => {
-                let _ = lost.send(true);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the leader lease");
-                if last_renewed.elapsed() >= elector.duration() {
-                    let _ = lost.send(true);
-                    return;
-                }
-            }
         }
     }
 }

@@ -682,6 +682,43 @@ impl GuardrailState {
         }
     }
 
+    /// What the state remembers of `app` alone (its action log, cooldowns, heals, breaker,
+    /// freeze, approval, declines), taken out of `self`. The controller keeps each app's part in
+    /// a ConfigMap of its own, so that replicas deciding for different apps never contend.
+    pub fn take_app(&mut self, app: &str) -> GuardrailState {
+        fn take<V>(m: &mut BTreeMap<String, V>, app: &str) -> BTreeMap<String, V> {
+            let prefix = format!("{app}|");
+            let (taken, kept) = std::mem::take(m)
+                .into_iter()
+                .partition(|(k, _)| k == app || k.starts_with(&prefix));
+            *m = kept;
+            taken
+        }
+        GuardrailState {
+            global_actions: Vec::new(),
+            app_actions: take(&mut self.app_actions, app),
+            cooldowns: take(&mut self.cooldowns, app),
+            heal_records: take(&mut self.heal_records, app),
+            // Heal ids only need to be unique per application.
+            heal_seq: self.heal_seq,
+            breakers: take(&mut self.breakers, app),
+            frozen: take(&mut self.frozen, app),
+            approvals: take(&mut self.approvals, app),
+            declined: take(&mut self.declined, app),
+        }
+    }
+
+    /// Whether the state holds nothing about any application (only the global action log).
+    pub fn holds_no_app(&self) -> bool {
+        self.app_actions.is_empty()
+            && self.cooldowns.is_empty()
+            && self.heal_records.is_empty()
+            && self.breakers.is_empty()
+            && self.frozen.is_empty()
+            && self.approvals.is_empty()
+            && self.declined.is_empty()
+    }
+
     /// Forget an application (deleted, or reset by a human).
     pub fn forget(&mut self, app: &str) {
         let prefix = format!("{app}|");
@@ -1523,4 +1560,46 @@ fn finish(
     }
     decision.pending_approval = state.approvals.get(app).cloned();
     decision
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn an_apps_part_is_taken_whole_and_nothing_of_another_app_with() {
+        let mut s = GuardrailState {
+            global_actions: vec![10, 20],
+            heal_seq: 7,
+            ..Default::default()
+        };
+        for app in ["shop/web", "shop/web2"] {
+            s.app_actions.insert(app.into(), vec![10]);
+            s.cooldowns
+                .insert(format!("{app}|Deployment|spec.replicas"), 99);
+            s.breakers.insert(app.into(), 5);
+            s.frozen.insert(app.into(), 6);
+            s.declined.insert(app.into(), "r1".into());
+            s.declined.insert(format!("{app}|reset"), "x".into());
+        }
+        let web = s.take_app("shop/web");
+        assert!(web.global_actions.is_empty());
+        assert_eq!(web.heal_seq, 7);
+        assert_eq!(web.app_actions.keys().collect::<Vec<_>>(), ["shop/web"]);
+        assert_eq!(
+            web.cooldowns.keys().collect::<Vec<_>>(),
+            ["shop/web|Deployment|spec.replicas"]
+        );
+        assert_eq!(
+            web.declined.keys().collect::<Vec<_>>(),
+            ["shop/web", "shop/web|reset"]
+        );
+        // `shop/web2` starts with `shop/web` but is another app: left where it was.
+        assert_eq!(s.app_actions.keys().collect::<Vec<_>>(), ["shop/web2"]);
+        assert_eq!(s.declined.len(), 2);
+        assert_eq!(s.global_actions, [10, 20]);
+        assert!(!s.holds_no_app());
+        s.take_app("shop/web2");
+        assert!(s.holds_no_app());
+    }
 }
