@@ -257,6 +257,7 @@ impl LiveState {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
             None => Api::all_with(self.client.clone(), &kind.resource),
         };
+        let secret = argo_drift_core::redact::is_secret(&kind.resource.group, &kind.resource.kind);
         let writer = reflector::store::Writer::new(kind.resource.clone());
         let store = writer.as_reader();
         let (ready_tx, ready_rx) = watch::channel(false);
@@ -267,11 +268,7 @@ impl LiveState {
             writer,
             watcher::watcher(api, watcher::Config::default())
                 .default_backoff()
-                .modify(|o: &mut DynamicObject| {
-                    if let Some(map) = o.data.as_object_mut() {
-                        map.remove("status");
-                    }
-                }),
+                .modify(move |o: &mut DynamicObject| cache_form(o, secret)),
         );
         let interest = self.interest.clone();
         let triggers = self.triggers.clone();
@@ -383,6 +380,27 @@ impl Drop for LiveState {
         for w in lock(&self.watches).values() {
             w.task.abort();
         }
+    }
+}
+
+/// What the live cache keeps of an object: no status (analysis never reads it), and of a
+/// Secret no value — its `data` and kubectl's copy in the last-applied annotation hold keyed
+/// digests instead ([`argo_drift_core::redact::DIGEST_PREFIX`]), which mask like the values.
+pub fn cache_form(o: &mut DynamicObject, secret: bool) {
+    if let Some(map) = o.data.as_object_mut() {
+        map.remove("status");
+    }
+    if !secret {
+        return;
+    }
+    argo_drift_core::redact::digest_secret_values(&mut o.data);
+    if let Some(text) = o
+        .metadata
+        .annotations
+        .as_mut()
+        .and_then(|a| a.get_mut(argo_drift_core::normalize::LAST_APPLIED))
+    {
+        *text = argo_drift_core::redact::digest_last_applied(text).unwrap_or_default();
     }
 }
 
@@ -564,5 +582,41 @@ fn remove_from<K: std::hash::Hash + Eq>(
         if set.is_empty() {
             map.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_status_and_no_secret_value() {
+        let mut secret: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration":
+                    "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"data\":{\"password\":\"czNjcjN0\"}}"}},
+            "data": {"password": "czNjcjN0"},
+            "type": "Opaque",
+        }))
+        .unwrap();
+        cache_form(&mut secret, true);
+        let text = serde_json::to_string(&secret).unwrap();
+        assert!(!text.contains("czNjcjN0"), "{text}");
+        assert_eq!(secret.data["type"], "Opaque");
+        let mut r = argo_drift_core::redact::Redactor::new();
+        let mut git = serde_json::json!({"stringData": {"password": "s3cr3t"}});
+        r.redact_secret(&mut git);
+        let mut cached = secret.data.clone();
+        r.redact_secret(&mut cached);
+        assert_eq!(cached["data"]["password"], git["stringData"]["password"]);
+
+        let mut cm: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"a": "1"}, "status": {"x": 1},
+        }))
+        .unwrap();
+        cache_form(&mut cm, false);
+        assert_eq!(cm.data, serde_json::json!({"data": {"a": "1"}}));
     }
 }
