@@ -369,7 +369,7 @@ impl Clusters {
                 kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                     .await
                     .map_err(|e| fail(format!("building a client: {}", with_causes(&e))))?;
-            let client = Client::try_from(config)
+            let client = crate::metrics::counted_client(config)
                 .map_err(|e| fail(format!("building a client: {}", with_causes(&e))))?;
             Ok((name.clone(), client))
         })

@@ -9,6 +9,67 @@ use prometheus_client::registry::Registry;
 
 pub type Labels = Vec<(String, String)>;
 
+/// Requests to the Kubernetes API by this process, by verb (`get`, `list`, `watch`, `create`,
+/// `update`, `patch`, `delete`): counted by a layer on the client's HTTP stack
+/// ([`count_request`]), so every client built with it counts here.
+pub fn kube_requests() -> &'static Family<Labels, Counter> {
+    static REQUESTS: std::sync::OnceLock<Family<Labels, Counter>> = std::sync::OnceLock::new();
+    REQUESTS.get_or_init(Family::default)
+}
+
+/// A Kubernetes client for `config` whose requests are counted in [`kube_requests`].
+pub fn counted_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(builder
+        .with_layer(&tower::util::MapRequestLayer::new(
+            count_request::<kube::client::Body>,
+        ))
+        .build())
+}
+
+/// Whether an API path names a collection (`/api/v1/namespaces/shop/configmaps`) rather than
+/// one object (`…/configmaps/web`, `/api/v1/namespaces/shop`).
+fn is_collection(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match parts.first() {
+        Some(&"api") => parts.get(2..),
+        Some(&"apis") => parts.get(3..),
+        _ => None,
+    };
+    let Some(mut rest) = rest else {
+        return false;
+    };
+    if rest.len() > 2 && rest[0] == "namespaces" {
+        rest = &rest[2..];
+    }
+    rest.len() == 1
+}
+
+/// Count one request to the Kubernetes API (see [`kube_requests`]).
+pub fn count_request<B>(request: http::Request<B>) -> http::Request<B> {
+    let query = request.uri().query().unwrap_or_default();
+    let verb = match *request.method() {
+        http::Method::GET
+            if query
+                .split('&')
+                .any(|p| p == "watch=true" || p == "watch=1") =>
+        {
+            "watch"
+        }
+        http::Method::GET if is_collection(request.uri().path()) => "list",
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    };
+    kube_requests()
+        .get_or_create(&vec![("verb".to_string(), verb.to_string())])
+        .inc();
+    request
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Resources not in sync, by application and severity.
@@ -130,6 +191,11 @@ impl Metrics {
             "Live-state watches running, by cluster",
             cluster_watches.clone(),
         );
+        registry.register(
+            "kube_requests",
+            "Requests to the Kubernetes API by this process, by verb",
+            kube_requests().clone(),
+        );
         let replicas = Gauge::default();
         registry.register(
             "shard_replicas",
@@ -176,4 +242,61 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_verb() {
+        let verb_of = |method: &str, uri: &str| {
+            let before = |v: &str| {
+                kube_requests()
+                    .get_or_create(&vec![("verb".to_string(), v.to_string())])
+                    .get()
+            };
+            let all = [
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ];
+            let counts: Vec<u64> = all.iter().map(|v| before(v)).collect();
+            let r = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap();
+            count_request(r);
+            all.iter()
+                .zip(counts)
+                .find(|(v, c)| before(v) == c + 1)
+                .map(|(v, _)| *v)
+                .unwrap()
+        };
+        assert_eq!(
+            verb_of("GET", "/api/v1/namespaces/shop/configmaps/web"),
+            "get"
+        );
+        assert_eq!(verb_of("GET", "/api/v1/namespaces/shop/configmaps"), "list");
+        assert_eq!(verb_of("GET", "/api/v1/namespaces/shop"), "get");
+        assert_eq!(verb_of("GET", "/api/v1/namespaces"), "list");
+        assert_eq!(
+            verb_of("GET", "/apis/apps/v1/deployments?labelSelector=a"),
+            "list"
+        );
+        assert_eq!(
+            verb_of(
+                "GET",
+                "/apis/apps/v1/namespaces/shop/deployments?watch=true&resourceVersion=5"
+            ),
+            "watch"
+        );
+        assert_eq!(
+            verb_of(
+                "PATCH",
+                "/apis/argoproj.io/v1alpha1/namespaces/a/applications/x"
+            ),
+            "patch"
+        );
+        assert_eq!(verb_of("POST", "/api/v1/namespaces/a/configmaps"), "create");
+    }
 }

@@ -145,7 +145,7 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
     })
     .await;
     let first_sync = started.elapsed();
-    let rss_ready = rss(controller.id());
+    let rss_ready = memory_mib(controller.id(), "VmRSS:");
 
     // Every report update, as it lands.
     let reports: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
@@ -208,8 +208,8 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         }
     }
     watch.abort();
-    let rss_after = rss(controller.id());
-    let hwm = hwm(controller.id());
+    let rss_after = memory_mib(controller.id(), "VmRSS:");
+    let hwm = memory_mib(controller.id(), "VmHWM:");
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -250,22 +250,4 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         .filter_map(|l| l.split_once(' '))
         .collect();
     println!("  controller's own histogram: {counts:?}");
-}
-
-fn status_field(pid: u32, field: &str) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn rss(pid: u32) -> f64 {
-    status_field(pid, "VmRSS:")
-}
-
-fn hwm(pid: u32) -> f64 {
-    status_field(pid, "VmHWM:")
 }

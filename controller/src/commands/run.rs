@@ -45,8 +45,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let client = Client::try_default()
+        let config = kube::Config::infer()
             .await
+            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+        let client = argo_drift_cluster::metrics::counted_client(config)
             .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
         let shutdown = shutdown_signal();
         serve(client, args, shutdown).await

@@ -1214,3 +1214,15 @@ pub fn records_beside_apps(args: &[&str]) -> Vec<(&'static str, String)> {
         .map(|w| vec![("ARGO_DRIFT_RECORDS_NAMESPACE", w[1].to_string())])
         .unwrap_or_default()
 }
+
+/// A process's memory figure from /proc/<pid>/status (`VmRSS:`, `VmHWM:`), in MiB.
+#[allow(dead_code)]
+pub fn memory_mib(pid: u32, field: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
