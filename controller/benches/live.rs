@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use support::*;
 
@@ -46,18 +45,6 @@ fn main() {
     });
 }
 
-fn configmap(app: usize, j: usize) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{j}\n  labels: {{app: app-{app}, tier: bench}}\ndata:\n  level: info\n  owner: team-{app}\n  settings.json: '{{\"retries\": 3, \"timeout\": \"30s\", \"item\": {j}}}'\n"
-    )
-}
-
-fn deployment(app: usize) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{app}}}\n  template:\n    metadata:\n      labels: {{app: app-{app}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n          protocol: TCP\n"
-    )
-}
-
 async fn run(apps: usize, per_app: usize, writes: usize) {
     let client = client().await;
     let argocd = fresh_namespace(&client, "bench-argocd").await;
@@ -67,10 +54,10 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
     let setup = Instant::now();
     for a in 0..apps {
         let ns = fresh_namespace(&client, &format!("bench-{a}")).await;
-        let mut text = deployment(a);
+        let mut text = fleet_deployment(a);
         for j in 1..per_app {
             text.push_str("---\n");
-            text.push_str(&configmap(a, j));
+            text.push_str(&fleet_configmap(a, j));
         }
         repo.write(&format!("apps/app-{a}/all.yaml"), &text);
         namespaces.push((ns, text));
@@ -148,33 +135,7 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
     let rss_ready = memory_mib(controller.id(), "VmRSS:");
 
     // Every report update, as it lands.
-    let reports: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-    let watch = tokio::spawn(async move {
-        let stream = watcher::watcher(
-            reports,
-            watcher::Config::default().labels("argo-drift.io/report=true"),
-        );
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(event)) = stream.try_next().await {
-            if let watcher::Event::Apply(cm) = event {
-                let app = cm
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("argo-drift.io/app"))
-                    .cloned()
-                    .unwrap_or_default();
-                let text = cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("report.json"))
-                    .cloned()
-                    .unwrap_or_default();
-                let _ = tx.send((app, text));
-            }
-        }
-    });
+    let (reports, watch) = follow_reports(&client, &argocd);
 
     let mut latencies = Vec::with_capacity(writes);
     let edit = PatchParams {
@@ -186,7 +147,7 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         let j = 1 + (k * 7) % (per_app - 1).max(1);
         let marker = format!("bench-{k}-{}", rand_u32());
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a].0);
-        while rx.try_recv().is_ok() {}
+        let from = reports.lock().unwrap().len();
         let t0 = Instant::now();
         cms.patch(
             &format!("cm-{j}"),
@@ -196,16 +157,17 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         .await
         .unwrap();
         let app = format!("app-{a}");
-        loop {
-            let (who, text) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await
-                .expect("no report update within 30 s")
-                .unwrap();
-            if who == app && text.contains(&marker) {
-                latencies.push(t0.elapsed());
-                break;
-            }
-        }
+        let landed = wait_for("the write in its report", Duration::from_secs(30), || async {
+            reports
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|r| r.app == app && r.text.contains(&marker))
+                .map(|r| r.at)
+        })
+        .await;
+        latencies.push(landed.saturating_duration_since(t0));
     }
     watch.abort();
     let rss_after = memory_mib(controller.id(), "VmRSS:");

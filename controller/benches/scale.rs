@@ -22,14 +22,13 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use support::*;
 
@@ -49,18 +48,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(run());
-}
-
-fn configmap(app: usize, j: usize) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{j}\n  labels: {{app: app-{app}}}\ndata:\n  level: info\n  owner: team-{app}\n  settings.json: '{{\"retries\": 3, \"timeout\": \"30s\", \"item\": {j}}}'\n"
-    )
-}
-
-fn deployment(app: usize) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{app}}}\n  template:\n    metadata:\n      labels: {{app: app-{app}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n          protocol: TCP\n"
-    )
 }
 
 struct Replica {
@@ -92,8 +79,14 @@ impl Replica {
     }
 }
 
-/// Per app, its last report's writer and text, as report updates land.
-type Reports = Arc<Mutex<HashMap<String, (String, String, Instant)>>>;
+/// Per app, its last report: who wrote it, its text, when it landed.
+fn latest(log: &ReportLog) -> HashMap<String, (String, String, Instant)> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.app.clone(), (r.by.clone(), r.text.clone(), r.at)))
+        .collect()
+}
 
 async fn run() {
     let apps = knob("BENCH_APPS", 2000) as usize;
@@ -115,10 +108,10 @@ async fn run() {
     let mut docs: Vec<(String, serde_json::Value)> = Vec::with_capacity(apps * per_app);
     for a in 0..apps {
         let ns = fresh_namespace(&client, &format!("scale-{a}")).await;
-        let mut text = deployment(a);
+        let mut text = fleet_deployment(a);
         for j in 1..per_app {
             text.push_str("---\n");
-            text.push_str(&configmap(a, j));
+            text.push_str(&fleet_configmap(a, j));
         }
         repo.write(&format!("apps/app-{a}/all.yaml"), &text);
         for d in serde_yaml::Deserializer::from_str(&text) {
@@ -161,41 +154,7 @@ async fn run() {
     );
 
     // Every report update as it lands: who wrote it, its text, when.
-    let reports: Reports = Arc::default();
-    let follow = {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
-        let reports = reports.clone();
-        tokio::spawn(async move {
-            let stream = watcher::watcher(
-                api,
-                watcher::Config::default().labels("argo-drift.io/report=true"),
-            );
-            let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(event)) = stream.try_next().await {
-                let (watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event else {
-                    continue;
-                };
-                let a = |k: &str| {
-                    cm.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|m| m.get(k))
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let text = cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("report.json"))
-                    .cloned()
-                    .unwrap_or_default();
-                reports.lock().unwrap().insert(
-                    a("argo-drift.io/application"),
-                    (a("argo-drift.io/reported-by"), text, Instant::now()),
-                );
-            }
-        })
-    };
+    let (reports, follow) = follow_reports(&client, &argocd);
 
     // ----- the replicas, and the first full analysis.
     let started = Instant::now();
@@ -240,7 +199,7 @@ async fn run() {
         .collect();
     let long = Duration::from_secs(3600);
     wait_for("every app reported", long, || async {
-        (reports.lock().unwrap().len() >= apps).then_some(())
+        (latest(&reports).len() >= apps).then_some(())
     })
     .await;
     for r in &replicas {
@@ -252,7 +211,7 @@ async fn run() {
     }
     let first_full = started.elapsed();
     let share: BTreeMap<String, usize> = {
-        let r = reports.lock().unwrap();
+        let r = latest(&reports);
         let mut share = BTreeMap::new();
         for (who, _, _) in r.values() {
             *share.entry(who.clone()).or_default() += 1;
@@ -392,9 +351,7 @@ async fn run() {
             .unwrap();
         let i = replicas.iter().position(|r| r.identity == victim).unwrap();
         let mut dead = replicas.remove(i);
-        let moved: Vec<String> = reports
-            .lock()
-            .unwrap()
+        let moved: Vec<String> = latest(&reports)
             .iter()
             .filter(|(_, (who, _, _))| *who == victim)
             .map(|(a, _)| a.clone())
@@ -406,7 +363,7 @@ async fn run() {
             "the killed replica's apps reported by the others",
             long,
             || async {
-                let r = reports.lock().unwrap();
+                let r = latest(&reports);
                 moved
                     .iter()
                     .all(|a| {
@@ -495,11 +452,11 @@ async fn run() {
 
 /// Move the writes whose marker has reached their app's report into `latencies`.
 fn collect_latencies(
-    reports: &Reports,
+    reports: &ReportLog,
     pending: &mut Vec<(String, String, Instant)>,
     latencies: &mut Vec<Duration>,
 ) {
-    let r = reports.lock().unwrap();
+    let r = latest(reports);
     pending.retain(|(app, marker, t0)| match r.get(app) {
         Some((_, text, at)) if text.contains(marker.as_str()) => {
             latencies.push(at.saturating_duration_since(*t0));

@@ -9,13 +9,8 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
-use kube::runtime::watcher;
 use serde_json::{json, Value};
 use support::*;
 
@@ -71,61 +66,23 @@ fn start(identity: &str, argocd: &str) -> Replica {
     }
 }
 
-/// Who wrote each report update, in order: (app, replica, the report).
-type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
-
-fn follow_reports(client: &kube::Client, argocd: &str) -> (Seen, tokio::task::JoinHandle<()>) {
-    let seen: Seen = Arc::default();
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), argocd);
-    let log = seen.clone();
-    let task = tokio::spawn(async move {
-        let stream = watcher::watcher(
-            api,
-            watcher::Config::default().labels("argo-drift.io/report=true"),
-        );
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(event)) = stream.try_next().await {
-            let (watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event else {
-                continue;
-            };
-            let annotation = |k: &str| {
-                cm.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(k))
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let report = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get("report.json"))
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null);
-            log.lock().unwrap().push((
-                annotation("argo-drift.io/application"),
-                annotation("argo-drift.io/reported-by"),
-                report,
-            ));
-        }
-    });
-    (seen, task)
-}
-
 /// The last report of each app and who wrote it.
-fn latest(seen: &Seen) -> BTreeMap<String, (String, Value)> {
+fn latest(seen: &ReportLog) -> BTreeMap<String, (String, Value)> {
     seen.lock()
         .unwrap()
         .iter()
-        .map(|(a, who, r)| (a.clone(), (who.clone(), r.clone())))
+        .map(|r| {
+            let report = serde_json::from_str(&r.text).unwrap_or(Value::Null);
+            (r.app.clone(), (r.by.clone(), report))
+        })
         .collect()
 }
 
 /// The replicas that wrote each app's report from entry `from` of the log on.
-fn writers_since(seen: &Seen, from: usize) -> BTreeMap<String, BTreeSet<String>> {
+fn writers_since(seen: &ReportLog, from: usize) -> BTreeMap<String, BTreeSet<String>> {
     let mut by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (a, who, _) in seen.lock().unwrap().iter().skip(from) {
-        by.entry(a.clone()).or_default().insert(who.clone());
+    for r in seen.lock().unwrap().iter().skip(from) {
+        by.entry(r.app.clone()).or_default().insert(r.by.clone());
     }
     by
 }

@@ -1226,3 +1226,79 @@ pub fn memory_mib(pid: u32, field: &str) -> f64 {
         .unwrap_or(0.0)
         / 1024.0
 }
+
+/// One report update as it landed: the application, the replica that wrote it
+/// (`argo-drift.io/reported-by`), the report's text, and when it was seen.
+#[allow(dead_code)]
+pub struct ReportSeen {
+    pub app: String,
+    pub by: String,
+    pub text: String,
+    pub at: Instant,
+}
+
+#[allow(dead_code)]
+pub type ReportLog = std::sync::Arc<std::sync::Mutex<Vec<ReportSeen>>>;
+
+/// Every update of the report ConfigMaps in `namespace`, in order, until the task is aborted.
+#[allow(dead_code)]
+pub fn follow_reports(
+    client: &Client,
+    namespace: &str,
+) -> (ReportLog, tokio::task::JoinHandle<()>) {
+    use futures::TryStreamExt as _;
+    let log: ReportLog = Default::default();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let writer = log.clone();
+    let task = tokio::spawn(async move {
+        let stream = kube::runtime::watcher(
+            api,
+            kube::runtime::watcher::Config::default().labels("argo-drift.io/report=true"),
+        );
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(event)) = stream.try_next().await {
+            let (kube::runtime::watcher::Event::Apply(cm)
+            | kube::runtime::watcher::Event::InitApply(cm)) = event
+            else {
+                continue;
+            };
+            let annotation = |k: &str| {
+                cm.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(k))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let text = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get("report.json"))
+                .cloned()
+                .unwrap_or_default();
+            writer.lock().unwrap().push(ReportSeen {
+                app: annotation("argo-drift.io/application"),
+                by: annotation("argo-drift.io/reported-by"),
+                text,
+                at: Instant::now(),
+            });
+        }
+    });
+    (log, task)
+}
+
+/// A fleet app's ConfigMap `cm-<j>` (benchmarks).
+#[allow(dead_code)]
+pub fn fleet_configmap(app: usize, j: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{j}\n  labels: {{app: app-{app}}}\ndata:\n  level: info\n  owner: team-{app}\n  settings.json: '{{\"retries\": 3, \"timeout\": \"30s\", \"item\": {j}}}'\n"
+    )
+}
+
+/// A fleet app's Deployment `web` (benchmarks).
+#[allow(dead_code)]
+pub fn fleet_deployment(app: usize) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{app}}}\n  template:\n    metadata:\n      labels: {{app: app-{app}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n          protocol: TCP\n"
+    )
+}
