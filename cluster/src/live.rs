@@ -1,5 +1,5 @@
-//! Live state: one reflector per (kind, namespace) that some application needs, shared between
-//! applications. Every change a watch sees is turned into a trigger for exactly the applications
+//! Live state: one watch per (kind, namespace) that some application needs, shared between
+//! applications, each keeping its objects compactly (see [`Cached`]). Every change a watch sees is turned into a trigger for exactly the applications
 //! that hold that object in Git or track it (annotation or label), so an out-of-band edit
 //! re-analyses only its own application. A process that lives for seconds (a hook) reads
 //! objects once instead (`read_once`); both turn them into comparable resources the same way
@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use argo_drift_core::manifest::{Origin, Resource, ResourceKey};
 use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -71,8 +72,50 @@ impl std::fmt::Display for WatchKey {
     }
 }
 
+/// A live object as the cache keeps it: what finding an application's objects reads (name,
+/// namespace, labels, annotations but the last-applied copy), the digest of what analysis reads
+/// (an update that leaves it alone triggers nothing), and the object itself serialised — a few
+/// hundred bytes rather than a tree of maps, parsed only when its application is analysed.
+pub struct Cached {
+    pub metadata: ObjectMeta,
+    digest: u64,
+    json: Box<str>,
+}
+
+impl Cached {
+    fn new(o: &DynamicObject) -> Cached {
+        let annotations = o.metadata.annotations.as_ref().map(|a| {
+            a.iter()
+                .filter(|(k, _)| k.as_str() != argo_drift_core::normalize::LAST_APPLIED)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        });
+        Cached {
+            metadata: ObjectMeta {
+                name: o.metadata.name.clone(),
+                namespace: o.metadata.namespace.clone(),
+                labels: o.metadata.labels.clone(),
+                annotations,
+                ..Default::default()
+            },
+            digest: relevant_digest(o),
+            json: serde_json::to_string(o)
+                .unwrap_or_default()
+                .into_boxed_str(),
+        }
+    }
+
+    /// The object as the API server sent it (in cache form).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// A watch's objects by (namespace, name).
+type Objects = HashMap<(Option<String>, String), Arc<Cached>>;
+
 struct Watch {
-    store: Store<DynamicObject>,
+    objects: Arc<Mutex<Objects>>,
     ready: watch::Receiver<bool>,
     task: tokio::task::AbortHandle,
     /// The watch's latest error, said when it does not list in time (e.g. "forbidden").
@@ -241,10 +284,10 @@ impl LiveState {
     }
 
     /// The objects a running watch holds now.
-    pub fn objects(&self, key: &WatchKey) -> Vec<Arc<DynamicObject>> {
+    pub fn objects(&self, key: &WatchKey) -> Vec<Arc<Cached>> {
         lock(&self.watches)
             .get(key)
-            .map(|w| w.store.state())
+            .map(|w| lock(&w.objects).values().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -258,18 +301,15 @@ impl LiveState {
             None => Api::all_with(self.client.clone(), &kind.resource),
         };
         let secret = argo_drift_core::redact::is_secret(&kind.resource.group, &kind.resource.kind);
-        let writer = reflector::store::Writer::new(kind.resource.clone());
-        let store = writer.as_reader();
+        let objects: Arc<Mutex<Objects>> = Arc::default();
         let (ready_tx, ready_rx) = watch::channel(false);
         // kube-runtime's watcher re-lists on 410 Gone and backs off with jitter on errors.
         // Analysis never reads a live object's status: it is not kept, and a change of status
         // alone analyses nothing again (see `relevant_digest`).
-        let stream = reflector::reflector(
-            writer,
-            watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(move |o: &mut DynamicObject| cache_form(o, secret)),
-        );
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(move |o: &mut DynamicObject| cache_form(o, secret));
+        let store = objects.clone();
         let interest = self.interest.clone();
         let triggers = self.triggers.clone();
         let tracking = self.tracking.clone();
@@ -282,10 +322,8 @@ impl LiveState {
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
-            // What analysis could see of each object, as a digest: an update that leaves it
-            // unchanged (status, resourceVersion, the status writer's managedFields entry)
-            // triggers nothing.
-            let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
+            // A (re-)list fills this, then replaces the objects at once.
+            let mut relisted: Objects = HashMap::new();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Apply(o)) => {
@@ -293,8 +331,11 @@ impl LiveState {
                             o.metadata.namespace.clone(),
                             o.metadata.name.clone().unwrap_or_default(),
                         );
-                        let digest = relevant_digest(&o);
-                        if seen.insert(id, digest) == Some(digest) {
+                        let cached = Arc::new(Cached::new(&o));
+                        // What analysis could see is unchanged (status, resourceVersion, the
+                        // status writer's managedFields entry): nothing to do.
+                        let before = lock(&store).insert(id, cached.clone());
+                        if before.is_some_and(|b| b.digest == cached.digest) {
                             metrics
                                 .watch_events_ignored
                                 .get_or_create(&labels(&[
@@ -305,7 +346,7 @@ impl LiveState {
                             continue;
                         }
                         let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
-                        let apps = lock(&interest).apps_for(&o, &watch_key, &keys);
+                        let apps = lock(&interest).apps_for(&o.metadata, &watch_key, &keys);
                         send(&triggers, apps);
                     }
                     Ok(Event::InitApply(o)) => {
@@ -313,15 +354,15 @@ impl LiveState {
                             o.metadata.namespace.clone(),
                             o.metadata.name.clone().unwrap_or_default(),
                         );
-                        seen.insert(id, relevant_digest(&o));
+                        relisted.insert(id, Arc::new(Cached::new(&o)));
                     }
                     Ok(Event::Delete(o)) => {
-                        seen.remove(&(
+                        lock(&store).remove(&(
                             o.metadata.namespace.clone(),
                             o.metadata.name.clone().unwrap_or_default(),
                         ));
                         let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
-                        let apps = lock(&interest).apps_for(&o, &watch_key, &keys);
+                        let apps = lock(&interest).apps_for(&o.metadata, &watch_key, &keys);
                         send(&triggers, apps);
                     }
                     Ok(Event::Init) if listed => {
@@ -335,6 +376,7 @@ impl LiveState {
                         tracing::info!(cluster = %cluster, watch = %label, "watch re-listing");
                     }
                     Ok(Event::InitDone) => {
+                        *lock(&store) = std::mem::take(&mut relisted);
                         listed = true;
                         *lock(&errors) = None;
                         let _ = ready_tx.send(true);
@@ -363,7 +405,7 @@ impl LiveState {
             }
         });
         let w = Arc::new(Watch {
-            store,
+            objects,
             ready: ready_rx,
             task: task.abort_handle(),
             last_error,
@@ -389,6 +431,10 @@ impl Drop for LiveState {
 pub fn cache_form(o: &mut DynamicObject, secret: bool) {
     if let Some(map) = o.data.as_object_mut() {
         map.remove("status");
+    }
+    // Who wrote the status says nothing about the fields analysis reads.
+    if let Some(fields) = &mut o.metadata.managed_fields {
+        fields.retain(|f| f.subresource.as_deref() != Some("status"));
     }
     if !secret {
         return;
@@ -445,7 +491,17 @@ pub fn to_prepared(
     kind: &str,
     tracking: &TrackingKeys,
 ) -> Result<Prepared> {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    let value = serde_json::to_value(object).unwrap_or(Value::Null);
+    value_to_prepared(value, api_version, kind, tracking)
+}
+
+/// [`to_prepared`] for an object already as JSON (a [`Cached`] object's value).
+pub fn value_to_prepared(
+    mut value: Value,
+    api_version: &str,
+    kind: &str,
+    tracking: &TrackingKeys,
+) -> Result<Prepared> {
     if let Value::Object(map) = &mut value {
         map.insert("apiVersion".into(), Value::String(api_version.to_string()));
         map.insert("kind".into(), Value::String(kind.to_string()));
@@ -521,7 +577,7 @@ impl Interest {
 
     fn apps_for(
         &self,
-        o: &DynamicObject,
+        o: &ObjectMeta,
         watch: &WatchKey,
         tracking: &TrackingKeys,
     ) -> HashSet<AppRef> {
@@ -529,8 +585,8 @@ impl Interest {
         let key = ResourceKey {
             group: watch.group.clone(),
             kind: watch.kind.clone(),
-            namespace: o.metadata.namespace.clone().unwrap_or_default(),
-            name: o.metadata.name.clone().unwrap_or_default(),
+            namespace: o.namespace.clone().unwrap_or_default(),
+            name: o.name.clone().unwrap_or_default(),
         };
         if let Some(a) = self.by_key.get(&key) {
             apps.extend(a.iter().cloned());
@@ -553,18 +609,13 @@ impl Interest {
 /// The application names an object's tracking marks give: the app part of the tracking-id
 /// annotation and the instance label. A quick filter; the core engine checks a tracking-id
 /// against the object it sits on.
-pub fn tracking_names<'a>(
-    o: &'a DynamicObject,
-    keys: &TrackingKeys,
-) -> impl Iterator<Item = &'a str> {
+pub fn tracking_names<'a>(o: &'a ObjectMeta, keys: &TrackingKeys) -> impl Iterator<Item = &'a str> {
     let annotation = o
-        .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(&keys.annotation))
         .and_then(|v| v.split(':').next());
     let label = o
-        .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(&keys.label))

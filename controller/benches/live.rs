@@ -157,15 +157,19 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         .await
         .unwrap();
         let app = format!("app-{a}");
-        let landed = wait_for("the write in its report", Duration::from_secs(30), || async {
-            reports
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(from)
-                .find(|r| r.app == app && r.text.contains(&marker))
-                .map(|r| r.at)
-        })
+        let landed = wait_for(
+            "the write in its report",
+            Duration::from_secs(30),
+            || async {
+                reports
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .skip(from)
+                    .find(|r| r.app == app && r.text.contains(&marker))
+                    .map(|r| r.at)
+            },
+        )
         .await;
         latencies.push(landed.saturating_duration_since(t0));
     }

@@ -28,7 +28,7 @@ pub use crate::application::{compile_ignores, tracking_name};
 use crate::argocd::{ArgoCd, ResourceDiff};
 use crate::clusters::Clusters;
 use crate::error::{Error, Result};
-use crate::live::{to_prepared, AppRef, Kind, LiveState, WatchKey};
+use crate::live::{value_to_prepared, AppRef, Kind, LiveState, WatchKey};
 use crate::lock;
 use crate::metrics::{labels, Metrics};
 use crate::publish::{self, Envelope, Published, Publisher};
@@ -741,7 +741,7 @@ fn live_objects(
                 namespace: o.metadata.namespace.clone().unwrap_or_default(),
                 name: o.metadata.name.clone().unwrap_or_default(),
             };
-            if !desired.contains_key(&key) && !tracked_by(&o, tracking_name, policy) {
+            if !desired.contains_key(&key) && !tracked_by(&o.metadata, tracking_name, policy) {
                 continue;
             }
             if o.metadata
@@ -753,14 +753,18 @@ fn live_objects(
             }
             live.insert(
                 key,
-                to_prepared(&o, &w.api_version(), &w.kind, &policy.tracking)?,
+                value_to_prepared(o.value(), &w.api_version(), &w.kind, &policy.tracking)?,
             );
         }
     }
     Ok(live)
 }
 
-fn tracked_by(o: &DynamicObject, app: &str, policy: &Policy) -> bool {
+fn tracked_by(
+    o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    app: &str,
+    policy: &Policy,
+) -> bool {
     crate::live::tracking_names(o, &policy.tracking).any(|n| n == app)
 }
 
