@@ -122,14 +122,18 @@ struct Watch {
     last_error: Arc<Mutex<Option<String>>>,
 }
 
+/// An application reference shared by every entry naming it: an `ObjectRef` is a dozen
+/// strings, and there is an entry per tracked object.
+type Shared = Arc<AppRef>;
+
 /// Which applications care about which objects.
 #[derive(Default)]
 struct Interest {
-    by_key: HashMap<ResourceKey, HashSet<AppRef>>,
+    by_key: HashMap<ResourceKey, HashSet<Shared>>,
     /// Application names as tracking marks name them.
-    by_name: HashMap<String, HashSet<AppRef>>,
-    by_watch: HashMap<WatchKey, HashSet<AppRef>>,
-    registered: HashMap<AppRef, (Vec<ResourceKey>, String, Vec<WatchKey>)>,
+    by_name: HashMap<String, HashSet<Shared>>,
+    by_watch: HashMap<WatchKey, HashSet<Shared>>,
+    registered: HashMap<Shared, (Vec<ResourceKey>, String, Vec<WatchKey>)>,
 }
 
 /// The live state of one cluster.
@@ -195,6 +199,7 @@ impl LiveState {
         {
             let mut interest = lock(&self.interest);
             interest.unregister(app);
+            let app: Shared = Arc::new(app.clone());
             for k in &keys {
                 interest
                     .by_key
@@ -240,7 +245,11 @@ impl LiveState {
 
     /// The applications registered here.
     pub fn apps(&self) -> HashSet<AppRef> {
-        lock(&self.interest).registered.keys().cloned().collect()
+        lock(&self.interest)
+            .registered
+            .keys()
+            .map(|a| (**a).clone())
+            .collect()
     }
 
     /// Forget applications that are gone (deleted, opted out, moved to another cluster) and
@@ -251,8 +260,8 @@ impl LiveState {
             let gone: Vec<AppRef> = interest
                 .registered
                 .keys()
-                .filter(|a| !alive.contains(*a))
-                .cloned()
+                .filter(|a| !alive.contains(&***a))
+                .map(|a| (**a).clone())
                 .collect();
             for app in &gone {
                 interest.unregister(app);
@@ -385,7 +394,7 @@ impl LiveState {
                         let apps = lock(&interest)
                             .by_watch
                             .get(&watch_key)
-                            .cloned()
+                            .map(|a| a.iter().map(|a| (**a).clone()).collect())
                             .unwrap_or_default();
                         send(&triggers, apps);
                     }
@@ -589,7 +598,7 @@ impl Interest {
             name: o.name.clone().unwrap_or_default(),
         };
         if let Some(a) = self.by_key.get(&key) {
-            apps.extend(a.iter().cloned());
+            apps.extend(a.iter().map(|a| (**a).clone()));
         }
         for name in tracking_names(o, tracking) {
             if let Some(a) = self.by_name.get(name) {
@@ -598,7 +607,7 @@ impl Interest {
                 apps.extend(
                     a.iter()
                         .filter(|app| on_watch.is_some_and(|w| w.contains(*app)))
-                        .cloned(),
+                        .map(|a| (**a).clone()),
                 );
             }
         }
@@ -624,7 +633,7 @@ pub fn tracking_names<'a>(o: &'a ObjectMeta, keys: &TrackingKeys) -> impl Iterat
 }
 
 fn remove_from<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, HashSet<AppRef>>,
+    map: &mut HashMap<K, HashSet<Shared>>,
     key: &K,
     app: &AppRef,
 ) {

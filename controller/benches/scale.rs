@@ -13,7 +13,8 @@
 //!   BENCH_APPS=200 BENCH_OBJECTS_PER_APP=50 BENCH_REPLICAS=3 cargo bench -p argo-drift-controller --bench scale
 //!
 //! Other knobs: BENCH_WRITES (200), BENCH_WRITE_RATE (writes/s, 5), BENCH_STATUS_RATE
-//! (status updates/s, 200), BENCH_CHURN_SECONDS (20), BENCH_LEASE_SECONDS (10).
+//! (status updates/s, 200), BENCH_CHURN_SECONDS (20), BENCH_LEASE_SECONDS (10),
+//! BENCH_APPS_PER_NAMESPACE (1: each app in a namespace of its own).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -97,6 +98,7 @@ async fn run() {
     let status_rate = knob("BENCH_STATUS_RATE", 200).max(1);
     let churn_seconds = knob("BENCH_CHURN_SECONDS", 20);
     let lease_seconds = knob("BENCH_LEASE_SECONDS", 10);
+    let per_namespace = knob("BENCH_APPS_PER_NAMESPACE", 1).max(1) as usize;
     let client = client().await;
     let argocd = fresh_namespace(&client, "scale-argocd").await;
     let dir = tempfile::tempdir().unwrap();
@@ -104,14 +106,22 @@ async fn run() {
 
     // ----- the fleet: Git, namespaces, live objects as Argo CD applied them, Applications.
     let setup = Instant::now();
-    let mut namespaces = Vec::with_capacity(apps);
+    let mut namespaces: Vec<String> = Vec::with_capacity(apps);
     let mut docs: Vec<(String, serde_json::Value)> = Vec::with_capacity(apps * per_app);
     for a in 0..apps {
-        let ns = fresh_namespace(&client, &format!("scale-{a}")).await;
-        let mut text = fleet_deployment(a);
+        // Apps sharing a namespace name their objects apart.
+        let ns = if a % per_namespace == 0 {
+            fresh_namespace(&client, &format!("scale-{a}")).await
+        } else {
+            namespaces[a - 1].clone()
+        };
+        let prefix = object_prefix(a, per_namespace);
+        let mut text = fleet_deployment(a).replace("name: web", &format!("name: {prefix}web"));
         for j in 1..per_app {
             text.push_str("---\n");
-            text.push_str(&fleet_configmap(a, j));
+            text.push_str(
+                &fleet_configmap(a, j).replace("name: cm-", &format!("name: {prefix}cm-")),
+            );
         }
         repo.write(&format!("apps/app-{a}/all.yaml"), &text);
         for d in serde_yaml::Deserializer::from_str(&text) {
@@ -238,8 +248,9 @@ async fn run() {
             for n in 0u64.. {
                 tick.tick().await;
                 let permit = limit.clone().acquire_owned().await.unwrap();
-                let api: Api<Deployment> =
-                    Api::namespaced(client.clone(), &namespaces[(n as usize) % namespaces.len()]);
+                let a = (n as usize) % namespaces.len();
+                let web = format!("{}web", object_prefix(a, per_namespace));
+                let api: Api<Deployment> = Api::namespaced(client.clone(), &namespaces[a]);
                 let sent = sent.clone();
                 tokio::spawn(async move {
                     let status = json!({"status": {"observedGeneration": 1, "replicas": 2,
@@ -247,7 +258,7 @@ async fn run() {
                         "status": "True", "reason": "ReplicaSetUpdated",
                         "message": format!("churn {n}")}]}});
                     if api
-                        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+                        .patch_status(&web, &PatchParams::default(), &Patch::Merge(&status))
                         .await
                         .is_ok()
                     {
@@ -313,7 +324,7 @@ async fn run() {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a]);
         let t0 = Instant::now();
         cms.patch(
-            &format!("cm-{j}"),
+            &format!("{}cm-{j}", object_prefix(a, per_namespace)),
             &edit,
             &Patch::Merge(json!({"data": {"level": marker}})),
         )
@@ -425,7 +436,8 @@ async fn run() {
     let cleanup = Instant::now();
     let all = kube::api::DeleteParams::default();
     let every = kube::api::ListParams::default();
-    futures::stream::iter(namespaces.iter())
+    let distinct: std::collections::BTreeSet<&String> = namespaces.iter().collect();
+    futures::stream::iter(distinct)
         .for_each_concurrent(16, |ns| {
             let client = client.clone();
             let (all, every) = (all.clone(), every.clone());
@@ -448,6 +460,15 @@ async fn run() {
         "scale: objects deleted in {:.0} s",
         cleanup.elapsed().as_secs_f64()
     );
+}
+
+/// What app `a`'s object names start with: nothing when each app has its own namespace.
+fn object_prefix(a: usize, per_namespace: usize) -> String {
+    if per_namespace > 1 {
+        format!("a{a}-")
+    } else {
+        String::new()
+    }
 }
 
 /// Move the writes whose marker has reached their app's report into `latencies`.
