@@ -84,6 +84,7 @@ pub struct Cached {
 
 impl Cached {
     fn new(o: &DynamicObject) -> Cached {
+        let json = serde_json::to_string(o).unwrap_or_default();
         let annotations = o.metadata.annotations.as_ref().map(|a| {
             a.iter()
                 .filter(|(k, _)| k.as_str() != argo_drift_core::normalize::LAST_APPLIED)
@@ -98,10 +99,14 @@ impl Cached {
                 annotations,
                 ..Default::default()
             },
-            digest: relevant_digest(o),
-            json: serde_json::to_string(o)
-                .unwrap_or_default()
-                .into_boxed_str(),
+            // In cache form the object holds only what analysis reads: its text is the digest.
+            digest: {
+                use std::hash::{Hash as _, Hasher as _};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                json.hash(&mut hasher);
+                hasher.finish()
+            },
+            json: json.into_boxed_str(),
         }
     }
 
@@ -314,7 +319,7 @@ impl LiveState {
         let (ready_tx, ready_rx) = watch::channel(false);
         // kube-runtime's watcher re-lists on 410 Gone and backs off with jitter on errors.
         // Analysis never reads a live object's status: it is not kept, and a change of status
-        // alone analyses nothing again (see `relevant_digest`).
+        // alone analyses nothing again (see `cache_form` and `Cached`).
         let stream = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(move |o: &mut DynamicObject| cache_form(o, secret));
@@ -434,17 +439,22 @@ impl Drop for LiveState {
     }
 }
 
-/// What the live cache keeps of an object: no status (analysis never reads it), and of a
+/// What the live cache keeps of an object: no status and no resourceVersion (analysis never
+/// reads them, so an update of only those is ignored), and of a
 /// Secret no value — its `data` and kubectl's copy in the last-applied annotation hold keyed
 /// digests instead ([`argo_drift_core::redact::DIGEST_PREFIX`]), which mask like the values.
 pub fn cache_form(o: &mut DynamicObject, secret: bool) {
     if let Some(map) = o.data.as_object_mut() {
         map.remove("status");
     }
-    // Who wrote the status says nothing about the fields analysis reads.
+    // Who wrote the status says nothing about the fields analysis reads, nor does the version
+    // (the watcher has taken it from the event before this runs).
     if let Some(fields) = &mut o.metadata.managed_fields {
         fields.retain(|f| f.subresource.as_deref() != Some("status"));
     }
+    o.metadata.resource_version = None;
+    // Listed items come without apiVersion and kind, watched ones with: the watch knows them.
+    o.types = None;
     if !secret {
         return;
     }
@@ -457,17 +467,6 @@ pub fn cache_form(o: &mut DynamicObject, secret: bool) {
     {
         *text = argo_drift_core::redact::digest_last_applied(text).unwrap_or_default();
     }
-}
-
-/// A digest of what analysis reads of a live object: everything but its status (already
-/// dropped), its resourceVersion and the managedFields entries of status writers.
-fn relevant_digest(o: &DynamicObject) -> u64 {
-    let mut meta = o.metadata.clone();
-    meta.resource_version = None;
-    if let Some(fields) = &mut meta.managed_fields {
-        fields.retain(|f| f.subresource.as_deref() != Some("status"));
-    }
-    object_digest(&meta, &o.data)
 }
 
 /// A digest of an object's metadata and content, for telling versions apart that analysis

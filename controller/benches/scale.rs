@@ -21,7 +21,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,13 +48,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(run());
-}
-
-struct Replica {
-    identity: String,
-    child: Child,
-    admin: String,
-    _cache: tempfile::TempDir,
 }
 
 impl Replica {
@@ -170,41 +162,12 @@ async fn run() {
     let started = Instant::now();
     let mut replicas: Vec<Replica> = (0..replicas_n)
         .map(|i| {
-            let port = free_port();
-            let cache = tempfile::tempdir().unwrap();
-            let identity = format!("replica-{i}");
-            let child = Command::new(env!("CARGO_BIN_EXE_argo-drift"))
-                .args([
-                    "run",
-                    "--sharding",
-                    "true",
-                    "--identity",
-                    &identity,
-                    "--lease-duration",
-                    &format!("{lease_seconds}s"),
-                    "--app-namespace",
-                    &argocd,
-                    "--control-plane-namespace",
-                    &argocd,
-                    "--state-namespace",
-                    &argocd,
-                    "--admin-addr",
-                    &format!("127.0.0.1:{port}"),
-                    "--repo-cache",
-                    &cache.path().display().to_string(),
-                    "--log-level",
-                    "warn",
-                ])
-                .env("KUBECONFIG", kubeconfig())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            Replica {
-                identity,
-                child,
-                admin: format!("http://127.0.0.1:{port}"),
-                _cache: cache,
-            }
+            Replica::start(
+                env!("CARGO_BIN_EXE_argo-drift"),
+                &format!("replica-{i}"),
+                &argocd,
+                lease_seconds,
+            )
         })
         .collect();
     let long = Duration::from_secs(3600);

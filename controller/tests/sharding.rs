@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -20,50 +20,6 @@ const LEASE_SECONDS: u64 = 4;
 
 fn config_map(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  level: info\n")
-}
-
-struct Replica {
-    identity: String,
-    child: Child,
-    admin: String,
-    _cache: tempfile::TempDir,
-}
-
-fn start(identity: &str, argocd: &str) -> Replica {
-    let port = free_port();
-    let cache = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_argo-drift"))
-        .args([
-            "run",
-            "--sharding",
-            "true",
-            "--identity",
-            identity,
-            "--lease-duration",
-            &format!("{LEASE_SECONDS}s"),
-            "--app-namespace",
-            argocd,
-            "--control-plane-namespace",
-            argocd,
-            "--state-namespace",
-            argocd,
-            "--admin-addr",
-            &format!("127.0.0.1:{port}"),
-            "--repo-cache",
-            &cache.path().display().to_string(),
-            "--log-level",
-            "warn",
-        ])
-        .env("KUBECONFIG", kubeconfig())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Replica {
-        identity: identity.to_string(),
-        child,
-        admin: format!("http://127.0.0.1:{port}"),
-        _cache: cache,
-    }
 }
 
 /// The last report of each app and who wrote it.
@@ -109,7 +65,7 @@ async fn three_replicas_report_each_app_once_and_a_killed_replicas_apps_move_wit
 
     let mut replicas: Vec<Replica> = ["replica-a", "replica-b", "replica-c"]
         .iter()
-        .map(|id| start(id, &argocd))
+        .map(|id| Replica::start(env!("CARGO_BIN_EXE_argo-drift"), id, &argocd, LEASE_SECONDS))
         .collect();
     let everyone: Vec<String> = replicas.iter().map(|r| r.identity.clone()).collect();
     let owner_among = |members: &[String], n: &str| {

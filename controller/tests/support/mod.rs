@@ -1302,3 +1302,53 @@ pub fn fleet_deployment(app: usize) -> String {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app-{app}}}\n  template:\n    metadata:\n      labels: {{app: app-{app}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        ports:\n        - containerPort: 80\n          protocol: TCP\n"
     )
 }
+
+/// An `argo-drift run --sharding true` process (the binary at `bin`) watching `namespace`, which
+/// is also its Argo CD's and its state namespace.
+#[allow(dead_code)]
+pub struct Replica {
+    pub identity: String,
+    pub child: std::process::Child,
+    pub admin: String,
+    _cache: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Replica {
+    pub fn start(bin: &str, identity: &str, namespace: &str, lease_seconds: u64) -> Replica {
+        let port = free_port();
+        let cache = tempfile::tempdir().unwrap();
+        let child = Command::new(bin)
+            .args([
+                "run",
+                "--sharding",
+                "true",
+                "--identity",
+                identity,
+                "--lease-duration",
+                &format!("{lease_seconds}s"),
+                "--app-namespace",
+                namespace,
+                "--control-plane-namespace",
+                namespace,
+                "--state-namespace",
+                namespace,
+                "--admin-addr",
+                &format!("127.0.0.1:{port}"),
+                "--repo-cache",
+                &cache.path().display().to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .env("KUBECONFIG", kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Replica {
+            identity: identity.to_string(),
+            child,
+            admin: format!("http://127.0.0.1:{port}"),
+            _cache: cache,
+        }
+    }
+}
