@@ -119,6 +119,13 @@ impl Cached {
 /// A watch's objects by (namespace, name).
 type Objects = HashMap<(Option<String>, String), Arc<Cached>>;
 
+fn object_id(o: &DynamicObject) -> (Option<String>, String) {
+    (
+        o.metadata.namespace.clone(),
+        o.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
 struct Watch {
     objects: Arc<Mutex<Objects>>,
     ready: watch::Receiver<bool>,
@@ -336,26 +343,20 @@ impl LiveState {
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
+            let watch_labels = labels(&[("cluster", &cluster), ("kind", &watch_key.kind)]);
             // A (re-)list fills this, then replaces the objects at once.
             let mut relisted: Objects = HashMap::new();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Apply(o)) => {
-                        let id = (
-                            o.metadata.namespace.clone(),
-                            o.metadata.name.clone().unwrap_or_default(),
-                        );
                         let cached = Arc::new(Cached::new(&o));
                         // What analysis could see is unchanged (status, resourceVersion, the
                         // status writer's managedFields entry): nothing to do.
-                        let before = lock(&store).insert(id, cached.clone());
+                        let before = lock(&store).insert(object_id(&o), cached.clone());
                         if before.is_some_and(|b| b.digest == cached.digest) {
                             metrics
                                 .watch_events_ignored
-                                .get_or_create(&labels(&[
-                                    ("cluster", &cluster),
-                                    ("kind", &watch_key.kind),
-                                ]))
+                                .get_or_create(&watch_labels)
                                 .inc();
                             continue;
                         }
@@ -364,29 +365,16 @@ impl LiveState {
                         send(&triggers, apps);
                     }
                     Ok(Event::InitApply(o)) => {
-                        let id = (
-                            o.metadata.namespace.clone(),
-                            o.metadata.name.clone().unwrap_or_default(),
-                        );
-                        relisted.insert(id, Arc::new(Cached::new(&o)));
+                        relisted.insert(object_id(&o), Arc::new(Cached::new(&o)));
                     }
                     Ok(Event::Delete(o)) => {
-                        lock(&store).remove(&(
-                            o.metadata.namespace.clone(),
-                            o.metadata.name.clone().unwrap_or_default(),
-                        ));
+                        lock(&store).remove(&object_id(&o));
                         let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
                         let apps = lock(&interest).apps_for(&o.metadata, &watch_key, &keys);
                         send(&triggers, apps);
                     }
                     Ok(Event::Init) if listed => {
-                        metrics
-                            .watch_restarts
-                            .get_or_create(&labels(&[
-                                ("cluster", &cluster),
-                                ("kind", &watch_key.kind),
-                            ]))
-                            .inc();
+                        metrics.watch_restarts.get_or_create(&watch_labels).inc();
                         tracing::info!(cluster = %cluster, watch = %label, "watch re-listing");
                     }
                     Ok(Event::InitDone) => {
@@ -405,13 +393,7 @@ impl LiveState {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        metrics
-                            .watch_errors
-                            .get_or_create(&labels(&[
-                                ("cluster", &cluster),
-                                ("kind", &watch_key.kind),
-                            ]))
-                            .inc();
+                        metrics.watch_errors.get_or_create(&watch_labels).inc();
                         tracing::warn!(cluster = %cluster, watch = %label, error = %e, "watch error; retrying with backoff");
                         *lock(&errors) = Some(e.to_string());
                     }

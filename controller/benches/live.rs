@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -47,55 +46,9 @@ fn main() {
 
 async fn run(apps: usize, per_app: usize, writes: usize) {
     let client = client().await;
-    let argocd = fresh_namespace(&client, "bench-argocd").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("bench"));
-    let mut namespaces = Vec::new();
     let setup = Instant::now();
-    for a in 0..apps {
-        let ns = fresh_namespace(&client, &format!("bench-{a}")).await;
-        let mut text = fleet_deployment(a);
-        for j in 1..per_app {
-            text.push_str("---\n");
-            text.push_str(&fleet_configmap(a, j));
-        }
-        repo.write(&format!("apps/app-{a}/all.yaml"), &text);
-        namespaces.push((ns, text));
-    }
-    let commit = repo.commit("bench");
-    // Apply as Argo CD would, 16 requests at a time.
-    let docs: Vec<(String, serde_json::Value)> = namespaces
-        .iter()
-        .flat_map(|(ns, text)| {
-            serde_yaml::Deserializer::from_str(text)
-                .map(|d| {
-                    (
-                        ns.clone(),
-                        <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let total = docs.len();
-    futures::stream::iter(docs)
-        .for_each_concurrent(16, |(ns, v)| {
-            let client = client.clone();
-            async move {
-                apply(&client, &ns, v, "argocd-controller").await;
-            }
-        })
-        .await;
-    for (a, (ns, _)) in namespaces.iter().enumerate() {
-        let app = application(
-            &format!("app-{a}"),
-            &repo.url(),
-            &format!("apps/app-{a}"),
-            ns,
-            Some(&commit),
-        );
-        apply(&client, &argocd, app, "argocd-server").await;
-    }
+    let fleet = Fleet::create(&client, "bench", apps, per_app, 1).await;
+    let (argocd, namespaces, total) = (fleet.argocd.clone(), &fleet.namespaces, fleet.objects);
     eprintln!(
         "bench: {apps} apps, {total} objects applied in {:.1} s",
         setup.elapsed().as_secs_f64()
@@ -146,7 +99,7 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         let a = k % apps;
         let j = 1 + (k * 7) % (per_app - 1).max(1);
         let marker = format!("bench-{k}-{}", rand_u32());
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a].0);
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a]);
         let from = reports.lock().unwrap().len();
         let t0 = Instant::now();
         cms.patch(

@@ -92,64 +92,15 @@ async fn run() {
     let lease_seconds = knob("BENCH_LEASE_SECONDS", 10);
     let per_namespace = knob("BENCH_APPS_PER_NAMESPACE", 1).max(1) as usize;
     let client = client().await;
-    let argocd = fresh_namespace(&client, "scale-argocd").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("fleet"));
 
     // ----- the fleet: Git, namespaces, live objects as Argo CD applied them, Applications.
     let setup = Instant::now();
-    let mut namespaces: Vec<String> = Vec::with_capacity(apps);
-    let mut docs: Vec<(String, serde_json::Value)> = Vec::with_capacity(apps * per_app);
-    for a in 0..apps {
-        // Apps sharing a namespace name their objects apart.
-        let ns = if a % per_namespace == 0 {
-            fresh_namespace(&client, &format!("scale-{a}")).await
-        } else {
-            namespaces[a - 1].clone()
-        };
-        let prefix = object_prefix(a, per_namespace);
-        let mut text = fleet_deployment(a).replace("name: web", &format!("name: {prefix}web"));
-        for j in 1..per_app {
-            text.push_str("---\n");
-            text.push_str(
-                &fleet_configmap(a, j).replace("name: cm-", &format!("name: {prefix}cm-")),
-            );
-        }
-        repo.write(&format!("apps/app-{a}/all.yaml"), &text);
-        for d in serde_yaml::Deserializer::from_str(&text) {
-            docs.push((
-                ns.clone(),
-                <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap(),
-            ));
-        }
-        namespaces.push(ns);
-    }
-    let commit = repo.commit("fleet");
-    let total = docs.len();
-    futures::stream::iter(docs)
-        .for_each_concurrent(32, |(ns, v)| {
-            let client = client.clone();
-            async move {
-                apply(&client, &ns, v, "argocd-controller").await;
-            }
-        })
-        .await;
-    futures::stream::iter(namespaces.iter().enumerate())
-        .for_each_concurrent(16, |(a, ns)| {
-            let client = client.clone();
-            let argocd = argocd.clone();
-            let app = application(
-                &format!("app-{a}"),
-                &repo.url(),
-                &format!("apps/app-{a}"),
-                ns,
-                Some(&commit),
-            );
-            async move {
-                apply(&client, &argocd, app, "argocd-server").await;
-            }
-        })
-        .await;
+    let fleet = Fleet::create(&client, "scale", apps, per_app, per_namespace).await;
+    let (argocd, namespaces, total) = (
+        fleet.argocd.clone(),
+        fleet.namespaces.clone(),
+        fleet.objects,
+    );
     eprintln!(
         "scale: {apps} apps, {total} objects applied in {:.0} s",
         setup.elapsed().as_secs_f64()
@@ -203,6 +154,10 @@ async fn run() {
     let churn = {
         let client = client.clone();
         let namespaces = namespaces.clone();
+        // Each app's Deployment, by app.
+        let webs: Vec<String> = (0..namespaces.len())
+            .map(|a| fleet.object(a, "web"))
+            .collect();
         let sent = churn_sent.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / status_rate));
@@ -212,7 +167,7 @@ async fn run() {
                 tick.tick().await;
                 let permit = limit.clone().acquire_owned().await.unwrap();
                 let a = (n as usize) % namespaces.len();
-                let web = format!("{}web", object_prefix(a, per_namespace));
+                let web = webs[a].clone();
                 let api: Api<Deployment> = Api::namespaced(client.clone(), &namespaces[a]);
                 let sent = sent.clone();
                 tokio::spawn(async move {
@@ -287,7 +242,7 @@ async fn run() {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &namespaces[a]);
         let t0 = Instant::now();
         cms.patch(
-            &format!("{}cm-{j}", object_prefix(a, per_namespace)),
+            &fleet.object(a, &format!("cm-{j}")),
             &edit,
             &Patch::Merge(json!({"data": {"level": marker}})),
         )
@@ -423,15 +378,6 @@ async fn run() {
         "scale: objects deleted in {:.0} s",
         cleanup.elapsed().as_secs_f64()
     );
-}
-
-/// What app `a`'s object names start with: nothing when each app has its own namespace.
-fn object_prefix(a: usize, per_namespace: usize) -> String {
-    if per_namespace > 1 {
-        format!("a{a}-")
-    } else {
-        String::new()
-    }
 }
 
 /// Move the writes whose marker has reached their app's report into `latencies`.

@@ -172,12 +172,6 @@ impl Remediator {
         self.clock.now()
     }
 
-    /// Forget the cached state (a new leader, or the new owner of an app, reads it afresh).
-    pub async fn reload(&self) {
-        crate::lock(&self.apps).clear();
-        *crate::lock(&self.global) = None;
-    }
-
     /// Forget what is cached of one application (it moved to another replica).
     pub fn let_go(&self, app: &str) {
         crate::lock(&self.apps).remove(app);

@@ -1352,3 +1352,105 @@ impl Replica {
         }
     }
 }
+
+/// A fleet for the benchmarks: `apps` applications of `per_app` objects each (Deployment `web`
+/// and ConfigMaps `cm-<j>`), `per_namespace` apps to a namespace (their object names then start
+/// with `a<app>-`), in one Git repository; live as Argo CD applied them and opted in as
+/// Applications in a namespace of their own (`argocd`).
+#[allow(dead_code)]
+pub struct Fleet {
+    pub argocd: String,
+    /// Each app's namespace, by app.
+    pub namespaces: Vec<String>,
+    pub per_namespace: usize,
+    /// Live objects applied.
+    pub objects: usize,
+    _repo: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Fleet {
+    pub async fn create(
+        client: &Client,
+        prefix: &str,
+        apps: usize,
+        per_app: usize,
+        per_namespace: usize,
+    ) -> Fleet {
+        use futures::StreamExt as _;
+        let per_namespace = per_namespace.max(1);
+        let argocd = fresh_namespace(client, &format!("{prefix}-argocd")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = GitRepo::new(&dir.path().join("fleet"));
+        let mut namespaces: Vec<String> = Vec::with_capacity(apps);
+        let mut docs: Vec<(String, Value)> = Vec::with_capacity(apps * per_app);
+        for a in 0..apps {
+            let ns = if a % per_namespace == 0 {
+                fresh_namespace(client, &format!("{prefix}-{a}")).await
+            } else {
+                namespaces[a - 1].clone()
+            };
+            let names = Fleet::names_of(a, per_namespace);
+            let mut text = fleet_deployment(a).replace("name: web", &format!("name: {names}web"));
+            for j in 1..per_app {
+                text.push_str("---\n");
+                text.push_str(
+                    &fleet_configmap(a, j).replace("name: cm-", &format!("name: {names}cm-")),
+                );
+            }
+            repo.write(&format!("apps/app-{a}/all.yaml"), &text);
+            for d in serde_yaml::Deserializer::from_str(&text) {
+                docs.push((
+                    ns.clone(),
+                    <Value as serde::Deserialize>::deserialize(d).unwrap(),
+                ));
+            }
+            namespaces.push(ns);
+        }
+        let commit = repo.commit("fleet");
+        let objects = docs.len();
+        // Applied as Argo CD would, many requests at a time.
+        futures::stream::iter(docs)
+            .for_each_concurrent(32, |(ns, v)| async move {
+                apply(client, &ns, v, "argocd-controller").await;
+            })
+            .await;
+        let url = repo.url();
+        futures::stream::iter(namespaces.iter().enumerate())
+            .for_each_concurrent(16, |(a, ns)| {
+                let app = application(
+                    &format!("app-{a}"),
+                    &url,
+                    &format!("apps/app-{a}"),
+                    ns,
+                    Some(&commit),
+                );
+                let argocd = argocd.clone();
+                async move {
+                    apply(client, &argocd, app, "argocd-server").await;
+                }
+            })
+            .await;
+        Fleet {
+            argocd,
+            namespaces,
+            per_namespace,
+            objects,
+            _repo: dir,
+        }
+    }
+
+    /// What app `a`'s object names start with: nothing when each app has its own namespace.
+    fn names_of(a: usize, per_namespace: usize) -> String {
+        if per_namespace > 1 {
+            format!("a{a}-")
+        } else {
+            String::new()
+        }
+    }
+
+    /// The name of app `a`'s object `name` (`web`, `cm-3`).
+    pub fn object(&self, a: usize, name: &str) -> String {
+        format!("{}{name}", Fleet::names_of(a, self.per_namespace))
+    }
+}
