@@ -373,9 +373,14 @@ impl LiveState {
                         let apps = lock(&interest).apps_for(&o.metadata, &watch_key, &keys);
                         send(&triggers, apps);
                     }
-                    Ok(Event::Init) if listed => {
-                        metrics.watch_restarts.get_or_create(&watch_labels).inc();
-                        tracing::info!(cluster = %cluster, watch = %label, "watch re-listing");
+                    Ok(Event::Init) => {
+                        // A list that broke off and starts again must not leave its first
+                        // items behind (an object deleted in between would stay).
+                        relisted.clear();
+                        if listed {
+                            metrics.watch_restarts.get_or_create(&watch_labels).inc();
+                            tracing::info!(cluster = %cluster, watch = %label, "watch re-listing");
+                        }
                     }
                     Ok(Event::InitDone) => {
                         *lock(&store) = std::mem::take(&mut relisted);
@@ -391,7 +396,6 @@ impl LiveState {
                             .unwrap_or_default();
                         send(&triggers, apps);
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         metrics.watch_errors.get_or_create(&watch_labels).inc();
                         tracing::warn!(cluster = %cluster, watch = %label, error = %e, "watch error; retrying with backoff");
