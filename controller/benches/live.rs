@@ -63,6 +63,8 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
             &argocd,
             "--control-plane-namespace",
             &argocd,
+            "--state-namespace",
+            &argocd,
             "--admin-addr",
             &format!("127.0.0.1:{port}"),
             "--repo-cache",
