@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+mod fast_yaml;
+
 /// Identity of a Kubernetes object: the API version is deliberately not part of it, because the
 /// same object is served under several versions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -345,6 +347,10 @@ fn parse_yaml(
                 continue;
             }
         }
+        if let Some(value) = fast_yaml::parse(section.text) {
+            emit_document(value, origin, sink)?;
+            continue;
+        }
         let mut inner_docs = 0;
         for de in serde_yaml::Deserializer::from_str(section.text) {
             inner_docs += 1;
@@ -578,15 +584,20 @@ fn parse_split_list(
             line: first_line + line_index,
             ..origin.clone()
         };
-        let mut seq: Vec<serde_yaml::Value> = serde_yaml::from_str(text)
-            .map_err(|e| yaml_error(&e, &item_origin, first_line + line_index))?;
-        let Some(value) = seq.pop() else {
-            return Ok(false);
+        let value = match fast_yaml::parse(text) {
+            Some(Value::Array(mut seq)) if seq.len() == 1 => seq.pop().unwrap_or_default(),
+            _ => {
+                let mut seq: Vec<serde_yaml::Value> = serde_yaml::from_str(text)
+                    .map_err(|e| yaml_error(&e, &item_origin, first_line + line_index))?;
+                let Some(value) = seq.pop() else {
+                    return Ok(false);
+                };
+                yaml_to_json(value).map_err(|message| Error::ParseManifest {
+                    origin: item_origin.clone(),
+                    message,
+                })?
+            }
         };
-        let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
-            origin: item_origin.clone(),
-            message,
-        })?;
         emit(value, item_origin, sink)?;
     }
     Ok(true)

@@ -1,0 +1,1124 @@
+//! A fast reader for the YAML that Kubernetes tools write, straight into JSON values.
+//!
+//! `kubectl get -o yaml`, Helm and Kustomize print a small part of YAML: block mappings and
+//! sequences, plain and single-quoted scalars (wrapped at 80 columns), double-quoted ones,
+//! literal and folded block scalars, one-line flow collections; or JSON documents between `---`
+//! lines. This reader handles exactly that part and answers `None` for anything else — anchors,
+//! tags, flows over several lines, multi-line double-quoted scalars, more-indented folded lines,
+//! duplicate keys, any malformation — and the caller then parses the text
+//! with serde_yaml, whose result (and error message) is the reference. Whenever this reader
+//! answers, its value is the one serde_yaml's would convert to (tests compare the two on real
+//! manifests and on thousands of mutated ones), so the fallback changes speed, never meaning.
+//!
+//! Plain scalars are resolved as serde_yaml resolves them (`null`/`~`/empty, `true`/`false` in
+//! three spellings, integers, floats, else strings); anything that might be a number other than a
+//! plain decimal integer is handed to serde_yaml, one scalar at a time.
+
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The JSON value of one YAML document, or `None` when this reader does not handle its text.
+pub(crate) fn parse(text: &str) -> Option<Value> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return parse_json_document(text);
+    }
+    if text.contains('\r') || text.contains('\t') {
+        return None;
+    }
+    let mut reader = Reader::new(text);
+    let first = reader.next_content(0)?;
+    let indent = reader.lines[first].indent;
+    let value = reader.node(first, indent)?;
+    // Anything after the top node (a `...` line, a dedented stray line) is for serde_yaml to judge.
+    match reader.next_content(reader.cursor) {
+        None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// A JSON document, as kubectl reads one (its decoder sees the `{` and reads JSON): serde_json,
+/// with duplicate keys refused as serde_yaml refuses them.
+fn parse_json_document(text: &str) -> Option<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = StrictValue.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+/// A `serde_json::Value` that refuses a mapping naming one key twice.
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            let value = access.next_value_seed(StrictValue)?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// One line of the document: where it starts and ends (without its line break) and where its
+/// content starts. A `- ` entry moves its line's content start past the dash, so that what follows
+/// reads as a node of its own at that column.
+#[derive(Clone, Copy)]
+struct Line {
+    start: usize,
+    end: usize,
+    indent: usize,
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    lines: Vec<Line>,
+    /// The first line not yet consumed.
+    cursor: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut lines = Vec::with_capacity(text.len() / 24 + 1);
+        let mut start = 0;
+        for line in text.split('\n') {
+            let end = start + line.len();
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            lines.push(Line { start, end, indent });
+            start = end + 1;
+        }
+        Reader {
+            text,
+            lines,
+            cursor: 0,
+        }
+    }
+
+    /// The content of a line from its content start, without trailing spaces.
+    fn content(&self, index: usize) -> &'a str {
+        let line = self.lines[index];
+        self.text[line.start + line.indent..line.end].trim_end_matches(' ')
+    }
+
+    /// The first line at or after `from` with content (not blank, not a comment).
+    fn next_content(&self, from: usize) -> Option<usize> {
+        (from..self.lines.len()).find(|&i| {
+            let c = self.content(i);
+            !c.is_empty() && !c.starts_with('#')
+        })
+    }
+
+    /// The node whose first line is `index`, at column `indent`.
+    fn node(&mut self, index: usize, indent: usize) -> Option<Value> {
+        let content = self.content(index);
+        if is_entry(content) {
+            self.sequence(index, indent)
+        } else if split_key(content).is_some() {
+            self.mapping(index, indent)
+        } else {
+            None
+        }
+    }
+
+    /// A block sequence whose first `- ` entry is on line `index` at column `indent`.
+    fn sequence(&mut self, first: usize, indent: usize) -> Option<Value> {
+        let mut items = Vec::new();
+        let mut index = first;
+        loop {
+            let content = self.content(index);
+            if !is_entry(content) {
+                return None;
+            }
+            let rest = content[1..].trim_start_matches(' ');
+            if rest.is_empty() || rest.starts_with('#') {
+                self.cursor = index + 1;
+                items.push(self.nested(indent, false)?);
+            } else {
+                // The entry's content is a node at its own column: a compact mapping, or a scalar.
+                let column = self.lines[index].indent + (content.len() - rest.len());
+                self.lines[index].indent = column;
+                if is_entry(rest) {
+                    return None;
+                }
+                if split_key(rest).is_some() {
+                    items.push(self.mapping(index, column)?);
+                } else {
+                    items.push(self.inline_value(index, rest, indent)?);
+                }
+            }
+            match self.next_content(self.cursor) {
+                Some(next) if self.lines[next].indent == indent && is_entry(self.content(next)) => {
+                    index = next;
+                }
+                Some(next) if self.lines[next].indent > indent => return None,
+                _ => return Some(Value::Array(items)),
+            }
+        }
+    }
+
+    /// A block mapping whose first key is on line `index` at column `indent`.
+    fn mapping(&mut self, first: usize, indent: usize) -> Option<Value> {
+        let mut map = Map::new();
+        let mut index = first;
+        loop {
+            let content = self.content(index);
+            let (key, rest) = split_key(content)?;
+            let key = key_string(key)?;
+            if map.contains_key(&key) {
+                return None;
+            }
+            let rest = rest.trim_start_matches(' ');
+            let value = if rest.is_empty() || rest.starts_with('#') {
+                self.cursor = index + 1;
+                self.nested(indent, true)?
+            } else {
+                self.inline_value(index, rest, indent)?
+            };
+            map.insert(key, value);
+            match self.next_content(self.cursor) {
+                Some(next) if self.lines[next].indent == indent => {
+                    if is_entry(self.content(next)) {
+                        return None;
+                    }
+                    index = next;
+                }
+                Some(next) if self.lines[next].indent > indent => return None,
+                _ => return Some(Value::Object(map)),
+            }
+        }
+    }
+
+    /// The value of a key or entry with nothing after its indicator: the block on the following
+    /// lines when it is indented deeper (or, for a key, a sequence at the key's own column), else
+    /// null.
+    fn nested(&mut self, indent: usize, sequence_at_same_column: bool) -> Option<Value> {
+        let Some(next) = self.next_content(self.cursor) else {
+            return Some(Value::Null);
+        };
+        let column = self.lines[next].indent;
+        if column > indent
+            || (sequence_at_same_column && column == indent && is_entry(self.content(next)))
+        {
+            self.node(next, column)
+        } else {
+            Some(Value::Null)
+        }
+    }
+
+    /// A value written on the line of its key or dash: a scalar, `{}`/`[]`, or a literal block
+    /// scalar starting there. `parent` is the column of the collection holding it; a following
+    /// line indented deeper than it would continue the value, which this reader leaves to
+    /// serde_yaml.
+    fn inline_value(&mut self, index: usize, rest: &'a str, parent: usize) -> Option<Value> {
+        self.cursor = index + 1;
+        let value = match rest.as_bytes()[0] {
+            b'|' | b'>' => self.block_scalar(rest, parent)?,
+            b'"' => {
+                let (s, after) = double_quoted(rest)?;
+                only_comment(after)?;
+                Value::String(s)
+            }
+            b'\'' => {
+                let folded = self.fold_quoted(rest, parent)?;
+                let (s, after) = single_quoted(&folded)?;
+                only_comment(after)?;
+                Value::String(s)
+            }
+            b'{' | b'[' => {
+                let (value, after) = flow(rest)?;
+                only_comment(after)?;
+                value
+            }
+            _ => {
+                let first = plain(rest)?;
+                if first.len() < rest.len() {
+                    // A comment ends the scalar on its first line.
+                    resolve_plain(first)?
+                } else {
+                    match self.fold_plain(first, parent)? {
+                        Some(folded) => resolve_plain(&folded)?,
+                        None => resolve_plain(first)?,
+                    }
+                }
+            }
+        };
+        match self.next_content(self.cursor) {
+            Some(next) if self.lines[next].indent > parent => None,
+            _ => Some(value),
+        }
+    }
+
+    /// The lines continuing a plain scalar (emitters wrap long ones at 80 columns) joined by
+    /// spaces as YAML folds them (`Some(None)` when it has none). Continuations
+    /// this reader does not judge (blank lines between, comments, `: `, an entry dash) are `None`.
+    fn fold_plain(&mut self, first: &str, parent: usize) -> Option<Option<String>> {
+        let mut folded: Option<String> = None;
+        while let Some(line) = self.lines.get(self.cursor).copied() {
+            let content = self.content(self.cursor);
+            if content.is_empty() || line.indent <= parent {
+                break;
+            }
+            if content.starts_with('#') || is_entry(content) || content.contains(" #") {
+                return None;
+            }
+            if content.ends_with(':') || content.contains(": ") {
+                return None;
+            }
+            let out = folded.get_or_insert_with(|| first.to_string());
+            out.push(' ');
+            out.push_str(content);
+            self.cursor += 1;
+        }
+        Some(folded)
+    }
+
+    /// A single-quoted scalar that may go on over the following lines, as one line: the line
+    /// breaks folded into spaces, each continuation's indentation and each line's trailing spaces
+    /// dropped. Blank lines inside are left to serde_yaml.
+    fn fold_quoted(&mut self, first: &'a str, parent: usize) -> Option<std::borrow::Cow<'a, str>> {
+        if single_quoted(first).is_some() {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        let mut text = first.to_string();
+        loop {
+            let line = *self.lines.get(self.cursor)?;
+            let content = self.content(self.cursor);
+            if content.is_empty() || line.indent <= parent {
+                return None;
+            }
+            let trimmed = text.trim_end_matches(' ').len();
+            text.truncate(trimmed);
+            text.push(' ');
+            text.push_str(content);
+            self.cursor += 1;
+            if single_quoted(&text).is_some() {
+                return Some(std::borrow::Cow::Owned(text));
+            }
+        }
+    }
+
+    /// A literal (`|`, `|-`, `|+`) or folded (`>`, `>-`, `>+`) block scalar whose header is
+    /// `header`, in a collection at column `parent`: the lines after it indented deeper than the
+    /// parent, kept as they are (literal) or joined by spaces (folded).
+    fn block_scalar(&mut self, header: &str, parent: usize) -> Option<Value> {
+        let chomp = match header[1..].trim_end_matches(' ') {
+            "" => Chomp::Clip,
+            "-" => Chomp::Strip,
+            "+" => Chomp::Keep,
+            other => {
+                let (indicator, after) = other.split_at(1.min(other.len()));
+                let chomp = match indicator {
+                    "-" => Chomp::Strip,
+                    "+" => Chomp::Keep,
+                    _ => return None,
+                };
+                if !after.starts_with(" #") {
+                    return None;
+                }
+                chomp
+            }
+        };
+        // The block's indentation is that of its first non-blank line; a blank line before it
+        // longer than that is an error serde_yaml reports.
+        let mut block_indent = None;
+        let mut longest_leading_blank = 0;
+        for i in self.cursor..self.lines.len() {
+            let line = self.lines[i];
+            let raw = &self.text[line.start..line.end];
+            if raw.trim_start_matches(' ').is_empty() {
+                longest_leading_blank = longest_leading_blank.max(raw.len());
+                continue;
+            }
+            block_indent = Some(line.indent);
+            break;
+        }
+        let block_indent = match block_indent {
+            Some(i) if i > parent && longest_leading_blank <= i => i,
+            // An empty block (its lines end before any content deeper than the parent).
+            Some(_) | None if longest_leading_blank <= parent && !matches!(chomp, Chomp::Keep) => {
+                return Some(Value::String(String::new()))
+            }
+            _ => return None,
+        };
+        let folded = header.starts_with('>');
+        let mut seen_content = false;
+        let mut out = String::new();
+        let mut trailing_breaks = 0;
+        let mut index = self.cursor;
+        while index < self.lines.len() {
+            let line = self.lines[index];
+            let raw = &self.text[line.start..line.end];
+            let is_blank = raw.trim_start_matches(' ').is_empty();
+            if !is_blank && line.indent < block_indent {
+                break;
+            }
+            if is_blank && raw.len() <= block_indent {
+                // The last line of the text has no line break of its own.
+                if index + 1 < self.lines.len() {
+                    trailing_breaks += 1;
+                }
+            } else {
+                let text = &raw[block_indent..];
+                if folded && seen_content && trailing_breaks == 1 {
+                    // Folding: one line break between two lines is a space.
+                    out.push(' ');
+                } else {
+                    // Folding keeps n-1 of n breaks; leading breaks and a literal keep all.
+                    let kept = if folded && seen_content {
+                        trailing_breaks - 1
+                    } else {
+                        trailing_breaks
+                    };
+                    for _ in 0..kept {
+                        out.push('\n');
+                    }
+                }
+                // A more-indented line of a folded scalar is kept as it is, with its breaks:
+                // left to serde_yaml.
+                if folded && text.starts_with(' ') {
+                    return None;
+                }
+                seen_content = true;
+                trailing_breaks = 0;
+                out.push_str(text);
+                if index + 1 < self.lines.len() {
+                    trailing_breaks = 1;
+                }
+            }
+            index += 1;
+        }
+        self.cursor = index;
+        match chomp {
+            Chomp::Strip => {}
+            Chomp::Clip if !out.is_empty() && trailing_breaks > 0 => out.push('\n'),
+            Chomp::Clip => {}
+            Chomp::Keep => {
+                for _ in 0..trailing_breaks {
+                    out.push('\n');
+                }
+            }
+        }
+        Some(Value::String(out))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Chomp {
+    Clip,
+    Strip,
+    Keep,
+}
+
+/// Whether a line's content is a block sequence entry (`-` alone or followed by a space).
+fn is_entry(content: &str) -> bool {
+    content == "-" || content.starts_with("- ")
+}
+
+/// A mapping entry's key text and what follows its `:`, or `None` when the content is not one
+/// (or is one this reader leaves to serde_yaml: complex keys, keys with properties).
+fn split_key(content: &str) -> Option<(&str, &str)> {
+    let first = *content.as_bytes().first()?;
+    if first == b'"' || first == b'\'' {
+        let after = if first == b'"' {
+            double_quoted(content)?.1
+        } else {
+            single_quoted(content)?.1
+        };
+        let rest = after.strip_prefix(':')?;
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return None;
+        }
+        return Some((&content[..content.len() - after.len()], rest));
+    }
+    if !starts_plain(content) {
+        return None;
+    }
+    let bytes = content.as_bytes();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b':' if i + 1 == bytes.len() || bytes[i + 1] == b' ' => {
+                return Some((&content[..i], &content[i + 1..]));
+            }
+            b'#' if i > 0 && bytes[i - 1] == b' ' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A key as a string: quoted keys as written, plain keys only when they resolve to a string (a
+/// plain `1` or `true` key is turned into a string by a rule serde_yaml's caller applies).
+fn key_string(key: &str) -> Option<String> {
+    match key.as_bytes()[0] {
+        b'"' => double_quoted(key).map(|(s, _)| s),
+        b'\'' => single_quoted(key).map(|(s, _)| s),
+        _ => match resolve_plain(key.trim_end_matches(' '))? {
+            Value::String(s) => Some(s),
+            _ => None,
+        },
+    }
+}
+
+/// Whether a plain scalar may start with this text in block context.
+fn starts_plain(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    match bytes.first() {
+        None => false,
+        Some(b'-' | b'?' | b':') => bytes.get(1).is_some_and(|&b| b != b' '),
+        Some(
+            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\''
+            | b'"' | b'%' | b'@' | b'`',
+        ) => false,
+        Some(_) => true,
+    }
+}
+
+/// A one-line plain scalar value: up to a comment, trimmed; `None` when it holds what a plain
+/// value cannot (`: `, a trailing `:`), or does not start like one.
+fn plain(rest: &str) -> Option<&str> {
+    if !starts_plain(rest) {
+        return None;
+    }
+    let bytes = rest.as_bytes();
+    let mut end = bytes.len();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'#' if i > 0 && bytes[i - 1] == b' ' => {
+                end = i;
+                break;
+            }
+            b':' if i + 1 == bytes.len() || bytes[i + 1] == b' ' => return None,
+            _ => {}
+        }
+    }
+    Some(rest[..end].trim_end_matches(' '))
+}
+
+/// What follows a quoted scalar on its line must be nothing or a comment.
+fn only_comment(after: &str) -> Option<()> {
+    let trimmed = after.trim_start_matches(' ');
+    (trimmed.is_empty() || (trimmed.starts_with('#') && after.starts_with(' '))).then_some(())
+}
+
+/// A one-line single-quoted scalar at the start of `text`, and the text after its closing quote.
+fn single_quoted(text: &str) -> Option<(String, &str)> {
+    let body = &text[1..];
+    let mut out = String::new();
+    let mut from = 0;
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\'' {
+            out.push_str(&body[from..i]);
+            if bytes.get(i + 1) == Some(&b'\'') {
+                out.push('\'');
+                i += 2;
+                from = i;
+                continue;
+            }
+            return Some((out, &body[i + 1..]));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A one-line double-quoted scalar at the start of `text` with YAML's escapes, and the text
+/// after its closing quote.
+fn double_quoted(text: &str) -> Option<(String, &str)> {
+    let body = &text[1..];
+    let bytes = body.as_bytes();
+    let mut out = String::new();
+    let mut from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                out.push_str(&body[from..i]);
+                return Some((out, &body[i + 1..]));
+            }
+            b'\\' => {
+                out.push_str(&body[from..i]);
+                let escape = *bytes.get(i + 1)?;
+                i += 2;
+                let simple = match escape {
+                    b'0' => Some('\0'),
+                    b'a' => Some('\u{07}'),
+                    b'b' => Some('\u{08}'),
+                    b't' => Some('\t'),
+                    b'n' => Some('\n'),
+                    b'v' => Some('\u{0b}'),
+                    b'f' => Some('\u{0c}'),
+                    b'r' => Some('\r'),
+                    b'e' => Some('\u{1b}'),
+                    b' ' => Some(' '),
+                    b'"' => Some('"'),
+                    b'/' => Some('/'),
+                    b'\\' => Some('\\'),
+                    b'N' => Some('\u{85}'),
+                    b'_' => Some('\u{a0}'),
+                    b'L' => Some('\u{2028}'),
+                    b'P' => Some('\u{2029}'),
+                    _ => None,
+                };
+                if let Some(c) = simple {
+                    out.push(c);
+                } else {
+                    let width = match escape {
+                        b'x' => 2,
+                        b'u' => 4,
+                        b'U' => 8,
+                        _ => return None,
+                    };
+                    let hex = body.get(i..i + width)?;
+                    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return None;
+                    }
+                    out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+                    i += width;
+                }
+                from = i;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// A flow collection (`{a: 1, b: [x, "y"]}`) written on one line at the start of `text`, and
+/// the text after it. Empty entries, a trailing comma, single-pair mappings inside a sequence
+/// and keys without a value are left to serde_yaml.
+fn flow(text: &str) -> Option<(Value, &str)> {
+    let (close, mut rest) = match text.as_bytes()[0] {
+        b'{' => (b'}', &text[1..]),
+        b'[' => (b']', &text[1..]),
+        _ => return None,
+    };
+    let mut map = Map::new();
+    let mut items = Vec::new();
+    rest = rest.trim_start_matches(' ');
+    if rest.as_bytes().first() == Some(&close) {
+        return Some((empty_flow(close), &rest[1..]));
+    }
+    loop {
+        let (first, after) = flow_node(rest)?;
+        rest = after.trim_start_matches(' ');
+        if close == b'}' {
+            let Value::String(key) = first else {
+                return None;
+            };
+            rest = rest.strip_prefix(": ")?.trim_start_matches(' ');
+            let (value, after) = flow_node(rest)?;
+            if map.insert(key, value).is_some() {
+                return None;
+            }
+            rest = after.trim_start_matches(' ');
+        } else {
+            items.push(first);
+        }
+        match rest.as_bytes().first() {
+            Some(b',') => rest = rest[1..].trim_start_matches(' '),
+            Some(&b) if b == close => {
+                let value = if close == b'}' {
+                    Value::Object(map)
+                } else {
+                    Value::Array(items)
+                };
+                return Some((value, &rest[1..]));
+            }
+            _ => return None,
+        }
+        if matches!(rest.as_bytes().first(), Some(b']' | b'}' | b',') | None) {
+            return None;
+        }
+    }
+}
+
+fn empty_flow(close: u8) -> Value {
+    if close == b'}' {
+        Value::Object(Map::new())
+    } else {
+        Value::Array(Vec::new())
+    }
+}
+
+/// One node inside a flow collection: a nested collection, a quoted scalar, or a plain one.
+fn flow_node(text: &str) -> Option<(Value, &str)> {
+    match *text.as_bytes().first()? {
+        b'{' | b'[' => flow(text),
+        b'"' => double_quoted(text).map(|(s, after)| (Value::String(s), after)),
+        b'\'' => single_quoted(text).map(|(s, after)| (Value::String(s), after)),
+        // In a flow, `?` and `:` at the start of a node are indicators, not text.
+        b'?' | b':' => None,
+        _ => {
+            if !starts_plain(text) {
+                return None;
+            }
+            // The scalar ends at a flow indicator or a `: `; a `:` before another indicator is
+            // an error and a ` #` a comment, both left to serde_yaml; other `:` are text
+            // (`image: {name: nginx:1.27}`).
+            let bytes = text.as_bytes();
+            let mut end = bytes.len();
+            for (i, &b) in bytes.iter().enumerate() {
+                match b {
+                    b',' | b'[' | b']' | b'{' | b'}' => {
+                        end = i;
+                        break;
+                    }
+                    b':' => match bytes.get(i + 1) {
+                        None | Some(b' ') => {
+                            end = i;
+                            break;
+                        }
+                        Some(b',' | b'?' | b'[' | b']' | b'{' | b'}') => return None,
+                        Some(_) => {}
+                    },
+                    b'#' if bytes[i - 1] == b' ' => return None,
+                    _ => {}
+                }
+            }
+            let scalar = text[..end].trim_end_matches(' ');
+            if scalar.is_empty() {
+                return None;
+            }
+            Some((resolve_plain(scalar)?, &text[end..]))
+        }
+    }
+}
+
+/// A plain scalar's value, as serde_yaml resolves it.
+fn resolve_plain(text: &str) -> Option<Value> {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    let bytes = text.as_bytes();
+    // Only these bytes can spell a number serde_yaml reads (decimal, 0x/0o/0b, exponents, .inf,
+    // .nan); `100Mi`, `500m` or a timestamp are strings without asking it.
+    let may_be_number = matches!(bytes[0], b'0'..=b'9' | b'-' | b'+' | b'.')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || b"xXoO.+-iInN".contains(b));
+    if !may_be_number {
+        return Some(Value::String(text.to_string()));
+    }
+    // A decimal integer without a leading zero: the common case, resolved here.
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+    {
+        if let Ok(n) = text.parse::<i64>() {
+            return Some(Value::from(n));
+        }
+    }
+    // Anything else that starts like a number (1.5, 0x1F, 0755, .inf, 100Mi): serde_yaml decides,
+    // except for what it would read as a document marker rather than a scalar.
+    if text.starts_with("---") || text.starts_with("...") {
+        return None;
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    match value {
+        serde_yaml::Value::Null => Some(Value::Null),
+        serde_yaml::Value::Bool(b) => Some(Value::Bool(b)),
+        serde_yaml::Value::String(s) => Some(Value::String(s)),
+        serde_yaml::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Some(Value::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Some(Value::from(u))
+            } else {
+                Number::from_f64(n.as_f64()?).map(Value::Number)
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What serde_yaml makes of a text, converted as the manifest reader converts it.
+    fn reference(text: &str) -> Option<Value> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+        super::super::yaml_to_json(value).ok()
+    }
+
+    /// The reader answers for this text, with serde_yaml's value.
+    fn handled(text: &str) -> Value {
+        let ours = parse(text).unwrap_or_else(|| panic!("left to serde_yaml:\n{text}"));
+        assert_eq!(Some(&ours), reference(text).as_ref(), "differs on:\n{text}");
+        ours
+    }
+
+    /// Whatever the reader answers for this text, serde_yaml agrees.
+    fn agrees(text: &str) -> bool {
+        match parse(text) {
+            Some(ours) => {
+                let theirs = reference(text);
+                assert_eq!(
+                    Some(&ours),
+                    theirs.as_ref(),
+                    "fast reader accepted what serde_yaml reads otherwise:\n{text:?}"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What `kubectl get -o yaml` prints (go-yaml: long plain and single-quoted values wrapped
+    /// at 80 columns, sequences not indented under their key, literal blocks for multi-line text).
+    const KUBECTL: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  annotations:
+    deployment.kubernetes.io/revision: "1"
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"annotations":{},"name":"web"}}
+    note: 'it''s a very long note that the emitter wraps because it is far longer than eighty
+      columns: see'
+  creationTimestamp: "2026-12-05T05:46:38Z"
+  generation: 2
+  labels: {}
+  managedFields:
+  - apiVersion: apps/v1
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:spec:
+        f:template:
+          f:spec:
+            f:containers:
+              k:{"name":"web"}:
+                .: {}
+                f:image: {}
+    manager: kubectl-client-side-apply
+    operation: Update
+    time: "2026-12-05T05:46:38Z"
+  name: web
+  namespace: default # a comment
+  uid: 9ab9be34-43e3-4669-a64d-5712914f25c0
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    spec:
+      containers:
+      - args:
+        - -c
+        - chown -R elasticsearch:elasticsearch /usr/share/elasticsearch/data && chown
+          -R elasticsearch:elasticsearch /usr/share/elasticsearch/logs
+        env:
+        - name: EMPTY
+        - name: QUOTED
+          value: "tab\there \u00e9 \"q\" \\ end"
+        - name: NUMBERISH
+          value: "0755"
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+          protocol: TCP
+        resources:
+          limits:
+            cpu: 500m
+            memory: 1.5Gi
+          requests:
+            cpu: 0.5
+            memory: 100Mi
+        description: >-
+          folded over
+          two lines
+
+          and a paragraph
+        script: |-
+          #!/bin/sh
+          echo "hello: world"
+
+            indented more
+        volumeMounts: []
+      nodeSelector:
+        kubernetes.io/os: linux
+      tolerations:
+      -   key: spaced
+          operator: Exists
+      - effect: NoSchedule
+status:
+  conditions:
+  -
+    type: Available
+    status: "True"
+  ratio: 1e3
+  hex: 0x1F
+  octal: 0o17
+  negative: -12
+  nothing: ~
+  yes: yes
+  flags: [true, false, {image: "nginx:1.27", port: 80}, 'q', []]
+"#;
+
+    #[test]
+    fn reads_what_kubectl_prints_as_serde_yaml_does() {
+        let value = handled(KUBECTL);
+        assert_eq!(
+            value["spec"]["template"]["spec"]["containers"][0]["args"][1],
+            "chown -R elasticsearch:elasticsearch /usr/share/elasticsearch/data && chown -R elasticsearch:elasticsearch /usr/share/elasticsearch/logs"
+        );
+        assert_eq!(
+            value["spec"]["template"]["spec"]["containers"][0]["script"],
+            "#!/bin/sh\necho \"hello: world\"\n\n  indented more"
+        );
+        assert_eq!(
+            value["spec"]["template"]["spec"]["containers"][0]["description"],
+            "folded over two lines\nand a paragraph"
+        );
+        assert_eq!(value["metadata"]["namespace"], "default");
+        assert_eq!(value["status"]["hex"], 31);
+    }
+
+    #[test]
+    fn scalars_resolve_as_serde_yaml_resolves_them() {
+        for scalar in [
+            "",
+            "~",
+            "null",
+            "Null",
+            "NULL",
+            "true",
+            "True",
+            "TRUE",
+            "false",
+            "FALSE",
+            "yes",
+            "no",
+            "on",
+            "0",
+            "-0",
+            "+1",
+            "7",
+            "-7",
+            "007",
+            "-007",
+            "0x1F",
+            "-0x1F",
+            "0o17",
+            "0b101",
+            "1.5",
+            "-1.5",
+            ".5",
+            "1e3",
+            "1E-3",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "1_000",
+            "100Mi",
+            "500m",
+            "1.5Gi",
+            "2026-12-05",
+            "12:30",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.",
+            "-",
+            "-a",
+            "a b",
+            "a#b",
+            "é",
+            "'quoted'",
+            "\"dq\"",
+            "'it''s'",
+            "\"\\u00e9\\x41\\t\"",
+            "{}",
+            "[]",
+            "...x",
+        ] {
+            let text = format!("key: {scalar}\n");
+            agrees(&text);
+            let text = format!("- {scalar}\n");
+            agrees(&text);
+        }
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_read_to_serde_yaml() {
+        for text in [
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "a: {b}\n",
+            "a: [1, 2,]\n",
+            "a: [1, 2\n",
+            "a: {b: c:}\n",
+            "a: {b: c:[]}\n",
+            "a: [?x]\n",
+            "a: [x #c]\n",
+            "a: >\n  folded\n    more indented\n",
+            "a: |2\n   x\n",
+            "a: \"multi\n  line\"\n",
+            "a: 1\na: 2\n",
+            "? complex\n: key\n",
+            "- - nested\n",
+            "a:\n\tb: 1\n",
+            "a: 1\n b: 2\n",
+            "plain scalar document\n",
+            "a: b: c\n",
+            "1: one\n",
+            "a: 1\n...\n",
+            "%YAML 1.2\n---\na: 1\n",
+        ] {
+            assert!(
+                parse(text).is_none(),
+                "should be left to serde_yaml: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_documents_are_read_by_serde_json_and_duplicate_keys_refused() {
+        let value = handled("{\"a\": {\"b\": [1, 2.5, \"x\", null, true]}}\n");
+        assert_eq!(value["a"]["b"][1], 2.5);
+        assert!(parse("{\"a\": 1, \"a\": 2}").is_none());
+        assert!(parse("{\"a\": 1} trailing").is_none());
+        assert!(parse("{a: 1}").is_none());
+    }
+
+    /// Every YAML document in the repository (examples, deploy manifests, test data, Argo CD
+    /// health-check test data): where the reader answers, serde_yaml agrees; and it answers for
+    /// most of them.
+    #[test]
+    fn agrees_with_serde_yaml_on_every_manifest_in_the_repository() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if path.is_dir() {
+                    if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                        dirs.push(path);
+                    }
+                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    files.push(path);
+                }
+            }
+        }
+        let (mut documents, mut answered) = (0, 0);
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for section in super::super::split_sections(&text) {
+                if super::super::is_blank_yaml(section.text) {
+                    continue;
+                }
+                documents += 1;
+                if agrees(section.text) {
+                    answered += 1;
+                }
+            }
+        }
+        assert!(documents > 150, "only {documents} documents found");
+        assert!(
+            answered * 10 >= documents * 9,
+            "answered {answered} of {documents}"
+        );
+    }
+
+    /// Thousands of small corruptions of real-looking YAML: whenever the reader still answers,
+    /// serde_yaml reads the same value — the reader never accepts a malformed text or reads a
+    /// well-formed one otherwise.
+    #[test]
+    fn mutated_documents_are_read_as_serde_yaml_reads_them_or_left_to_it() {
+        let seeds = [
+            KUBECTL.to_string(),
+            "a: {b: [1, 'x', \"y\"], c: {}, d: nginx:1.27}\nb: [{c: d}, e]\n".to_string(),
+            "a:\n  b: 1\n  c:\n  - x\n  - y: 2\n    z: |\n      t\n    w: >\n      u\n      v\n\n      w\n".to_string(),
+            "- name: a\n  value: 'q''s'\n- name: b\n  value: \"\\t\"\n".to_string(),
+        ];
+        let pieces: &[&str] = &[
+            " ", "  ", "\n", "- ", "-", ":", ": ", "#", " #", "'", "\"", "|", "|-", "|+", "{}",
+            "[]", "{", "]", "a", "0", "1.5", ".", "&a ", "*a", "!", ">", "\\", "~", "?", "x: y\n",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let (mut answered, mut total) = (0, 0);
+        for round in 0..20_000 {
+            let mut text = seeds[round % seeds.len()].clone();
+            for _ in 0..1 + next(3) {
+                let mut at = next(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                if next(2) == 0 {
+                    text.insert_str(at, pieces[next(pieces.len())]);
+                } else {
+                    let mut end = (at + 1 + next(3)).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    text.replace_range(at..end, "");
+                }
+            }
+            total += 1;
+            if agrees(&text) {
+                answered += 1;
+            }
+        }
+        // The mutations must leave many texts readable, or the property says little.
+        assert!(answered * 4 > total, "answered {answered} of {total}");
+    }
+}
