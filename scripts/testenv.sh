@@ -177,7 +177,8 @@ build_argocd() {
 
 # gitops-diff (scripts/gitops-diff): Argo CD's diff engine of the pinned release, for the diff
 # benchmark's side-by-side figures.
-gitops_diff=$bin/gitops-diff-v$ARGOCD_VERSION
+# The cached command is named after its source too, so that a changed main.go is rebuilt.
+gitops_diff=$bin/gitops-diff-v$ARGOCD_VERSION-$(sha256sum "$root/scripts/gitops-diff/main.go" | cut -c1-12)
 build_gitops_diff() {
   [ -x "$gitops_diff" ] && return 0
   need_go

@@ -9,10 +9,13 @@
 //! Half of the live objects lose their managedFields, as `kubectl get -o yaml` prints them. The
 //! corpus is cached in target/diff-corpus/ (`BENCH_REGENERATE=1` makes it again).
 //!
-//! Measured: the whole `argo-drift diff` process (start, parse, analyse, JSON out) — pairs/s of
-//! the best of BENCH_ROUNDS runs and peak RSS against the input size; precision and recall
-//! against what was really drifted, with the fields reported unverified; and gitops-engine's
-//! `diff.Diff` in-process on the same files (`scripts/testenv.sh gitops-diff`), with the ratio.
+//! Measured: the whole `argo-drift diff` process (start, parse, analyse, JSON out) on two forms
+//! of the same objects — as `kubectl get -o yaml` prints them (converted by kubectl's own printer
+//! library, sigs.k8s.io/yaml) and as JSON documents — pairs/s of the best of BENCH_ROUNDS runs
+//! and peak RSS against the input size (and beyond what the program weighs on empty input);
+//! precision and recall against what was really drifted, with the fields reported unverified;
+//! and gitops-engine's `diff.Diff` in-process on the same objects (`scripts/testenv.sh
+//! gitops-diff`), with the ratio.
 //!
 //!   cargo bench -p argo-drift-controller --bench diff_corpus
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -322,13 +325,17 @@ fn run_measured(command: &mut Command) -> (std::process::Output, u64) {
     (output, peak)
 }
 
-fn measure(dir: &Path, rounds: usize) {
-    let desired = dir.join("desired.yaml");
-    let live = dir.join("live.yaml");
-    let truth: BTreeMap<String, Vec<String>> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
-    let input =
-        std::fs::metadata(&desired).unwrap().len() + std::fs::metadata(&live).unwrap().len();
+/// One form of the corpus as `argo-drift diff` reads it: the best of `rounds` whole-process
+/// runs, its peak RSS, and its report.
+struct Run {
+    seconds: f64,
+    rss_kib: u64,
+    input: u64,
+    report: Value,
+}
+
+fn run_form(desired: &Path, live: &Path, rounds: usize) -> Run {
+    let input = std::fs::metadata(desired).unwrap().len() + std::fs::metadata(live).unwrap().len();
     let bin = env!("CARGO_BIN_EXE_argo-drift");
     let mut best = f64::MAX;
     let mut output = Vec::new();
@@ -338,9 +345,9 @@ fn measure(dir: &Path, rounds: usize) {
         let (out, peak) = run_measured(
             Command::new(bin)
                 .args(["diff", "-o", "json", "--fail-on", "critical", "--desired"])
-                .arg(&desired)
+                .arg(desired)
                 .arg("--live")
-                .arg(&live),
+                .arg(live),
         );
         let elapsed = start.elapsed().as_secs_f64();
         rss_kib = rss_kib.max(peak);
@@ -352,8 +359,65 @@ fn measure(dir: &Path, rounds: usize) {
         best = best.min(elapsed);
         output = out.stdout;
     }
-    let report: Value = serde_json::from_slice(&output).unwrap();
-    let resources = report["resources"].as_array().unwrap();
+    Run {
+        seconds: best,
+        rss_kib,
+        input,
+        report: serde_json::from_slice(&output).unwrap(),
+    }
+}
+
+/// The process's peak RSS on empty input: what the program itself weighs before any input.
+fn empty_rss_kib(dir: &Path) -> u64 {
+    let empty = dir.join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let (out, peak) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_argo-drift"))
+            .args(["diff", "--desired"])
+            .arg(&empty)
+            .arg("--live")
+            .arg(&empty),
+    );
+    assert!(out.status.success());
+    peak
+}
+
+fn measure(dir: &Path, rounds: usize) {
+    let truth: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
+    let tool = exported(&testenv("gitops-diff"), "ARGO_DRIFT_GITOPS_DIFF");
+    // The same objects as `kubectl get -o yaml` prints them (sigs.k8s.io/yaml, as kubectl's
+    // printer): block YAML, keys sorted, long values wrapped.
+    for side in ["desired", "live"] {
+        let kubectl = dir.join(format!("{side}-kubectl.yaml"));
+        if !kubectl.exists() || std::env::var_os("BENCH_REGENERATE").is_some() {
+            let out = Command::new(&tool)
+                .arg("to-yaml")
+                .arg(dir.join(format!("{side}.yaml")))
+                .arg(&kubectl)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let forms = [
+        (
+            "kubectl get -o yaml",
+            "desired-kubectl.yaml",
+            "live-kubectl.yaml",
+        ),
+        ("JSON documents", "desired.yaml", "live.yaml"),
+    ];
+    let runs: Vec<(&str, Run)> = forms
+        .iter()
+        .map(|(name, d, l)| (*name, run_form(&dir.join(d), &dir.join(l), rounds)))
+        .collect();
+    let baseline = empty_rss_kib(dir);
+    let resources = runs[0].1.report["resources"].as_array().unwrap().clone();
     let pairs = resources
         .iter()
         .filter(|r| r["status"] != "missing" && r["status"] != "extra")
@@ -363,6 +427,16 @@ fn measure(dir: &Path, rounds: usize) {
         .filter(|r| r["status"] == "modified")
         .map(report_key)
         .collect();
+    for (name, run) in &runs[1..] {
+        let theirs: BTreeSet<String> = run.report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "modified")
+            .map(report_key)
+            .collect();
+        assert_eq!(flagged, theirs, "the {name} form is judged otherwise");
+    }
     let unverified: usize = resources
         .iter()
         .map(|r| r["unverified"].as_array().map_or(0, Vec::len))
@@ -379,18 +453,10 @@ fn measure(dir: &Path, rounds: usize) {
         })
         .count();
     println!(
-        "corpus: {} ({} pairs, {} drifted, {:.1} MB)",
+        "corpus: {} ({} pairs, {} drifted)",
         dir.display(),
         pairs,
         truth.len(),
-        input as f64 / 1e6
-    );
-    println!(
-        "argo-drift diff (whole process, best of {rounds}): {:.3} s = {:.0} pairs/s; peak RSS {:.1} MB = {:.2}x the input",
-        best,
-        pairs as f64 / best,
-        rss_kib as f64 / 1024.0,
-        rss_kib as f64 * 1024.0 / input as f64
     );
     println!(
         "  drift found {}/{} ({} more reported unverified, {} missed), false drifts {}; unverified fields {}",
@@ -411,11 +477,10 @@ fn measure(dir: &Path, rounds: usize) {
             .collect();
         println!("    false: {k}: {fields:?}");
     }
-    // Argo CD's engine, in-process, on the same files.
-    let tool = exported(&testenv("gitops-diff"), "ARGO_DRIFT_GITOPS_DIFF");
-    let out = Command::new(tool)
-        .arg(&desired)
-        .arg(&live)
+    // Argo CD's engine, in-process, on the same objects.
+    let out = Command::new(&tool)
+        .arg(dir.join("desired.yaml"))
+        .arg(dir.join("live.yaml"))
         .arg(rounds.to_string())
         .output()
         .unwrap();
@@ -441,9 +506,21 @@ fn measure(dir: &Path, rounds: usize) {
         argo.false_positives.len()
     );
     println!(
-        "ratio: argo-drift diff (whole process) / gitops-engine (in-process) = {:.1}x",
-        (pairs as f64 / best) / rate
+        "argo-drift diff (whole process: start, parse, analyse, JSON out; best of {rounds}); the program alone peaks at {:.1} MB RSS:",
+        baseline as f64 / 1024.0
     );
+    for (name, run) in &runs {
+        println!(
+            "  {name:<20} {:.1} MB: {:.3} s = {:.0} pairs/s = {:.1}x gitops-engine; peak RSS {:.1} MB = {:.2}x the input ({:.2}x beyond the program's own)",
+            run.input as f64 / 1e6,
+            run.seconds,
+            pairs as f64 / run.seconds,
+            (pairs as f64 / run.seconds) / rate,
+            run.rss_kib as f64 / 1024.0,
+            run.rss_kib as f64 * 1024.0 / run.input as f64,
+            run.rss_kib.saturating_sub(baseline) as f64 * 1024.0 / run.input as f64,
+        );
+    }
 }
 
 /// A report resource's key, as `key` makes it for the corpus.

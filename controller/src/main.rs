@@ -7,6 +7,10 @@ use clap::Parser;
 
 use argo_drift_controller::cli::Args;
 
+/// See controller/Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     argo_drift_controller::telemetry::init(&args.global);

@@ -260,6 +260,33 @@ fn errors_name_the_file_document_and_line_and_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
+    // The live side is read on its own thread: its errors are named the same way, and an error
+    // on the desired side is the one reported even while a long live input is still being read.
+    let o = run(&[
+        "diff",
+        "--desired",
+        good.to_str().unwrap(),
+        "--live",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
+    let many: Vec<String> = (0..5000)
+        .map(|i| CM.replace("name: cfg", &format!("name: cfg-{i}")))
+        .collect();
+    let long = write(dir.path(), "long.yaml", &many.join("---\n"));
+    let o = run(&[
+        "diff",
+        "--desired",
+        broken.to_str().unwrap(),
+        "--live",
+        long.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
+    assert!(!e.contains("stopped"), "{e}");
     let dup = write(dir.path(), "dup.yaml", &format!("{CM}---\n{CM}"));
     let o = run(&[
         "diff",
@@ -267,6 +294,19 @@ fn errors_name_the_file_document_and_line_and_exit_2() {
         dup.to_str().unwrap(),
         "--live",
         good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("ConfigMap shop/cfg is defined twice"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "diff",
+        "--desired",
+        good.to_str().unwrap(),
+        "--live",
+        dup.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

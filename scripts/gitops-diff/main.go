@@ -3,10 +3,15 @@
 // with it on the same machine in the same run. Built by `scripts/testenv.sh gitops-diff`.
 //
 //	gitops-diff DESIRED.yaml LIVE.yaml [ROUNDS]
+//	gitops-diff to-yaml IN OUT
 //
 // Pairs are matched by group, kind, namespace and name. Parsing is done first and not timed;
 // only diff.Diff is. Prints one JSON object: pairs, rounds, seconds (of the best round),
 // pairsPerSecond, and the keys Argo CD finds modified.
+//
+// `to-yaml` rewrites a stream of documents as `kubectl get -o yaml` prints objects: through
+// sigs.k8s.io/yaml, as kubectl's YAML printer (k8s.io/cli-runtime pkg/printers/yaml.go) does,
+// one document per object between `---` lines.
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"github.com/argoproj/argo-cd/gitops-engine/v3/pkg/diff"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 func load(path string) (map[string]*unstructured.Unstructured, []string) {
@@ -59,7 +65,41 @@ func fail(err error) {
 	os.Exit(2)
 }
 
+// toYAML writes the documents of in to out as kubectl prints objects.
+func toYAML(in, out string) {
+	data, err := os.ReadFile(in)
+	if err != nil {
+		fail(err)
+	}
+	var buf bytes.Buffer
+	decoder := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for first := true; ; first = false {
+		obj := map[string]any{}
+		if err := decoder.Decode(&obj); err != nil {
+			if err == io.EOF {
+				break
+			}
+			fail(fmt.Errorf("%s: %w", in, err))
+		}
+		text, err := sigsyaml.Marshal(obj)
+		if err != nil {
+			fail(err)
+		}
+		if !first {
+			buf.WriteString("---\n")
+		}
+		buf.Write(text)
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		fail(err)
+	}
+}
+
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == "to-yaml" {
+		toYAML(os.Args[2], os.Args[3])
+		return
+	}
 	if len(os.Args) < 3 {
 		fail(fmt.Errorf("usage: gitops-diff DESIRED LIVE [ROUNDS]"))
 	}

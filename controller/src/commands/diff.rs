@@ -1,14 +1,16 @@
 //! `argo-drift diff`: offline comparison of desired manifests with live objects.
 //!
 //! Memory stays near the size of the input: desired objects are kept as compact JSON, and each
-//! live object is compared as soon as it is parsed and then dropped.
+//! live object is compared as soon as it is parsed and then dropped. The live side is read on a
+//! second thread, so that parsing and comparing share the machine's cores.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
 use argo_drift_core::manifest::{Origin, ResourceKey, Scopes};
+use argo_drift_core::normalize::Prepared;
 use argo_drift_core::report::Analyser;
-use argo_drift_core::{AnalyseOptions, Error};
+use argo_drift_core::{AnalyseOptions, DriftReport, Error, Policy};
 use serde_json::Value;
 
 use crate::cli::{DiffArgs, GlobalArgs};
@@ -17,7 +19,73 @@ use crate::sources;
 
 pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let policy = super::load_policy(&args.policy)?;
-    let mut stdin_taken = false;
+    let stdin_uses = args
+        .desired
+        .iter()
+        .chain(&args.live)
+        .filter(|p| p.as_os_str() == "-")
+        .count();
+    if stdin_uses > 1 {
+        anyhow::bail!("- (stdin) is given more than once; it can be read only once");
+    }
+    // The live objects are read and prepared on a second thread while this one reads the desired
+    // ones and then compares; the channel is bounded, so that reading never runs far ahead of the
+    // comparison (memory stays near the size of the input).
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_AHEAD);
+        let policy = &policy;
+        let live_reader = scope.spawn(move || {
+            // Objects go over in batches: one hand-over per object costs more than parsing it.
+            let mut batch = Vec::with_capacity(BATCH);
+            let count =
+                sources::for_each(&args.live, "live", &policy.tracking, &mut false, &mut |p| {
+                    batch.push(p);
+                    if batch.len() < BATCH {
+                        return Ok(());
+                    }
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    let source_name = full[0].origin.source.to_string();
+                    sender
+                        .send(full)
+                        .map_err(|_| Error::ReadStopped { source_name })
+                })?;
+            // A failed send here means the comparison has ended; it reports why.
+            let _ = sender.send(batch);
+            anyhow::Ok(count)
+        });
+        let compared = compare(args, policy, receiver);
+        let read = live_reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // The comparison's own error comes first: when it ended early, reading stopped too.
+        let (report, desired_count) = compared?;
+        let live_count = read?;
+        tracing::info!(desired = desired_count, live = live_count, "compared");
+        let style = output::TextStyle {
+            color: output::use_color(global.color),
+            show_diff: args.show_diff,
+            show_synced: args.show_synced,
+        };
+        output::write_report(&report, args.output, &style)?;
+        Ok(if report.has_drift_at(args.fail_on) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// Live objects are handed to the comparison in batches of this many, and the reader may be
+/// this many batches ahead of it.
+const BATCH: usize = 64;
+const BATCHES_AHEAD: usize = 4;
+
+/// Read the desired objects, then compare each live object as it arrives from the reader.
+fn compare(
+    args: &DiffArgs,
+    policy: &Policy,
+    live: std::sync::mpsc::Receiver<Vec<Prepared>>,
+) -> anyhow::Result<(DriftReport, usize)> {
     // CRDs tell the scope of their kinds; desired objects are compacted as they come.
     let mut scopes = Scopes::default();
     let mut desired = Vec::new();
@@ -25,7 +93,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         &args.desired,
         "desired",
         &policy.tracking,
-        &mut stdin_taken,
+        &mut false,
         &mut |mut p| {
             scopes.learn_crd(&p.key, &p.object);
             let json = serde_json::to_vec(&p.object).unwrap_or_default();
@@ -40,7 +108,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         text_diffs: args.show_diff,
         ..Default::default()
     };
-    let mut analyser = Analyser::new(&policy, options);
+    let mut analyser = Analyser::new(policy, options);
     let desired_count = desired.len();
     for (mut p, json) in desired {
         // Both sides resolve namespaces by the same rule so that their keys agree.
@@ -48,32 +116,13 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         analyser.add_desired_compact(p, json)?;
     }
     let mut seen: HashMap<ResourceKey, Origin> = HashMap::new();
-    let live_count = sources::for_each(
-        &args.live,
-        "live",
-        &policy.tracking,
-        &mut stdin_taken,
-        &mut |mut p| {
-            scopes.learn_crd(&p.key, &p.object);
-            p.resolve_namespace(&args.namespace, &scopes);
-            check_unique(&mut seen, &p.key, &p.origin)?;
-            analyser.observe_live(&p);
-            Ok(())
-        },
-    )?;
-    tracing::info!(desired = desired_count, live = live_count, "compared");
-    let report = analyser.finish();
-    let style = output::TextStyle {
-        color: output::use_color(global.color),
-        show_diff: args.show_diff,
-        show_synced: args.show_synced,
-    };
-    output::write_report(&report, args.output, &style)?;
-    Ok(if report.has_drift_at(args.fail_on) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    for mut p in live.into_iter().flatten() {
+        scopes.learn_crd(&p.key, &p.object);
+        p.resolve_namespace(&args.namespace, &scopes);
+        check_unique(&mut seen, &p.key, &p.origin)?;
+        analyser.observe_live(&p);
+    }
+    Ok((analyser.finish(), desired_count))
 }
 
 /// Two documents naming the same object: silently keeping one would hide drift in the other.

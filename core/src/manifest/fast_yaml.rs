@@ -730,6 +730,35 @@ fn flow_node(text: &str) -> Option<(Value, &str)> {
     }
 }
 
+/// Whether serde_yaml might read a plain scalar as a number: a sign, then `0x`/`0o`/`0b` and
+/// anything, or `.inf`/`.nan` spellings, or digits and dots with an optional exponent. A UID,
+/// `100Mi`, `500m` or a timestamp are strings without asking it.
+fn may_be_number(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if unsigned.starts_with("0x") || unsigned.starts_with("0o") || unsigned.starts_with("0b") {
+        return true;
+    }
+    if unsigned.starts_with('.') && unsigned.bytes().skip(1).all(|b| b.is_ascii_alphabetic()) {
+        return true;
+    }
+    let mantissa_end = unsigned
+        .bytes()
+        .position(|b| !(b.is_ascii_digit() || b == b'.'))
+        .unwrap_or(unsigned.len());
+    if mantissa_end == 0 {
+        return false;
+    }
+    let exponent = &unsigned[mantissa_end..];
+    if exponent.is_empty() {
+        return true;
+    }
+    let Some(digits) = exponent.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let digits = digits.strip_prefix(['+', '-']).unwrap_or(digits);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A plain scalar's value, as serde_yaml resolves it.
 fn resolve_plain(text: &str) -> Option<Value> {
     match text {
@@ -738,14 +767,7 @@ fn resolve_plain(text: &str) -> Option<Value> {
         "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
         _ => {}
     }
-    let bytes = text.as_bytes();
-    // Only these bytes can spell a number serde_yaml reads (decimal, 0x/0o/0b, exponents, .inf,
-    // .nan); `100Mi`, `500m` or a timestamp are strings without asking it.
-    let may_be_number = matches!(bytes[0], b'0'..=b'9' | b'-' | b'+' | b'.')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_hexdigit() || b"xXoO.+-iInN".contains(b));
-    if !may_be_number {
+    if !may_be_number(text) {
         return Some(Value::String(text.to_string()));
     }
     // A decimal integer without a leading zero: the common case, resolved here.
