@@ -289,6 +289,15 @@ impl PathPattern {
     pub fn matches_exactly(&self, path: &FieldPath) -> bool {
         matches_full(&self.segments, &path.0)
     }
+
+    /// The field name this pattern ends with, when it ends with a named field: such a pattern
+    /// can name exactly only a path ending in that field (tables index their rows by it).
+    pub fn last_field(&self) -> Option<&str> {
+        match self.segments.last() {
+            Some(Segment::Field(name)) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 fn matches_full(pattern: &[Segment], path: &[Step]) -> bool {
