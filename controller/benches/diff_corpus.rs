@@ -15,7 +15,8 @@
 //! and peak RSS against the input size (and beyond what the program weighs on empty input);
 //! precision and recall against what was really drifted, with the fields reported unverified;
 //! and gitops-engine's `diff.Diff` in-process on the same objects (`scripts/testenv.sh
-//! gitops-diff`), with the ratio.
+//! gitops-diff`), with the ratio. Then the same on the corpus BENCH_REPEAT (10) times over, for
+//! how time and memory grow with the input.
 //!
 //!   cargo bench -p argo-drift-controller --bench diff_corpus
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -510,17 +511,54 @@ fn measure(dir: &Path, rounds: usize) {
         baseline as f64 / 1024.0
     );
     for (name, run) in &runs {
-        println!(
-            "  {name:<20} {:.1} MB: {:.3} s = {:.0} pairs/s = {:.1}x gitops-engine; peak RSS {:.1} MB = {:.2}x the input ({:.2}x beyond the program's own)",
-            run.input as f64 / 1e6,
-            run.seconds,
-            pairs as f64 / run.seconds,
-            (pairs as f64 / run.seconds) / rate,
-            run.rss_kib as f64 / 1024.0,
-            run.rss_kib as f64 * 1024.0 / run.input as f64,
-            run.rss_kib.saturating_sub(baseline) as f64 * 1024.0 / run.input as f64,
+        print_run(name, run, pairs, rate, baseline);
+    }
+    // The same corpus several times over (each copy in namespaces of its own): how time and
+    // memory grow with the input, beyond the program's fixed weight.
+    let repeat = env_usize("BENCH_REPEAT", 10);
+    if repeat > 1 {
+        let (desired, live) = repeated(dir, repeat);
+        let run = run_form(&desired, &live, rounds.min(3));
+        print_run(
+            &format!("{repeat}x, kubectl form"),
+            &run,
+            pairs * repeat,
+            rate,
+            baseline,
         );
     }
+}
+
+fn print_run(name: &str, run: &Run, pairs: usize, rate: f64, baseline: u64) {
+    println!(
+        "  {name:<20} {:.1} MB: {:.3} s = {:.0} pairs/s = {:.1}x gitops-engine; peak RSS {:.1} MB = {:.2}x the input ({:.2}x beyond the program's own)",
+        run.input as f64 / 1e6,
+        run.seconds,
+        pairs as f64 / run.seconds,
+        (pairs as f64 / run.seconds) / rate,
+        run.rss_kib as f64 / 1024.0,
+        run.rss_kib as f64 * 1024.0 / run.input as f64,
+        run.rss_kib.saturating_sub(baseline) as f64 * 1024.0 / run.input as f64,
+    );
+}
+
+/// The kubectl form of the corpus `times` over, each copy's namespaces renamed.
+fn repeated(dir: &Path, times: usize) -> (PathBuf, PathBuf) {
+    let out = dir.join(format!("repeated-{times}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut paths = Vec::new();
+    for side in ["desired", "live"] {
+        let path = out.join(format!("{side}-kubectl.yaml"));
+        if !path.exists() {
+            let text = std::fs::read_to_string(dir.join(format!("{side}-kubectl.yaml"))).unwrap();
+            let copies: Vec<String> = (0..times)
+                .map(|k| text.replace("corpus-", &format!("r{k}-corpus-")))
+                .collect();
+            std::fs::write(&path, copies.join("---\n")).unwrap();
+        }
+        paths.push(path);
+    }
+    (paths[0].clone(), paths[1].clone())
 }
 
 /// A report resource's key, as `key` makes it for the corpus.
