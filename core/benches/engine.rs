@@ -2,6 +2,9 @@
 //! core, over the bundled example (API-server-shaped live objects with managedFields, defaults and
 //! status, a third of them drifted) replicated into many namespaces.
 //!
+//! Also reading: the live objects as block YAML (what kubectl and Helm print), MB/s of the
+//! manifest reader against serde_yaml on the same text.
+//!
 //! Run: `cargo bench -p argo-drift-core --bench engine`. Target: >= 20,000 pairs/s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -98,5 +101,34 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn parse(c: &mut Criterion) {
+    let (_, live) = corpus();
+    let text = live
+        .iter()
+        .map(|r| serde_yaml::to_string(&r.object).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.sample_size(20);
+    group.bench_function("manifest_reader", |b| {
+        b.iter(|| {
+            let objects = parse_manifests("live.yaml", text.as_bytes()).unwrap();
+            assert_eq!(objects.len(), live.len());
+            objects
+        })
+    });
+    group.bench_function("serde_yaml", |b| {
+        b.iter(|| {
+            let objects: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .collect();
+            assert_eq!(objects.len(), live.len());
+            objects
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, parse);
 criterion_main!(benches);

@@ -23,10 +23,7 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return parse_json_document(text);
     }
-    if text.contains('\r') || text.contains('\t') {
-        return None;
-    }
-    let mut reader = Reader::new(text);
+    let mut reader = Reader::new(text)?;
     let first = reader.next_content(0)?;
     let indent = reader.lines[first].indent;
     let value = reader.node(first, indent)?;
@@ -121,21 +118,36 @@ struct Reader<'a> {
     cursor: usize,
 }
 
+fn line_at(text: &str, start: usize, end: usize) -> Line {
+    let indent = text.as_bytes()[start..end]
+        .iter()
+        .take_while(|&&b| b == b' ')
+        .count();
+    Line { start, end, indent }
+}
+
 impl<'a> Reader<'a> {
-    fn new(text: &'a str) -> Self {
+    /// The reader of a text, or `None` when it holds a tab or a carriage return (indentation
+    /// and line-break rules this reader leaves to serde_yaml).
+    fn new(text: &'a str) -> Option<Self> {
         let mut lines = Vec::with_capacity(text.len() / 24 + 1);
         let mut start = 0;
-        for line in text.split('\n') {
-            let end = start + line.len();
-            let indent = line.len() - line.trim_start_matches(' ').len();
-            lines.push(Line { start, end, indent });
-            start = end + 1;
+        for (i, &b) in text.as_bytes().iter().enumerate() {
+            match b {
+                b'\n' => {
+                    lines.push(line_at(text, start, i));
+                    start = i + 1;
+                }
+                b'\t' | b'\r' => return None,
+                _ => {}
+            }
         }
-        Reader {
+        lines.push(line_at(text, start, text.len()));
+        Some(Reader {
             text,
             lines,
             cursor: 0,
-        }
+        })
     }
 
     /// The content of a line from its content start, without trailing spaces.
@@ -208,9 +220,6 @@ impl<'a> Reader<'a> {
             let content = self.content(index);
             let (key, rest) = split_key(content)?;
             let key = key_string(key)?;
-            if map.contains_key(&key) {
-                return None;
-            }
             let rest = rest.trim_start_matches(' ');
             let value = if rest.is_empty() || rest.starts_with('#') {
                 self.cursor = index + 1;
@@ -218,7 +227,13 @@ impl<'a> Reader<'a> {
             } else {
                 self.inline_value(index, rest, indent)?
             };
-            map.insert(key, value);
+            // A key named twice is an error serde_yaml reports.
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(_) => return None,
+            }
             match self.next_content(self.cursor) {
                 Some(next) if self.lines[next].indent == indent => {
                     if is_entry(self.content(next)) {
