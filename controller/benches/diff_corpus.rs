@@ -391,7 +391,7 @@ fn measure(dir: &Path, rounds: usize) {
     // printer): block YAML, keys sorted, long values wrapped.
     for side in ["desired", "live"] {
         let kubectl = dir.join(format!("{side}-kubectl.yaml"));
-        if !kubectl.exists() || std::env::var_os("BENCH_REGENERATE").is_some() {
+        if stale(&kubectl, &dir.join(format!("{side}.yaml"))) {
             let out = Command::new(&tool)
                 .arg("to-yaml")
                 .arg(dir.join(format!("{side}.yaml")))
@@ -542,6 +542,15 @@ fn print_run(name: &str, run: &Run, pairs: usize, rate: f64, baseline: u64) {
     );
 }
 
+/// Whether a file made from `source` is missing or older than it (the corpus was made again).
+fn stale(derived: &Path, source: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(derived), modified(source)) {
+        (Some(d), Some(s)) => d < s,
+        _ => true,
+    }
+}
+
 /// The kubectl form of the corpus `times` over, each copy's namespaces renamed.
 fn repeated(dir: &Path, times: usize) -> (PathBuf, PathBuf) {
     let out = dir.join(format!("repeated-{times}"));
@@ -549,8 +558,9 @@ fn repeated(dir: &Path, times: usize) -> (PathBuf, PathBuf) {
     let mut paths = Vec::new();
     for side in ["desired", "live"] {
         let path = out.join(format!("{side}-kubectl.yaml"));
-        if !path.exists() {
-            let text = std::fs::read_to_string(dir.join(format!("{side}-kubectl.yaml"))).unwrap();
+        let source = dir.join(format!("{side}-kubectl.yaml"));
+        if stale(&path, &source) {
+            let text = std::fs::read_to_string(&source).unwrap();
             let copies: Vec<String> = (0..times)
                 .map(|k| text.replace("corpus-", &format!("r{k}-corpus-")))
                 .collect();
