@@ -37,7 +37,8 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_AHEAD);
         let (return_sender, returned) = std::sync::mpsc::channel::<Vec<Prepared>>();
         let policy = &policy;
-        let live_reader = scope.spawn(move || {
+        let reader = std::thread::Builder::new().name("live-reader".into());
+        let live_reader = reader.spawn_scoped(scope, move || {
             // Objects go over in batches: one hand-over per object costs more than parsing it.
             let mut batch = Vec::with_capacity(BATCH);
             let count =
@@ -58,7 +59,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             drop(sender);
             returned.iter().for_each(drop);
             anyhow::Ok(count)
-        });
+        })?;
         let compared = compare(args, policy, receiver, return_sender);
         let read = live_reader
             .join()
