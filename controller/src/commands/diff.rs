@@ -49,10 +49,9 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     }
                     while returned.try_recv().is_ok() {}
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    let source_name = full[0].origin.source.to_string();
-                    sender
-                        .send(full)
-                        .map_err(|_| Error::ReadStopped { source_name })
+                    sender.send(full).map_err(|unsent| Error::ReadStopped {
+                        source_name: unsent.0[0].origin.source.to_string(),
+                    })
                 })?;
             // A failed send here means the comparison has ended; it reports why.
             let _ = sender.send(batch);

@@ -655,9 +655,16 @@ fn flow(text: &str) -> Option<(Value, &str)> {
     };
     let mut map = Map::new();
     let mut items = Vec::new();
+    let collection = |map, items| {
+        if close == b'}' {
+            Value::Object(map)
+        } else {
+            Value::Array(items)
+        }
+    };
     rest = rest.trim_start_matches(' ');
     if rest.as_bytes().first() == Some(&close) {
-        return Some((empty_flow(close), &rest[1..]));
+        return Some((collection(map, items), &rest[1..]));
     }
     loop {
         let (first, after) = flow_node(rest)?;
@@ -677,27 +684,12 @@ fn flow(text: &str) -> Option<(Value, &str)> {
         }
         match rest.as_bytes().first() {
             Some(b',') => rest = rest[1..].trim_start_matches(' '),
-            Some(&b) if b == close => {
-                let value = if close == b'}' {
-                    Value::Object(map)
-                } else {
-                    Value::Array(items)
-                };
-                return Some((value, &rest[1..]));
-            }
+            Some(&b) if b == close => return Some((collection(map, items), &rest[1..])),
             _ => return None,
         }
         if matches!(rest.as_bytes().first(), Some(b']' | b'}' | b',') | None) {
             return None;
         }
-    }
-}
-
-fn empty_flow(close: u8) -> Value {
-    if close == b'}' {
-        Value::Object(Map::new())
-    } else {
-        Value::Array(Vec::new())
     }
 }
 
@@ -795,26 +787,15 @@ fn resolve_plain(text: &str) -> Option<Value> {
             return Some(Value::from(n));
         }
     }
-    // Anything else that starts like a number (1.5, 0x1F, 0755, .inf, 100Mi): serde_yaml decides,
+    // Anything else that may be a number (1.5, 0x1F, 0755, .inf, 1e3): serde_yaml decides,
     // except for what it would read as a document marker rather than a scalar.
     if text.starts_with("---") || text.starts_with("...") {
         return None;
     }
     let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
     match value {
-        serde_yaml::Value::Null => Some(Value::Null),
-        serde_yaml::Value::Bool(b) => Some(Value::Bool(b)),
-        serde_yaml::Value::String(s) => Some(Value::String(s)),
-        serde_yaml::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Some(Value::from(i))
-            } else if let Some(u) = n.as_u64() {
-                Some(Value::from(u))
-            } else {
-                Number::from_f64(n.as_f64()?).map(Value::Number)
-            }
-        }
-        _ => None,
+        serde_yaml::Value::Sequence(_) | serde_yaml::Value::Mapping(_) => None,
+        scalar => super::yaml_to_json(scalar).ok(),
     }
 }
 
