@@ -738,8 +738,8 @@ fn flow_node(text: &str) -> Option<(Value, &str)> {
 }
 
 /// Whether serde_yaml might read a plain scalar as a number: a sign, then `0x`/`0o`/`0b` and
-/// anything, or `.inf`/`.nan` spellings, or digits and dots with an optional exponent. A UID,
-/// `100Mi`, `500m` or a timestamp are strings without asking it.
+/// anything, or `.inf`/`.nan` spellings, or digits with at most one dot and an optional exponent.
+/// An IP address, a UID, `100Mi`, `500m` or a timestamp are strings without asking it.
 fn may_be_number(text: &str) -> bool {
     let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
     if unsigned.starts_with("0x") || unsigned.starts_with("0o") || unsigned.starts_with("0b") {
@@ -752,7 +752,14 @@ fn may_be_number(text: &str) -> bool {
         .bytes()
         .position(|b| !(b.is_ascii_digit() || b == b'.'))
         .unwrap_or(unsigned.len());
-    if mantissa_end == 0 {
+    // An address such as 10.96.0.1 has more than one dot: a string.
+    if mantissa_end == 0
+        || unsigned[..mantissa_end]
+            .bytes()
+            .filter(|&b| b == b'.')
+            .count()
+            > 1
+    {
         return false;
     }
     let exponent = &unsigned[mantissa_end..];
