@@ -392,16 +392,12 @@ fn measure(dir: &Path, rounds: usize) {
     for side in ["desired", "live"] {
         let kubectl = dir.join(format!("{side}-kubectl.yaml"));
         if stale(&kubectl, &dir.join(format!("{side}.yaml"))) {
-            let out = Command::new(&tool)
-                .arg("to-yaml")
-                .arg(dir.join(format!("{side}.yaml")))
-                .arg(&kubectl)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            run_ok(
+                Command::new(&tool)
+                    .arg("to-yaml")
+                    .arg(dir.join(format!("{side}.yaml")))
+                    .arg(&kubectl),
+                "gitops-diff to-yaml",
             );
         }
     }
@@ -479,18 +475,14 @@ fn measure(dir: &Path, rounds: usize) {
         println!("    false: {k}: {fields:?}");
     }
     // Argo CD's engine, in-process, on the same objects.
-    let out = Command::new(&tool)
-        .arg(dir.join("desired.yaml"))
-        .arg(dir.join("live.yaml"))
-        .arg(rounds.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gitops-diff: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(&tool)
+            .arg(dir.join("desired.yaml"))
+            .arg(dir.join("live.yaml"))
+            .arg(rounds.to_string()),
+        "gitops-diff",
     );
-    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs: Value = serde_json::from_slice(&out).unwrap();
     let modified: BTreeSet<String> = theirs["modified"]
         .as_array()
         .unwrap()

@@ -29,6 +29,20 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Run a command to its end; its stdout, or a panic naming `what` with its stderr.
+#[allow(dead_code)]
+pub fn run_ok(command: &mut Command, what: &str) -> Vec<u8> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Run `scripts/testenv.sh VERB` and return the `export NAME=VALUE` lines it prints.
 pub fn testenv(verb: &str) -> Vec<(String, String)> {
     testenv_with(&[verb])
