@@ -156,17 +156,24 @@ impl Shards {
         }
     }
 
-    /// Set the members; whether they changed.
-    fn set_members(&self, members: Vec<String>) -> bool {
+    /// Set the members; the previous ones when they changed.
+    fn set_members(&self, members: Vec<String>) -> Option<Arc<Vec<String>>> {
         let mut current = match self.members.write() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
         if **current == members {
-            return false;
+            return None;
         }
-        *current = Arc::new(members);
-        true
+        Some(std::mem::replace(&mut *current, Arc::new(members)))
+    }
+
+    /// Whether application `key` became this replica's when the members went from `previous`
+    /// to the current ones: the apps to analyse after a change (the ones it kept need nothing,
+    /// the ones it lost are the new owner's).
+    pub fn gained(&self, previous: &[String], key: &str) -> bool {
+        let me = Some(self.identity.as_str());
+        owner(&self.members(), key) == me && owner(previous, key) != me
     }
 }
 
@@ -226,7 +233,7 @@ pub async fn follow_members(
     lease: String,
     shards: Arc<Shards>,
     every: Duration,
-    changed: impl Fn(&[String]) + Send + 'static,
+    changed: impl Fn(&[String], &[String]) + Send + 'static,
 ) {
     tokio::time::sleep(every + every / 2).await;
     loop {
@@ -238,9 +245,9 @@ pub async fn follow_members(
                     members.push(shards.identity.clone());
                     members.sort();
                 }
-                if shards.set_members(members.clone()) {
+                if let Some(previous) = shards.set_members(members.clone()) {
                     tracing::info!(members = ?members, "replicas sharing the applications changed");
-                    changed(&members);
+                    changed(&previous, &members);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "listing the replicas' Leases"),
@@ -293,8 +300,29 @@ mod tests {
         assert!(Shards::whole("a").owns("x/y"));
         let s = Shards::sharded("a");
         assert!(!s.owns("x/y"));
-        assert!(s.set_members(vec!["a".into()]));
-        assert!(!s.set_members(vec!["a".into()]));
+        assert!(s.set_members(vec!["a".into()]).is_some());
+        assert!(s.set_members(vec!["a".into()]).is_none());
         assert!(s.owns("x/y"));
+    }
+
+    #[test]
+    fn after_a_member_leaves_a_survivor_gains_only_apps_the_leaver_had() {
+        let three = members(3);
+        let apps: Vec<String> = (0..3000).map(|i| format!("team/app-{i}")).collect();
+        let survivor = Shards::sharded(&three[0]);
+        // Joining: every app it owns is gained.
+        survivor.set_members(three.clone());
+        assert!(apps
+            .iter()
+            .all(|a| survivor.gained(&[], a) == survivor.owns(a)));
+        let two = vec![three[0].clone(), three[2].clone()];
+        survivor.set_members(two);
+        let gained: Vec<&String> = apps.iter().filter(|a| survivor.gained(&three, a)).collect();
+        assert!(!gained.is_empty());
+        for a in &apps {
+            let had = owner(&three, a).unwrap();
+            let gains = survivor.gained(&three, a);
+            assert_eq!(gains, had == three[1] && survivor.owns(a), "{a}");
+        }
     }
 }

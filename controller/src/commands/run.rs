@@ -417,17 +417,25 @@ pub async fn serve(
         let store = store.clone();
         let triggers = trigger_tx.clone();
         let metrics = metrics.clone();
+        let gaining = shards.clone();
         tokio::spawn(leader::follow_members(
             Api::namespaced(client.clone(), &lease_namespace),
             args.lease_name.clone(),
             shards.clone(),
             args.lease_duration / 3,
-            move |members| {
+            move |previous, members| {
                 metrics
                     .replicas
                     .set(i64::try_from(members.len()).unwrap_or(i64::MAX));
-                // Some apps are ours now, some no longer: each is looked at again.
-                analyse_all(&store, &triggers);
+                // The apps that are ours now and were not are analysed; the ones kept need
+                // nothing, the ones lost are forgotten by the next sweep (forget_gone_apps).
+                let gained = store
+                    .state()
+                    .into_iter()
+                    .filter(|app| gaining.gained(previous, &shard_key(app)));
+                let apps = gained
+                    .map(|app| ObjectRef::from_obj_with(app.as_ref(), application::api_resource()));
+                crate::live::send_all(&triggers, apps, false);
             },
         ));
     }
@@ -445,12 +453,7 @@ pub async fn serve(
         .graceful_shutdown_on(stop)
         .run(
             move |app, ctx| {
-                let allowed = opted_in.watches(&app)
-                    && ctx.shards.owns(&format!(
-                        "{}/{}",
-                        app.metadata.namespace.as_deref().unwrap_or_default(),
-                        app.metadata.name.as_deref().unwrap_or_default()
-                    ));
+                let allowed = opted_in.watches(&app) && ctx.shards.owns(&shard_key(&app));
                 async move {
                     if !allowed {
                         return Ok(controller::Action::await_change());
@@ -760,6 +763,15 @@ async fn follow_application_namespaces(
         watched.replace(&now);
         analyse_all(&store, &triggers);
     }
+}
+
+/// An Application's key for sharding: `namespace/name`.
+fn shard_key(app: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        app.metadata.namespace.as_deref().unwrap_or_default(),
+        app.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 fn analyse_all(store: &reflector::Store<DynamicObject>, triggers: &mpsc::UnboundedSender<Trigger>) {
