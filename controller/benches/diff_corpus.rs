@@ -414,7 +414,7 @@ fn measure(dir: &Path, rounds: usize) {
         .map(|(name, d, l)| (*name, run_form(&dir.join(d), &dir.join(l), rounds)))
         .collect();
     let baseline = empty_rss_kib(dir);
-    let resources = runs[0].1.report["resources"].as_array().unwrap().clone();
+    let resources = runs[0].1.report["resources"].as_array().unwrap();
     let pairs = resources
         .iter()
         .filter(|r| r["status"] != "missing" && r["status"] != "extra")

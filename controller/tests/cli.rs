@@ -241,6 +241,19 @@ fn stdin_and_namespace_default() {
     assert!(stderr(&twice).contains("stdin"));
 }
 
+/// `argo-drift diff --desired D --live L` that must fail with exit code 2: its stderr.
+fn diff_error(desired: &Path, live: &Path) -> String {
+    let o = run(&[
+        "diff",
+        "--desired",
+        desired.to_str().unwrap(),
+        "--live",
+        live.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    stderr(&o)
+}
+
 #[test]
 fn errors_name_the_file_document_and_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,90 +263,30 @@ fn errors_name_the_file_document_and_line_and_exit_2() {
         "broken.yaml",
         &format!("{CM}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x\n"),
     );
-    let o = run(&[
-        "diff",
-        "--desired",
-        broken.to_str().unwrap(),
-        "--live",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
+    let e = diff_error(&broken, &good);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
     // The live side is read on its own thread: its errors are named the same way, and an error
     // on the desired side is the one reported even while a long live input is still being read.
-    let o = run(&[
-        "diff",
-        "--desired",
-        good.to_str().unwrap(),
-        "--live",
-        broken.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
+    let e = diff_error(&good, &broken);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
     let many: Vec<String> = (0..5000)
         .map(|i| CM.replace("name: cfg", &format!("name: cfg-{i}")))
         .collect();
     let long = write(dir.path(), "long.yaml", &many.join("---\n"));
-    let o = run(&[
-        "diff",
-        "--desired",
-        broken.to_str().unwrap(),
-        "--live",
-        long.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = stderr(&o);
+    let e = diff_error(&broken, &long);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
     assert!(!e.contains("stopped"), "{e}");
     let dup = write(dir.path(), "dup.yaml", &format!("{CM}---\n{CM}"));
-    let o = run(&[
-        "diff",
-        "--desired",
-        dup.to_str().unwrap(),
-        "--live",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("ConfigMap shop/cfg is defined twice"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(&[
-        "diff",
-        "--desired",
-        good.to_str().unwrap(),
-        "--live",
-        dup.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("ConfigMap shop/cfg is defined twice"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(&[
-        "diff",
-        "--desired",
-        "/nonexistent/x.yaml",
-        "--live",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent/x.yaml"), "{}", stderr(&o));
+    let e = diff_error(&dup, &good);
+    assert!(e.contains("ConfigMap shop/cfg is defined twice"), "{e}");
+    let e = diff_error(&good, &dup);
+    assert!(e.contains("ConfigMap shop/cfg is defined twice"), "{e}");
+    let e = diff_error(Path::new("/nonexistent/x.yaml"), &good);
+    assert!(e.contains("/nonexistent/x.yaml"), "{e}");
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = run(&[
-        "diff",
-        "--desired",
-        empty.to_str().unwrap(),
-        "--live",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("holds no *.yaml"), "{}", stderr(&o));
+    let e = diff_error(&empty, &good);
+    assert!(e.contains("holds no *.yaml"), "{e}");
 }
 
 #[test]

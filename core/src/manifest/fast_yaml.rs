@@ -277,12 +277,7 @@ impl<'a> Reader<'a> {
                 only_comment(after)?;
                 Value::String(s)
             }
-            b'\'' => {
-                let folded = self.fold_quoted(rest, parent)?;
-                let (s, after) = single_quoted(&folded)?;
-                only_comment(after)?;
-                Value::String(s)
-            }
+            b'\'' => Value::String(self.single_quoted_value(rest, parent)?),
             b'{' | b'[' => {
                 let (value, after) = flow(rest)?;
                 only_comment(after)?;
@@ -331,12 +326,14 @@ impl<'a> Reader<'a> {
         Some(folded)
     }
 
-    /// A single-quoted scalar that may go on over the following lines, as one line: the line
+    /// A single-quoted scalar that may go on over the following lines: its value, with the line
     /// breaks folded into spaces, each continuation's indentation and each line's trailing spaces
-    /// dropped. Blank lines inside are left to serde_yaml.
-    fn fold_quoted(&mut self, first: &'a str, parent: usize) -> Option<std::borrow::Cow<'a, str>> {
-        if single_quoted(first).is_some() {
-            return Some(std::borrow::Cow::Borrowed(first));
+    /// dropped; only a comment may follow it. Blank lines inside are left to serde_yaml.
+    fn single_quoted_value(&mut self, first: &str, parent: usize) -> Option<String> {
+        let value =
+            |text: &str| single_quoted(text).map(|(s, after)| only_comment(after).map(|()| s));
+        if let Some(done) = value(first) {
+            return done;
         }
         let mut text = first.to_string();
         loop {
@@ -350,8 +347,8 @@ impl<'a> Reader<'a> {
             text.push(' ');
             text.push_str(content);
             self.cursor += 1;
-            if single_quoted(&text).is_some() {
-                return Some(std::borrow::Cow::Owned(text));
+            if let Some(done) = value(&text) {
+                return done;
             }
         }
     }
