@@ -1,12 +1,12 @@
 //! Reading manifests from the filesystem and stdin: files, directories (recursive) and `-`.
-//! Each object is prepared (server-owned fields dropped) as soon as it is parsed, so a large live
-//! dump is never held twice.
+//! Each object is prepared (server-owned fields dropped) as soon as it is parsed, and a YAML
+//! stream is read one section at a time, so a large live dump is never held whole.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use argo_drift_core::manifest::parse_source;
+use argo_drift_core::manifest::{is_separator, may_be_json, parse_source, Resource, YamlSections};
 use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
 
 /// How deep a directory walk may go: a guard against symlink loops.
@@ -50,27 +50,163 @@ pub fn for_each(
     }
     let mut count = 0;
     for file in files {
-        let (name, bytes) = match &file {
-            None => {
-                let mut bytes = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut bytes)
-                    .context("reading stdin")?;
-                ("<stdin>".to_string(), bytes)
-            }
-            Some(path) => (
-                path.display().to_string(),
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            ),
-        };
         let before = count;
-        parse_source(&name, &bytes, &mut |resource| {
+        let mut each = |resource| {
             count += 1;
             sink(prepare(resource, tracking))
-        })?;
-        tracing::debug!(file = %name, objects = count - before, bytes = bytes.len(), "loaded {role} manifests");
+        };
+        let (name, bytes) = match &file {
+            None => {
+                let name = "<stdin>".to_string();
+                let bytes = read_source(&name, &mut std::io::stdin().lock(), &mut each)?;
+                (name, bytes)
+            }
+            Some(path) => {
+                let name = path.display().to_string();
+                let file = std::fs::File::open(path).with_context(|| format!("reading {name}"))?;
+                let bytes = read_source(&name, &mut { file }, &mut each)?;
+                (name, bytes)
+            }
+        };
+        tracing::debug!(file = %name, objects = count - before, bytes, "loaded {role} manifests");
     }
     Ok(count)
+}
+
+/// Parse one source as it is read, handing each object to `sink`, and return its size in bytes.
+/// A YAML stream is read in chunks and parsed one section (the text between `---` lines) at a
+/// time, so that only the sections at hand are held as text: on a 70 MB dump the text was 70 MB
+/// of the peak. A source that may be JSON (see `may_be_json`) is read whole, as one JSON value
+/// can span the file.
+///
+/// Objects, origins and errors are those `parse_source` gives for the whole text, with one
+/// difference: an invalid UTF-8 byte is reported when its section is reached, so the objects
+/// before it have been handed over and an earlier parse error is reported first.
+fn read_source(
+    name: &str,
+    input: &mut dyn Read,
+    sink: &mut dyn FnMut(Resource) -> argo_drift_core::Result<()>,
+) -> anyhow::Result<usize> {
+    read_source_in_chunks(name, input, CHUNK, sink)
+}
+
+/// [`read_source`], `chunk` bytes at a time.
+fn read_source_in_chunks(
+    name: &str,
+    input: &mut dyn Read,
+    chunk: usize,
+    sink: &mut dyn FnMut(Resource) -> argo_drift_core::Result<()>,
+) -> anyhow::Result<usize> {
+    let reading = || format!("reading {name}");
+    let mut buf = Vec::new();
+    let mut read_chunk = |buf: &mut Vec<u8>| -> anyhow::Result<bool> {
+        let read = input
+            .take(chunk as u64)
+            .read_to_end(buf)
+            .with_context(reading)?;
+        Ok(read == 0)
+    };
+    if name.ends_with(".json") {
+        while !read_chunk(&mut buf)? {}
+        parse_source(name, &buf, sink)?;
+        return Ok(buf.len());
+    }
+    // Read until the first non-blank character tells whether the source may be JSON.
+    let mut eof;
+    loop {
+        eof = read_chunk(&mut buf)?;
+        let valid = match std::str::from_utf8(&buf) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let start = valid.strip_prefix('\u{feff}').unwrap_or(valid);
+        if eof || valid.len() < buf.len() || !start.trim_start().is_empty() {
+            if may_be_json(name, start) {
+                while !eof {
+                    eof = read_chunk(&mut buf)?;
+                }
+                parse_source(name, &buf, sink)?;
+                return Ok(buf.len());
+            }
+            break;
+        }
+    }
+    let mut stream = YamlSections::new(name);
+    // Offset in the source of buf[0]; buf[0] always starts the current section.
+    let mut base = 0;
+    // The current section's first line, and the lines it holds up to `pos`.
+    let mut first_line = 1;
+    let mut lines = 0;
+    // Start of the first line of buf not yet looked at.
+    let mut pos = 0;
+    loop {
+        let mut section_start = 0;
+        loop {
+            let end = match memchr::memchr(b'\n', &buf[pos..]) {
+                Some(newline) => pos + newline + 1,
+                // The last line of the source may lack its newline.
+                None if eof && pos < buf.len() => buf.len(),
+                None => break,
+            };
+            let line = &buf[pos..end];
+            if line.starts_with(b"---") && std::str::from_utf8(line).is_ok_and(is_separator) {
+                let text = section_text(
+                    name,
+                    &buf[section_start..pos],
+                    base + section_start,
+                    first_line,
+                )?;
+                stream.section(first_line, text, sink)?;
+                first_line += lines + 1;
+                lines = 0;
+                section_start = end;
+            } else {
+                lines += 1;
+            }
+            pos = end;
+        }
+        if eof {
+            // The last section, even when empty: the numbering counts it as the whole-text
+            // reader does.
+            let text = section_text(
+                name,
+                &buf[section_start..],
+                base + section_start,
+                first_line,
+            )?;
+            stream.section(first_line, text, sink)?;
+            return Ok(base + buf.len());
+        }
+        buf.drain(..section_start);
+        base += section_start;
+        pos -= section_start;
+        eof = read_chunk(&mut buf)?;
+    }
+}
+
+/// Sources are read this many bytes at a time.
+const CHUNK: usize = 1 << 16;
+
+/// One section's text, checked as UTF-8 (the error names the source's line and byte offset, as
+/// `parse_source` does); a byte-order mark at the start of the source is dropped.
+fn section_text<'a>(
+    name: &str,
+    bytes: &'a [u8],
+    offset: usize,
+    first_line: usize,
+) -> argo_drift_core::Result<&'a str> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let valid = e.valid_up_to();
+        argo_drift_core::Error::DecodeUtf8 {
+            source_name: name.to_string(),
+            line: first_line + memchr::memchr_iter(b'\n', &bytes[..valid]).count(),
+            offset: offset + valid,
+        }
+    })?;
+    Ok(match offset {
+        0 => text.strip_prefix('\u{feff}').unwrap_or(text),
+        _ => text,
+    })
 }
 
 fn is_manifest(path: &Path) -> bool {
@@ -110,4 +246,148 @@ fn walk(dir: &Path, files: &mut Vec<Option<PathBuf>>, depth: usize) -> anyhow::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a source yields: each object with its key and origin, or the error.
+    fn whole(name: &str, bytes: &[u8]) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        parse_source(name, bytes, &mut |r| {
+            out.push(describe(&r));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn streamed(name: &str, bytes: &[u8], chunk: usize) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let size = read_source_in_chunks(name, &mut { bytes }, chunk, &mut |r| {
+            out.push(describe(&r));
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}"))?;
+        assert_eq!(size, bytes.len(), "{name}: size");
+        Ok(out)
+    }
+
+    fn describe(r: &Resource) -> String {
+        format!(
+            "{} @ {} line {}: {}",
+            r.key,
+            r.origin,
+            r.origin.line,
+            serde_json::to_string(&r.object).unwrap()
+        )
+    }
+
+    /// Read in chunks of every small size and of the real one, a source gives what the
+    /// whole-text reader gives: the same objects, origins (document, item, line) and errors.
+    fn same_as_whole(name: &str, bytes: &[u8]) {
+        let expected = whole(name, bytes);
+        for chunk in [1, 2, 3, 5, 7, 16, 64, 1000, CHUNK] {
+            assert_eq!(
+                streamed(name, bytes, chunk),
+                expected,
+                "{name} read {chunk} bytes at a time:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n";
+
+    #[test]
+    fn yaml_streams_read_in_chunks_give_what_the_whole_text_gives() {
+        let texts = [
+            String::new(),
+            "\n  \n".to_string(),
+            "# only a comment\n".to_string(),
+            CM.to_string(),
+            CM.trim_end().to_string(),
+            format!("---\n{CM}"),
+            format!("\u{feff}{CM}---\n{}", CM.replace("name: a", "name: b")),
+            format!(
+                "\n\n# c\n{CM}--- # next\n\n{}---\n",
+                CM.replace("name: a", "name: b")
+            ),
+            format!("{CM}---"),
+            format!(
+                "{CM}---\n---\n...\n---\n{}",
+                CM.replace("name: a", "name: c")
+            ),
+            format!("{CM}--- |\n  text\n"),
+            format!("{CM}----\n"),
+            CM.replace('\n', "\r\n")
+                + "---\r\n"
+                + &CM.replace("name: a", "name: d").replace('\n', "\r\n"),
+            format!(
+                "apiVersion: v1\nitems:\n- {}kind: List\n",
+                CM.replace("\n", "\n  ").trim_end()
+            ),
+            format!("{CM}---\nkind: [\n"),
+            format!("{CM}---\n{CM}"),
+            "key: value\n---\n{\"kind\": \"ConfigMap\"}\n".to_string(),
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            same_as_whole(&format!("t{i}.yaml"), text.as_bytes());
+        }
+        // The repository's own manifests, as one stream.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for dir in ["examples", "deploy", "config", "applicationsets"] {
+            if root.join(dir).is_dir() {
+                walk(&root.join(dir), &mut files, 0).unwrap();
+            }
+        }
+        let mut all = Vec::new();
+        for file in files.iter().flatten() {
+            let bytes = std::fs::read(file).unwrap();
+            // Policy files and the like are YAML but not manifests.
+            if file.extension().is_some_and(|e| e != "json") && whole("f.yaml", &bytes).is_ok() {
+                all.extend(bytes);
+                all.extend(b"\n---\n");
+            }
+        }
+        assert!(
+            all.len() > 10_000,
+            "the repository's manifests were not found"
+        );
+        assert!(whole("repo.yaml", &all).unwrap().len() > 20);
+        same_as_whole("repo.yaml", &all);
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_by_line_and_offset_as_the_whole_text_reader_names_it() {
+        let mut bytes = format!("{CM}---\n{CM}---\n").into_bytes();
+        let at = bytes.len() + 20;
+        bytes.extend(CM.replace("name: a", "name: e").as_bytes());
+        bytes[at] = 0xff;
+        same_as_whole("bad.yaml", &bytes);
+        let error = streamed("bad.yaml", &bytes, 3).unwrap_err();
+        assert!(
+            error.contains("bad.yaml") && error.contains("line 16"),
+            "{error}"
+        );
+        // At the very start, and in a line that looks like a separator.
+        same_as_whole("bad.yaml", b"\xff\n");
+        let mut separator = format!("{CM}--- #").into_bytes();
+        separator.push(0xc3);
+        separator.extend(format!("\n{CM}").as_bytes());
+        same_as_whole("bad.yaml", &separator);
+    }
+
+    #[test]
+    fn json_sources_are_read_whole() {
+        let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}},
+{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}]}"#;
+        same_as_whole("dump.json", list.as_bytes());
+        same_as_whole("dump.yaml", list.as_bytes());
+        same_as_whole("dump.yaml", format!("\n\n  {list}").as_bytes());
+        same_as_whole("two.yaml", b"{\"kind\": \"ConfigMap\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": \"a\"}}\n---\n{\"kind\": \"Secret\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": \"a\"}}\n");
+        assert_eq!(streamed("dump.json", list.as_bytes(), 2).unwrap().len(), 2);
+    }
 }

@@ -236,8 +236,15 @@ fn looks_like_json(source_name: &str, text: &str) -> bool {
     }
     // JSON documents between YAML `---` separators are a YAML stream (YAML is a superset of
     // JSON), as kubectl reads them.
-    matches!(text.trim_start().chars().next(), Some('{') | Some('['))
-        && split_sections(text).len() == 1
+    may_be_json(source_name, text) && split_sections(text).len() == 1
+}
+
+/// Whether [`parse_source`] may read a source of this name as JSON, judged from its start (the
+/// text up to its first non-blank character, BOM removed). When not, the source is a YAML stream
+/// and can be read one section at a time with [`YamlSections`].
+pub fn may_be_json(source_name: &str, start: &str) -> bool {
+    source_name.ends_with(".json")
+        || matches!(start.trim_start().chars().next(), Some('{') | Some('['))
 }
 
 fn parse_json(
@@ -289,21 +296,24 @@ struct Section<'a> {
     text: &'a str,
 }
 
-/// Split on `---` lines followed only by blanks or a comment, as kubectl's YAML reader does. A
-/// separator carrying content (`--- |`) stays inside its section; serde_yaml's own multi-document
-/// reader handles that case.
+/// Whether a line separates two sections of a YAML stream: `---` followed only by blanks or a
+/// comment, as kubectl's YAML reader splits. A separator carrying content (`--- |`) stays inside
+/// its section; serde_yaml's own multi-document reader handles that case.
+pub fn is_separator(line: &str) -> bool {
+    line.trim_end().strip_prefix("---").is_some_and(|rest| {
+        let rest = rest.trim_start();
+        rest.is_empty() || rest.starts_with('#')
+    })
+}
+
+/// Split on [`is_separator`] lines.
 fn split_sections(text: &str) -> Vec<Section<'_>> {
     let mut sections = Vec::new();
     let mut start = 0;
     let mut first_line = 1;
     let mut offset = 0;
     for (index, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_end();
-        let is_separator = trimmed.strip_prefix("---").is_some_and(|rest| {
-            let rest = rest.trim_start();
-            rest.is_empty() || rest.starts_with('#')
-        });
-        if is_separator {
+        if is_separator(line) {
             sections.push(Section {
                 first_line,
                 text: &text[start..offset],
@@ -325,37 +335,76 @@ fn parse_yaml(
     text: &str,
     sink: &mut dyn FnMut(Resource) -> Result<()>,
 ) -> Result<()> {
-    let mut document = 0;
-    for (index, section) in split_sections(text).into_iter().enumerate() {
-        if is_blank_yaml(section.text) {
+    let mut stream = YamlSections {
+        source: source.clone(),
+        document: 0,
+        sections: 0,
+    };
+    for section in split_sections(text) {
+        stream.section(section.first_line, section.text, sink)?;
+    }
+    Ok(())
+}
+
+/// A YAML stream parsed one section at a time, so that a reader of a large source holds only the
+/// section at hand: the caller cuts the text on [`is_separator`] lines and hands over every
+/// section in order, the last one (after the last separator, maybe empty) included. Objects,
+/// origins and errors are those [`parse_source`] gives for the whole text.
+pub struct YamlSections {
+    source: Arc<str>,
+    /// Documents counted so far.
+    document: usize,
+    /// Sections seen so far.
+    sections: usize,
+}
+
+impl YamlSections {
+    pub fn new(source_name: &str) -> YamlSections {
+        YamlSections {
+            source: Arc::from(source_name),
+            document: 0,
+            sections: 0,
+        }
+    }
+
+    /// Parse one section, whose first line is line `first_line` (1-based) of the source.
+    pub fn section(
+        &mut self,
+        first_line: usize,
+        text: &str,
+        sink: &mut dyn FnMut(Resource) -> Result<()>,
+    ) -> Result<()> {
+        let index = self.sections;
+        self.sections += 1;
+        if is_blank_yaml(text) {
             // kubectl skips empty documents (a leading `---`, comments only); so do we, but the
             // numbering still counts them so that "document N" matches what a person counts.
-            if index > 0 || !section.text.trim().is_empty() {
-                document += 1;
+            if index > 0 || !text.trim().is_empty() {
+                self.document += 1;
             }
-            continue;
+            return Ok(());
         }
-        document += 1;
+        self.document += 1;
+        let document = self.document;
         let origin = Origin {
-            source: source.clone(),
+            source: self.source.clone(),
             document,
             item: None,
-            line: section.first_line + leading_blank_lines(section.text),
+            line: first_line + leading_blank_lines(text),
         };
-        if let Some(split) = split_list(section.text) {
-            if parse_split_list(&split, &origin, section.first_line, sink)? {
-                continue;
+        if let Some(split) = split_list(text) {
+            if parse_split_list(&split, &origin, first_line, sink)? {
+                return Ok(());
             }
         }
-        if let Some(value) = fast_yaml::parse(section.text) {
-            emit_document(value, origin, sink)?;
-            continue;
+        if let Some(value) = fast_yaml::parse(text) {
+            return emit_document(value, origin, sink);
         }
         let mut inner_docs = 0;
-        for de in serde_yaml::Deserializer::from_str(section.text) {
+        for de in serde_yaml::Deserializer::from_str(text) {
             inner_docs += 1;
             let value = serde_yaml::Value::deserialize(de)
-                .map_err(|e| yaml_error(&e, &origin, section.first_line))?;
+                .map_err(|e| yaml_error(&e, &origin, first_line))?;
             let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
                 origin: origin.clone(),
                 message,
@@ -369,9 +418,9 @@ fn parse_yaml(
             };
             emit_document(value, origin, sink)?;
         }
-        document += inner_docs.saturating_sub(1);
+        self.document += inner_docs.saturating_sub(1);
+        Ok(())
     }
-    Ok(())
 }
 
 fn is_blank_yaml(text: &str) -> bool {

@@ -82,8 +82,10 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Live objects are handed to the comparison in batches of this many, and the reader may be
-/// this many batches ahead of it.
-const BATCH: usize = 64;
+/// this many batches ahead of it. A parsed object weighs about ten times its text, so what is in
+/// flight shows in peak memory: on the 2,000-pair corpus batches of 64 took 42 MB, of 16 33 MB,
+/// in the same time (0.09 s); smaller batches than 16 start to cost time.
+const BATCH: usize = 16;
 const BATCHES_AHEAD: usize = 4;
 
 /// Read the desired objects, then compare each live object as it arrives from the reader.
