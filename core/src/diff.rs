@@ -80,7 +80,20 @@ pub fn compare(
     options: &CompareOptions<'_>,
     redactor: &mut Redactor,
 ) -> Comparison {
-    let mut d = desired.object.clone();
+    compare_object(desired.object.clone(), desired, live, options, redactor)
+}
+
+/// [`compare`] on a desired object the caller already owns (`desired_object`; `desired` gives
+/// its key), so that it is not copied again: the walk changes it into the normalised desired
+/// object.
+pub fn compare_object(
+    desired_object: Value,
+    desired: &Prepared,
+    live: &Prepared,
+    options: &CompareOptions<'_>,
+    redactor: &mut Redactor,
+) -> Comparison {
+    let mut d = desired_object;
     // The live object is only copied when something has to change in it.
     let mut l = Cow::Borrowed(&live.object);
     // Argo CD adds its tracking label at apply time; only compare it when Git sets it too.

@@ -2,6 +2,7 @@
 //! (statuses, classified changes, patches, text diffs). The JSON shape is a contract other tools
 //! read: keep the field names.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use crate::classify::{Severity, Status};
 use crate::config::Policy;
-use crate::diff::{compare, patch, text_diff, CompareOptions, Op};
+use crate::diff::{compare_object, patch, text_diff, CompareOptions, Op};
 use crate::manifest::ResourceKey;
 use crate::normalize::ignore::IgnoreRule;
 use crate::normalize::{AttributionKind, Prepared};
@@ -251,10 +252,10 @@ impl<'p> Analyser<'p> {
             return;
         };
         pending.seen = true;
-        let restored;
-        let desired: &Prepared = match &pending.stored {
-            Stored::Parsed(p) => p,
+        let desired = match &pending.stored {
+            Stored::Parsed(p) => Cow::Borrowed(&**p),
             Stored::Compact { prepared, json } => {
+                // The restored object is the comparison's to change: it is not copied again.
                 let mut p = (**prepared).clone();
                 p.object = serde_json::from_slice(json).unwrap_or(Value::Null);
                 if let Some(Value::Object(meta)) = p.object.get_mut("metadata") {
@@ -264,8 +265,7 @@ impl<'p> Analyser<'p> {
                         meta.insert("namespace".into(), Value::String(p.key.namespace.clone()));
                     }
                 }
-                restored = p;
-                &restored
+                Cow::Owned(p)
             }
         };
         let report = modified_report(desired, live, policy, &self.options, &mut self.redactor);
@@ -375,44 +375,50 @@ fn ignores_extraneous(object: &Value) -> bool {
         .is_some_and(|v| v.split(',').any(|o| o.trim() == "IgnoreExtraneous"))
 }
 
+/// `d` is borrowed when the analyser keeps it parsed, owned when it was restored for this
+/// comparison (then it is changed in place rather than copied).
 fn modified_report(
-    d: &Prepared,
+    d: Cow<'_, Prepared>,
     l: &Prepared,
     policy: &Policy,
     options: &AnalyseOptions,
     redactor: &mut Redactor,
 ) -> ResourceReport {
-    let key = &d.key;
     let compare_options = CompareOptions {
         managers: &policy.managers,
         tracking: &policy.tracking,
         ignore: &policy.ignore,
         app_ignore: &options.app_ignore,
     };
-    let unmasked;
     let differing = options
         .argocd_secret_differences
         .as_ref()
-        .map(|all| all.get(key).cloned().unwrap_or_default());
-    let (d, unverified) = match crate::normalize::unmask_secret_values(d, l, differing.as_ref()) {
-        Some((copy, fields)) => {
-            unmasked = copy;
-            (&unmasked, fields)
-        }
-        None => (d, Vec::new()),
-    };
+        .map(|all| all.get(&d.key).cloned().unwrap_or_default());
+    let (mut d, unverified) =
+        match crate::normalize::unmask_secret_values(&d, l, differing.as_ref()) {
+            Some((copy, fields)) => (Cow::Owned(copy), fields),
+            None => (d, Vec::new()),
+        };
     let aligned;
-    let (d, l) = if options.known_types.applies_to(&key.group, &key.kind) {
-        let (mut d, mut l) = (d.clone(), l.clone());
+    let l = if options.known_types.applies_to(&d.key.group, &d.key.kind) {
+        let mut l = l.clone();
+        let d = d.to_mut();
         options
             .known_types
-            .align(&key.group, &key.kind, &mut d.object, &mut l.object);
-        aligned = (d, l);
-        (&aligned.0, &aligned.1)
+            .align(&d.key.group, &d.key.kind, &mut d.object, &mut l.object);
+        aligned = l;
+        &aligned
     } else {
-        (d, l)
+        l
     };
-    let comparison = compare(d, l, &compare_options, redactor);
+    // The comparison changes the desired object into its normalised form: an owned one is
+    // handed over, a borrowed one copied.
+    let object = match &mut d {
+        Cow::Owned(p) => std::mem::take(&mut p.object),
+        Cow::Borrowed(p) => p.object.clone(),
+    };
+    let comparison = compare_object(object, &d, l, &compare_options, redactor);
+    let key = &d.key;
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);
     report.unverified = unverified;
     report
