@@ -107,7 +107,8 @@ fn read_source_in_chunks(
         Ok(read == 0)
     };
     if name.ends_with(".json") {
-        while !read_chunk(&mut buf)? {}
+        // Whole: a file's own read_to_end sizes the buffer once from the file's length.
+        input.read_to_end(&mut buf).with_context(reading)?;
         parse_source(name, &buf, sink)?;
         return Ok(buf.len());
     }
@@ -122,8 +123,8 @@ fn read_source_in_chunks(
         let start = valid.strip_prefix('\u{feff}').unwrap_or(valid);
         if eof || valid.len() < buf.len() || !start.trim_start().is_empty() {
             if may_be_json(name, start) {
-                while !eof {
-                    eof = read_chunk(&mut buf)?;
+                if !eof {
+                    input.read_to_end(&mut buf).with_context(reading)?;
                 }
                 parse_source(name, &buf, sink)?;
                 return Ok(buf.len());
