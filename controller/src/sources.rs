@@ -381,6 +381,49 @@ mod tests {
         same_as_whole("bad.yaml", &separator);
     }
 
+    /// A reader that counts what it has handed out.
+    struct Counted<'a> {
+        bytes: &'a [u8],
+        served: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.bytes.read(out)?;
+            self.served.set(self.served.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_yaml_stream_is_parsed_while_it_is_read() {
+        // 2,000 documents, about 160 KB: the first object must reach the sink after one chunk,
+        // not after the whole source was read.
+        let text: String = (0..2000)
+            .map(|i| format!("---\n{}", CM.replace("name: a", &format!("name: cm-{i}"))))
+            .collect();
+        let served = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut input = Counted {
+            bytes: text.as_bytes(),
+            served: served.clone(),
+        };
+        let mut read_at_first = None;
+        let mut objects = 0;
+        read_source_in_chunks("many.yaml", &mut input, 4096, &mut |_| {
+            read_at_first.get_or_insert(served.get());
+            objects += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(objects, 2000);
+        assert!(text.len() > 100_000);
+        assert!(
+            read_at_first.is_some_and(|read| read <= 2 * 4096),
+            "the first object came after {read_at_first:?} of {} bytes were read",
+            text.len()
+        );
+    }
+
     #[test]
     fn json_sources_are_read_whole() {
         let list = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}},

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::manifest::ResourceKey;
 use crate::normalize::ignore::IgnoreRule;
 use crate::normalize::merge_keys::{item_key, list_key, selector};
 use crate::normalize::{
@@ -80,15 +81,20 @@ pub fn compare(
     options: &CompareOptions<'_>,
     redactor: &mut Redactor,
 ) -> Comparison {
-    compare_object(desired.object.clone(), desired, live, options, redactor)
+    compare_object(
+        desired.object.clone(),
+        &desired.key,
+        live,
+        options,
+        redactor,
+    )
 }
 
-/// [`compare`] on a desired object the caller already owns (`desired_object`; `desired` gives
-/// its key), so that it is not copied again: the walk changes it into the normalised desired
-/// object.
+/// [`compare`] on a desired object the caller already owns, so that it is not copied again: the
+/// walk changes it into the normalised desired object. `key` is the desired object's.
 pub fn compare_object(
     desired_object: Value,
-    desired: &Prepared,
+    key: &ResourceKey,
     live: &Prepared,
     options: &CompareOptions<'_>,
     redactor: &mut Redactor,
@@ -102,16 +108,16 @@ pub fn compare_object(
         remove_label(l.to_mut(), &options.tracking.label);
     }
     let rules = options.ignore.iter().chain(options.app_ignore);
-    for rule in rules.filter(|r| r.applies_to(&desired.key)) {
+    for rule in rules.filter(|r| r.applies_to(key)) {
         rule.apply(&mut d, l.to_mut(), live.ownership.as_ref());
     }
-    if is_secret(&desired.key.group, &desired.key.kind) {
+    if is_secret(&key.group, &key.kind) {
         redactor.redact_secret(&mut d);
         redactor.redact_secret(l.to_mut());
     }
     let l: &Value = &l;
     let ctx = LiveContext {
-        kind: &desired.key.kind,
+        kind: &key.kind,
         live: l,
         ownership: live.ownership.as_ref(),
         last_applied: live.last_applied.as_ref(),

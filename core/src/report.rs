@@ -417,7 +417,7 @@ fn modified_report(
         Cow::Owned(p) => std::mem::take(&mut p.object),
         Cow::Borrowed(p) => p.object.clone(),
     };
-    let comparison = compare_object(object, &d, l, &compare_options, redactor);
+    let comparison = compare_object(object, &d.key, l, &compare_options, redactor);
     let key = &d.key;
     let mut report = base_report(key, &d.api_version, &d.origin.to_string(), Status::Synced);
     report.unverified = unverified;
