@@ -282,12 +282,31 @@ start() {
   echo $! >"$state/$name.pid"
 }
 
+# supervise NAME COMMAND...: like start, but the command is started again a second after it
+# exits, as the kubelet restarts a crashed container (restartPolicy: Always). The loop leads a
+# process group of its own, so that stop ends the command with it. Argo CD v3.6.2's application
+# controller can panic when a CRD appears while a settings change invalidates its cluster cache
+# (gitops-engine pkg/cache/cluster.go:696: startMissingWatches, run by
+# reconcileAPIServiceWatches' retries, writes apisMeta after Invalidate set it to nil; seen here
+# in a cold run); in a cluster its pod is restarted and resumes its operations, and so it is here.
+supervise() {
+  local name=$1; shift
+  alive "$name" && return 0
+  # shellcheck disable=SC2016 # expanded by the loop's own shell
+  setsid nohup bash -c 'while :; do "$@"; echo "scripts/testenv.sh: $0 exited with status $?; starting it again in 1 s" >&2; sleep 1; done' \
+    "$name" "$@" >"$state/$name.log" 2>&1 9>&- &
+  echo $! >"$state/$name.pid"
+}
+
 stop() {
   local name=$1
   if alive "$name"; then
-    kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+    # A supervised command's whole group (the loop and the command), else the process alone.
+    kill -- "-$(cat "$state/$name.pid")" 2>/dev/null || kill "$(cat "$state/$name.pid")" 2>/dev/null || true
     for _ in $(seq 1 50); do alive "$name" || break; sleep 0.1; done
-    alive "$name" && kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
+    if alive "$name"; then
+      kill -9 -- "-$(cat "$state/$name.pid")" 2>/dev/null || kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
+    fi
   fi
   rm -f "$state/$name.pid"
 }
@@ -442,7 +461,7 @@ start_argocd_component() {
   local vars
   mapfile -t vars < <(argocd_env)
   # The namespace comes from Argo CD's kubeconfig context (the repo-server has no --namespace).
-  start "$name" env "${vars[@]}" "ARGOCD_BINARY_NAME=$name" "$argocd" "$@" --loglevel info
+  supervise "$name" env "${vars[@]}" "ARGOCD_BINARY_NAME=$name" "$argocd" "$@" --loglevel info
 }
 
 argocd_api() {
