@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use argo_drift_core::normalize::TrackingKeys;
 
 use crate::application::Application;
+use crate::connect::{WatchConnections, STREAMS_PER_CONNECTION};
 use crate::error::{Error, Result};
 use crate::live::{AppRef, LiveState, Trigger};
 use crate::lock;
@@ -170,6 +171,8 @@ pub fn describe_board(board: &Board) -> String {
 /// Every destination cluster argo-drift has needed, keyed by server URL.
 pub struct Clusters {
     local: Client,
+    /// What the local client was built from: its watches' connections are built from it too.
+    local_config: kube::Config,
     /// Argo CD's namespace, where its cluster Secrets live (for messages).
     control_plane: String,
     secrets: Option<Store<Secret>>,
@@ -197,12 +200,14 @@ pub struct ClusterSettings {
 impl Clusters {
     pub fn new(
         local: Client,
+        local_config: kube::Config,
         settings: ClusterSettings,
         triggers: mpsc::UnboundedSender<Trigger>,
         metrics: Arc<Metrics>,
     ) -> Clusters {
         Clusters {
             local,
+            local_config,
             control_plane: settings.control_plane,
             secrets: settings.secrets,
             argocd_cm: settings.argocd_cm,
@@ -337,7 +342,7 @@ impl Clusters {
             let version = format!("local:{name}");
             return self
                 .built(server, &version, || async {
-                    Ok((name.clone(), self.local.clone()))
+                    Ok((name.clone(), self.local.clone(), self.local_config.clone()))
                 })
                 .await;
         }
@@ -369,9 +374,9 @@ impl Clusters {
                 kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                     .await
                     .map_err(|e| fail(format!("building a client: {}", with_causes(&e))))?;
-            let client = crate::metrics::counted_client(config)
+            let client = crate::connect::client(&config)
                 .map_err(|e| fail(format!("building a client: {}", with_causes(&e))))?;
-            Ok((name.clone(), client))
+            Ok((name.clone(), client, config))
         })
         .await
     }
@@ -380,17 +385,18 @@ impl Clusters {
     async fn built<F, Fut>(&self, server: &str, version: &str, make: F) -> Result<Arc<Cluster>>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(String, Client)>>,
+        Fut: std::future::Future<Output = Result<(String, Client, kube::Config)>>,
     {
         if let Some(c) = lock(&self.built).get(server) {
             if c.version == version {
                 return Ok(c.clone());
             }
         }
-        let (name, client) = make().await?;
+        let (name, client, config) = make().await?;
         let cluster = Arc::new(Cluster {
             live: LiveState::new(
                 client.clone(),
+                WatchConnections::new(config, STREAMS_PER_CONNECTION),
                 &name,
                 self.tracking.clone(),
                 self.triggers.clone(),

@@ -6,6 +6,7 @@
 
 pub mod application;
 pub mod clusters;
+pub mod connect;
 pub mod discovery;
 pub mod error;
 pub mod live;

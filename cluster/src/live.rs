@@ -21,6 +21,7 @@ use kube::Client;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+use crate::connect::WatchConnections;
 pub use crate::discovery::Kind;
 use crate::discovery::Kinds;
 use crate::error::{Error, Result};
@@ -151,6 +152,8 @@ struct Interest {
 /// The live state of one cluster.
 pub struct LiveState {
     client: Client,
+    /// The connections the watches share (HTTP/2 streams; see `crate::connect`).
+    connections: WatchConnections,
     /// The cluster's name, for metrics and logs.
     cluster: String,
     /// Argo CD's tracking marks, shared by every cluster and followed as argocd-cm changes.
@@ -165,6 +168,7 @@ pub struct LiveState {
 impl LiveState {
     pub fn new(
         client: Client,
+        connections: WatchConnections,
         cluster: &str,
         tracking: Arc<RwLock<TrackingKeys>>,
         triggers: mpsc::UnboundedSender<Trigger>,
@@ -173,6 +177,7 @@ impl LiveState {
         LiveState {
             kinds: Kinds::new(client.clone()),
             client,
+            connections,
             cluster: cluster.to_string(),
             tracking,
             watches: Mutex::default(),
@@ -298,10 +303,15 @@ impl LiveState {
     }
 
     fn count_watches(&self, n: usize) {
+        let cluster = labels(&[("cluster", &self.cluster)]);
         self.metrics
             .cluster_watches
-            .get_or_create(&labels(&[("cluster", &self.cluster)]))
+            .get_or_create(&cluster)
             .set(n as i64);
+        self.metrics
+            .watch_connections
+            .get_or_create(&cluster)
+            .set(self.connections.connections() as i64);
     }
 
     /// The objects a running watch holds now.
@@ -317,9 +327,21 @@ impl LiveState {
         if let Some(w) = watches.get(key) {
             return w.clone();
         }
+        // A place on a shared connection, held by the watch's task until it ends.
+        let place = match self.connections.place() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(cluster = %self.cluster, watch = %key, error = %e,
+                    "no client for a watch connection of its own; the watch uses the cluster's client");
+                None
+            }
+        };
+        let client = place
+            .as_ref()
+            .map_or_else(|| self.client.clone(), |p| p.client());
         let api: Api<DynamicObject> = match &key.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
-            None => Api::all_with(self.client.clone(), &kind.resource),
+            Some(ns) => Api::namespaced_with(client, ns, &kind.resource),
+            None => Api::all_with(client, &kind.resource),
         };
         let secret = argo_drift_core::redact::is_secret(&kind.resource.group, &kind.resource.kind);
         let objects: Arc<Mutex<Objects>> = Arc::default();
@@ -341,6 +363,7 @@ impl LiveState {
         let last_error: Arc<Mutex<Option<String>>> = Arc::default();
         let errors = last_error.clone();
         let task = tokio::spawn(async move {
+            let _place = place;
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
             let watch_labels = labels(&[("cluster", &cluster), ("kind", &watch_key.kind)]);

@@ -17,16 +17,6 @@ pub fn kube_requests() -> &'static Family<Labels, Counter> {
     REQUESTS.get_or_init(Family::default)
 }
 
-/// A Kubernetes client for `config` whose requests are counted in [`kube_requests`].
-pub fn counted_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
-    let builder = kube::client::ClientBuilder::try_from(config)?;
-    Ok(builder
-        .with_layer(&tower::util::MapRequestLayer::new(
-            count_request::<kube::client::Body>,
-        ))
-        .build())
-}
-
 /// Whether an API path names a collection (`/api/v1/namespaces/shop/configmaps`) rather than
 /// one object (`…/configmaps/web`, `/api/v1/namespaces/shop`).
 fn is_collection(path: &str) -> bool {
@@ -95,6 +85,8 @@ pub struct Metrics {
     pub cluster_up: Family<Labels, Gauge>,
     /// Live-state watches running, by cluster.
     pub cluster_watches: Family<Labels, Gauge>,
+    /// Connections to the API server the live-state watches share, by cluster.
+    pub watch_connections: Family<Labels, Gauge>,
     /// Replicas sharing the applications, as this replica sees them (sharded only).
     pub replicas: Gauge,
 }
@@ -191,6 +183,12 @@ impl Metrics {
             "Live-state watches running, by cluster",
             cluster_watches.clone(),
         );
+        let watch_connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "watch_connections",
+            "Connections to the API server the live-state watches share (HTTP/2 streams), by cluster",
+            watch_connections.clone(),
+        );
         registry.register(
             "kube_requests",
             "Requests to the Kubernetes API by this process, by verb",
@@ -207,6 +205,7 @@ impl Metrics {
             replicas,
             cluster_up,
             cluster_watches,
+            watch_connections,
             argocd_disagreements,
             drifted_resources,
             detection_latency,

@@ -83,7 +83,7 @@ g, drift-viewer, role:drift-viewer\n"}),
     app["metadata"]["labels"]["argo-drift.io/mode"] = json!("enforce");
     apply(&client, &apps, app, "argocd-server").await;
     real.sync_and_wait(&client, &apps, "web").await;
-    let controller = Running::start_with_real_argocd(&client, &apps, &[]).await;
+    let controller = Running::start_with_real_argocd(&admin_config().await, &apps, &[]).await;
     wait_for("the first report", WAIT, || async {
         report(&client, &apps, "web").await.map(|_| ())
     })

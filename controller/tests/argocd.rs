@@ -255,7 +255,8 @@ async fn a_plugin_app_is_compared_with_argo_cds_rendering_not_its_raw_files() {
         .await
         .unwrap();
     fake.set_manifests("web", vec![rendered]);
-    let controller = Running::start_with_fake(&client, &argocd, &fake.url, TOKEN, &[]).await;
+    let controller =
+        Running::start_with_fake(&admin_config().await, &argocd, &fake.url, TOKEN, &[]).await;
     let (_, r) = wait_report(
         &client,
         &argocd,

@@ -95,8 +95,12 @@ async fn apps_on_another_cluster_are_compared_with_that_clusters_live_state() {
         apply(&client, &apps, app, "argocd-server").await;
         real.sync_and_wait(&client, &apps, name).await;
     }
-    let controller =
-        Running::start_with_real_argocd(&client, &apps, &["--cluster-probe-interval", "1s"]).await;
+    let controller = Running::start_with_real_argocd(
+        &admin_config().await,
+        &apps,
+        &["--cluster-probe-interval", "1s"],
+    )
+    .await;
     for (name, _) in &destinations {
         let (_, r) = wait_report(&client, &apps, name, "a report in sync", WAIT, |r| {
             r["summary"]["synced"] == 1
@@ -181,7 +185,7 @@ async fn an_unreachable_cluster_is_reported_as_such_and_nothing_is_done() {
         .await
         .unwrap();
     let controller = Running::start_with_fake(
-        &client,
+        &admin_config().await,
         &argocd,
         &fake.url,
         "fake-token",
@@ -237,7 +241,12 @@ async fn a_new_cluster_secret_and_a_rotated_token_take_effect_without_a_restart(
     let mut app = app_to("web", &repo.url(), "web", json!({"name": "late"}), &shop);
     app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
     apply(&client, &argocd, app, "argocd-server").await;
-    let controller = Running::start(&client, &argocd, &["--cluster-probe-interval", "1s"]).await;
+    let controller = Running::start(
+        &admin_config().await,
+        &argocd,
+        &["--cluster-probe-interval", "1s"],
+    )
+    .await;
     let failure = |what: &'static str| {
         let client = client.clone();
         let argocd = argocd.clone();
@@ -341,8 +350,12 @@ async fn client_certificates_and_exec_plugins_reach_the_cluster() {
         let mut app = app_to(name, &repo.url(), name, json!({"name": name}), &shop);
         app["status"] = json!({"sync": {"status": "Synced", "revision": commit}});
         apply(&client, &argocd, app, "argocd-server").await;
-        let controller =
-            Running::start(&client, &argocd, &["--cluster-probe-interval", "1s"]).await;
+        let controller = Running::start(
+            &admin_config().await,
+            &argocd,
+            &["--cluster-probe-interval", "1s"],
+        )
+        .await;
         let (_, r) = wait_report(&client, &argocd, name, "a report in sync", WAIT, |r| {
             r["error"].is_null() && r["summary"]["synced"] == 1
         })
@@ -396,7 +409,7 @@ async fn the_watched_namespaces_are_argo_cds_application_namespaces() {
     }
     // Reports go to the controller's state namespace (Argo CD's here), labelled with the app's.
     let controller = Running::start_beside(
-        &client,
+        &admin_config().await,
         "",
         &argocd,
         &["--policy-reload", "500ms", "--gc-interval", "1s"],

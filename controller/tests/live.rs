@@ -136,7 +136,7 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
     app["spec"]["source"]["directory"] = json!({"recurse": true});
     apply(&client, &argocd, app, "argocd-server").await;
 
-    let controller = Running::start(&client, &argocd, &[]).await;
+    let controller = Running::start(&admin_config().await, &argocd, &[]).await;
 
     // Pure server defaults (strategy, clusterIP, sessionAffinity, dnsPolicy, ...) are no drift.
     let (cm, first) = wait_for("the first report", WAIT, || async {
@@ -313,6 +313,17 @@ async fn out_of_band_changes_are_reported_with_severity_manager_and_events_and_r
         metrics.contains("argo_drift_detection_latency_seconds_count"),
         "{metrics}"
     );
+    // The app's watches (Deployments, Services, ConfigMaps, Secrets in its namespace) share one
+    // HTTP/2 connection.
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("cluster=\"in-cluster\""))
+            .and_then(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no {name} metric:\n{metrics}"))
+    };
+    assert!(gauge("argo_drift_cluster_watches") >= 4, "{metrics}");
+    assert_eq!(gauge("argo_drift_watch_connections"), 1, "{metrics}");
 
     // Revert everything, as a sync by Argo CD would: drift resolved.
     for (kind, name) in [
@@ -409,7 +420,7 @@ async fn git_protocol_extra_objects_and_a_malformed_application_that_stops_nothi
 
     // Branches are fetched again at every analysis, so the chart commit below is seen.
     let controller = Running::start(
-        &client,
+        &admin_config().await,
         &argocd,
         &["--git-refresh", "0s", "--gc-interval", "200ms"],
     )
@@ -564,7 +575,7 @@ async fn app_ignore_differences_and_a_reloaded_policy_change_the_report() {
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, "severity:\n  default: medium\n").unwrap();
     let controller = Running::start(
-        &client,
+        &admin_config().await,
         &argocd,
         &[
             "--policy",
@@ -669,7 +680,7 @@ async fn only_one_replica_leads_and_a_released_lease_passes_to_the_standby() {
     // A controller whose lease is held elsewhere waits and writes nothing.
     let argocd = fresh_namespace(&client, "argocd").await;
     lease_held_elsewhere(&client, &argocd, "argo-drift-controller", 60).await;
-    let standby = Running::start(&client, &argocd, &[]).await;
+    let standby = Running::start(&admin_config().await, &argocd, &[]).await;
     let (status, _) = wait_for("the standby's health endpoint", WAIT, || async {
         let r = standby.get("/healthz").await;
         (r.0 == 200).then_some(r)
@@ -724,10 +735,10 @@ async fn helm_applications_are_read_from_argo_cds_rendered_manifests_with_its_to
     let server = format!("https://{}", real.server);
     let ca = real.ca.to_str().unwrap();
     let start = |token_file: String| {
-        let (client, apps, server) = (client.clone(), apps.clone(), server.clone());
+        let (apps, server) = (apps.clone(), server.clone());
         async move {
             Running::start_beside(
-                &client,
+                &admin_config().await,
                 &apps,
                 &real.namespace,
                 &[
@@ -815,7 +826,7 @@ async fn a_private_repository_is_read_with_the_token_from_argo_cds_repository_se
     let server = GitHttp::start(base.path(), "deploy-bot", "glpat-0123456789");
     let url = format!("http://127.0.0.1:{}/private.git", server.port);
     app_in_sync(&client, &argocd, &shop, "private", &url, "app", &commit, cm).await;
-    let controller = Running::start(&client, &argocd, &[]).await;
+    let controller = Running::start(&admin_config().await, &argocd, &[]).await;
 
     // No credentials yet: after a few attempts the failure is said on the app.
     let (_, r) = wait_report(
@@ -915,8 +926,8 @@ async fn the_controller_does_its_job_with_only_the_shipped_least_privilege_rbac(
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
-    let limited = kube::Client::try_from(config).unwrap();
-    let controller = Running::start(&limited, &argocd, &[]).await;
+    let limited = kube::Client::try_from(config.clone()).unwrap();
+    let controller = Running::start(&config, &argocd, &[]).await;
     wait_for(
         "the report written under the shipped RBAC",
         WAIT,
@@ -982,7 +993,7 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
     });
     apply(&client, &argocd, secret, "argocd-server").await;
     app_in_sync(&client, &argocd, &shop, "ssh", &url, "", &commit, cm).await;
-    let controller = Running::start(&client, &argocd, &[]).await;
+    let controller = Running::start(&admin_config().await, &argocd, &[]).await;
 
     // The server's host key is not known yet: refused, and said on the app.
     let (_, r) = wait_report(
@@ -1056,7 +1067,7 @@ async fn paged_app(
         &format!("resolveHoldSeconds: {resolve_hold_seconds}\n"),
     );
     let controller = Running::start(
-        client,
+        &admin_config().await,
         &argocd,
         &["--notifications", notifications.to_str().unwrap()],
     )
@@ -1213,7 +1224,7 @@ async fn web_app_analysed() -> (kube::Client, String, String, tempfile::TempDir,
     let mut app = application("web", &repo.url(), "apps/web", &shop, Some(&commit));
     app["spec"]["source"]["directory"] = json!({"recurse": true});
     apply(&client, &argocd, app, "argocd-server").await;
-    let controller = Running::start(&client, &argocd, &[]).await;
+    let controller = Running::start(&admin_config().await, &argocd, &[]).await;
     wait_for("the first report", WAIT, || async {
         report(&client, &argocd, "web").await
     })
@@ -1292,7 +1303,11 @@ async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
         "metadata.labels.debug",
     )
     .await;
-    assert!(counter(&controller, ok).await > before);
+    // The report is written before the analysis is counted: wait for the count.
+    wait_for("the analysis counted", WAIT, || async {
+        (counter(&controller, ok).await > before).then_some(())
+    })
+    .await;
     controller.stop().await;
 }
 

@@ -426,7 +426,7 @@ async fn no_application_is_analysed_where_its_report_cannot_be_written() {
         "argocd-server",
     )
     .await;
-    let identity = service_account_client(&client, &argocd, "argo-drift").await;
+    let identity = service_account_config(&client, &argocd, "argo-drift").await;
     let controller = Running::start_beside(
         &identity,
         "",

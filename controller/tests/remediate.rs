@@ -102,14 +102,20 @@ impl Fixture {
     async fn start(&self, extra: &[&str]) -> Running {
         let mut args = vec!["--clock-file", self.clock.to_str().unwrap()];
         args.extend_from_slice(extra);
-        Running::start_beside(&self.client, &self.argocd, &self.control_plane, &args).await
+        Running::start_beside(
+            &admin_config().await,
+            &self.argocd,
+            &self.control_plane,
+            &args,
+        )
+        .await
     }
 
     /// A controller that acts through the real Argo CD's API.
     async fn start_with_argocd(&self, extra: &[&str]) -> Running {
         let mut args = vec!["--clock-file", self.clock.to_str().unwrap()];
         args.extend_from_slice(extra);
-        Running::start_with_real_argocd(&self.client, &self.argocd, &args).await
+        Running::start_with_real_argocd(&admin_config().await, &self.argocd, &args).await
     }
 
     /// The live ConfigMap `name` of the shop namespace.

@@ -39,7 +39,12 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
         cm,
     )
     .await;
-    let controller = Running::start(&client, &argocd, &["--leader-election", "false"]).await;
+    let controller = Running::start(
+        &admin_config().await,
+        &argocd,
+        &["--leader-election", "false"],
+    )
+    .await;
     wait_for("the first report", Duration::from_secs(20), || async {
         report(&client, &argocd, "flags").await
     })

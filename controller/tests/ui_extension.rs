@@ -171,7 +171,7 @@ async fn the_drift_view_serves_argo_cd_proxied_requests_and_renders_in_a_browser
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let ui_addr = format!("127.0.0.1:{ui_port}");
     let controller = Running::start_with_real_argocd(
-        &client,
+        &admin_config().await,
         &apps,
         &[
             "--ui-api-addr",

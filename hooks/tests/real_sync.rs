@@ -591,7 +591,7 @@ async fn a_sync_whose_smoke_test_fails_is_rolled_back_by_the_controller_once_arg
         .unwrap()
         .to_string();
     let controller = Running::start_with_real_argocd(
-        &s.client,
+        &admin_config().await,
         &s.apps,
         &["--state-namespace", s.records.as_str()],
     )

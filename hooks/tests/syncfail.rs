@@ -404,7 +404,7 @@ async fn the_controller_rolls_back_only_what_the_apps_own_hooks_asked_for() {
     )
     .await;
     let controller = Running::start_beside(
-        &client,
+        &admin_config().await,
         &argocd,
         &argocd,
         &[

@@ -48,10 +48,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let config = kube::Config::infer()
             .await
             .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-        let client = argo_drift_cluster::metrics::counted_client(config)
-            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
         let shutdown = shutdown_signal();
-        serve(client, args, shutdown).await
+        serve(config, args, shutdown).await
     })
 }
 
@@ -91,10 +89,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// Run the controller until `shutdown` turns true. Public so that tests and the benchmark run it
 /// in-process against a real API server.
 pub async fn serve(
-    client: Client,
+    config: kube::Config,
     args: &RunArgs,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
+    let client = argo_drift_cluster::connect::client(&config)
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let policy_path = args.policy.policy.clone();
     // Argo CD's tracking settings (argocd-cm) are applied over the policy's on every analysis.
     let policy = super::load_policy(&args.policy)?;
@@ -249,6 +249,7 @@ pub async fn serve(
     );
     let clusters = Clusters::new(
         client.clone(),
+        config,
         ClusterSettings {
             control_plane: args.control_plane_namespace.clone(),
             secrets: Some(cluster_secrets),

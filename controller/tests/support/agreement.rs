@@ -27,7 +27,7 @@ impl Scenario {
         let real = real_argocd();
         apply(client, apps, app, "argocd-server").await;
         real.sync_and_wait(client, apps, "web").await;
-        let controller = Running::start_with_real_argocd(client, apps, &[]).await;
+        let controller = Running::start_with_real_argocd(&admin_config().await, apps, &[]).await;
         let s = Scenario {
             client: client.clone(),
             apps: apps.to_string(),

@@ -366,13 +366,18 @@ pub async fn client() -> Client {
         )
         .with_test_writer()
         .try_init();
-    let kc = Kubeconfig::read_from(kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
+    let client = Client::try_from(admin_config().await).unwrap();
     install_crds(&client).await;
     client
+}
+
+/// The test cluster's admin credentials (what [`client`] is built from): a controller under
+/// test builds its own clients from them, as `argo-drift run` does from its kubeconfig.
+pub async fn admin_config() -> Config {
+    let kc = Kubeconfig::read_from(kubeconfig()).unwrap();
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap()
 }
 
 /// The pinned Argo CD release's CRDs and the project's test CRDs (Argo Workflows, the
@@ -611,14 +616,14 @@ pub struct Running {
 
 impl Running {
     /// A controller watching `app_namespace`, which is also its Argo CD's namespace.
-    pub async fn start(client: &Client, app_namespace: &str, extra: &[&str]) -> Running {
-        Running::start_beside(client, app_namespace, app_namespace, extra).await
+    pub async fn start(config: &Config, app_namespace: &str, extra: &[&str]) -> Running {
+        Running::start_beside(config, app_namespace, app_namespace, extra).await
     }
 
     /// A controller watching `app_namespace` (also its Argo CD's namespace) that calls the fake
     /// Argo CD at `url` with `token`, with `extra` arguments.
     pub async fn start_with_fake(
-        client: &Client,
+        config: &Config,
         app_namespace: &str,
         url: &str,
         token: &str,
@@ -634,13 +639,13 @@ impl Running {
             token_file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Running::start(client, app_namespace, &args).await
+        Running::start(config, app_namespace, &args).await
     }
 
     /// A controller watching `app_namespace` beside the real Argo CD, using its API (server,
     /// the argo-drift account's token, the test CA), with `extra` arguments.
     pub async fn start_with_real_argocd(
-        client: &Client,
+        config: &Config,
         app_namespace: &str,
         extra: &[&str],
     ) -> Running {
@@ -655,7 +660,7 @@ impl Running {
             real.ca.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Running::start_beside(client, app_namespace, &real.namespace, &args).await
+        Running::start_beside(config, app_namespace, &real.namespace, &args).await
     }
 
     /// A controller watching `app_namespace`, beside an Argo CD that runs in `control_plane`;
@@ -663,7 +668,7 @@ impl Running {
     /// names `--state-namespace`. An empty `app_namespace` leaves the choice to the controller
     /// (Argo CD's settings; state in `control_plane`).
     pub async fn start_beside(
-        client: &Client,
+        config: &Config,
         app_namespace: &str,
         control_plane: &str,
         extra: &[&str],
@@ -704,9 +709,9 @@ impl Running {
             unreachable!()
         };
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let client = client.clone();
+        let config = config.clone();
         let handle = tokio::spawn(async move {
-            argo_drift_controller::commands::run::serve(client, &args, rx).await
+            argo_drift_controller::commands::run::serve(config, &args, rx).await
         });
         Running {
             shutdown: tx,
@@ -1190,14 +1195,18 @@ pub async fn service_account_kubeconfig(
 /// A client acting as ServiceAccount `namespace/name` (a TokenRequest token), for tests that
 /// prove what the shipped RBAC and admission policy let it do.
 pub async fn service_account_client(client: &Client, namespace: &str, name: &str) -> Client {
+    Client::try_from(service_account_config(client, namespace, name).await).unwrap()
+}
+
+/// The credentials of ServiceAccount `namespace/name` (a TokenRequest token).
+pub async fn service_account_config(client: &Client, namespace: &str, name: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     service_account_kubeconfig(client, namespace, name, &path).await;
     let kc = Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+        .unwrap()
 }
 
 /// Annotate Application `namespace/name` as `manager` does (a person with kubectl, the argocd
