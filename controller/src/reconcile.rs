@@ -738,17 +738,13 @@ fn live_objects(
             let key = ResourceKey {
                 group: w.group.clone(),
                 kind: w.kind.clone(),
-                namespace: o.metadata.namespace.clone().unwrap_or_default(),
-                name: o.metadata.name.clone().unwrap_or_default(),
+                namespace: o.metadata.namespace.to_string(),
+                name: o.metadata.name.to_string(),
             };
             if !desired.contains_key(&key) && !tracked_by(&o.metadata, tracking_name, policy) {
                 continue;
             }
-            if o.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(publish::REPORT_LABEL))
-            {
+            if o.metadata.label(publish::REPORT_LABEL).is_some() {
                 continue; // our own reports are never part of an application
             }
             live.insert(
@@ -760,11 +756,7 @@ fn live_objects(
     Ok(live)
 }
 
-fn tracked_by(
-    o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    app: &str,
-    policy: &Policy,
-) -> bool {
+fn tracked_by(o: &crate::live::Meta, app: &str, policy: &Policy) -> bool {
     crate::live::tracking_names(o, &policy.tracking).any(|n| n == app)
 }
 
