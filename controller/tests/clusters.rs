@@ -205,14 +205,17 @@ async fn an_unreachable_cluster_is_reported_as_such_and_nothing_is_done() {
     assert!(!error.contains("t0k3n"), "{error}");
     assert_eq!(r["summary"]["missing"], 0, "{r:#}");
     assert!(r["resources"].as_array().unwrap().is_empty(), "{r:#}");
-    let events = events(&client, &argocd, "web").await;
-    assert!(
-        events
+    // The Event is written after the report.
+    wait_for("the DriftAnalysisFailed Event", WAIT, || async {
+        events(&client, &argocd, "web")
+            .await
             .iter()
-            .any(|(reason, note)| reason == "DriftAnalysisFailed"
-                && note.starts_with("cluster_unreachable:")),
-        "{events:?}"
-    );
+            .any(|(reason, note)| {
+                reason == "DriftAnalysisFailed" && note.starts_with("cluster_unreachable:")
+            })
+            .then_some(())
+    })
+    .await;
     let (_, metrics) = controller.get("/metrics").await;
     let down = format!("argo_drift_cluster_up{{cluster=\"gone\",server=\"{server}\"}} 0");
     assert!(metrics.contains(&down), "{down} not in\n{metrics}");
