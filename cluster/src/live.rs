@@ -151,14 +151,41 @@ impl Cached {
     }
 }
 
-/// A watch's objects by (namespace, name).
-type Objects = HashMap<(Option<String>, String), Arc<Cached>>;
+/// A watch's objects, told apart by namespace and name — those of their own [`Meta`], so the
+/// set holds no second copy of them.
+type Objects = HashSet<ByName>;
 
-fn object_id(o: &DynamicObject) -> (Option<String>, String) {
-    (
-        o.metadata.namespace.clone(),
-        o.metadata.name.clone().unwrap_or_default(),
-    )
+/// A cached object as a member of its watch's set: equal to another of the same namespace and
+/// name.
+struct ByName(Arc<Cached>);
+
+impl ByName {
+    /// A stand-in to find or remove the object with `meta`'s namespace and name.
+    fn key(meta: Meta) -> ByName {
+        ByName(Arc::new(Cached {
+            metadata: meta,
+            digest: 0,
+            json: Box::default(),
+        }))
+    }
+
+    fn id(&self) -> (&str, &str) {
+        (&self.0.metadata.namespace, &self.0.metadata.name)
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for ByName {}
+
+impl std::hash::Hash for ByName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
 }
 
 struct Watch {
@@ -174,14 +201,22 @@ struct Watch {
 type Shared = Arc<AppRef>;
 
 /// Which applications care about which objects.
+///
+/// There is an entry in `by_key` per object some application holds in Git, so it is kept
+/// small: the key is shared with the application's own list in `registered` (one allocation
+/// instead of two copies of four strings), and the applications holding an object — almost
+/// always one — are a vector rather than a hash set.
 #[derive(Default)]
 struct Interest {
-    by_key: HashMap<ResourceKey, HashSet<Shared>>,
+    by_key: HashMap<Arc<ResourceKey>, Vec<Shared>>,
     /// Application names as tracking marks name them.
     by_name: HashMap<String, HashSet<Shared>>,
     by_watch: HashMap<WatchKey, HashSet<Shared>>,
-    registered: HashMap<Shared, (Vec<ResourceKey>, String, Vec<WatchKey>)>,
+    registered: HashMap<Shared, Registration>,
 }
+
+/// What an application registered: the objects it holds in Git, its tracking name, its watches.
+type Registration = (Vec<Arc<ResourceKey>>, String, Vec<WatchKey>);
 
 /// The live state of one cluster.
 pub struct LiveState {
@@ -251,12 +286,12 @@ impl LiveState {
             let mut interest = lock(&self.interest);
             interest.unregister(app);
             let app: Shared = Arc::new(app.clone());
+            let keys: Vec<Arc<ResourceKey>> = keys.into_iter().map(Arc::new).collect();
             for k in &keys {
-                interest
-                    .by_key
-                    .entry(k.clone())
-                    .or_default()
-                    .insert(app.clone());
+                let apps = interest.by_key.entry(k.clone()).or_default();
+                if !apps.contains(&app) {
+                    apps.push(app.clone());
+                }
             }
             interest
                 .by_name
@@ -352,7 +387,7 @@ impl LiveState {
     pub fn objects(&self, key: &WatchKey) -> Vec<Arc<Cached>> {
         lock(&self.watches)
             .get(key)
-            .map(|w| lock(&w.objects).values().cloned().collect())
+            .map(|w| lock(&w.objects).iter().map(|o| o.0.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -402,15 +437,15 @@ impl LiveState {
             let mut listed = false;
             let watch_labels = labels(&[("cluster", &cluster), ("kind", &watch_key.kind)]);
             // A (re-)list fills this, then replaces the objects at once.
-            let mut relisted: Objects = HashMap::new();
+            let mut relisted: Objects = HashSet::new();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(Event::Apply(o)) => {
                         let cached = Arc::new(Cached::new(&o));
                         // What analysis could see is unchanged (status, resourceVersion, the
                         // status writer's managedFields entry): nothing to do.
-                        let before = lock(&store).insert(object_id(&o), cached.clone());
-                        if before.is_some_and(|b| b.digest == cached.digest) {
+                        let before = lock(&store).replace(ByName(cached.clone()));
+                        if before.is_some_and(|b| b.0.digest == cached.digest) {
                             metrics
                                 .watch_events_ignored
                                 .get_or_create(&watch_labels)
@@ -422,13 +457,13 @@ impl LiveState {
                         send(&triggers, apps);
                     }
                     Ok(Event::InitApply(o)) => {
-                        relisted.insert(object_id(&o), Arc::new(Cached::new(&o)));
+                        relisted.replace(ByName(Arc::new(Cached::new(&o))));
                     }
                     Ok(Event::Delete(o)) => {
-                        lock(&store).remove(&object_id(&o));
+                        let gone = ByName::key(Meta::new(&o.metadata));
+                        lock(&store).remove(&gone);
                         let keys = tracking.read().unwrap_or_else(|p| p.into_inner()).clone();
-                        let apps =
-                            lock(&interest).apps_for(&Meta::new(&o.metadata), &watch_key, &keys);
+                        let apps = lock(&interest).apps_for(&gone.0.metadata, &watch_key, &keys);
                         send(&triggers, apps);
                     }
                     Ok(Event::Init) => {
@@ -619,7 +654,12 @@ impl Interest {
             return;
         };
         for k in keys {
-            remove_from(&mut self.by_key, &k, app);
+            if let Some(apps) = self.by_key.get_mut(&k) {
+                apps.retain(|a| **a != *app);
+                if apps.is_empty() {
+                    self.by_key.remove(&k);
+                }
+            }
         }
         remove_from(&mut self.by_name, &name, app);
         for w in watches {
