@@ -48,6 +48,15 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// HTTP/1.1), its requests counted in [`crate::metrics::kube_requests`]. Every request of one
 /// client shares one connection (HTTP/2) or its pool (HTTP/1.1).
 pub fn client(config: &kube::Config) -> Result<Client, kube::Error> {
+    if config.proxy_url.is_some() {
+        // A proxy (a cluster Secret's `proxyUrl`): kube's own stack tunnels through it, or says
+        // why it cannot; this one does not, and must not silently connect around it.
+        return Ok(kube::client::ClientBuilder::try_from(config.clone())?
+            .with_layer(&tower::util::MapRequestLayer::new(
+                crate::metrics::count_request::<kube::client::Body>,
+            ))
+            .build());
+    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let mut https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -171,5 +180,28 @@ impl WatchConnections {
     /// The connections open for watches now.
     pub fn connections(&self) -> usize {
         lock(&self.connections).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster behind a proxy is left to kube's own stack, which tunnels through it or says
+    /// why it cannot; it is never connected to directly.
+    #[test]
+    fn a_proxied_cluster_is_never_connected_to_around_its_proxy() {
+        let mut config = kube::Config::new("https://10.0.0.1:6443".parse().unwrap());
+        config.proxy_url = Some("http://proxy.internal:3128".parse().unwrap());
+        let error = client(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let kube_error = kube::Client::try_from(config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(error, kube_error);
+        assert!(error.contains("proxy"), "{error}");
     }
 }
