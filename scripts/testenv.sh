@@ -72,15 +72,32 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-need_packages() {
-  local missing=()
+missing_packages() {
+  local p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
   done
+}
+
+# Tests run in parallel, and on a fresh machine two of them may need the same package at once
+# (seen: two browser tests, one apt-get refused "Could not get lock /var/lib/dpkg/lock-frontend"):
+# installs are serialised on a lock of ours, what is missing is looked at again once it is held,
+# and apt waits for a dpkg lock held by anything else (DPkg::Lock::Timeout).
+need_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing ${missing[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  mkdir -p "$cache"
+  exec 7>"$cache/apt.lock"
+  flock -w 900 7 || die "another scripts/testenv.sh has held $cache/apt.lock for 15 minutes"
+  mapfile -t missing < <(missing_packages "$@")
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  exec 7>&-
 }
 
 cluster=hub
