@@ -27,6 +27,10 @@ pub struct ResourceKey {
     pub name: String,
 }
 
+/// A map by object identity, hashed with hashbrown's fast hasher: keys of one kind and namespace
+/// share long prefixes, which an ordered map compares again at every level.
+pub type KeyMap<V> = std::collections::HashMap<ResourceKey, V, foldhash::fast::RandomState>;
+
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.group.is_empty() {

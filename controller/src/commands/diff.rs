@@ -4,10 +4,9 @@
 //! live object is compared as soon as it is parsed and then dropped. The live side is read on a
 //! second thread, so that parsing and comparing share the machine's cores.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
-use argo_drift_core::manifest::{Origin, ResourceKey, Scopes};
+use argo_drift_core::manifest::{KeyMap, Origin, ResourceKey, Scopes};
 use argo_drift_core::normalize::Prepared;
 use argo_drift_core::report::Analyser;
 use argo_drift_core::{AnalyseOptions, DriftReport, Error, Policy};
@@ -124,7 +123,7 @@ fn compare(
         p.resolve_namespace(&args.namespace, &scopes);
         analyser.add_desired_compact(p, json)?;
     }
-    let mut seen: HashMap<ResourceKey, Origin> = HashMap::new();
+    let mut seen: KeyMap<Origin> = KeyMap::default();
     for mut batch in live {
         for p in &mut batch {
             scopes.learn_crd(&p.key, &p.object);
@@ -139,7 +138,7 @@ fn compare(
 
 /// Two documents naming the same object: silently keeping one would hide drift in the other.
 fn check_unique(
-    seen: &mut HashMap<ResourceKey, Origin>,
+    seen: &mut KeyMap<Origin>,
     key: &ResourceKey,
     origin: &Origin,
 ) -> argo_drift_core::Result<()> {
