@@ -499,7 +499,7 @@ fn measure(dir: &Path, rounds: usize) {
         argo.false_positives.len()
     );
     println!(
-        "argo-drift diff (whole process: start, parse, analyse, JSON out; best of {rounds}); the program alone peaks at {:.1} MB RSS:",
+        "argo-drift diff (whole process: start, parse, analyse, JSON out; best of {rounds}); the program alone peaks at {:.1} MiB RSS:",
         baseline as f64 / 1024.0
     );
     for (name, run) in &runs {
@@ -523,7 +523,7 @@ fn measure(dir: &Path, rounds: usize) {
 
 fn print_run(name: &str, run: &Run, pairs: usize, rate: f64, baseline: u64) {
     println!(
-        "  {name:<20} {:.1} MB: {:.3} s = {:.0} pairs/s = {:.1}x gitops-engine; peak RSS {:.1} MB = {:.2}x the input ({:.2}x beyond the program's own)",
+        "  {name:<20} {:.1} MB: {:.3} s = {:.0} pairs/s = {:.1}x gitops-engine; peak RSS {:.1} MiB = {:.2}x the input ({:.2}x beyond the program's own)",
         run.input as f64 / 1e6,
         run.seconds,
         pairs as f64 / run.seconds,
