@@ -76,8 +76,8 @@ pub fn for_each(
 /// Parse one source as it is read, handing each object to `sink`, and return its size in bytes.
 /// A YAML stream is read in chunks and parsed one section (the text between `---` lines) at a
 /// time, so that only the sections at hand are held as text: on a 70 MB dump the text was 70 MB
-/// of the peak. A source without separators is read whole and parsed as `parse_source` parses
-/// it: it may be one JSON value (see `may_be_json`). A `.json` file is read whole.
+/// of the peak. A source without separators is read whole and handed to `parse_source`, which
+/// reads it as one JSON value when it looks like one. A `.json` file is read whole.
 ///
 /// Objects, origins and errors are those `parse_source` gives for the whole text, with one
 /// difference: an invalid UTF-8 byte is reported when its section is reached, so the objects
@@ -163,8 +163,8 @@ fn read_source_in_chunks(
             return Ok(base + buf.len());
         }
         if eof {
-            // No separator: the source is one document, maybe JSON (a JSON stream with
-            // separators is a YAML stream, see `may_be_json`), held whole in any case.
+            // No separator: the source is one document, maybe JSON (JSON documents between
+            // separators are a YAML stream, as kubectl reads them), held whole in any case.
             parse_source(name, &buf, sink)?;
             return Ok(buf.len());
         }

@@ -244,9 +244,8 @@ fn looks_like_json(source_name: &str, text: &str) -> bool {
 }
 
 /// Whether [`parse_source`] may read a source of this name as JSON, judged from its start (the
-/// text up to its first non-blank character, BOM removed). When not, the source is a YAML stream
-/// and can be read one section at a time with [`YamlSections`].
-pub fn may_be_json(source_name: &str, start: &str) -> bool {
+/// text up to its first non-blank character, BOM removed).
+fn may_be_json(source_name: &str, start: &str) -> bool {
     source_name.ends_with(".json")
         || matches!(start.trim_start().chars().next(), Some('{') | Some('['))
 }
