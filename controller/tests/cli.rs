@@ -281,6 +281,22 @@ fn errors_name_the_file_document_and_line_and_exit_2() {
     assert!(e.contains("ConfigMap shop/cfg is defined twice"), "{e}");
     let e = diff_error(&good, &dup);
     assert!(e.contains("ConfigMap shop/cfg is defined twice"), "{e}");
+    assert!(
+        e.contains("dup.yaml: document 1") && e.contains("dup.yaml: document 2"),
+        "{e}"
+    );
+    // A live object Git does not hold is refused twice as well, both places named.
+    let other = write(
+        dir.path(),
+        "other.yaml",
+        &CM.replace("name: cfg", "name: other"),
+    );
+    let e = diff_error(&other, &dup);
+    assert!(e.contains("ConfigMap shop/cfg is defined twice"), "{e}");
+    assert!(
+        e.contains("dup.yaml: document 1") && e.contains("dup.yaml: document 2"),
+        "{e}"
+    );
     let e = diff_error(Path::new("/nonexistent/x.yaml"), &good);
     assert!(e.contains("/nonexistent/x.yaml"), "{e}");
     let empty = dir.path().join("empty");

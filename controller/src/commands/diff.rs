@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use argo_drift_core::manifest::{KeyMap, Origin, ResourceKey, Scopes};
+use argo_drift_core::manifest::Scopes;
 use argo_drift_core::normalize::Prepared;
 use argo_drift_core::report::Analyser;
 use argo_drift_core::{AnalyseOptions, DriftReport, Error, Policy};
@@ -123,28 +123,13 @@ fn compare(
         p.resolve_namespace(&args.namespace, &scopes);
         analyser.add_desired_compact(p, json)?;
     }
-    let mut seen: KeyMap<Origin> = KeyMap::default();
     for mut batch in live {
         for p in &mut batch {
             scopes.learn_crd(&p.key, &p.object);
             p.resolve_namespace(&args.namespace, &scopes);
-            check_unique(&mut seen, &p.key, &p.origin)?;
-            analyser.observe_live(p);
+            analyser.observe_live(p)?;
         }
         let _ = done.send(batch);
     }
     Ok((analyser.finish(), desired_count))
-}
-
-/// Two documents naming the same object: silently keeping one would hide drift in the other.
-fn check_unique(
-    seen: &mut KeyMap<Origin>,
-    key: &ResourceKey,
-    origin: &Origin,
-) -> argo_drift_core::Result<()> {
-    if let Some(first) = seen.get(key) {
-        return Err(Error::duplicate(key, first, origin));
-    }
-    seen.insert(key.clone(), origin.clone());
-    Ok(())
 }
