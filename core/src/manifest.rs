@@ -18,7 +18,7 @@ mod fast_yaml;
 
 /// Identity of a Kubernetes object: the API version is deliberately not part of it, because the
 /// same object is served under several versions.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourceKey {
     pub group: String,
     pub kind: String,

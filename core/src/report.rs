@@ -161,11 +161,69 @@ pub fn analyse(
 /// a parsed object takes 10 to 25 times the space of its text.
 enum Stored {
     Parsed(Box<Prepared>),
-    /// `prepared.object` is null; the object is `json`.
+    /// `prepared.object` is null and `prepared.key` empty (the map holds the key); the object
+    /// is `json` in the analyser's [`CompactJson`].
     Compact {
         prepared: Box<Prepared>,
-        json: Vec<u8>,
+        json: JsonSpan,
     },
+}
+
+/// Desired objects as compact JSON, side by side in large buffers: one allocation per 256 KiB
+/// rather than one per object, none of them among the short-lived ones of reading and
+/// comparing (scattered among those, the kept objects held otherwise free pages of the
+/// allocator: about 0.5 MB of peak RSS on the 2,000-pair corpus).
+#[derive(Default)]
+pub struct CompactJson {
+    chunks: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+}
+
+/// Where one object's JSON is in a [`CompactJson`].
+#[derive(Debug, Clone, Copy)]
+pub struct JsonSpan {
+    chunk: u32,
+    start: u32,
+    len: u32,
+}
+
+const COMPACT_CHUNK: usize = 256 * 1024;
+
+impl CompactJson {
+    /// Keep `value` as JSON. A value JSON cannot hold (it never is one read from YAML or JSON)
+    /// is kept as null.
+    pub fn push(&mut self, value: &Value) -> JsonSpan {
+        self.scratch.clear();
+        if serde_json::to_writer(&mut self.scratch, value).is_err() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(b"null");
+        }
+        let len = self.scratch.len();
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= len);
+        if !fits {
+            self.chunks.push(Vec::with_capacity(COMPACT_CHUNK.max(len)));
+        }
+        let chunk = self.chunks.len() - 1;
+        let buffer = &mut self.chunks[chunk];
+        let start = buffer.len();
+        buffer.extend_from_slice(&self.scratch);
+        JsonSpan {
+            chunk: chunk as u32,
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    fn get(&self, span: JsonSpan) -> &[u8] {
+        let start = span.start as usize;
+        self.chunks
+            .get(span.chunk as usize)
+            .and_then(|c| c.get(start..start + span.len as usize))
+            .unwrap_or(b"null")
+    }
 }
 
 impl Stored {
@@ -178,8 +236,8 @@ impl Stored {
 
 struct Pending {
     stored: Stored,
-    /// Where its live counterpart was read, once it has been.
-    seen: Option<Origin>,
+    /// Where its live counterpart was read, once it has been: an index into `live_origins`.
+    seen: Option<u32>,
 }
 
 impl Pending {
@@ -198,6 +256,9 @@ pub struct Analyser<'p> {
     desired: KeyMap<Pending>,
     /// Where each live object without a desired counterpart was read.
     extra: KeyMap<Origin>,
+    /// Where each live object with a desired counterpart was read (see `Pending::seen`).
+    live_origins: Vec<Origin>,
+    compact: CompactJson,
     redactor: Redactor,
     resources: Vec<ResourceReport>,
 }
@@ -210,39 +271,46 @@ impl<'p> Analyser<'p> {
             options,
             desired: KeyMap::default(),
             extra: KeyMap::default(),
+            live_origins: Vec::new(),
+            compact: CompactJson::default(),
             redactor: Redactor::with_sensitive_annotations(sensitive),
             resources: Vec::new(),
         }
     }
 
+    /// Take the JSON of the desired objects the caller has compacted (see
+    /// [`Analyser::add_desired_compact`]).
+    pub fn with_compact_json(mut self, compact: CompactJson) -> Self {
+        self.compact = compact;
+        self
+    }
+
     /// Add a desired object already compacted by the caller (`prepared.object` left null, the
-    /// object as JSON in `json`). Its namespace is taken from the key when it is restored, so the
-    /// key may be resolved after compacting.
+    /// object as JSON at `json` in the [`CompactJson`] given to [`Analyser::with_compact_json`]).
+    /// Its namespace is taken from the key when it is restored, so the key may be resolved
+    /// after compacting.
     pub fn add_desired_compact(
         &mut self,
-        prepared: Prepared,
-        mut json: Vec<u8>,
+        mut prepared: Prepared,
+        json: JsonSpan,
     ) -> crate::Result<()> {
-        let slot = match self.desired.entry(prepared.key.clone()) {
+        match self.desired.entry(std::mem::take(&mut prepared.key)) {
             Entry::Occupied(first) => {
-                let first = &first.get().stored.prepared().origin;
-                return Err(crate::Error::duplicate(
-                    &prepared.key,
-                    first,
+                let origin = &first.get().stored.prepared().origin;
+                Err(crate::Error::duplicate(
+                    first.key(),
+                    origin,
                     &prepared.origin,
-                ));
+                ))
             }
-            Entry::Vacant(slot) => slot,
-        };
-        json.shrink_to_fit();
-        slot.insert(Pending {
-            stored: Stored::Compact {
-                prepared: Box::new(prepared),
-                json,
-            },
-            seen: None,
-        });
-        Ok(())
+            Entry::Vacant(slot) => {
+                slot.insert(Pending::new(Stored::Compact {
+                    prepared: Box::new(prepared),
+                    json,
+                }));
+                Ok(())
+            }
+        }
     }
 
     /// Compare one live object with its desired counterpart, or judge it as extra. A second live
@@ -269,16 +337,18 @@ impl<'p> Analyser<'p> {
             }
             return Ok(());
         };
-        if let Some(first) = &pending.seen {
+        if let Some(first) = pending.seen.and_then(|i| self.live_origins.get(i as usize)) {
             return Err(crate::Error::duplicate(&live.key, first, &live.origin));
         }
-        pending.seen = Some(live.origin.clone());
+        pending.seen = Some(self.live_origins.len() as u32);
+        self.live_origins.push(live.origin.clone());
         let desired = match &pending.stored {
             Stored::Parsed(p) => Cow::Borrowed(&**p),
             Stored::Compact { prepared, json } => {
                 // The restored object is the comparison's to change: it is not copied again.
                 let mut p = (**prepared).clone();
-                p.object = serde_json::from_slice(json).unwrap_or(Value::Null);
+                p.key = live.key.clone();
+                p.object = serde_json::from_slice(self.compact.get(*json)).unwrap_or(Value::Null);
                 if let Some(Value::Object(meta)) = p.object.get_mut("metadata") {
                     if p.key.namespace.is_empty() {
                         meta.remove("namespace");
@@ -482,4 +552,27 @@ fn modified_report(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_json_gives_back_each_object_across_buffers() {
+        let mut store = CompactJson::default();
+        let small = serde_json::json!({"kind": "ConfigMap", "data": {"a": "b"}});
+        // Larger than a buffer: it gets one of its own.
+        let large = serde_json::json!({"data": {"blob": "x".repeat(COMPACT_CHUNK + 10)}});
+        let mut spans = Vec::new();
+        for i in 0..3000 {
+            let value = if i % 1000 == 999 { &large } else { &small };
+            spans.push((store.push(value), value));
+        }
+        assert!(store.chunks.len() > 3, "{} buffers", store.chunks.len());
+        for (span, value) in spans {
+            let back: Value = serde_json::from_slice(store.get(span)).unwrap();
+            assert_eq!(&back, value);
+        }
+    }
 }
