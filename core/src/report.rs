@@ -317,6 +317,11 @@ impl<'p> Analyser<'p> {
     /// object with the same key is refused, naming both: keeping either would hide drift in the
     /// other.
     pub fn observe_live(&mut self, live: &Prepared) -> crate::Result<()> {
+        if self.resources.capacity() == 0 {
+            // About one report per desired object: grown by doubling, the list left its old
+            // copies among the comparison's short-lived allocations.
+            self.resources.reserve(self.desired.len());
+        }
         let policy = self.policy;
         let Some(pending) = self.desired.get_mut(&live.key) else {
             // Only extra objects are remembered for this: a desired one already holds its key.
@@ -379,7 +384,8 @@ impl<'p> Analyser<'p> {
             report.rule = Some(verdict.rule);
             self.resources.push(report);
         }
-        self.resources.sort_by(|a, b| {
+        // Keys are unique, so an unstable sort orders as a stable one, without its buffer.
+        self.resources.sort_unstable_by(|a, b| {
             (&a.group, &a.kind, &a.namespace, &a.name).cmp(&(
                 &b.group,
                 &b.kind,
