@@ -174,17 +174,17 @@ enum Stored {
 /// comparing (scattered among those, the kept objects held otherwise free pages of the
 /// allocator: about 0.5 MB of peak RSS on the 2,000-pair corpus).
 #[derive(Default)]
-pub struct CompactJson {
+struct CompactJson {
     chunks: Vec<Vec<u8>>,
     scratch: Vec<u8>,
 }
 
-/// Where one object's JSON is in a [`CompactJson`].
+/// Where one object's JSON is in the analyser's compact store (see [`Analyser::compact`]).
 #[derive(Debug, Clone, Copy)]
 pub struct JsonSpan {
-    chunk: u32,
-    start: u32,
-    len: u32,
+    chunk: usize,
+    start: usize,
+    len: usize,
 }
 
 const COMPACT_CHUNK: usize = 256 * 1024;
@@ -192,7 +192,7 @@ const COMPACT_CHUNK: usize = 256 * 1024;
 impl CompactJson {
     /// Keep `value` as JSON. A value JSON cannot hold (it never is one read from YAML or JSON)
     /// is kept as null.
-    pub fn push(&mut self, value: &Value) -> JsonSpan {
+    fn push(&mut self, value: &Value) -> JsonSpan {
         self.scratch.clear();
         if serde_json::to_writer(&mut self.scratch, value).is_err() {
             self.scratch.clear();
@@ -210,19 +210,12 @@ impl CompactJson {
         let buffer = &mut self.chunks[chunk];
         let start = buffer.len();
         buffer.extend_from_slice(&self.scratch);
-        JsonSpan {
-            chunk: chunk as u32,
-            start: start as u32,
-            len: len as u32,
-        }
+        JsonSpan { chunk, start, len }
     }
 
+    /// The JSON at `span`, which [`CompactJson::push`] of this store gave.
     fn get(&self, span: JsonSpan) -> &[u8] {
-        let start = span.start as usize;
-        self.chunks
-            .get(span.chunk as usize)
-            .and_then(|c| c.get(start..start + span.len as usize))
-            .unwrap_or(b"null")
+        &self.chunks[span.chunk][span.start..span.start + span.len]
     }
 }
 
@@ -237,7 +230,7 @@ impl Stored {
 struct Pending {
     stored: Stored,
     /// Where its live counterpart was read, once it has been: an index into `live_origins`.
-    seen: Option<u32>,
+    seen: Option<usize>,
 }
 
 impl Pending {
@@ -278,16 +271,15 @@ impl<'p> Analyser<'p> {
         }
     }
 
-    /// Take the JSON of the desired objects the caller has compacted (see
-    /// [`Analyser::add_desired_compact`]).
-    pub fn with_compact_json(mut self, compact: CompactJson) -> Self {
-        self.compact = compact;
-        self
+    /// Keep a desired object as compact JSON, for [`Analyser::add_desired_compact`]: callers that
+    /// must read every desired object before adding any (to learn the scopes of custom kinds)
+    /// hold the span, not the parsed object.
+    pub fn compact(&mut self, object: &Value) -> JsonSpan {
+        self.compact.push(object)
     }
 
-    /// Add a desired object already compacted by the caller (`prepared.object` left null, the
-    /// object as JSON at `json` in the [`CompactJson`] given to [`Analyser::with_compact_json`]).
-    /// Its namespace is taken from the key when it is restored, so the key may be resolved
+    /// Add a desired object already compacted by [`Analyser::compact`] (`prepared.object` left
+    /// null, the object at `json`). Its namespace is taken from the key when it is restored, so the key may be resolved
     /// after compacting.
     pub fn add_desired_compact(
         &mut self,
@@ -342,10 +334,10 @@ impl<'p> Analyser<'p> {
             }
             return Ok(());
         };
-        if let Some(first) = pending.seen.and_then(|i| self.live_origins.get(i as usize)) {
+        if let Some(first) = pending.seen.and_then(|i| self.live_origins.get(i)) {
             return Err(crate::Error::duplicate(&live.key, first, &live.origin));
         }
-        pending.seen = Some(self.live_origins.len() as u32);
+        pending.seen = Some(self.live_origins.len());
         self.live_origins.push(live.origin.clone());
         let desired = match &pending.stored {
             Stored::Parsed(p) => Cow::Borrowed(&**p),

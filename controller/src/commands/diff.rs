@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use argo_drift_core::manifest::Scopes;
 use argo_drift_core::normalize::Prepared;
-use argo_drift_core::report::{Analyser, CompactJson};
+use argo_drift_core::report::Analyser;
 use argo_drift_core::{AnalyseOptions, DriftReport, Error, Policy};
 use serde_json::Value;
 
@@ -95,10 +95,16 @@ fn compare(
     live: std::sync::mpsc::Receiver<Vec<Prepared>>,
     done: std::sync::mpsc::Sender<Vec<Prepared>>,
 ) -> anyhow::Result<(DriftReport, usize)> {
+    let options = AnalyseOptions {
+        app: args.app.clone(),
+        patches: true,
+        text_diffs: args.show_diff,
+        ..Default::default()
+    };
+    let mut analyser = Analyser::new(policy, options);
     // CRDs tell the scope of their kinds; desired objects are compacted as they come.
     let mut scopes = Scopes::default();
     let mut desired = Vec::new();
-    let mut compact = CompactJson::default();
     sources::for_each(
         &args.desired,
         "desired",
@@ -106,19 +112,12 @@ fn compare(
         &mut false,
         &mut |mut p| {
             scopes.learn_crd(&p.key, &p.object);
-            let json = compact.push(&p.object);
+            let json = analyser.compact(&p.object);
             p.object = Value::Null;
             desired.push((p, json));
             Ok(())
         },
     )?;
-    let options = AnalyseOptions {
-        app: args.app.clone(),
-        patches: true,
-        text_diffs: args.show_diff,
-        ..Default::default()
-    };
-    let mut analyser = Analyser::new(policy, options).with_compact_json(compact);
     let desired_count = desired.len();
     for (mut p, json) in desired {
         // Both sides resolve namespaces by the same rule so that their keys agree.
