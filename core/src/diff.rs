@@ -246,22 +246,19 @@ impl Walk<'_> {
     }
 
     fn objects(&mut self, dm: &mut Map<String, Value>, lm: &Map<String, Value>) {
-        let keys: Vec<String> = dm.keys().cloned().collect();
-        for k in keys {
+        // Empty desired fields missing in live are dropped after the walk over the map.
+        let mut empty = Vec::new();
+        for (k, dv) in dm.iter_mut() {
             self.path.0.push(Step::Field(k.clone()));
-            match (lm.get(&k), dm.get_mut(&k)) {
-                (Some(lv), Some(dv)) => self.values(dv, lv),
-                (None, Some(dv)) => {
-                    if is_empty(dv) {
-                        dm.remove(&k);
-                    } else {
-                        let dv = dv.clone();
-                        self.record(Op::Remove, Some(&dv), None, Attribution::unknown());
-                    }
-                }
-                _ => {}
+            match lm.get(k) {
+                Some(lv) => self.values(dv, lv),
+                None if is_empty(dv) => empty.push(k.clone()),
+                None => self.record(Op::Remove, Some(dv), None, Attribution::unknown()),
             }
             self.path.0.pop();
+        }
+        for k in empty {
+            dm.remove(&k);
         }
         for (k, lv) in lm {
             if dm.contains_key(k) {
@@ -343,23 +340,29 @@ impl Walk<'_> {
     }
 
     fn keyed_arrays(&mut self, da: &mut Vec<Value>, la: &[Value], key: &[&str]) {
+        // The desired item each live item pairs with: the first with its key, unless an earlier
+        // live item took it. Keys are borrowed from the items, so pairing comes first.
+        let pairs: Vec<Option<usize>> = {
+            let desired_keys: Vec<_> = da.iter().map(|v| item_key(v, key)).collect();
+            let mut taken = vec![false; da.len()];
+            la.iter()
+                .map(|lv| {
+                    let lk = item_key(lv, key);
+                    let di = desired_keys
+                        .iter()
+                        .position(|dk| dk.is_some() && *dk == lk)?;
+                    (!std::mem::replace(&mut taken[di], true)).then_some(di)
+                })
+                .collect()
+        };
         let mut desired: Vec<Option<Value>> = std::mem::take(da).into_iter().map(Some).collect();
-        let desired_keys: Vec<Option<Vec<String>>> = desired
-            .iter()
-            .map(|v| v.as_ref().and_then(|v| item_key(v, key)))
-            .collect();
         let mut aligned = Vec::with_capacity(desired.len());
-        for (li, lv) in la.iter().enumerate() {
-            let lk = item_key(lv, key);
+        for ((li, lv), di) in la.iter().enumerate().zip(pairs) {
             self.path.0.push(Step::Item {
                 selector: selector(lv, key),
                 index: li,
             });
-            let matched = desired_keys
-                .iter()
-                .position(|dk| dk.is_some() && *dk == lk)
-                .and_then(|di| desired[di].take());
-            match matched {
+            match di.and_then(|di| desired[di].take()) {
                 Some(mut dv) => {
                     self.values(&mut dv, lv);
                     aligned.push(dv);

@@ -1,6 +1,8 @@
 //! Which field(s) identify the items of a list (Kubernetes' strategic-merge keys), so that lists
 //! are compared item by item by key, not by position.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::path::Selector;
@@ -38,29 +40,44 @@ fn lookup<'a>(item: &'a Value, dotted: &str) -> Option<&'a Value> {
 }
 
 /// Scalars only: a key must be a string or number to name an item.
-fn key_text(v: &Value) -> Option<String> {
+fn key_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
 
 /// The key fields that identify items of the list `field`, if the lists' contents allow one.
 pub fn list_key(field: &str, desired: &[Value], live: &[Value]) -> Option<&'static [&'static str]> {
-    candidates(field).iter().copied().find(|key| {
-        [desired, live].iter().all(|items| {
-            let mut seen = std::collections::HashSet::new();
-            items
-                .iter()
-                .all(|item| item_key(item, key).is_some_and(|k| seen.insert(k)))
-        })
-    })
+    candidates(field)
+        .iter()
+        .copied()
+        .find(|key| [desired, live].iter().all(|items| unique_keys(items, key)))
 }
 
+/// Whether every item has the key and no two share it. Lists are short: items are compared
+/// pair by pair, without hashing or copying their keys.
+fn unique_keys(items: &[Value], key: &[&str]) -> bool {
+    let mut keys: Vec<ItemKey<'_>> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(k) = item_key(item, key) else {
+            return false;
+        };
+        if keys.contains(&k) {
+            return false;
+        }
+        keys.push(k);
+    }
+    true
+}
+
+/// The key of one item, comparable as text (`8080` equals `"8080"`).
+pub type ItemKey<'a> = Vec<Cow<'a, str>>;
+
 /// The key of one item as comparable text.
-pub fn item_key(item: &Value, key: &[&str]) -> Option<Vec<String>> {
+pub fn item_key<'a>(item: &'a Value, key: &[&str]) -> Option<ItemKey<'a>> {
     key.iter()
         .map(|k| lookup(item, k).and_then(key_text))
         .collect()
@@ -94,5 +111,58 @@ pub fn find_item(items: &[Value], selector: &Selector) -> Option<usize> {
                 .iter()
                 .all(|(k, v)| lookup(item, k).and_then(key_text) == key_text(v))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn items(v: Value) -> Vec<Value> {
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_list_is_keyed_only_when_every_item_has_a_key_no_other_item_shares() {
+        let containers = items(json!([{"name": "a"}, {"name": "b"}]));
+        assert_eq!(
+            list_key("containers", &containers, &[]),
+            Some(&["name"][..])
+        );
+        let shared = items(json!([{"name": "a"}, {"name": "a"}]));
+        assert_eq!(list_key("containers", &containers, &shared), None);
+        let missing = items(json!([{"name": "a"}, {"image": "x"}]));
+        assert_eq!(list_key("containers", &missing, &containers), None);
+        // Container ports: `containerPort` first; Service ports have none, so `port`.
+        let service = items(json!([{"port": 80}, {"port": 443}]));
+        assert_eq!(list_key("ports", &service, &service), Some(&["port"][..]));
+        // The same port on two protocols shares `port`: `name` tells them apart.
+        let dns = items(json!([
+            {"port": 53, "protocol": "UDP", "name": "dns"},
+            {"port": 53, "protocol": "TCP", "name": "dns-tcp"}
+        ]));
+        assert_eq!(list_key("ports", &dns, &dns), Some(&["name"][..]));
+    }
+
+    #[test]
+    fn keys_compare_as_text() {
+        let number = json!({"containerPort": 8080});
+        let text = json!({"containerPort": "8080"});
+        let key = &["containerPort"][..];
+        assert_eq!(item_key(&number, key), item_key(&text, key));
+        assert_ne!(
+            item_key(&number, key),
+            item_key(&json!({"containerPort": 80}), key)
+        );
+        // A key that is not a scalar names nothing.
+        assert_eq!(item_key(&json!({"containerPort": {"a": 1}}), key), None);
+        assert_eq!(
+            item_key(&json!({"metadata": {"name": "data"}}), &["metadata.name"]),
+            Some(vec![Cow::Borrowed("data")])
+        );
+        let both = items(json!([{"containerPort": 8080}, {"containerPort": "8080"}]));
+        // 8080 and "8080" are one key twice, and no other candidate is there: by index.
+        assert_eq!(list_key("ports", &both, &[]), None);
     }
 }
