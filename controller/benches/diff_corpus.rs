@@ -373,7 +373,6 @@ fn run_form(desired: &Path, live: &Path, rounds: usize) -> Run {
     }
 }
 
-/// The process's peak RSS on empty input: what the program itself weighs before any input.
 /// Drop `path` from the page cache (written back first, so that every page can go). Freshly
 /// linked, the binary's cached pages are the large folios the linker's writes made, and a run
 /// maps more of them: the same binary peaked at 15.0 MiB on empty input, 14.3 once its pages
@@ -385,6 +384,7 @@ fn evict_from_page_cache(path: &str) {
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
 }
 
+/// The process's peak RSS on empty input: what the program itself weighs before any input.
 fn empty_rss_kib(dir: &Path) -> u64 {
     let empty = dir.join("empty.yaml");
     std::fs::write(&empty, "").unwrap();
