@@ -282,8 +282,8 @@ impl<'p> Analyser<'p> {
     }
 
     /// Add a desired object already compacted by [`Analyser::compact`] (`prepared.object` left
-    /// null, the object at `json`). Its namespace is taken from the key when it is restored, so the key may be resolved
-    /// after compacting.
+    /// null, the object at `json`). Its namespace is taken from the key when it is restored, so
+    /// the key may be resolved after compacting.
     pub fn add_desired_compact(
         &mut self,
         mut prepared: Prepared,

@@ -57,20 +57,18 @@ pub fn list_key(field: &str, desired: &[Value], live: &[Value]) -> Option<&'stat
         .find(|key| [desired, live].iter().all(|items| unique_keys(items, key)))
 }
 
-/// Whether every item has the key and no two share it. Lists are short: items are compared
-/// pair by pair, without hashing or copying their keys.
+/// Whether every item has the key and no two share it. The keys are borrowed from the items and
+/// sorted, so a long list (hundreds of `env` entries) costs n log n comparisons, not n².
 fn unique_keys(items: &[Value], key: &[&str]) -> bool {
-    let mut keys: Vec<ItemKey<'_>> = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(k) = item_key(item, key) else {
-            return false;
-        };
-        if keys.contains(&k) {
-            return false;
-        }
-        keys.push(k);
-    }
-    true
+    let Some(mut keys) = items
+        .iter()
+        .map(|item| item_key(item, key))
+        .collect::<Option<Vec<ItemKey<'_>>>>()
+    else {
+        return false;
+    };
+    keys.sort_unstable();
+    keys.windows(2).all(|pair| pair[0] != pair[1])
 }
 
 /// The key of one item, comparable as text (`8080` equals `"8080"`).
