@@ -1,7 +1,9 @@
 # argo-drift: the controller (`argo-drift`) and the Argo CD hooks (`argo-drift-presync`,
 # `argo-drift-postsync`, `argo-drift-syncfail`) in one small image.
 #   docker build -t ghcr.io/argo-drift/argo-drift:0.1.0 .
-FROM rust:1.89-bookworm AS build
+# Rust 1.95.0: the toolchain controller/link-order.txt was written with (its LLD places the
+# functions `argo-drift diff` runs together; see controller/build.rs).
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 COPY . .

@@ -384,6 +384,24 @@ fn evict_from_page_cache(path: &str) {
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
 }
 
+/// How many of controller/link-order.txt's functions `bin` defines, of how many the file lists
+/// (the file names the functions of two builds; see scripts/link-order.sh). `None` without `nm`.
+fn link_order_found(bin: &str) -> Option<(usize, usize)> {
+    let listed = std::fs::read_to_string(root().join("controller/link-order.txt")).ok()?;
+    let out = Command::new("nm")
+        .args(["--defined-only", bin])
+        .output()
+        .ok()?;
+    let defined: BTreeSet<&str> = std::str::from_utf8(&out.stdout)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let listed: Vec<&str> = listed.lines().collect();
+    let found = listed.iter().filter(|f| defined.contains(*f)).count();
+    Some((found, listed.len()))
+}
+
 /// The process's peak RSS on empty input: what the program itself weighs before any input.
 fn empty_rss_kib(dir: &Path) -> u64 {
     let empty = dir.join("empty.yaml");
@@ -521,6 +539,11 @@ fn measure(dir: &Path, rounds: usize) {
     );
     for (name, run) in &runs {
         print_run(name, run, pairs, rate, baseline);
+    }
+    if let Some((found, listed)) = link_order_found(env!("CARGO_BIN_EXE_argo-drift")) {
+        println!(
+            "  linked in the order of controller/link-order.txt: {found} of the {listed} functions it lists for two builds are in this one (far fewer: run scripts/link-order.sh)"
+        );
     }
     // The same corpus several times over (each copy in namespaces of its own): how time and
     // memory grow with the input, beyond the program's fixed weight.
