@@ -35,32 +35,47 @@ fn main() {
     }
     let order =
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("link-order.txt");
-    if links_with_rust_lld() && order.is_file() {
+    let Some(rustc) = rust_lld_rustc() else {
+        return;
+    };
+    let Ok(listed) = std::fs::read_to_string(&order) else {
+        return;
+    };
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+        order.display()
+    );
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    // The names are those of one toolchain: with another, few match, and the order is lost.
+    let written_with = listed.lines().next().unwrap_or_default();
+    if written_with.strip_prefix("# ") != Some(rustc.trim()) {
         println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            order.display()
+            "cargo:warning=controller/link-order.txt was written with {}, this is {}: run scripts/link-order.sh (argo-drift diff weighs about 5 MiB more until then)",
+            written_with.trim_start_matches("# "),
+            rustc.trim()
         );
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
 }
 
-/// Whether the binaries are linked by the LLD that Rust ships: the default for
-/// x86_64-unknown-linux-gnu from Rust 1.90, unless a linker or linker flavour is configured.
-fn links_with_rust_lld() -> bool {
+/// The compiler's `--version` line when the binaries are linked by the LLD that Rust ships: the
+/// default for x86_64-unknown-linux-gnu from Rust 1.90, unless a linker or linker flavour is
+/// configured. `None` otherwise.
+fn rust_lld_rustc() -> Option<String> {
     let target = std::env::var("TARGET").unwrap_or_default();
     if target != "x86_64-unknown-linux-gnu" || std::env::var_os("RUSTC_LINKER").is_some() {
-        return false;
+        return None;
     }
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     if flags.contains("linker") {
-        return false;
+        return None;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
+    let out = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()?;
     // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let version = String::from_utf8_lossy(&out.stdout);
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut numbers = version
         .split_whitespace()
         .nth(1)
@@ -68,5 +83,5 @@ fn links_with_rust_lld() -> bool {
         .split('.')
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    ((major, minor) >= (1, 90)).then_some(version)
 }

@@ -54,6 +54,9 @@ done
 nm --defined-only "$work/release" "$work/bench" | awk '$2 ~ /^[tTwW]$/ {print $3}' | sort -u >"$work/defined"
 for i in $(seq 1 "$n"); do
   sed -nE 's/^c?fn=\([0-9]+\) (.*)$/\1/p' "$work/$i.out"
-done | awk '!seen[$0]++' | grep -Fxf "$work/defined" >"$work/order"
+done | awk '!seen[$0]++' | grep -Fxf "$work/defined" >"$work/functions"
+# The first line names the toolchain, which controller/build.rs compares with the one building
+# (to the linker it is one more name that no binary defines).
+{ echo "# $(rustc --version)"; cat "$work/functions"; } >"$work/order"
 mv "$work/order" "$root/controller/link-order.txt"
 echo "link-order.sh: $(wc -l <"$root/controller/link-order.txt") functions in controller/link-order.txt; rebuild to link with it"

@@ -397,7 +397,7 @@ fn link_order_found(bin: &str) -> Option<(usize, usize)> {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
-    let listed: Vec<&str> = listed.lines().collect();
+    let listed: Vec<&str> = listed.lines().filter(|l| !l.starts_with('#')).collect();
     let found = listed.iter().filter(|f| defined.contains(*f)).count();
     Some((found, listed.len()))
 }
