@@ -19,8 +19,8 @@
 //!   the crates on the path in one code unit each (see Cargo.toml), so that they do not depend
 //!   on the directory built in. Only LLD (the default linker of Rust ≥ 1.90 on x86-64 Linux)
 //!   reads a symbol order file: with another linker, or a linker chosen by configuration, the
-//!   file is not passed and the binary is only laid out otherwise. Names the binary no longer
-//!   has are skipped; `scripts/link-order.sh` writes the file again.
+//!   file is not passed and the functions stay where the compiler put them. Names the binary no
+//!   longer has are skipped; `scripts/link-order.sh` writes the file again.
 
 use std::path::Path;
 
@@ -65,8 +65,9 @@ fn rust_lld_rustc() -> Option<String> {
     if target != "x86_64-unknown-linux-gnu" || std::env::var_os("RUSTC_LINKER").is_some() {
         return None;
     }
+    // `-C linker=…`, `-C linker-flavor=…`, `-C linker-features=…`, `-C link-arg=-fuse-ld=…`.
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if flags.contains("linker") {
+    if flags.contains("linker") || flags.contains("fuse-ld") {
         return None;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());

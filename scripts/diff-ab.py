@@ -8,9 +8,10 @@ Each binary is dropped from the page cache first (a freshly linked binary's cach
 linker's large folios, and a run maps more of them: up to 0.7 MiB more peak RSS). Then the
 binaries run one after the other, N times over, and the script prints per binary the median
 wall time, the 25th percentile and minimum, the median CPU time (user + system) and the median
-peak RSS. Peak RSS is taken in runs of its own under GNU time (`/usr/bin/time -f %M`, Debian
-package time): a process's maxrss counts the memory of the process it was started from, until
-its exec, so a child of this script never reads below this script's own ~15 MiB. Example, on the diff benchmark's corpus (made by
+peak RSS. Peak RSS is taken in runs of its own (each binary dropped from the page cache again
+first) under GNU time (`/usr/bin/time -f %M`, Debian package time): a process's maxrss counts
+the memory of the process it was started from, until its exec, so a child of this script never
+reads below this script's own ~15 MiB. Example, on the diff benchmark's corpus (made by
 `cargo bench -p argo-drift-controller --bench diff_corpus`):
 
     cd target/diff-corpus/2000

@@ -58,5 +58,5 @@ done | awk '!seen[$0]++' | grep -Fxf "$work/defined" >"$work/functions"
 # The first line names the toolchain, which controller/build.rs compares with the one building
 # (to the linker it is one more name that no binary defines).
 { echo "# $(rustc --version)"; cat "$work/functions"; } >"$work/order"
-mv "$work/order" "$root/controller/link-order.txt"
-echo "link-order.sh: $(wc -l <"$root/controller/link-order.txt") functions in controller/link-order.txt; rebuild to link with it"
+cp "$work/order" "$root/controller/link-order.txt"
+echo "link-order.sh: $(wc -l <"$work/functions") functions in controller/link-order.txt; rebuild to link with it"
