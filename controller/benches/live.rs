@@ -5,6 +5,9 @@
 //!
 //!   cargo bench -p argo-drift-controller --bench live
 //!   BENCH_APPS=50 BENCH_OBJECTS=1000,10000 BENCH_WRITES=200 cargo bench -p argo-drift-controller --bench live
+//!
+//! `BENCH_WRAPPER=PROGRAM` runs the controller as `PROGRAM ARGO-DRIFT-PATH ARGS…` (see
+//! scripts/link-order.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -56,7 +59,17 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
 
     let port = free_port();
     let cache = tempfile::tempdir().unwrap();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_argo-drift"))
+    // BENCH_WRAPPER: a program the controller runs under (its path and arguments follow), as
+    // scripts/link-order.sh runs it under valgrind to learn which functions it calls.
+    let mut controller = match std::env::var("BENCH_WRAPPER") {
+        Ok(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(env!("CARGO_BIN_EXE_argo-drift"));
+            c
+        }
+        Err(_) => Command::new(env!("CARGO_BIN_EXE_argo-drift")),
+    };
+    let mut controller = controller
         .args([
             "run",
             "--app-namespace",
