@@ -9,7 +9,8 @@
 # With --controller, the functions the live controller (`argo-drift run`) calls come next: the
 # live benchmark runs it under callgrind at a small size (10 apps, 1,000 objects, 20 writes),
 # which needs the test environment (scripts/testenv.sh up). A controller's code is then mapped
-# once too: at 10,000 objects its RSS after the benchmark's writes was 53.3 MiB rather than 62.9.
+# once too: at 10,000 objects its RSS after the benchmark's writes was 53.6 MiB rather than 60.8
+# (`BENCH_OBJECTS=10000 cargo bench -p argo-drift-controller --bench live`).
 #
 # The runs: the README's offline example, as text and as JSON; and, when CORPUS-DIR (default
 # target/diff-corpus/2000, made by `cargo bench -p argo-drift-controller --bench diff_corpus`)
