@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use argo_drift_core::manifest::{is_separator, parse_source, Resource, YamlSections};
+use argo_drift_core::manifest::{
+    is_separator, parse_section, parse_source, Origin, Resource, YamlSections,
+};
 use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
 
 /// How deep a directory walk may go: a guard against symlink loops.
@@ -22,157 +24,290 @@ pub fn for_each(
     stdin_taken: &mut bool,
     sink: &mut dyn FnMut(Prepared) -> argo_drift_core::Result<()>,
 ) -> anyhow::Result<usize> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            if *stdin_taken {
-                bail!("- (stdin) is given more than once; it can be read only once");
-            }
-            *stdin_taken = true;
-            files.push(None);
-            continue;
-        }
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("{role} path {}", path.display()))?;
-        if meta.is_dir() {
-            let before = files.len();
-            walk(path, &mut files, 0)
-                .with_context(|| format!("reading {role} directory {}", path.display()))?;
-            if files.len() == before {
-                bail!(
-                    "{role} directory {} holds no *.yaml, *.yml or *.json file",
-                    path.display()
-                );
-            }
-        } else {
-            files.push(Some(path.clone()));
-        }
-    }
+    let mut pieces = Pieces::new(paths, role, stdin_taken)?;
     let mut count = 0;
-    for file in files {
-        let before = count;
-        let mut each = |resource| {
+    while let Some(piece) = pieces.next_piece()? {
+        piece.parse(&mut |resource| {
             count += 1;
             sink(prepare(resource, tracking))
-        };
-        let (name, bytes) = match &file {
-            None => {
-                let name = "<stdin>".to_string();
-                let bytes = read_source(&name, &mut std::io::stdin().lock(), &mut each)?;
-                (name, bytes)
-            }
-            Some(path) => {
-                let name = path.display().to_string();
-                let file = std::fs::File::open(path).with_context(|| format!("reading {name}"))?;
-                let bytes = read_source(&name, &mut { file }, &mut each)?;
-                (name, bytes)
-            }
-        };
-        tracing::debug!(file = %name, objects = count - before, bytes, "loaded {role} manifests");
+        })?;
     }
     Ok(count)
 }
 
-/// Parse one source as it is read, handing each object to `sink`, and return its size in bytes.
-/// A YAML stream is read in chunks and parsed one section (the text between `---` lines) at a
-/// time, so that only the sections at hand are held as text: on a 70 MB dump the text was 70 MB
-/// of the peak. A source without separators is read whole and handed to `parse_source`, which
-/// reads it as one JSON value when it looks like one. A `.json` file is read whole.
+/// The pieces of a set of sources, in order, each to be parsed on its own and on any thread
+/// ([`Piece::parse`]): the sections of a YAML stream (the text between `---` lines, numbered as
+/// the whole-text reader numbers them), or a whole source (one without separators, read whole
+/// and handed to `parse_source`, which reads it as one JSON value when it looks like one; and
+/// any `.json` file). Sources are read in chunks, so only the sections at hand are held as text:
+/// on a 70 MB dump the text was 70 MB of the peak.
 ///
 /// Objects, origins and errors are those `parse_source` gives for the whole text, with one
 /// difference: an invalid UTF-8 byte is reported when its section is reached, so the objects
 /// before it have been handed over and an earlier parse error is reported first.
-fn read_source(
-    name: &str,
-    input: &mut dyn Read,
-    sink: &mut dyn FnMut(Resource) -> argo_drift_core::Result<()>,
-) -> anyhow::Result<usize> {
-    read_source_in_chunks(name, input, CHUNK, sink)
+pub struct Pieces {
+    role: String,
+    files: std::vec::IntoIter<Option<PathBuf>>,
+    open: Option<Source<Box<dyn Read + Send>>>,
 }
 
-/// [`read_source`], `chunk` bytes at a time.
+impl Pieces {
+    /// The pieces of the files and directories (recursive) under `paths`, `-` being stdin.
+    pub fn new(paths: &[PathBuf], role: &str, stdin_taken: &mut bool) -> anyhow::Result<Pieces> {
+        let mut files = Vec::new();
+        for path in paths {
+            if path.as_os_str() == "-" {
+                if *stdin_taken {
+                    bail!("- (stdin) is given more than once; it can be read only once");
+                }
+                *stdin_taken = true;
+                files.push(None);
+                continue;
+            }
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("{role} path {}", path.display()))?;
+            if meta.is_dir() {
+                let before = files.len();
+                walk(path, &mut files, 0)
+                    .with_context(|| format!("reading {role} directory {}", path.display()))?;
+                if files.len() == before {
+                    bail!(
+                        "{role} directory {} holds no *.yaml, *.yml or *.json file",
+                        path.display()
+                    );
+                }
+            } else {
+                files.push(Some(path.clone()));
+            }
+        }
+        Ok(Pieces {
+            role: role.to_string(),
+            files: files.into_iter(),
+            open: None,
+        })
+    }
+
+    /// The next piece, or `None` after the last source's last.
+    pub fn next_piece(&mut self) -> anyhow::Result<Option<Piece>> {
+        loop {
+            if let Some(source) = &mut self.open {
+                if let Some(piece) = source.next_piece()? {
+                    return Ok(Some(piece));
+                }
+                tracing::debug!(file = %source.name, bytes = source.size(), "read {} manifests", self.role);
+                self.open = None;
+            }
+            let Some(file) = self.files.next() else {
+                return Ok(None);
+            };
+            self.open = Some(match file {
+                None => Source::new("<stdin>".to_string(), Box::new(std::io::stdin()), CHUNK),
+                Some(path) => {
+                    let name = path.display().to_string();
+                    let file =
+                        std::fs::File::open(&path).with_context(|| format!("reading {name}"))?;
+                    Source::new(name, Box::new(file), CHUNK)
+                }
+            });
+        }
+    }
+}
+
+/// A piece of a source ([`Pieces`]).
+pub enum Piece {
+    /// A section of a YAML stream holding a document, numbered.
+    Section {
+        origin: Origin,
+        first_line: usize,
+        text: String,
+    },
+    /// A whole source.
+    Whole { name: String, bytes: Vec<u8> },
+}
+
+impl Piece {
+    /// Parse the piece, handing each object to `sink`.
+    pub fn parse(
+        &self,
+        sink: &mut dyn FnMut(Resource) -> argo_drift_core::Result<()>,
+    ) -> argo_drift_core::Result<()> {
+        match self {
+            Piece::Section {
+                origin,
+                first_line,
+                text,
+            } => parse_section(origin.clone(), *first_line, text, sink).map(drop),
+            Piece::Whole { name, bytes } => parse_source(name, bytes, sink),
+        }
+    }
+}
+
+/// One source read in chunks of `chunk` bytes and cut into pieces.
+struct Source<R> {
+    name: String,
+    input: R,
+    chunk: usize,
+    buf: Vec<u8>,
+    eof: bool,
+    done: bool,
+    sections: YamlSections,
+    /// Bytes read so far.
+    read: usize,
+    /// Offset in the source of buf[0].
+    base: usize,
+    /// Where the current section starts in buf.
+    section_start: usize,
+    /// The current section's first line, and the lines it holds up to `pos`.
+    first_line: usize,
+    lines: usize,
+    /// Start of the first line of buf not yet looked at.
+    pos: usize,
+    /// Whether a separator has been seen: until then the source may be one JSON document.
+    separated: bool,
+}
+
+impl<R: Read> Source<R> {
+    fn new(name: String, input: R, chunk: usize) -> Source<R> {
+        Source {
+            sections: YamlSections::new(&name),
+            name,
+            input,
+            chunk,
+            buf: Vec::new(),
+            eof: false,
+            done: false,
+            read: 0,
+            base: 0,
+            section_start: 0,
+            first_line: 1,
+            lines: 0,
+            pos: 0,
+            separated: false,
+        }
+    }
+
+    /// Bytes read so far.
+    fn size(&self) -> usize {
+        self.read
+    }
+
+    fn read_chunk(&mut self) -> anyhow::Result<()> {
+        let read = (&mut self.input)
+            .take(self.chunk as u64)
+            .read_to_end(&mut self.buf)
+            .with_context(|| format!("reading {}", self.name))?;
+        self.read += read;
+        self.eof = read == 0;
+        Ok(())
+    }
+
+    fn next_piece(&mut self) -> anyhow::Result<Option<Piece>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.name.ends_with(".json") {
+            // Whole: a file's own read_to_end sizes the buffer once from the file's length.
+            self.done = true;
+            self.read = self
+                .input
+                .read_to_end(&mut self.buf)
+                .with_context(|| format!("reading {}", self.name))?;
+            return Ok(Some(self.whole()));
+        }
+        if self.base == 0 && self.buf.is_empty() && !self.eof {
+            self.read_chunk()?;
+        }
+        loop {
+            while let Some(end) = self.next_line_end() {
+                let line = &self.buf[self.pos..end];
+                let separator =
+                    line.starts_with(b"---") && std::str::from_utf8(line).is_ok_and(is_separator);
+                let start = self.pos;
+                self.pos = end;
+                if !separator {
+                    self.lines += 1;
+                    continue;
+                }
+                self.separated = true;
+                let piece = self.section(start)?;
+                self.first_line += self.lines + 1;
+                self.lines = 0;
+                self.section_start = end;
+                if piece.is_some() {
+                    return Ok(piece);
+                }
+            }
+            if self.eof {
+                self.done = true;
+                if self.separated {
+                    // The last section, even when empty: the numbering counts it as the
+                    // whole-text reader does.
+                    let end = self.buf.len();
+                    return self.section(end);
+                }
+                // No separator: the source is one document, maybe JSON (JSON documents between
+                // separators are a YAML stream, as kubectl reads them), held whole in any case.
+                return Ok(Some(self.whole()));
+            }
+            // What is before the current section is done with.
+            self.buf.drain(..self.section_start);
+            self.base += self.section_start;
+            self.pos -= self.section_start;
+            self.section_start = 0;
+            self.read_chunk()?;
+        }
+    }
+
+    /// The end (after its newline) of the line at `pos`, when buf holds all of it.
+    fn next_line_end(&self) -> Option<usize> {
+        match memchr::memchr(b'\n', &self.buf[self.pos..]) {
+            Some(newline) => Some(self.pos + newline + 1),
+            // The last line of the source may lack its newline.
+            None if self.eof && self.pos < self.buf.len() => Some(self.buf.len()),
+            None => None,
+        }
+    }
+
+    /// The section from `section_start` to `end` in buf, numbered; `None` when it is blank.
+    fn section(&mut self, end: usize) -> anyhow::Result<Option<Piece>> {
+        let text = section_text(
+            &self.name,
+            &self.buf[self.section_start..end],
+            self.base + self.section_start,
+            self.first_line,
+        )?;
+        Ok(self
+            .sections
+            .number(self.first_line, text)
+            .map(|origin| Piece::Section {
+                origin,
+                first_line: self.first_line,
+                text: text.to_string(),
+            }))
+    }
+
+    fn whole(&mut self) -> Piece {
+        Piece::Whole {
+            name: self.name.clone(),
+            bytes: std::mem::take(&mut self.buf),
+        }
+    }
+}
+
+/// Parse one source as it is read, `chunk` bytes at a time, handing each object to `sink`, and
+/// return its size in bytes.
+#[cfg(test)]
 fn read_source_in_chunks(
     name: &str,
     input: &mut dyn Read,
     chunk: usize,
     sink: &mut dyn FnMut(Resource) -> argo_drift_core::Result<()>,
 ) -> anyhow::Result<usize> {
-    let reading = || format!("reading {name}");
-    let mut buf = Vec::new();
-    let mut read_chunk = |buf: &mut Vec<u8>| -> anyhow::Result<bool> {
-        let read = input
-            .take(chunk as u64)
-            .read_to_end(buf)
-            .with_context(reading)?;
-        Ok(read == 0)
-    };
-    if name.ends_with(".json") {
-        // Whole: a file's own read_to_end sizes the buffer once from the file's length.
-        input.read_to_end(&mut buf).with_context(reading)?;
-        parse_source(name, &buf, sink)?;
-        return Ok(buf.len());
+    let mut source = Source::new(name.to_string(), input, chunk);
+    while let Some(piece) = source.next_piece()? {
+        piece.parse(sink)?;
     }
-    let mut eof = read_chunk(&mut buf)?;
-    let mut stream = YamlSections::new(name);
-    // Offset in the source of buf[0]; buf[0] always starts the current section.
-    let mut base = 0;
-    // The current section's first line, and the lines it holds up to `pos`.
-    let mut first_line = 1;
-    let mut lines = 0;
-    // Start of the first line of buf not yet looked at.
-    let mut pos = 0;
-    // Whether a separator has been seen: until then the source may be one JSON document.
-    let mut separated = false;
-    loop {
-        let mut section_start = 0;
-        loop {
-            let end = match memchr::memchr(b'\n', &buf[pos..]) {
-                Some(newline) => pos + newline + 1,
-                // The last line of the source may lack its newline.
-                None if eof && pos < buf.len() => buf.len(),
-                None => break,
-            };
-            let line = &buf[pos..end];
-            if line.starts_with(b"---") && std::str::from_utf8(line).is_ok_and(is_separator) {
-                let text = section_text(
-                    name,
-                    &buf[section_start..pos],
-                    base + section_start,
-                    first_line,
-                )?;
-                stream.section(first_line, text, sink)?;
-                separated = true;
-                first_line += lines + 1;
-                lines = 0;
-                section_start = end;
-            } else {
-                lines += 1;
-            }
-            pos = end;
-        }
-        if eof && separated {
-            // The last section, even when empty: the numbering counts it as the whole-text
-            // reader does.
-            let text = section_text(
-                name,
-                &buf[section_start..],
-                base + section_start,
-                first_line,
-            )?;
-            stream.section(first_line, text, sink)?;
-            return Ok(base + buf.len());
-        }
-        if eof {
-            // No separator: the source is one document, maybe JSON (JSON documents between
-            // separators are a YAML stream, as kubectl reads them), held whole in any case.
-            parse_source(name, &buf, sink)?;
-            return Ok(buf.len());
-        }
-        buf.drain(..section_start);
-        base += section_start;
-        pos -= section_start;
-        eof = read_chunk(&mut buf)?;
-    }
+    Ok(source.size())
 }
 
 /// Sources are read this many bytes at a time.
@@ -349,6 +484,49 @@ mod tests {
         );
         assert!(whole("repo.yaml", &all).unwrap().len() > 20);
         same_as_whole("repo.yaml", &all);
+    }
+
+    /// `argo-drift diff` parses pieces on two threads, in any order: each piece's objects and
+    /// origins must not depend on the pieces before it having been parsed, even where a
+    /// section holds several documents (a separator carrying content, a document end).
+    #[test]
+    fn pieces_parsed_in_any_order_give_what_the_whole_text_gives() {
+        let b = CM.replace("name: a", "name: b");
+        let c = CM.replace("name: a", "name: c");
+        let texts = [
+            format!("{CM}---\n{b}---\n{c}"),
+            format!("{CM}--- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: x}}}}\n---\n{b}"),
+            format!("{CM}---\n{b}--- # a comment\n{c}...\n# after the end\n"),
+            format!(
+                "{CM}---\n{b}...\n---\n{}---\n{c}",
+                CM.replace("name: a", "name: e")
+            ),
+            format!("---\n\n---\n{CM}--- !!map\n{b}---\n{c}"),
+            format!(
+                "apiVersion: v1\nitems:\n- {}\nkind: List\n---\n{b}",
+                CM.replace("\n", "\n  ").trim_end()
+            ),
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let name = format!("t{i}.yaml");
+            let expected = whole(&name, text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(expected.len() >= 2, "{name}: {expected:?}");
+            let mut source = Source::new(name.clone(), text.as_bytes(), 5);
+            let mut pieces = Vec::new();
+            while let Some(piece) = source.next_piece().unwrap() {
+                pieces.push(piece);
+            }
+            let mut parsed = vec![Vec::new(); pieces.len()];
+            for (piece, out) in pieces.iter().zip(&mut parsed).rev() {
+                piece
+                    .parse(&mut |r| {
+                        out.push(describe(&r));
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            assert_eq!(parsed.concat(), expected, "{name}:\n{text}");
+        }
     }
 
     #[test]

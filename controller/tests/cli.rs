@@ -21,16 +21,7 @@ fn example(side: &str) -> PathBuf {
 
 /// `argo-drift diff` on the bundled example, with extra flags.
 fn diff_example(extra: &[&str]) -> Output {
-    let (desired, live) = (example("desired"), example("live"));
-    let mut args = vec![
-        "diff",
-        "--desired",
-        desired.to_str().unwrap(),
-        "--live",
-        live.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+    diff(&example("desired"), &example("live"), extra)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -241,15 +232,98 @@ fn stdin_and_namespace_default() {
     assert!(stderr(&twice).contains("stdin"));
 }
 
-/// `argo-drift diff --desired D --live L` that must fail with exit code 2: its stderr.
-fn diff_error(desired: &Path, live: &Path) -> String {
-    let o = run(&[
+/// Parsing is shared by two threads, in batches: a long diff must give what reading the sources
+/// one after the other gives — a CRD late in the desired sources still decides the scope of its
+/// kind's objects parsed before it, on both sides, and `-n` fills in the rest.
+#[test]
+fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let widget =
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 1\n";
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Cluster\n  versions: [{name: v1, served: true, storage: true}]\n";
+    let cms = |n: usize, value: &dyn Fn(usize) -> String| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                CM.replace("name: cfg", &format!("name: cfg-{i}"))
+                    .replace("  namespace: shop\n", "")
+                    .replace("\"1\"", &value(i))
+            })
+            .collect()
+    };
+    let mut desired = vec![widget.to_string()];
+    desired.extend(cms(3000, &|_| "\"1\"".to_string()));
+    desired.push(crd.to_string());
+    // Every 7th ConfigMap drifted, the last 10 are missing, and a Widget is extra.
+    let mut live = vec![widget.to_string()];
+    live.extend(cms(2990, &|i| {
+        if i % 7 == 0 {
+            "\"2\"".to_string()
+        } else {
+            "\"1\"".to_string()
+        }
+    }));
+    live.push(crd.to_string());
+    live.push(widget.replace(
+        "name: w",
+        "name: extra\n  annotations: {argocd.argoproj.io/tracking-id: \"shop:example.com/Widget:/extra\"}",
+    ));
+    let d = write(dir.path(), "desired.yaml", &desired.join("---\n"));
+    let l = write(dir.path(), "live.yaml", &live.join("---\n"));
+    let o = diff(&d, &l, &["-n", "shop", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let summary = &report["summary"];
+    assert_eq!(summary["resources"], 3003, "{summary}");
+    assert_eq!(summary["modified"], 2989 / 7 + 1, "{summary}");
+    assert_eq!(summary["missing"], 10, "{summary}");
+    assert_eq!(summary["extra"], 1, "{summary}");
+    let resources = report["resources"].as_array().unwrap();
+    let widgets: Vec<&Value> = resources.iter().filter(|r| r["kind"] == "Widget").collect();
+    assert_eq!(widgets.len(), 2);
+    for w in widgets {
+        assert_eq!(w["namespace"], "", "{w}");
+    }
+    assert!(resources
+        .iter()
+        .filter(|r| r["kind"] == "ConfigMap")
+        .all(|r| r["namespace"] == "shop"));
+    // An error in the last desired batch is the one named, though live batches are parsed by then.
+    let broken = write(
+        dir.path(),
+        "broken.yaml",
+        &format!("{}---\nkind: [\n", desired.join("---\n")),
+    );
+    let e = diff_error(&broken, &l);
+    assert!(e.contains("broken.yaml: document 3003 (line"), "{e}");
+    // A duplicate far apart in the live sources is found.
+    let dup = write(
+        dir.path(),
+        "dup.yaml",
+        &format!("{}---\n{}", live.join("---\n"), live[5]),
+    );
+    let e = diff_error(&d, &dup);
+    assert!(
+        e.contains("ConfigMap default/cfg-4 is defined twice"),
+        "{e}"
+    );
+}
+
+/// `argo-drift diff --desired D --live L`, with extra flags.
+fn diff(desired: &Path, live: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "diff",
         "--desired",
         desired.to_str().unwrap(),
         "--live",
         live.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// `argo-drift diff --desired D --live L` that must fail with exit code 2: its stderr.
+fn diff_error(desired: &Path, live: &Path) -> String {
+    let o = diff(desired, live, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     stderr(&o)
 }
@@ -265,8 +339,8 @@ fn errors_name_the_file_document_and_line_and_exit_2() {
     );
     let e = diff_error(&broken, &good);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
-    // The live side is read on its own thread: its errors are named the same way, and an error
-    // on the desired side is the one reported even while a long live input is still being read.
+    // Live errors are named the same way, and an error on the desired side is the one reported
+    // even while a long live input is being parsed on the other thread.
     let e = diff_error(&good, &broken);
     assert!(e.contains("broken.yaml: document 2 (line"), "{e}");
     let many: Vec<String> = (0..5000)

@@ -37,11 +37,6 @@ pub enum Error {
     /// A field path given on the command line or in a rule does not parse.
     #[error("invalid field path {path:?}: {message}")]
     ParseFieldPath { path: String, message: String },
-
-    /// Reading a source stopped before its end because what it fed had already ended (an
-    /// error elsewhere); never the error a caller reports.
-    #[error("reading {source_name} stopped: its reader had ended")]
-    ReadStopped { source_name: String },
 }
 
 impl Error {
@@ -59,7 +54,6 @@ impl Error {
             Error::DuplicateResource(_) => "duplicate_resource",
             Error::LoadPolicy { .. } => "load_policy",
             Error::ParseFieldPath { .. } => "parse_field_path",
-            Error::ReadStopped { .. } => "read_stopped",
         }
     }
 }

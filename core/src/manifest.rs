@@ -377,53 +377,93 @@ impl YamlSections {
         text: &str,
         sink: &mut dyn FnMut(Resource) -> Result<()>,
     ) -> Result<()> {
+        match self.number(first_line, text) {
+            Some(origin) => parse_section(origin, first_line, text, sink).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Number the next section without parsing it, so that sections may be parsed elsewhere
+    /// and in any order ([`parse_section`]): the origin of its first document, or `None` for a
+    /// blank section, which holds no object (kubectl skips empty documents; so do we, but the
+    /// numbering still counts them so that "document N" matches what a person counts).
+    ///
+    /// A section normally holds one document. One with a line starting `---` or `...` (a
+    /// separator carrying content, `--- |`, or a document end) may hold more, as serde_yaml
+    /// reads it: such a section is parsed here once to count them, so that the numbers of the
+    /// sections after it do not depend on it being parsed first.
+    pub fn number(&mut self, first_line: usize, text: &str) -> Option<Origin> {
         let index = self.sections;
         self.sections += 1;
         if is_blank_yaml(text) {
-            // kubectl skips empty documents (a leading `---`, comments only); so do we, but the
-            // numbering still counts them so that "document N" matches what a person counts.
             if index > 0 || !text.trim().is_empty() {
                 self.document += 1;
             }
-            return Ok(());
+            return None;
         }
         self.document += 1;
-        let document = self.document;
         let origin = Origin {
             source: self.source.clone(),
-            document,
+            document: self.document,
             item: None,
             line: first_line + leading_blank_lines(text),
         };
-        if let Some(split) = split_list(text) {
-            if parse_split_list(&split, &origin, first_line, sink)? {
-                return Ok(());
-            }
+        if may_hold_documents(text) {
+            // An error is reported when the section is parsed for its objects; the numbers
+            // after an error are never used.
+            self.document +=
+                parse_section(origin.clone(), first_line, text, &mut |_| Ok(())).unwrap_or(0);
         }
-        if let Some(value) = fast_yaml::parse(text) {
-            return emit_document(value, origin, sink);
-        }
-        let mut inner_docs = 0;
-        for de in serde_yaml::Deserializer::from_str(text) {
-            inner_docs += 1;
-            let value = serde_yaml::Value::deserialize(de)
-                .map_err(|e| yaml_error(&e, &origin, first_line))?;
-            let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
-                origin: origin.clone(),
-                message,
-            })?;
-            if value.is_null() {
-                continue;
-            }
-            let origin = Origin {
-                document: document + inner_docs - 1,
-                ..origin.clone()
-            };
-            emit_document(value, origin, sink)?;
-        }
-        self.document += inner_docs.saturating_sub(1);
-        Ok(())
+        Some(origin)
     }
+}
+
+/// Parse one section numbered by [`YamlSections::number`], whose first line is line
+/// `first_line` of the source, handing each object to `sink`. Returns how many documents the
+/// section held beyond its first.
+pub fn parse_section(
+    origin: Origin,
+    first_line: usize,
+    text: &str,
+    sink: &mut dyn FnMut(Resource) -> Result<()>,
+) -> Result<usize> {
+    if let Some(split) = split_list(text) {
+        if parse_split_list(&split, &origin, first_line, sink)? {
+            return Ok(0);
+        }
+    }
+    if let Some(value) = fast_yaml::parse(text) {
+        emit_document(value, origin, sink)?;
+        return Ok(0);
+    }
+    let document = origin.document;
+    let mut inner_docs = 0;
+    for de in serde_yaml::Deserializer::from_str(text) {
+        inner_docs += 1;
+        let value =
+            serde_yaml::Value::deserialize(de).map_err(|e| yaml_error(&e, &origin, first_line))?;
+        let value = yaml_to_json(value).map_err(|message| Error::ParseManifest {
+            origin: origin.clone(),
+            message,
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let origin = Origin {
+            document: document + inner_docs - 1,
+            ..origin.clone()
+        };
+        emit_document(value, origin, sink)?;
+    }
+    Ok(inner_docs.saturating_sub(1))
+}
+
+/// Whether a section may hold more than one document: a line of it starts `---` or `...`.
+fn may_hold_documents(text: &str) -> bool {
+    text.starts_with("---")
+        || text.starts_with("...")
+        || text.contains("\n---")
+        || text.contains("\n...")
 }
 
 fn is_blank_yaml(text: &str) -> bool {
@@ -769,9 +809,15 @@ impl Scopes {
         self.cluster.contains(&key) && !self.namespaced.contains(&key)
     }
 
+    /// Whether the object at `key` declares the scope of a kind ([`Scopes::learn_crd`] reads
+    /// it): a CustomResourceDefinition.
+    pub fn declares_scope(key: &ResourceKey) -> bool {
+        key.group == "apiextensions.k8s.io" && key.kind == "CustomResourceDefinition"
+    }
+
     /// Learn a kind's scope from a CustomResourceDefinition.
     pub fn learn_crd(&mut self, key: &ResourceKey, object: &Value) {
-        if key.group != "apiextensions.k8s.io" || key.kind != "CustomResourceDefinition" {
+        if !Scopes::declares_scope(key) {
             return;
         }
         let spec = object.get("spec");

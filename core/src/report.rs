@@ -199,7 +199,15 @@ impl CompactJson {
             self.scratch.clear();
             self.scratch.extend_from_slice(b"null");
         }
-        let len = self.scratch.len();
+        let json = std::mem::take(&mut self.scratch);
+        let span = self.push_json(&json);
+        self.scratch = json;
+        span
+    }
+
+    /// Keep JSON text as it is (written by `serde_json` from a `Value`).
+    fn push_json(&mut self, json: &[u8]) -> JsonSpan {
+        let len = json.len();
         let fits = self
             .chunks
             .last()
@@ -210,7 +218,7 @@ impl CompactJson {
         let chunk = self.chunks.len() - 1;
         let buffer = &mut self.chunks[chunk];
         let start = buffer.len();
-        buffer.extend_from_slice(&self.scratch);
+        buffer.extend_from_slice(json);
         JsonSpan { chunk, start, len }
     }
 
@@ -279,6 +287,12 @@ impl<'p> Analyser<'p> {
     /// hold the span, not the parsed object.
     pub fn compact(&mut self, object: &Value) -> JsonSpan {
         self.compact.push(object)
+    }
+
+    /// [`Analyser::compact`] for an object already written as JSON by `serde_json` (on another
+    /// thread, say).
+    pub fn compact_json(&mut self, json: &[u8]) -> JsonSpan {
+        self.compact.push_json(json)
     }
 
     /// Add a desired object already compacted by [`Analyser::compact`] (`prepared.object` left

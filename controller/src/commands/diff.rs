@@ -1,20 +1,24 @@
 //! `argo-drift diff`: offline comparison of desired manifests with live objects.
 //!
 //! Memory stays near the size of the input: desired objects are kept as compact JSON, and each
-//! live object is compared as soon as it is parsed and then dropped. The live side is read on a
-//! second thread, so that parsing and comparing share the machine's cores.
+//! live object is compared as soon as it is parsed and then dropped. Parsing is shared by two
+//! threads: the sources are cut into pieces (a YAML section, a whole file) in order, batches of
+//! pieces are parsed by whichever thread is free, and the results are taken in order by this
+//! one, which compares them. See [`Work`].
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::{Condvar, Mutex};
 
 use argo_drift_core::manifest::Scopes;
-use argo_drift_core::normalize::Prepared;
-use argo_drift_core::report::Analyser;
-use argo_drift_core::{AnalyseOptions, DriftReport, Error, Policy};
+use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
+use argo_drift_core::report::{Analyser, JsonSpan};
+use argo_drift_core::{AnalyseOptions, DriftReport, Policy};
 use serde_json::Value;
 
 use crate::cli::{DiffArgs, GlobalArgs};
 use crate::output;
-use crate::sources;
+use crate::sources::{Piece, Pieces};
 
 pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let policy = super::load_policy(&args.policy)?;
@@ -27,75 +31,349 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if stdin_uses > 1 {
         anyhow::bail!("- (stdin) is given more than once; it can be read only once");
     }
-    // The live objects are read and prepared on a second thread while this one reads the desired
-    // ones and then compares; the channel is bounded, so that reading never runs far ahead of the
-    // comparison (memory stays near the size of the input). Compared batches go back to the
-    // reader to be freed where they were allocated: a free from another thread costs several
-    // times more (0.11 s vs 0.09 s on the 2,000-pair corpus).
-    std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_AHEAD);
-        let (return_sender, returned) = std::sync::mpsc::channel::<Vec<Prepared>>();
-        let policy = &policy;
-        let reader = std::thread::Builder::new().name("live-reader".into());
-        let live_reader = reader.spawn_scoped(scope, move || {
-            // Objects go over in batches: one hand-over per object costs more than parsing it.
-            let mut batch = Vec::with_capacity(BATCH);
-            let count =
-                sources::for_each(&args.live, "live", &policy.tracking, &mut false, &mut |p| {
-                    batch.push(p);
-                    if batch.len() < BATCH {
-                        return Ok(());
-                    }
-                    while returned.try_recv().is_ok() {}
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    sender.send(full).map_err(|unsent| Error::ReadStopped {
-                        source_name: unsent.0[0].origin.source.to_string(),
-                    })
-                })?;
-            // A failed send here means the comparison has ended; it reports why.
-            let _ = sender.send(batch);
-            drop(sender);
-            returned.iter().for_each(drop);
-            anyhow::Ok(count)
-        })?;
-        let compared = compare(args, policy, receiver, return_sender);
-        let read = live_reader
+    let work = Work::new(args, &policy.tracking);
+    let (report, desired_count, live_count) = std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().name("parser".into());
+        let helper = helper.spawn_scoped(scope, || work.help())?;
+        let compared = compare(args, &policy, &work);
+        // The comparison's end (done, or an error) has stopped the helper.
+        helper
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        // The comparison's own error comes first: when it ended early, reading stopped too.
-        let (report, desired_count) = compared?;
-        let live_count = read?;
-        tracing::info!(desired = desired_count, live = live_count, "compared");
-        let style = output::TextStyle {
-            color: output::use_color(global.color),
-            show_diff: args.show_diff,
-            show_synced: args.show_synced,
-        };
-        output::write_report(&report, args.output, &style)?;
-        Ok(if report.has_drift_at(args.fail_on) {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        })
+        compared
+    })?;
+    tracing::info!(desired = desired_count, live = live_count, "compared");
+    let style = output::TextStyle {
+        color: output::use_color(global.color),
+        show_diff: args.show_diff,
+        show_synced: args.show_synced,
+    };
+    output::write_report(&report, args.output, &style)?;
+    Ok(if report.has_drift_at(args.fail_on) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
-/// Live objects are handed to the comparison in batches of this many, and the reader may be
-/// this many batches ahead of it. A parsed object weighs about ten times its text, so what is in
-/// flight shows in peak memory: on the 2,000-pair corpus batches of 64 took 42 MB, of 16 33 MB,
-/// in the same time (0.09 s); smaller batches than 16 start to cost time. Two batches ahead
-/// rather than four took 0.3 MB less at the peak (median of 12 runs, `/usr/bin/time -f %M`), in
-/// the same time (0.100 s, `perf stat -r 20`).
+/// Pieces are parsed in batches of this many: one hand-over per object costs more than parsing
+/// it. A parsed object weighs about ten times its text, so what is in flight shows in peak
+/// memory: on the 2,000-pair corpus batches of 64 took 42 MB, of 16 33 MB, in the same time
+/// (0.09 s); smaller batches than 16 start to cost time.
 const BATCH: usize = 16;
-const BATCHES_AHEAD: usize = 2;
 
-/// Read the desired objects, then compare each live object as it arrives from the reader.
+/// Parsed batches may wait this many for the comparison; a thread with a batch to parse waits
+/// beyond that. Two rather than four took 0.3 MB less at the peak (median of 12 runs,
+/// `/usr/bin/time -f %M`), in the same time (0.100 s, `perf stat -r 20`).
+const AHEAD: usize = 2;
+
+/// The parsing of a diff's sources, shared by two threads.
+///
+/// The desired sources, then the live ones, are cut into pieces in order (cheap: a scan for
+/// `---` lines), and handed out in numbered batches to whichever thread asks: the helper thread
+/// ([`Work::help`]), which does nothing else, and the comparing thread ([`compare`]), which
+/// parses a batch itself when the next one in order is not ready. Parsed batches are taken by
+/// the comparison in order, so objects, errors and their precedence are those of reading the
+/// sources one after the other; the first error in that order ends the diff.
+///
+/// Parsing was 60% of the work and the comparison waited for it: with one reader thread the
+/// machine's second core idled while the desired side was read.
+struct Work<'a> {
+    tracking: &'a TrackingKeys,
+    state: Mutex<State<'a>>,
+    changed: Condvar,
+}
+
+struct State<'a> {
+    desired: Option<Pieces>,
+    /// Read once the desired sources are done, so that their errors come first.
+    live_paths: &'a [std::path::PathBuf],
+    live: Option<Pieces>,
+    role: Role,
+    /// The number of the next batch to hand out.
+    next: usize,
+    /// Parsed batches waiting for the comparison, by number.
+    parsed: BTreeMap<usize, Parsed>,
+    /// Batches the helper parsed and the comparison is done with, for the helper to free (a
+    /// free on another thread than the allocation costs several times more: 0.11 s vs 0.09 s
+    /// for a diff of the 2,000-pair corpus).
+    to_free: Vec<Vec<Prepared>>,
+    /// No batch is handed out any more: the sources are done, or the diff ends early.
+    finished: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Desired,
+    Live,
+}
+
+/// A batch to parse, or the error met while cutting it.
+struct Job {
+    number: usize,
+    role: Role,
+    pieces: anyhow::Result<Vec<Piece>>,
+}
+
+/// A parsed batch.
+struct Parsed {
+    role: Role,
+    /// By the helper thread: freed there.
+    by_helper: bool,
+    objects: anyhow::Result<Objects>,
+}
+
+enum Objects {
+    /// Desired objects as compact JSON, side by side in `json` (each object's `Value` is dropped
+    /// where it was parsed; a CustomResourceDefinition's is kept, for the scope it declares).
+    Desired {
+        objects: Vec<(Prepared, std::ops::Range<usize>)>,
+        json: Vec<u8>,
+    },
+    Live(Vec<Prepared>),
+}
+
+impl<'a> Work<'a> {
+    fn new(args: &'a DiffArgs, tracking: &'a TrackingKeys) -> Work<'a> {
+        // `- (stdin)` given twice is refused before any reading.
+        let mut desired_stdin = false;
+        let (desired, failed) = match Pieces::new(&args.desired, "desired", &mut desired_stdin) {
+            Ok(pieces) => (Some(pieces), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut state = State {
+            desired,
+            live_paths: &args.live,
+            live: None,
+            role: Role::Desired,
+            next: 0,
+            parsed: BTreeMap::new(),
+            to_free: Vec::new(),
+            finished: false,
+        };
+        if let Some(error) = failed {
+            state.parsed.insert(
+                0,
+                Parsed {
+                    role: Role::Desired,
+                    by_helper: false,
+                    objects: Err(error),
+                },
+            );
+            state.next = 1;
+            state.finished = true;
+        }
+        Work {
+            tracking,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<'a>> {
+        // A panic on the other thread is raised again when it is joined.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The helper thread: parse batches until none is left or the diff ends.
+    fn help(&self) {
+        let mut state = self.lock();
+        loop {
+            let to_free = std::mem::take(&mut state.to_free);
+            if !to_free.is_empty() {
+                drop(state);
+                drop(to_free);
+                state = self.lock();
+                continue;
+            }
+            if state.finished {
+                return;
+            }
+            if state.parsed.len() >= AHEAD {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let Some(job) = state.take_job() else {
+                return;
+            };
+            drop(state);
+            let parsed = self.parse(job.role, job.pieces, true);
+            state = self.lock();
+            state.parsed.insert(job.number, parsed);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The parsed batch numbered `number`, for the comparison: parsed by the helper, or here
+    /// when a batch is left to parse. `None` once every batch has been taken.
+    fn batch(&self, number: usize) -> Option<Parsed> {
+        let mut state = self.lock();
+        loop {
+            if let Some(parsed) = state.parsed.remove(&number) {
+                self.changed.notify_all();
+                return Some(parsed);
+            }
+            if state.finished && number >= state.next {
+                return None;
+            }
+            if state.parsed.len() < AHEAD {
+                if let Some(job) = state.take_job() {
+                    drop(state);
+                    let parsed = self.parse(job.role, job.pieces, false);
+                    if job.number == number {
+                        return Some(parsed);
+                    }
+                    state = self.lock();
+                    state.parsed.insert(job.number, parsed);
+                    continue;
+                }
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The comparison is done with a batch: one the helper parsed goes back to it to be freed.
+    fn done_with(&self, parsed: Vec<Prepared>, by_helper: bool) {
+        if by_helper {
+            self.lock().to_free.push(parsed);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The diff ends (done, or on an error): no batch is handed out any more.
+    fn finish(&self) {
+        let mut state = self.lock();
+        state.finished = true;
+        state.parsed.clear();
+        self.changed.notify_all();
+    }
+
+    fn parse(&self, role: Role, pieces: anyhow::Result<Vec<Piece>>, by_helper: bool) -> Parsed {
+        let objects = pieces.and_then(|pieces| match role {
+            Role::Desired => {
+                let mut objects = Vec::new();
+                let mut json = Vec::new();
+                for piece in &pieces {
+                    piece.parse(&mut |resource| {
+                        let mut p = prepare(resource, self.tracking);
+                        let start = json.len();
+                        if serde_json::to_writer(&mut json, &p.object).is_err() {
+                            // A value JSON cannot hold is never one read from YAML or JSON.
+                            json.truncate(start);
+                            json.extend_from_slice(b"null");
+                        }
+                        if !Scopes::declares_scope(&p.key) {
+                            p.object = Value::Null;
+                        }
+                        objects.push((p, start..json.len()));
+                        Ok(())
+                    })?;
+                }
+                Ok(Objects::Desired { objects, json })
+            }
+            Role::Live => {
+                let mut objects = Vec::new();
+                for piece in &pieces {
+                    piece.parse(&mut |resource| {
+                        objects.push(prepare(resource, self.tracking));
+                        Ok(())
+                    })?;
+                }
+                Ok(Objects::Live(objects))
+            }
+        });
+        Parsed {
+            role,
+            by_helper,
+            objects,
+        }
+    }
+}
+
+impl State<'_> {
+    /// The next batch of pieces, numbered; an error cutting it ends the handing out.
+    fn take_job(&mut self) -> Option<Job> {
+        if self.finished {
+            return None;
+        }
+        let number = self.next;
+        self.next += 1;
+        let mut pieces = Vec::with_capacity(BATCH);
+        let cut = self.cut(&mut pieces);
+        // The role of the pieces cut (of the sources whose error it is).
+        let role = self.role;
+        match cut {
+            Err(e) => {
+                self.finished = true;
+                Some(Job {
+                    number,
+                    role,
+                    pieces: Err(e),
+                })
+            }
+            Ok(()) if pieces.is_empty() && self.finished => {
+                // Nothing was left: the number was not used.
+                self.next -= 1;
+                None
+            }
+            Ok(()) => Some(Job {
+                number,
+                role,
+                pieces: Ok(pieces),
+            }),
+        }
+    }
+
+    /// Up to a batch of pieces of the current role; moves on to the live sources when the
+    /// desired ones are done, and marks the end of both. A batch holds one role's pieces: the
+    /// role after the cut is theirs.
+    fn cut(&mut self, pieces: &mut Vec<Piece>) -> anyhow::Result<()> {
+        while pieces.len() < BATCH {
+            let source = match self.role {
+                Role::Desired => self.desired.as_mut(),
+                Role::Live => self.live.as_mut(),
+            };
+            let next = match source {
+                Some(source) => source.next_piece()?,
+                None => None,
+            };
+            match next {
+                Some(piece) => pieces.push(piece),
+                // The desired pieces end this batch; the next one moves on.
+                None if self.role == Role::Desired && !pieces.is_empty() => return Ok(()),
+                None if self.role == Role::Desired => {
+                    self.desired = None;
+                    self.role = Role::Live;
+                    let mut live_stdin = false;
+                    self.live = Some(Pieces::new(self.live_paths, "live", &mut live_stdin)?);
+                }
+                None => {
+                    self.live = None;
+                    self.finished = true;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read the desired objects, then compare each live object as it arrives.
 fn compare(
     args: &DiffArgs,
     policy: &Policy,
-    live: std::sync::mpsc::Receiver<Vec<Prepared>>,
-    done: std::sync::mpsc::Sender<Vec<Prepared>>,
-) -> anyhow::Result<(DriftReport, usize)> {
+    work: &Work<'_>,
+) -> anyhow::Result<(DriftReport, usize, usize)> {
+    let compared = compare_batches(args, policy, work);
+    work.finish();
+    compared
+}
+
+fn compare_batches(
+    args: &DiffArgs,
+    policy: &Policy,
+    work: &Work<'_>,
+) -> anyhow::Result<(DriftReport, usize, usize)> {
     let options = AnalyseOptions {
         app: args.app.clone(),
         patches: true,
@@ -103,35 +381,57 @@ fn compare(
         ..Default::default()
     };
     let mut analyser = Analyser::new(policy, options);
-    // CRDs tell the scope of their kinds; desired objects are compacted as they come.
+    // CRDs tell the scope of their kinds.
     let mut scopes = Scopes::default();
-    let mut desired = Vec::new();
-    sources::for_each(
-        &args.desired,
-        "desired",
-        &policy.tracking,
-        &mut false,
-        &mut |mut p| {
-            scopes.learn_crd(&p.key, &p.object);
-            let json = analyser.compact(&p.object);
-            p.object = Value::Null;
-            desired.push((p, json));
-            Ok(())
-        },
-    )?;
-    let desired_count = desired.len();
-    for (mut p, json) in desired {
-        // Both sides resolve namespaces by the same rule so that their keys agree.
-        p.resolve_namespace(&args.namespace, &scopes);
+    let mut desired: Vec<(Prepared, JsonSpan)> = Vec::new();
+    let mut desired_added = false;
+    let mut desired_count = 0;
+    let mut live_count = 0;
+    let mut number = 0;
+    while let Some(parsed) = work.batch(number) {
+        number += 1;
+        if parsed.role == Role::Live && !desired_added {
+            add_desired(&mut analyser, &mut desired, args, &scopes)?;
+            desired_added = true;
+        }
+        match parsed.objects? {
+            Objects::Desired { objects, json } => {
+                desired_count += objects.len();
+                for (p, range) in objects {
+                    scopes.learn_crd(&p.key, &p.object);
+                    let mut p = p;
+                    p.object = Value::Null;
+                    desired.push((p, analyser.compact_json(&json[range])));
+                }
+            }
+            Objects::Live(mut objects) => {
+                for p in &mut objects {
+                    scopes.learn_crd(&p.key, &p.object);
+                    p.resolve_namespace(&args.namespace, &scopes);
+                    analyser.observe_live(p)?;
+                }
+                live_count += objects.len();
+                work.done_with(objects, parsed.by_helper);
+            }
+        }
+    }
+    if !desired_added {
+        add_desired(&mut analyser, &mut desired, args, &scopes)?;
+    }
+    Ok((analyser.finish(), desired_count, live_count))
+}
+
+/// Add the desired objects read so far: both sides resolve namespaces by the same rule (with
+/// every CRD among the desired objects known) so that their keys agree.
+fn add_desired(
+    analyser: &mut Analyser<'_>,
+    desired: &mut Vec<(Prepared, JsonSpan)>,
+    args: &DiffArgs,
+    scopes: &Scopes,
+) -> anyhow::Result<()> {
+    for (mut p, json) in desired.drain(..) {
+        p.resolve_namespace(&args.namespace, scopes);
         analyser.add_desired_compact(p, json)?;
     }
-    for mut batch in live {
-        for p in &mut batch {
-            scopes.learn_crd(&p.key, &p.object);
-            p.resolve_namespace(&args.namespace, &scopes);
-            analyser.observe_live(p)?;
-        }
-        let _ = done.send(batch);
-    }
-    Ok((analyser.finish(), desired_count))
+    Ok(())
 }
