@@ -216,17 +216,20 @@ impl<'a> Work<'a> {
             if state.finished && number >= state.next {
                 return None;
             }
-            if state.parsed.len() < AHEAD {
-                if let Some(job) = state.take_job() {
-                    drop(state);
-                    let parsed = self.parse(job.role, job.pieces, false);
-                    if job.number == number {
-                        return Some(parsed);
-                    }
-                    state = self.lock();
-                    state.parsed.insert(job.number, parsed);
+            if state.parsed.len() < AHEAD && !state.finished {
+                // No job means the sources just ended here: look again (the batch asked for
+                // may not exist), rather than wait for a helper that has nothing left to do.
+                let Some(job) = state.take_job() else {
                     continue;
+                };
+                drop(state);
+                let parsed = self.parse(job.role, job.pieces, false);
+                if job.number == number {
+                    return Some(parsed);
                 }
+                state = self.lock();
+                state.parsed.insert(job.number, parsed);
+                continue;
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -434,4 +437,79 @@ fn add_desired(
         analyser.add_desired_compact(p, json)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Each batch `Work` hands out on one thread, with no helper: the parsed objects of each,
+    /// or `None` for a `batch` that did not come back (it waited for a helper).
+    fn batches_on_one_thread(desired: &str, live: &str) -> Option<Vec<usize>> {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, l) = (
+            dir.path().join("desired.yaml"),
+            dir.path().join("live.yaml"),
+        );
+        std::fs::write(&d, desired).unwrap();
+        std::fs::write(&l, live).unwrap();
+        let args = crate::cli::Args::parse_from([
+            "argo-drift".as_ref(),
+            "diff".as_ref(),
+            "--desired".as_ref(),
+            d.as_os_str(),
+            "--live".as_ref(),
+            l.as_os_str(),
+        ]);
+        let crate::cli::Command::Diff(args) = args.command else {
+            unreachable!("a diff command")
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Left running if it hangs: the test fails on the timeout instead.
+        std::thread::spawn(move || {
+            let tracking = TrackingKeys::default();
+            let work = Work::new(&args, &tracking);
+            let mut sizes = Vec::new();
+            let mut number = 0;
+            while let Some(parsed) = work.batch(number) {
+                sizes.push(match parsed.objects.unwrap() {
+                    Objects::Desired { objects, .. } => objects.len(),
+                    Objects::Live(objects) => objects.len(),
+                });
+                number += 1;
+            }
+            work.finish();
+            let _ = sender.send(sizes);
+        });
+        receiver
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .ok()
+    }
+
+    fn config_maps(count: usize) -> String {
+        (0..count)
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: default\n"))
+            .collect()
+    }
+
+    /// The comparing thread can take the last batch itself and meet the end of the sources on
+    /// the next take; it used to wait then for a helper that had already left (the diff hung
+    /// in about one run in five on one CPU).
+    #[test]
+    fn the_comparing_thread_alone_meets_the_end_of_the_sources_and_returns() {
+        // Exactly at a batch boundary, and just past one.
+        for count in [BATCH, 2 * BATCH, 2 * BATCH + 1] {
+            let sizes = batches_on_one_thread(&config_maps(count), &config_maps(count))
+                .unwrap_or_else(|| panic!("{count} objects: Work::batch never returned"));
+            let per_side: Vec<usize> = (0..count.div_ceil(BATCH))
+                .map(|i| BATCH.min(count - i * BATCH))
+                .collect();
+            assert_eq!(
+                sizes,
+                [per_side.clone(), per_side].concat(),
+                "{count} objects"
+            );
+        }
+    }
 }
