@@ -250,7 +250,13 @@ fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
             })
             .collect()
     };
-    let mut desired = vec![widget.to_string()];
+    // A Gadget's scope is only declared by a CRD near the end of the live objects, long after
+    // the desired objects were read and while live batches are parsed on both threads: Git's
+    // Gadget is namespaced (in shop), live's is cluster-scoped, so they are not one object.
+    let gadget = widget
+        .replace("Widget", "Gadget")
+        .replace("name: w", "name: g");
+    let mut desired = vec![widget.to_string(), gadget.clone()];
     desired.extend(cms(3000, &|_| "\"1\"".to_string()));
     desired.push(crd.to_string());
     // Every 7th ConfigMap drifted, the last 10 are missing, and a Widget is extra.
@@ -267,17 +273,34 @@ fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
         "name: w",
         "name: extra\n  annotations: {argocd.argoproj.io/tracking-id: \"shop:example.com/Widget:/extra\"}",
     ));
+    live.push(crd.replace("Widget", "Gadget").replace("widget", "gadget"));
+    live.push(gadget.replace(
+        "name: g",
+        "name: g\n  annotations: {argocd.argoproj.io/tracking-id: \"shop:example.com/Gadget:/g\"}",
+    ));
     let d = write(dir.path(), "desired.yaml", &desired.join("---\n"));
     let l = write(dir.path(), "live.yaml", &live.join("---\n"));
     let o = diff(&d, &l, &["-n", "shop", "-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let summary = &report["summary"];
-    assert_eq!(summary["resources"], 3003, "{summary}");
+    assert_eq!(summary["resources"], 3005, "{summary}");
     assert_eq!(summary["modified"], 2989 / 7 + 1, "{summary}");
-    assert_eq!(summary["missing"], 10, "{summary}");
-    assert_eq!(summary["extra"], 1, "{summary}");
+    assert_eq!(summary["missing"], 11, "{summary}");
+    assert_eq!(summary["extra"], 2, "{summary}");
     let resources = report["resources"].as_array().unwrap();
+    let gadgets: Vec<(&Value, &Value)> = resources
+        .iter()
+        .filter(|r| r["kind"] == "Gadget")
+        .map(|r| (&r["namespace"], &r["status"]))
+        .collect();
+    assert_eq!(
+        gadgets,
+        [
+            (&serde_json::json!(""), &serde_json::json!("extra")),
+            (&serde_json::json!("shop"), &serde_json::json!("missing"))
+        ]
+    );
     let widgets: Vec<&Value> = resources.iter().filter(|r| r["kind"] == "Widget").collect();
     assert_eq!(widgets.len(), 2);
     for w in widgets {
@@ -294,7 +317,7 @@ fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
         &format!("{}---\nkind: [\n", desired.join("---\n")),
     );
     let e = diff_error(&broken, &l);
-    assert!(e.contains("broken.yaml: document 3003 (line"), "{e}");
+    assert!(e.contains("broken.yaml: document 3004 (line"), "{e}");
     // A duplicate far apart in the live sources is found.
     let dup = write(
         dir.path(),
