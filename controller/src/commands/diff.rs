@@ -59,8 +59,10 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// Pieces are parsed in batches of this many: one hand-over per object costs more than parsing
 /// it. A parsed object weighs about ten times its text, so what is in flight shows in peak
 /// memory: on the 2,000-pair corpus batches of 64 took 42 MB, of 16 33 MB, in the same time
-/// (0.09 s); smaller batches than 16 start to cost time.
-const BATCH: usize = 16;
+/// (0.09 s), with one reader thread. With two, 8 rather than 16 took 0.5 to 1.0 MiB less peak
+/// RSS in the same time (JSON documents: 15.9 vs 16.6 MiB; `kubectl get -o yaml`: 16.4 vs
+/// 16.9 MiB, 64.5 vs 65.9 ms; medians of 60 and 100 runs, `scripts/diff-ab.py`).
+const BATCH: usize = 8;
 
 /// Parsed batches may wait this many for the comparison; a thread with a batch to parse waits
 /// beyond that. Two rather than four took 0.3 MB less at the peak (median of 12 runs,
