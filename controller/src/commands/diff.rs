@@ -446,8 +446,8 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    /// Each batch `Work` hands out on one thread, with no helper: the parsed objects of each,
-    /// or `None` for a `batch` that did not come back (it waited for a helper).
+    /// The number of objects in each batch `Work` hands out to one thread with no helper, or
+    /// `None` when a `batch` call did not come back (it waited for a helper).
     fn batches_on_one_thread(desired: &str, live: &str) -> Option<Vec<usize>> {
         let dir = tempfile::tempdir().unwrap();
         let (d, l) = (
