@@ -218,6 +218,8 @@ impl<'a> Work<'a> {
             if state.finished && number >= state.next {
                 return None;
             }
+            // Once the sources are finished the batch asked for is parsed or being parsed by
+            // the helper: wait for it (`take_job` would return nothing, and this would spin).
             if state.parsed.len() < AHEAD && !state.finished {
                 // No job means the sources just ended here: look again (the batch asked for
                 // may not exist), rather than wait for a helper that has nothing left to do.
