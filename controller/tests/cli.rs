@@ -351,6 +351,29 @@ fn diff_error(desired: &Path, live: &Path) -> String {
     stderr(&o)
 }
 
+/// A managedFields key of no form Kubernetes writes, with a multi-byte character second (it made
+/// `diff` panic), is skipped; the manager's other fields still attribute the change.
+#[test]
+fn a_field_set_key_of_no_known_form_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(dir.path(), "desired.yaml", CM);
+    let live = write(
+        dir.path(),
+        "live.yaml",
+        &CM.replace("a: \"1\"", "a: \"2\"").replace(
+            "  namespace: shop\n",
+            "  namespace: shop\n  managedFields:\n  - manager: kubectl-edit\n    operation: Update\n    fieldsV1:\n      aé: {}\n      f:data:\n        f:a: {}\n",
+        ),
+    );
+    let o = diff(&desired, &live, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let change = &report["resources"][0]["changes"][0];
+    assert_eq!(change["field"], "data.a", "{report}");
+    assert_eq!(change["manager"], "kubectl-edit", "{report}");
+    assert_eq!(change["attribution"], "exact", "{report}");
+}
+
 #[test]
 fn errors_name_the_file_document_and_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,17 +34,23 @@ impl FieldNode {
                 node.dot = true;
                 continue;
             }
-            let element = match key.split_at(key.len().min(2)) {
-                ("f:", name) => Element::Field(name.to_string()),
-                ("k:", json) => match serde_json::from_str(json) {
+            // Not `split_at`: it panics on a key whose second character is more than one byte
+            // long (`aé`); such a key is of no known form and is skipped like any other.
+            let (prefix, rest) = match (key.get(..2), key.get(2..)) {
+                (Some(prefix), Some(rest)) => (prefix, rest),
+                _ => continue,
+            };
+            let element = match prefix {
+                "f:" => Element::Field(rest.to_string()),
+                "k:" => match serde_json::from_str(rest) {
                     Ok(Value::Object(m)) => Element::Key(m),
                     _ => continue,
                 },
-                ("v:", json) => match serde_json::from_str(json) {
+                "v:" => match serde_json::from_str(rest) {
                     Ok(v) => Element::Value(v),
                     _ => continue,
                 },
-                ("i:", index) => match index.parse() {
+                "i:" => match rest.parse() {
                     Ok(i) => Element::Index(i),
                     _ => continue,
                 },
@@ -257,6 +263,25 @@ mod tests {
         json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
             {"name": "web", "image": "nginx", "env": [{"name": "DEBUG", "value": "1"}],
              "terminationMessagePath": "/dev/termination-log"}]}}}})
+    }
+
+    /// Keys of no known form are skipped, whatever characters they hold (`aé` made the reader
+    /// panic: `split_at` in the middle of `é`).
+    #[test]
+    fn field_keys_of_no_known_form_are_skipped() {
+        let own = Ownership::from_managed_fields(&json!([{"manager": "m", "fieldsV1":
+            {"aé": {}, "é": {}, "f": {}, "f:": {}, "k:[1]": {}, "i:x": {}, "v:{": {}, "f:ok": {}}}]))
+        .unwrap();
+        let elements: Vec<_> = own.entries[0]
+            .fields
+            .children
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
+        assert_eq!(
+            elements,
+            [Element::Field(String::new()), Element::Field("ok".into())]
+        );
     }
 
     #[test]
