@@ -91,11 +91,15 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(serde::de::Error::custom("duplicate key"));
+            // One search of the map per key, not one to refuse a duplicate and one to insert.
+            match map.entry(key) {
+                serde_json::map::Entry::Occupied(_) => {
+                    return Err(serde::de::Error::custom("duplicate key"));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(access.next_value_seed(StrictValue)?);
+                }
             }
-            let value = access.next_value_seed(StrictValue)?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
