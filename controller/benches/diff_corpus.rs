@@ -417,7 +417,36 @@ fn empty_rss_kib(dir: &Path) -> u64 {
     peak
 }
 
+/// How many processes of `scripts/testenv.sh` run on this machine: its binaries (API servers,
+/// Argo CD) from the cache, and its etcd. Left running by the test suite, they kept a core 15%
+/// busy and made a run of this benchmark 1.5–2× slower.
+fn testenv_processes() -> usize {
+    let cache = std::env::var_os("ARGO_DRIFT_TESTENV_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/argo-drift")))
+        .map(|c| c.join("bin").to_string_lossy().into_owned());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let text = String::from_utf8_lossy(cmdline);
+            let program = text.split('\0').next().unwrap_or_default();
+            cache.as_deref().is_some_and(|c| program.starts_with(c))
+                || text.contains("\0argo-drift-testenv-")
+        })
+        .count()
+}
+
 fn measure(dir: &Path, rounds: usize) {
+    let running = testenv_processes();
+    if running > 0 {
+        println!(
+            "note: {running} processes of the test environment run beside this benchmark and skew its timings; `scripts/testenv.sh down` and `scripts/testenv.sh down --cluster spoke` stop them"
+        );
+    }
     let truth: BTreeMap<String, Vec<String>> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
     let tool = exported(&testenv("gitops-diff"), "ARGO_DRIFT_GITOPS_DIFF");
