@@ -421,9 +421,15 @@ fn empty_rss_kib(dir: &Path) -> u64 {
 /// Argo CD) from the cache, and its etcd. Left running by the test suite, they kept a core 15%
 /// busy and made a run of this benchmark 1.5–2× slower.
 fn testenv_processes() -> usize {
+    // Where scripts/testenv.sh caches its binaries, found as it finds it.
     let cache = std::env::var_os("ARGO_DRIFT_TESTENV_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/argo-drift")))
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+                .map(|c| c.join("argo-drift"))
+        })
         .map(|c| c.join("bin").to_string_lossy().into_owned());
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
