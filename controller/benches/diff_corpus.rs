@@ -417,40 +417,36 @@ fn empty_rss_kib(dir: &Path) -> u64 {
     peak
 }
 
-/// How many processes of `scripts/testenv.sh` run on this machine: its binaries (API servers,
-/// Argo CD) from the cache, and its etcd. Left running by the test suite, they kept a core 15%
-/// busy and made a run of this benchmark 1.5–2× slower.
-fn testenv_processes() -> usize {
-    // Where scripts/testenv.sh caches its binaries, found as it finds it.
-    let cache = std::env::var_os("ARGO_DRIFT_TESTENV_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-                .map(|c| c.join("argo-drift"))
-        })
-        .map(|c| c.join("bin").to_string_lossy().into_owned());
+/// The clusters of `scripts/testenv.sh` running on this machine, each known by its etcd
+/// (`--name argo-drift-testenv-CLUSTER`; the hub's Argo CD runs only beside the hub's). Left
+/// running by the test suite, their API servers and Argo CD kept a core 15% busy and made a run
+/// of this benchmark 1.5–2× slower.
+fn testenv_clusters() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
-    entries
+    let mut clusters: Vec<String> = entries
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let text = String::from_utf8_lossy(cmdline);
-            let program = text.split('\0').next().unwrap_or_default();
-            cache.as_deref().is_some_and(|c| program.starts_with(c))
-                || text.contains("\0argo-drift-testenv-")
+        .filter_map(|cmdline| {
+            let text = String::from_utf8_lossy(&cmdline).into_owned();
+            let mut args = text.split('\0');
+            args.position(|a| a == "--name")?;
+            let cluster = args.next()?.strip_prefix("argo-drift-testenv-")?;
+            Some(cluster.to_string())
         })
-        .count()
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    clusters
 }
 
 fn measure(dir: &Path, rounds: usize) {
-    let running = testenv_processes();
-    if running > 0 {
+    let running = testenv_clusters();
+    if !running.is_empty() {
         println!(
-            "note: {running} processes of the test environment run beside this benchmark and skew its timings; `scripts/testenv.sh down` and `scripts/testenv.sh down --cluster spoke` stop them"
+            "note: the test environment runs beside this benchmark (clusters: {}) and skews its timings; `scripts/testenv.sh down --cluster NAME` stops each",
+            running.join(", ")
         );
     }
     let truth: BTreeMap<String, Vec<String>> =

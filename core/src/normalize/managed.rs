@@ -36,10 +36,10 @@ impl FieldNode {
             }
             // Not `split_at`: it panics on a key whose second character is more than one byte
             // long (`aé`); such a key is of no known form and is skipped like any other.
-            let (prefix, rest) = match (key.get(..2), key.get(2..)) {
-                (Some(prefix), Some(rest)) => (prefix, rest),
-                _ => continue,
+            let Some(prefix) = key.get(..2) else {
+                continue;
             };
+            let rest = &key[2..];
             let element = match prefix {
                 "f:" => Element::Field(rest.to_string()),
                 "k:" => match serde_json::from_str(rest) {
