@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -444,7 +445,7 @@ fn for_each_leaf(base: &FieldPath, value: &Value, visit: &mut dyn FnMut(&FieldPa
         match value {
             Value::Object(map) if !map.is_empty() => {
                 for (k, v) in map {
-                    path.0.push(Step::Field(k.clone()));
+                    path.0.push(Step::Field(k.as_str().into()));
                     walk(path, v, visit, false);
                     path.0.pop();
                 }
@@ -452,7 +453,7 @@ fn for_each_leaf(base: &FieldPath, value: &Value, visit: &mut dyn FnMut(&FieldPa
             Value::Array(items) if !items.is_empty() => {
                 let field = match path.0.last() {
                     Some(Step::Field(f)) => f.clone(),
-                    _ => String::new(),
+                    _ => CompactString::default(),
                 };
                 let key = single_list_key(&field, items);
                 for (i, item) in items.iter().enumerate() {

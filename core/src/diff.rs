@@ -248,26 +248,34 @@ impl Walk<'_> {
     fn objects(&mut self, dm: &mut Map<String, Value>, lm: &Map<String, Value>) {
         // Empty desired fields missing in live are dropped after the walk over the map.
         let mut empty = Vec::new();
+        // Both maps iterate in key order (see `maps_iterate_in_key_order` in the tests): they
+        // are walked side by side, so no key is searched for in the other map.
+        let mut live = lm.iter().peekable();
         for (k, dv) in dm.iter_mut() {
-            self.path.0.push(Step::Field(k.clone()));
-            match lm.get(k) {
-                Some(lv) => self.values(dv, lv),
+            while let Some((lk, lv)) = live.next_if(|(lk, _)| lk.as_str() < k.as_str()) {
+                self.live_only_field(lk, lv, lm);
+            }
+            self.path.0.push(Step::Field(k.as_str().into()));
+            match live.next_if(|(lk, _)| *lk == k) {
+                Some((_, lv)) => self.values(dv, lv),
                 None if is_empty(dv) => empty.push(k.clone()),
                 None => self.record(Op::Remove, Some(dv), None, Attribution::unknown()),
             }
             self.path.0.pop();
         }
+        for (lk, lv) in live {
+            self.live_only_field(lk, lv, lm);
+        }
         for k in empty {
             dm.remove(&k);
         }
-        for (k, lv) in lm {
-            if dm.contains_key(k) {
-                continue;
-            }
-            self.path.0.push(Step::Field(k.clone()));
-            self.live_only(lv, Some(lm), false);
-            self.path.0.pop();
-        }
+    }
+
+    /// A field of the live map `parent` that the desired map lacks.
+    fn live_only_field(&mut self, key: &str, lv: &Value, parent: &Map<String, Value>) {
+        self.path.0.push(Step::Field(key.into()));
+        self.live_only(lv, Some(parent), false);
+        self.path.0.pop();
     }
 
     fn live_only(&mut self, lv: &Value, parent: Option<&Map<String, Value>>, is_item: bool) {
@@ -289,7 +297,7 @@ impl Walk<'_> {
                 };
                 let (changes_before, defaults_before) = (self.changes.len(), self.defaults.len());
                 for (k, v) in map {
-                    self.path.0.push(Step::Field(k.clone()));
+                    self.path.0.push(Step::Field(k.as_str().into()));
                     self.live_only(v, Some(map), false);
                     self.path.0.pop();
                 }
@@ -393,10 +401,10 @@ fn remove_at(value: &mut Value, steps: &[Step]) -> bool {
     match (step, value) {
         (Step::Field(name), Value::Object(map)) => {
             if rest.is_empty() {
-                map.remove(name);
-            } else if let Some(child) = map.get_mut(name) {
+                map.remove(name.as_str());
+            } else if let Some(child) = map.get_mut(name.as_str()) {
                 if remove_at(child, rest) {
-                    map.remove(name);
+                    map.remove(name.as_str());
                 }
             }
             map.is_empty()
@@ -442,5 +450,21 @@ fn sorted(value: &Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Walk::objects` walks a desired and a live map side by side, which needs
+    /// `serde_json::Map` to iterate in key order: a B-tree, as long as no dependency turns on
+    /// serde_json's `preserve_order` (insertion order).
+    #[test]
+    fn maps_iterate_in_key_order() {
+        let map: Map<String, Value> =
+            serde_json::from_str(r#"{"b": 1, "a": 2, "B": 3, "ab": 4, "a.b": 5}"#).unwrap();
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["B", "a", "a.b", "ab", "b"]);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -16,12 +17,11 @@ pub enum Selector {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Field(String),
+    /// A map key. Inline up to 24 bytes (nearly every key of a Kubernetes object): the diff walk
+    /// pushes one for every field it visits, and a `String` there was an allocation each.
+    Field(CompactString),
     /// `index` is the item's position in the live list, or where it would be appended.
-    Item {
-        selector: Selector,
-        index: usize,
-    },
+    Item { selector: Selector, index: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -34,7 +34,7 @@ impl FieldPath {
 
     pub fn field(&self, name: &str) -> FieldPath {
         let mut steps = self.0.clone();
-        steps.push(Step::Field(name.to_string()));
+        steps.push(Step::Field(name.into()));
         FieldPath(steps)
     }
 
@@ -63,7 +63,7 @@ impl FieldPath {
         let mut steps = Vec::new();
         for token in tokens {
             steps.push(match token {
-                Token::Name(n) => Step::Field(n),
+                Token::Name(n) => Step::Field(n.into()),
                 Token::Bracket(inner) => {
                     let selector = parse_selector(&inner).ok_or_else(|| Error::ParseFieldPath {
                         path: text.to_string(),
@@ -113,7 +113,7 @@ impl fmt::Display for FieldPath {
         for (i, step) in self.0.iter().enumerate() {
             match step {
                 Step::Field(name) if needs_quotes(name) => {
-                    write!(f, "[{}]", Value::String(name.clone()))?
+                    write!(f, "[{}]", Value::String(name.to_string()))?
                 }
                 Step::Field(name) => {
                     if i > 0 {

@@ -4,7 +4,7 @@
 //! - a change planted in the live copy of an object is reported, exactly and alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use argo_drift_core::diff::{compare, CompareOptions};
+use argo_drift_core::diff::{compare, CompareOptions, Op};
 use argo_drift_core::manifest::{Origin, Resource};
 use argo_drift_core::normalize::{prepare, Managers, Prepared, TrackingKeys};
 use argo_drift_core::redact::Redactor;
@@ -177,4 +177,58 @@ proptest! {
         let unverified: Vec<String> = result.unverified.iter().map(|p| p.to_string()).collect();
         prop_assert_eq!(unverified, vec![format!("spec.template.spec.containers[name={name}].env[name=planted]")]);
     }
+}
+
+/// An example beside the properties: live-only keys before, between and after the desired ones; a desired key live lacks; an
+/// empty desired map live lacks (dropped, no drift); keys equal on both sides.
+#[test]
+fn desired_and_live_keys_interleaved_are_each_judged_once() {
+    let desired = prepared(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "n", "labels": {}},
+        "data": {"b": "1", "d": "2", "f": "3", "h": "gone"}
+    }));
+    let live = prepared(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "n", "annotations": {"x": "y"}},
+        "data": {"a": "new", "b": "1", "c": "new", "d": "changed", "f": "3", "g": "new", "z": "new"}
+    }));
+    let managers = Managers::default();
+    let tracking = TrackingKeys::default();
+    let options = CompareOptions {
+        managers: &managers,
+        tracking: &tracking,
+        ignore: &[],
+        app_ignore: &[],
+    };
+    let comparison = compare(&desired, &live, &options, &mut Redactor::new());
+    let changes: Vec<(String, Op)> = comparison
+        .changes
+        .iter()
+        .map(|c| (c.path.to_string(), c.op))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("data.d".to_string(), Op::Replace),
+            ("data.h".to_string(), Op::Remove),
+        ]
+    );
+    // Without managedFields or last-applied, a live-only field is unverified, not drift.
+    let unverified: Vec<String> = comparison
+        .unverified
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        unverified,
+        [
+            "data.a",
+            "data.c",
+            "data.g",
+            "data.z",
+            "metadata.annotations.x"
+        ]
+    );
+    assert!(comparison.desired["metadata"].get("labels").is_none());
 }
