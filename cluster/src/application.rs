@@ -17,6 +17,29 @@ pub fn api_resource() -> ApiResource {
     )
 }
 
+/// An Application as the controller keeps it in its cache: without what nothing in argo-drift
+/// reads and what makes an Application large at scale — `managedFields`, a last-applied copy of
+/// the whole object, Argo CD's deployment `status.history` and the per-resource
+/// `status.operationState.syncResult.resources` (one entry per resource an app manages). Kept:
+/// metadata otherwise, `spec`, `operation`, and the status argo-drift reads (`sync`,
+/// `resources`, `sourceType`, the operation's phase and info). The hooks read history and sync
+/// results from the API server, not from this cache.
+pub fn cache_form(app: &mut DynamicObject) {
+    app.metadata.managed_fields = None;
+    if let Some(annotations) = &mut app.metadata.annotations {
+        annotations.remove(argo_drift_core::normalize::LAST_APPLIED);
+    }
+    if let Some(status) = app.data.get_mut("status").and_then(Value::as_object_mut) {
+        status.remove("history");
+        if let Some(Value::Object(result)) = status
+            .get_mut("operationState")
+            .and_then(|s| s.get_mut("syncResult"))
+        {
+            result.remove("resources");
+        }
+    }
+}
+
 /// What an application's manifests are rendered by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceKind {
@@ -251,6 +274,49 @@ mod tests {
         let mut o = DynamicObject::new("web", &api_resource()).within("argocd");
         o.data = data;
         o
+    }
+
+    #[test]
+    fn the_cache_form_drops_what_nothing_reads_and_keeps_the_rest() {
+        let mut a = app(serde_json::json!({
+            "spec": {"project": "default", "source": {"repoURL": "https://git.example/shop.git"}},
+            "operation": {"sync": {"revision": "abc"}},
+            "status": {
+                "sync": {"status": "OutOfSync", "revision": "abc"},
+                "resources": [{"kind": "ConfigMap", "name": "web", "status": "OutOfSync"}],
+                "sourceType": "Directory",
+                "history": [{"id": 1, "revision": "abc"}],
+                "operationState": {"phase": "Running", "operation": {"info": [{"name": "heal", "value": "1"}]},
+                                   "syncResult": {"revision": "abc", "resources": [{"kind": "ConfigMap", "name": "web"}]}}
+            }
+        }));
+        a.metadata.labels = Some([(OPT_IN_LABEL.to_string(), "true".to_string())].into());
+        a.metadata.annotations = Some(
+            [
+                (
+                    argo_drift_core::normalize::LAST_APPLIED.to_string(),
+                    "{}".to_string(),
+                ),
+                ("argo-drift.io/gate".to_string(), "high".to_string()),
+            ]
+            .into(),
+        );
+        a.metadata.managed_fields = Some(vec![Default::default()]);
+        let mut expected = a.data.clone();
+        cache_form(&mut a);
+        assert_eq!(a.metadata.managed_fields, None);
+        assert_eq!(
+            a.metadata.annotations,
+            Some([("argo-drift.io/gate".to_string(), "high".to_string())].into())
+        );
+        assert_eq!(a.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        let status = expected["status"].as_object_mut().unwrap();
+        status.remove("history");
+        status["operationState"]["syncResult"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resources");
+        assert_eq!(a.data, expected);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -348,7 +349,10 @@ pub async fn serve(
     // argo-drift's own annotations): those versions are filtered out before they trigger.
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let reader = writer.as_reader();
-    let app_stream = reflector::reflector(writer, watcher::watcher(apps, config).default_backoff())
+    let watch = watcher::watcher(apps, config)
+        .default_backoff()
+        .modify(application::cache_form);
+    let app_stream = reflector::reflector(writer, watch)
         .applied_objects()
         .predicate_filter(
             crate::publish::application_digest,
@@ -454,7 +458,7 @@ pub async fn serve(
         .graceful_shutdown_on(stop)
         .run(
             move |app, ctx| {
-                let allowed = opted_in.watches(&app) && ctx.shards.owns(&shard_key(&app));
+                let allowed = opted_in.watches(&app.metadata) && ctx.shards.owns(&shard_key(&app));
                 async move {
                     if !allowed {
                         return Ok(controller::Action::await_change());
@@ -600,20 +604,29 @@ struct OptedIn {
 }
 
 impl OptedIn {
-    fn watches(&self, app: &DynamicObject) -> bool {
+    fn watches(&self, app: &ObjectMeta) -> bool {
         self.namespaced
             || self
                 .namespaces
-                .contains(app.metadata.namespace.as_deref().unwrap_or_default())
+                .contains(app.namespace.as_deref().unwrap_or_default())
     }
 
+    /// Metadata only: names are all this needs, and whole Applications (specs, Argo CD's status
+    /// with every resource it manages) made each listing a peak of the controller's memory.
     async fn list(&self) -> kube::Result<HashSet<AppRef>> {
-        let list = self.apps.list(&self.params).await?;
+        let list = self.apps.list_metadata(&self.params).await?;
         Ok(list
             .items
             .iter()
-            .filter(|a| self.watches(a))
-            .map(|a| ObjectRef::from_obj_with(a, application::api_resource()))
+            .filter(|a| self.watches(&a.metadata))
+            .map(|a| {
+                let name = a.metadata.name.as_deref().unwrap_or_default();
+                let app = ObjectRef::new_with(name, application::api_resource());
+                match &a.metadata.namespace {
+                    Some(namespace) => app.within(namespace),
+                    None => app,
+                }
+            })
             .collect())
     }
 }
