@@ -297,9 +297,7 @@ impl Walk<'_> {
                 };
                 let (changes_before, defaults_before) = (self.changes.len(), self.defaults.len());
                 for (k, v) in map {
-                    self.path.0.push(Step::Field(k.as_str().into()));
-                    self.live_only(v, Some(map), false);
-                    self.path.0.pop();
+                    self.live_only_field(k, v, map);
                 }
                 if self.changes.len() == changes_before {
                     // Nothing inside was drift: drop the whole subtree as one default (what
