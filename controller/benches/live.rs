@@ -7,13 +7,16 @@
 //!   BENCH_APPS=50 BENCH_OBJECTS=1000,10000 BENCH_WRITES=200 cargo bench -p argo-drift-controller --bench live
 //!
 //! `BENCH_WRAPPER=PROGRAM` runs the controller as `PROGRAM ARGO-DRIFT-PATH ARGS…` (see
-//! scripts/link-order.sh).
+//! scripts/link-order.sh; `heaptrack` works too, with the global allocator set aside for that
+//! build, since heaptrack sees only malloc). The controller's process group is killed at the
+//! end, so a wrapper's child goes with it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,6 +92,9 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         ])
         .env("KUBECONFIG", kubeconfig())
         .stdout(Stdio::null())
+        // A group of its own, killed whole at the end: a wrapper that runs the controller as
+        // its child (heaptrack) would otherwise leave the controller running.
+        .process_group(0)
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -150,6 +156,9 @@ async fn run(apps: usize, per_app: usize, writes: usize) {
         .text()
         .await
         .unwrap();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", controller.id())])
+        .status();
     let _ = controller.kill();
     let _ = controller.wait();
 
