@@ -1315,6 +1315,16 @@ async fn status_only_updates_analyse_nothing_again_and_a_spec_change_does() {
 async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again() {
     let (client, argocd, _shop, _dir, controller) = web_app_analysed().await;
     let ok = "argo_drift_reconciles_total{result=\"ok\"}";
+    // A sync that ended, as Argo CD records it (analysed: its phase and revision are read).
+    merge(
+        &applications(&client, &argocd),
+        "web",
+        "argocd-application-controller",
+        json!({"status": {"operationState": {"phase": "Succeeded",
+            "startedAt": "2026-12-05T00:00:00Z", "operation": {"sync": {"revision": "abc"}},
+            "syncResult": {"revision": "abc", "resources": []}}}}),
+    )
+    .await;
     let before = settled(&controller, ok).await;
     // Argo CD refreshing the app: only its times change.
     for i in 0..5 {
@@ -1338,6 +1348,19 @@ async fn argo_cd_refreshes_and_argo_drifts_own_annotations_analyse_nothing_again
         }
     };
     unchanged("Argo CD's refreshes").await;
+    // Argo CD's deployment history and per-resource sync results: not kept in the controller's
+    // cache (application::cache_form), so writing them changes nothing it sees.
+    merge(
+        &applications(&client, &argocd),
+        "web",
+        "argocd-application-controller",
+        json!({"status": {"history": [{"id": 1, "revision": "abc", "deployedAt": "2026-12-05T00:00:01Z"}],
+            "operationState": {"syncResult": {"resources": [
+                {"group": "", "version": "v1", "kind": "ConfigMap", "namespace": "shop", "name": "web",
+                 "status": "Synced", "message": "configured"}]}}}}),
+    )
+    .await;
+    unchanged("Argo CD's history and sync results").await;
     // argo-drift's own annotations changing (as its write after an analysis does).
     merge(
         &applications(&client, &argocd),

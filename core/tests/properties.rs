@@ -179,8 +179,9 @@ proptest! {
     }
 }
 
-/// An example beside the properties: live-only keys before, between and after the desired ones; a desired key live lacks; an
-/// empty desired map live lacks (dropped, no drift); keys equal on both sides.
+/// An example beside the properties: live-only keys before, between and after the desired
+/// ones; a desired key live lacks; an empty desired map live lacks (dropped, no drift); keys
+/// equal on both sides.
 #[test]
 fn desired_and_live_keys_interleaved_are_each_judged_once() {
     let desired = prepared(json!({
