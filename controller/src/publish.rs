@@ -167,6 +167,9 @@ pub struct ReportMeta<'a> {
     pub summary: &'a str,
 }
 
+/// Reports listed per request when looking for those of gone applications.
+pub const PRUNE_PAGE: u32 = 500;
+
 pub struct Publisher {
     client: Client,
     controller: String,
@@ -372,48 +375,57 @@ impl Publisher {
 
     /// Delete the reports of the watched namespaces whose application is not in `alive`
     /// (deleted, or opted out, also while argo-drift was down). Reports of other namespaces are
-    /// left alone: another argo-drift may share this namespace. Returns how many went.
+    /// left alone: another argo-drift may share this namespace. Listed `page_size` at a time
+    /// ([`PRUNE_PAGE`]). Returns how many went.
     pub async fn prune_reports(
         &self,
         alive: &std::collections::HashSet<
             kube::runtime::reflector::ObjectRef<kube::api::DynamicObject>,
         >,
         watched: &crate::namespaces::AppNamespaces,
+        page_size: u32,
     ) -> Result<usize> {
         let keep: std::collections::HashSet<String> = alive
             .iter()
             .map(|a| report_name(a.namespace.as_deref().unwrap_or_default(), &a.name))
             .collect();
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.reports);
-        // Names and labels alone: listing the reports whole every GC interval took some
-        // 70-110 MB for a moment per replica at 2,000 reports (the scale bench), and the
-        // allocator kept part of it.
-        let listed = api
-            .list_metadata(
-                &kube::api::ListParams::default().labels(&format!("{REPORT_LABEL}=true")),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "listing the reports in {}",
-                self.reports
-            )))?;
+        // Names and labels alone, a page at a time: listing the reports whole every GC interval
+        // took some 70-110 MB for a moment per replica at 2,000 reports (the scale bench), and
+        // the allocator kept part of it.
+        let mut params = kube::api::ListParams::default()
+            .labels(&format!("{REPORT_LABEL}=true"))
+            .limit(page_size);
         let mut pruned = 0;
-        for cm in listed.items {
-            let name = cm.metadata.name.clone().unwrap_or_default();
-            let of_watched = cm
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(APP_NAMESPACE_LABEL))
-                .is_some_and(|ns| watched.contains(ns));
-            if of_watched && !keep.contains(&name) {
-                api.delete(&name, &Default::default())
-                    .await
-                    .map_err(Error::kube(format!(
-                        "deleting ConfigMap {}/{name}",
-                        self.reports
-                    )))?;
-                pruned += 1;
+        loop {
+            let page = api
+                .list_metadata(&params)
+                .await
+                .map_err(Error::kube(format!(
+                    "listing the reports in {}",
+                    self.reports
+                )))?;
+            for cm in &page.items {
+                let name = cm.metadata.name.as_deref().unwrap_or_default();
+                let of_watched = cm
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(APP_NAMESPACE_LABEL))
+                    .is_some_and(|ns| watched.contains(ns));
+                if of_watched && !keep.contains(name) {
+                    api.delete(name, &Default::default())
+                        .await
+                        .map_err(Error::kube(format!(
+                            "deleting ConfigMap {}/{name}",
+                            self.reports
+                        )))?;
+                    pruned += 1;
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
             }
         }
         Ok(pruned)

@@ -1392,3 +1392,57 @@ fn applications(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
         &argo_drift_controller::application::api_resource(),
     )
 }
+
+/// Stale reports are looked for a page of the list at a time (at 2,000 reports a whole list was
+/// a peak of each replica's memory): with pages of two, the reports of gone apps on every page
+/// go, those of live apps and of a namespace not watched stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reports_are_pruned_on_every_page_of_the_list() {
+    use argo_drift_controller::publish::Publisher;
+    use kube::runtime::reflector::ObjectRef;
+
+    let client = client().await;
+    let records = fresh_namespace(&client, "records").await;
+    let report = |namespace: &str, app: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": argo_drift_cluster::records::report_name(namespace, app),
+            "labels": {"argo-drift.io/report": "true", "argo-drift.io/app-namespace": namespace}}})
+    };
+    let gone = ["g1", "g2", "g3", "g4", "g5"];
+    let alive = ["a1", "a2"];
+    for app in gone.iter().chain(&alive) {
+        apply(&client, &records, report("team", app), "argo-drift").await;
+    }
+    apply(&client, &records, report("elsewhere", "g6"), "argo-drift").await;
+
+    let publisher = Publisher::new(client.clone(), "test".into(), records.clone());
+    let living = alive
+        .iter()
+        .map(|a| {
+            ObjectRef::new_with(a, argo_drift_cluster::application::api_resource()).within("team")
+        })
+        .collect();
+    let watched = argo_drift_cluster::namespaces::AppNamespaces::new(&["team"]).unwrap();
+    let pruned = publisher.prune_reports(&living, &watched, 2).await.unwrap();
+    assert_eq!(pruned, gone.len());
+
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &records);
+    let mut left: Vec<String> = configmaps
+        .list_metadata(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| n.starts_with("argo-drift-report-"))
+        .collect();
+    left.sort();
+    let mut expected = vec![
+        argo_drift_cluster::records::report_name("elsewhere", "g6"),
+        argo_drift_cluster::records::report_name("team", "a1"),
+        argo_drift_cluster::records::report_name("team", "a2"),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+}

@@ -332,12 +332,6 @@ pub async fn serve(
     };
     let selector = format!("{OPT_IN_LABEL}=true");
     let config = watcher::Config::default().labels(&selector);
-    let opted_in = OptedIn {
-        apps: apps.clone(),
-        params: kube::api::ListParams::default().labels(&selector),
-        namespaces: app_namespaces.clone(),
-        namespaced: namespaced.is_some(),
-    };
     let trigger_ctx = ctx.clone();
     let triggers = tokio_stream_from(trigger_rx).map(move |t: Trigger| {
         if t.live_change {
@@ -349,10 +343,23 @@ pub async fn serve(
     // argo-drift's own annotations): those versions are filtered out before they trigger.
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let reader = writer.as_reader();
+    let (listed_tx, listed) = watch::channel(false);
+    let opted_in = OptedIn {
+        store: reader.clone(),
+        listed,
+        namespaces: app_namespaces.clone(),
+        namespaced: namespaced.is_some(),
+    };
     let watch = watcher::watcher(apps, config)
         .default_backoff()
         .modify(application::cache_form);
     let app_stream = reflector::reflector(writer, watch)
+        // After the reflector: the store holds the first list when this is signalled.
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed_tx.send_replace(true);
+            }
+        })
         .applied_objects()
         .predicate_filter(
             crate::publish::application_digest,
@@ -590,14 +597,20 @@ async fn follow_cluster_secrets(
     }
 }
 
-/// The opted-in Applications in the watched namespaces, read from the API server rather than the
-/// controller's cache: kube-runtime does not expose its first-list signal, and an empty cache
-/// before that list must not look like "no applications".
+/// The opted-in Applications in the watched namespaces, as the Application watcher's store holds
+/// them once its first list is in: an empty store before that list must not look like "no
+/// applications". Listing them from the API server instead (metadata alone) every GC interval
+/// took some 20-30 MB for a moment per replica at 2,000 Applications, for what the store knew.
+///
+/// The first list is signalled by the stream itself rather than `Store::wait_until_ready`: that
+/// waits on a oneshot receiver (kube-runtime 5.0 `utils/delayed_init.rs`), which wakes only the
+/// task that polled it last, and the controller's runner waits on it too — readiness then never
+/// came (tests/live.rs).
 #[derive(Clone)]
 struct OptedIn {
-    /// Namespaced when one namespace is watched, cluster-wide (then filtered) for several.
-    apps: Api<DynamicObject>,
-    params: kube::api::ListParams,
+    store: reflector::Store<DynamicObject>,
+    /// Turns true once the watcher's first list is in the store.
+    listed: watch::Receiver<bool>,
     namespaces: AppNamespaces,
     /// The watch is of one namespace: everything it lists is watched.
     namespaced: bool,
@@ -611,12 +624,13 @@ impl OptedIn {
                 .contains(app.namespace.as_deref().unwrap_or_default())
     }
 
-    /// Metadata only: names are all this needs, and whole Applications (specs, Argo CD's status
-    /// with every resource it manages) made each listing a peak of the controller's memory.
-    async fn list(&self) -> kube::Result<HashSet<AppRef>> {
-        let list = self.apps.list_metadata(&self.params).await?;
-        Ok(list
-            .items
+    /// Waits for the watcher's first list. (A relist after the watch expired replaces the
+    /// store's contents at its end, never empties it on the way.)
+    async fn list(&self) -> Result<HashSet<AppRef>, watch::error::RecvError> {
+        self.listed.clone().wait_for(|listed| *listed).await?;
+        Ok(self
+            .store
+            .state()
             .iter()
             .filter(|a| self.watches(&a.metadata))
             .map(|a| {
@@ -693,7 +707,7 @@ async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration)
                 // Also the reports of apps never analysed here, or gone while argo-drift was down.
                 match ctx
                     .publisher
-                    .prune_reports(&alive, &opted_in.namespaces)
+                    .prune_reports(&alive, &opted_in.namespaces, crate::publish::PRUNE_PAGE)
                     .await
                 {
                     Ok(0) => {}
