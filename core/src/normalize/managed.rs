@@ -24,12 +24,15 @@ pub struct FieldNode {
 }
 
 impl FieldNode {
-    fn parse(value: &Value) -> FieldNode {
+    /// Takes the FieldsV1 value apart rather than copying it: its keys become the elements
+    /// (`f:` names with their prefix cut off in place), one allocation fewer per field of every
+    /// manager of every live object.
+    fn parse(value: Value) -> FieldNode {
         let mut node = FieldNode::default();
         let Value::Object(map) = value else {
             return node;
         };
-        for (key, child) in map {
+        for (mut key, child) in map {
             if key == "." {
                 node.dot = true;
                 continue;
@@ -41,7 +44,10 @@ impl FieldNode {
             };
             let rest = &key[2..];
             let element = match prefix {
-                "f:" => Element::Field(rest.to_string()),
+                "f:" => {
+                    key.replace_range(..2, "");
+                    Element::Field(key)
+                }
                 "k:" => match serde_json::from_str(rest) {
                     Ok(Value::Object(m)) => Element::Key(m),
                     _ => continue,
@@ -124,21 +130,27 @@ pub struct Owner<'a> {
 impl Ownership {
     /// Read `metadata.managedFields`; entries for the status subresource are left out (status is
     /// never compared).
-    pub fn from_managed_fields(managed: &Value) -> Option<Ownership> {
-        let items = managed.as_array()?;
+    pub fn from_managed_fields(managed: Value) -> Option<Ownership> {
+        let Value::Array(items) = managed else {
+            return None;
+        };
+        let text = |entry: &mut Map<String, Value>, key: &str| match entry.remove(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
         let entries = items
-            .iter()
+            .into_iter()
+            .filter_map(|e| match e {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
             .filter(|e| e.get("subresource").and_then(Value::as_str) != Some("status"))
-            .filter_map(|e| {
+            .filter_map(|mut e| {
                 Some(ManagerEntry {
-                    manager: e.get("manager")?.as_str()?.to_string(),
-                    operation: e
-                        .get("operation")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    time: e.get("time").and_then(Value::as_str).map(str::to_string),
-                    fields: FieldNode::parse(e.get("fieldsV1")?),
+                    manager: text(&mut e, "manager")?,
+                    operation: text(&mut e, "operation").unwrap_or_default(),
+                    time: text(&mut e, "time"),
+                    fields: FieldNode::parse(e.remove("fieldsV1")?),
                 })
             })
             .collect();
@@ -248,7 +260,7 @@ mod tests {
     use serde_json::json;
 
     fn ownership() -> Ownership {
-        Ownership::from_managed_fields(&json!([
+        Ownership::from_managed_fields(json!([
             {"manager": "argocd-controller", "operation": "Apply", "time": "2024-01-01T00:00:00Z",
              "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
                 "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}},
@@ -269,7 +281,7 @@ mod tests {
     /// panic: `split_at` in the middle of `é`).
     #[test]
     fn field_keys_of_no_known_form_are_skipped() {
-        let own = Ownership::from_managed_fields(&json!([{"manager": "m", "fieldsV1":
+        let own = Ownership::from_managed_fields(json!([{"manager": "m", "fieldsV1":
             {"aé": {}, "é": {}, "f": {}, "f:": {}, "k:[1]": {}, "i:x": {}, "v:{": {}, "f:ok": {}}}]))
         .unwrap();
         let elements: Vec<_> = own.entries[0]

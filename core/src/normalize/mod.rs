@@ -219,7 +219,7 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
         map.remove("apiVersion");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
             if let Some(managed) = meta.remove("managedFields") {
-                ownership = Ownership::from_managed_fields(&managed);
+                ownership = Ownership::from_managed_fields(managed);
             }
             for field in [
                 "uid",
