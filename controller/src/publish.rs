@@ -167,8 +167,11 @@ pub struct ReportMeta<'a> {
     pub summary: &'a str,
 }
 
-/// Reports listed per request when looking for those of gone applications.
-pub const PRUNE_PAGE: u32 = 500;
+/// Reports listed per request when looking for those of gone applications. In the scale bench
+/// (2,000 reports, listed every 30 s by each of 3 replicas) pages of 500 took the API requests
+/// per replica in steady state from 1.15-1.25/s to 1.30-1.35/s; 1,000 lists them in as many
+/// requests as the Applications and reports took before, with a peak a page's size.
+pub const PRUNE_PAGE: u32 = 1000;
 
 pub struct Publisher {
     client: Client,
