@@ -1446,3 +1446,32 @@ async fn stale_reports_are_pruned_on_every_page_of_the_list() {
     expected.sort();
     assert_eq!(left, expected);
 }
+
+/// Ready only once every opted-in Application present at start has been analysed: the set is
+/// read from the Application watcher's store once its first list is in, and an empty store
+/// before that list must not make the controller ready at once (it did when the list was taken
+/// without waiting for that signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_every_application_present_at_start_is_reported() {
+    let client = client().await;
+    let (argocd, _, names, _dir) = config_map_apps(&client, 8).await;
+
+    // Without leader election: a standby is ready by design until it leads (run.rs).
+    let controller = Running::start(
+        &admin_config().await,
+        &argocd,
+        &["--leader-election", "false"],
+    )
+    .await;
+    wait_for("readiness", WAIT, || async {
+        (controller.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    for n in &names {
+        assert!(
+            report(&client, &argocd, n).await.is_some(),
+            "ready before {n} was reported"
+        );
+    }
+    controller.stop().await;
+}

@@ -18,10 +18,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const APPS: usize = 24;
 const LEASE_SECONDS: u64 = 4;
 
-fn config_map(name: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  level: info\n")
-}
-
 /// The last report of each app and who wrote it.
 fn latest(seen: &ReportLog) -> BTreeMap<String, (String, Value)> {
     seen.lock()
@@ -46,20 +42,7 @@ fn writers_since(seen: &ReportLog, from: usize) -> BTreeMap<String, BTreeSet<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_report_each_app_once_and_a_killed_replicas_apps_move_within_the_lease() {
     let client = client().await;
-    let argocd = fresh_namespace(&client, "argocd").await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("fleet.git"));
-    let names: Vec<String> = (0..APPS).map(|i| format!("app-{i}")).collect();
-    for n in &names {
-        repo.write(&format!("{n}/cm.yaml"), &config_map(n));
-    }
-    let commit = repo.commit("fleet");
-    for n in &names {
-        apply_yaml(&client, &shop, &config_map(n), "argocd-controller").await;
-        let app = application(n, &repo.url(), n, &shop, Some(&commit));
-        apply(&client, &argocd, app, "argocd-server").await;
-    }
+    let (argocd, shop, names, _dir) = config_map_apps(&client, APPS).await;
     let key = |n: &str| format!("{argocd}/{n}");
     let (seen, follow) = follow_reports(&client, &argocd);
 

@@ -1477,3 +1477,33 @@ impl Fleet {
         format!("{}{name}", Fleet::names_of(a, self.per_namespace))
     }
 }
+
+/// `n` applications `app-0`.. in a fresh Argo CD namespace, each of one ConfigMap in one fresh
+/// namespace, held in Git and live as Argo CD applied it: (Argo CD namespace, the apps'
+/// namespace, app names, the directory holding the repository — keep it while the apps are
+/// read).
+pub async fn config_map_apps(
+    client: &Client,
+    n: usize,
+) -> (String, String, Vec<String>, tempfile::TempDir) {
+    let config_map = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  level: info\n"
+        )
+    };
+    let argocd = fresh_namespace(client, "argocd").await;
+    let shop = fresh_namespace(client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("fleet.git"));
+    let names: Vec<String> = (0..n).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        repo.write(&format!("{name}/cm.yaml"), &config_map(name));
+    }
+    let commit = repo.commit("fleet");
+    for name in &names {
+        apply_yaml(client, &shop, &config_map(name), "argocd-controller").await;
+        let app = application(name, &repo.url(), name, &shop, Some(&commit));
+        apply(client, &argocd, app, "argocd-server").await;
+    }
+    (argocd, shop, names, dir)
+}
