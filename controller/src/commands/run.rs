@@ -625,8 +625,9 @@ impl OptedIn {
                 .contains(app.namespace.as_deref().unwrap_or_default())
     }
 
-    /// Waits for the watcher's first list. (A relist after the watch expired replaces the
-    /// store's contents at its end, never empties it on the way.)
+    /// Waits for the watcher's first list; an error only when the watch ended before it. (A
+    /// relist after the watch expired replaces the store's contents at its end, never empties
+    /// it on the way.)
     async fn list(&self) -> Result<HashSet<AppRef>, watch::error::RecvError> {
         self.listed.clone().wait_for(|listed| *listed).await?;
         Ok(self
@@ -657,14 +658,9 @@ fn app_key(app: &AppRef) -> String {
 
 /// Ready once each opted-in Application that existed at start has been analysed once.
 async fn readiness(opted_in: OptedIn, ctx: Arc<Context>, ready: Arc<AtomicBool>) {
-    let wanted = loop {
-        match opted_in.list().await {
-            Ok(apps) => break apps,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing Applications for readiness");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
+    // No list: the Application watch ended before its first list (the controller is stopping).
+    let Ok(wanted) = opted_in.list().await else {
+        return;
     };
     loop {
         // Sharded, a replica is ready once its own share is analysed; it knows its share once
@@ -692,33 +688,31 @@ async fn readiness(opted_in: OptedIn, ctx: Arc<Context>, ready: Arc<AtomicBool>)
 async fn forget_gone_apps(opted_in: OptedIn, ctx: Arc<Context>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        match opted_in.list().await {
-            Ok(alive) => {
-                let owned: HashSet<AppRef> = alive
-                    .iter()
-                    .filter(|a| ctx.shards.owns(&app_key(a)))
-                    .cloned()
-                    .collect();
-                for app in ctx.forget_missing(&alive, &owned) {
-                    let namespace = app.namespace.as_deref().unwrap_or_default();
-                    if let Err(e) = ctx.publisher.delete_report(namespace, &app.name).await {
-                        tracing::warn!(app = %app.name, error = %e, "deleting the report of a forgotten application");
-                    }
-                }
-                // Also the reports of apps never analysed here, or gone while argo-drift was down.
-                match ctx
-                    .publisher
-                    .prune_reports(&alive, &opted_in.namespaces, crate::publish::PRUNE_PAGE)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(reports = n, "reports of gone applications deleted"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pruning the reports of gone applications")
-                    }
-                }
+        // No list: the Application watch ended before its first list (the controller is
+        // stopping); nothing is left to forget.
+        let Ok(alive) = opted_in.list().await else {
+            return;
+        };
+        let owned: HashSet<AppRef> = alive
+            .iter()
+            .filter(|a| ctx.shards.owns(&app_key(a)))
+            .cloned()
+            .collect();
+        for app in ctx.forget_missing(&alive, &owned) {
+            let namespace = app.namespace.as_deref().unwrap_or_default();
+            if let Err(e) = ctx.publisher.delete_report(namespace, &app.name).await {
+                tracing::warn!(app = %app.name, error = %e, "deleting the report of a forgotten application");
             }
-            Err(e) => tracing::warn!(error = %e, "listing Applications to forget deleted ones"),
+        }
+        // Also the reports of apps never analysed here, or gone while argo-drift was down.
+        match ctx
+            .publisher
+            .prune_reports(&alive, &opted_in.namespaces, crate::publish::PRUNE_PAGE)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reports = n, "reports of gone applications deleted"),
+            Err(e) => tracing::warn!(error = %e, "pruning the reports of gone applications"),
         }
     }
 }
