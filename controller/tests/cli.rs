@@ -278,29 +278,48 @@ fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
         "name: g",
         "name: g\n  annotations: {argocd.argoproj.io/tracking-id: \"shop:example.com/Gadget:/g\"}",
     ));
+    // The same for a Gizmo that names its namespace, which the helper thread may compare ahead
+    // with the Gizmo of Git as namespaced (its scope, as far as the desired objects tell): the
+    // live CRD read before it makes it cluster-scoped, and that comparison is not the answer.
+    let gizmo = widget
+        .replace("Widget", "Gizmo")
+        .replace("name: w", "name: z");
+    desired.push(gizmo.clone());
+    live.extend(
+        cms(64, &|_| "\"1\"".to_string())
+            .into_iter()
+            .map(|cm| cm.replace("name: cfg-", "name: late-")),
+    );
+    live.push(crd.replace("Widget", "Gizmo").replace("widget", "gizmo"));
+    live.push(gizmo.replace(
+        "name: z",
+        "name: z\n  namespace: shop\n  annotations: {argocd.argoproj.io/tracking-id: \"shop:example.com/Gizmo:/z\"}",
+    ));
     let d = write(dir.path(), "desired.yaml", &desired.join("---\n"));
     let l = write(dir.path(), "live.yaml", &live.join("---\n"));
     let o = diff(&d, &l, &["-n", "shop", "-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let summary = &report["summary"];
-    assert_eq!(summary["resources"], 3005, "{summary}");
+    assert_eq!(summary["resources"], 3007, "{summary}");
     assert_eq!(summary["modified"], 2989 / 7 + 1, "{summary}");
-    assert_eq!(summary["missing"], 11, "{summary}");
-    assert_eq!(summary["extra"], 2, "{summary}");
+    assert_eq!(summary["missing"], 12, "{summary}");
+    assert_eq!(summary["extra"], 3, "{summary}");
     let resources = report["resources"].as_array().unwrap();
-    let gadgets: Vec<(&Value, &Value)> = resources
-        .iter()
-        .filter(|r| r["kind"] == "Gadget")
-        .map(|r| (&r["namespace"], &r["status"]))
-        .collect();
-    assert_eq!(
-        gadgets,
-        [
-            (&serde_json::json!(""), &serde_json::json!("extra")),
-            (&serde_json::json!("shop"), &serde_json::json!("missing"))
-        ]
-    );
+    // Git's object is namespaced (missing in shop), live's cluster-scoped (extra).
+    for kind in ["Gadget", "Gizmo"] {
+        let found: Vec<(&str, &str)> = resources
+            .iter()
+            .filter(|r| r["kind"] == kind)
+            .map(|r| {
+                (
+                    r["namespace"].as_str().unwrap_or("?"),
+                    r["status"].as_str().unwrap_or("?"),
+                )
+            })
+            .collect();
+        assert_eq!(found, [("", "extra"), ("shop", "missing")], "{kind}");
+    }
     let widgets: Vec<&Value> = resources.iter().filter(|r| r["kind"] == "Widget").collect();
     assert_eq!(widgets.len(), 2);
     for w in widgets {
@@ -317,7 +336,7 @@ fn a_long_diff_parsed_on_two_threads_gives_the_in_order_answer() {
         &format!("{}---\nkind: [\n", desired.join("---\n")),
     );
     let e = diff_error(&broken, &l);
-    assert!(e.contains("broken.yaml: document 3004 (line"), "{e}");
+    assert!(e.contains("broken.yaml: document 3005 (line"), "{e}");
     // A duplicate far apart in the live sources is found.
     let dup = write(
         dir.path(),

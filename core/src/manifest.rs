@@ -873,6 +873,26 @@ pub fn resolve_namespace(
     }
 }
 
+/// Whether [`resolve_namespace`] would leave the object as it is: its key and
+/// `metadata.namespace` already say what the scope asks for.
+pub fn namespace_resolved(
+    key: &ResourceKey,
+    object: &Value,
+    namespace_given: bool,
+    default_namespace: &str,
+    scopes: &Scopes,
+) -> bool {
+    let written = object.get("metadata").and_then(|m| m.get("namespace"));
+    if scopes.is_cluster_scoped(&key.group, &key.kind) {
+        key.namespace.is_empty() && written.is_none()
+    } else if !namespace_given || key.namespace.is_empty() {
+        key.namespace == default_namespace
+            && written.and_then(Value::as_str) == Some(default_namespace)
+    } else {
+        true
+    }
+}
+
 /// Anything that has an identity and a place it came from.
 pub trait Located {
     fn key(&self) -> &ResourceKey;

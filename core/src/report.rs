@@ -146,9 +146,14 @@ pub fn analyse(
 ) -> DriftReport {
     let mut analyser = Analyser::new(policy, options.clone());
     for d in desired.into_values() {
-        analyser
-            .desired
-            .insert(d.key.clone(), Pending::new(Stored::Parsed(Box::new(d))));
+        let index = analyser.desired.len();
+        analyser.desired.insert(
+            d.key.clone(),
+            Pending {
+                stored: Stored::Parsed(Box::new(d)),
+                index,
+            },
+        );
     }
     for l in live.values() {
         // Keys of a map are unique: no live object is refused as a second one.
@@ -239,32 +244,48 @@ impl Stored {
 
 struct Pending {
     stored: Stored,
-    /// Where its live counterpart was read, once it has been: an index into `live_origins`
-    /// (an `Origin` here would widen every slot of the map, filled or not).
-    seen: Option<usize>,
+    /// Its place in [`Tally::seen`]: the order it was added in.
+    index: usize,
 }
 
-impl Pending {
-    fn new(stored: Stored) -> Pending {
-        Pending { stored, seen: None }
-    }
+/// What the analyser records as live objects are observed, behind a lock so that comparisons
+/// can run on other threads meanwhile ([`Analyser::compare_live`]).
+#[derive(Default)]
+struct Tally {
+    /// For each desired object (by [`Pending::index`]), where its live counterpart was read, once
+    /// it has been.
+    seen: Vec<Option<Origin>>,
+    /// Where each live object without a desired counterpart was read.
+    extra: KeyMap<Origin>,
+    resources: Vec<ResourceReport>,
+    /// Masks are numbered in the order values are met: only observations in order use it.
+    redactor: Redactor,
+}
+
+/// A live object compared with its desired counterpart, or judged as extra, by
+/// [`Analyser::compare_live`], for [`Analyser::observe_compared`] to record.
+pub struct Compared(Outcome);
+
+enum Outcome {
+    Extra(Option<ResourceReport>),
+    Desired(ResourceReport),
 }
 
 /// Analysis one live object at a time: desired objects are added first, then each live object is
 /// compared as it arrives and can be dropped at once, so a large live dump is never held whole.
+///
+/// Once the desired objects are in, the analyser can be shared between threads: any of them can
+/// compare ([`Analyser::compare_live`]), and one records the comparisons in the order the live
+/// objects were read ([`Analyser::observe_compared`]), which keeps errors, and the numbers of
+/// Secret masks, those of reading the objects one after the other.
 pub struct Analyser<'p> {
     policy: &'p Policy,
     options: AnalyseOptions,
     /// Hashed, not ordered: the report is sorted at the end. Ordered, its lookups were 5% of
     /// `argo-drift diff` on 20,000 pairs.
     desired: KeyMap<Pending>,
-    /// Where each live object without a desired counterpart was read.
-    extra: KeyMap<Origin>,
-    /// Where each live object with a desired counterpart was read (see `Pending::seen`).
-    live_origins: Vec<Origin>,
     compact: CompactJson,
-    redactor: Redactor,
-    resources: Vec<ResourceReport>,
+    tally: std::sync::Mutex<Tally>,
 }
 
 impl<'p> Analyser<'p> {
@@ -274,11 +295,11 @@ impl<'p> Analyser<'p> {
             policy,
             options,
             desired: KeyMap::default(),
-            extra: KeyMap::default(),
-            live_origins: Vec::new(),
             compact: CompactJson::default(),
-            redactor: Redactor::with_sensitive_annotations(sensitive),
-            resources: Vec::new(),
+            tally: std::sync::Mutex::new(Tally {
+                redactor: Redactor::with_sensitive_annotations(sensitive),
+                ..Tally::default()
+            }),
         }
     }
 
@@ -303,6 +324,7 @@ impl<'p> Analyser<'p> {
         mut prepared: Prepared,
         json: JsonSpan,
     ) -> crate::Result<()> {
+        let index = self.desired.len();
         match self.desired.entry(std::mem::take(&mut prepared.key)) {
             Entry::Occupied(first) => {
                 let origin = &first.get().stored.prepared().origin;
@@ -313,28 +335,70 @@ impl<'p> Analyser<'p> {
                 ))
             }
             Entry::Vacant(slot) => {
-                slot.insert(Pending::new(Stored::Compact {
-                    prepared: Box::new(prepared),
-                    json,
-                }));
+                slot.insert(Pending {
+                    stored: Stored::Compact {
+                        prepared: Box::new(prepared),
+                        json,
+                    },
+                    index,
+                });
                 Ok(())
             }
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        // Recording panics only where the whole analysis does.
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Compare one live object with its desired counterpart, or judge it as extra. A second live
     /// object with the same key is refused, naming both: keeping either would hide drift in the
     /// other.
-    pub fn observe_live(&mut self, live: &Prepared) -> crate::Result<()> {
-        if self.resources.capacity() == 0 {
+    pub fn observe_live(&self, live: &Prepared) -> crate::Result<()> {
+        self.record(live, None)
+    }
+
+    /// The comparison [`Analyser::observe_live`] makes, without recording it: any thread can make
+    /// it while another records. `None` for a Secret with a desired counterpart, whose masks are
+    /// numbered in the order of observation: `observe_live` compares it.
+    pub fn compare_live(&self, live: &Prepared) -> Option<Compared> {
+        let Some(pending) = self.desired.get(&live.key) else {
+            return Some(Compared(Outcome::Extra(extra_report(
+                live,
+                self.policy,
+                &self.options,
+            ))));
+        };
+        if crate::redact::is_secret(&live.key.group, &live.key.kind) {
+            return None;
+        }
+        // Only a Secret's values are masked: this one is never used.
+        let mut unused = Redactor::new();
+        Some(Compared(Outcome::Desired(self.compare_desired(
+            pending,
+            live,
+            &mut unused,
+        ))))
+    }
+
+    /// [`Analyser::observe_live`] with the comparison [`Analyser::compare_live`] made of `live`.
+    pub fn observe_compared(&self, live: &Prepared, compared: Compared) -> crate::Result<()> {
+        self.record(live, Some(compared))
+    }
+
+    fn record(&self, live: &Prepared, compared: Option<Compared>) -> crate::Result<()> {
+        let mut tally = self.lock();
+        let tally = &mut *tally;
+        if tally.resources.capacity() == 0 {
             // About one report per desired object: grown by doubling, the list left its old
             // copies among the comparison's short-lived allocations.
-            self.resources.reserve(self.desired.len());
+            tally.resources.reserve(self.desired.len());
+            tally.seen.resize(self.desired.len(), None);
         }
-        let policy = self.policy;
-        let Some(pending) = self.desired.get_mut(&live.key) else {
+        let Some(pending) = self.desired.get(&live.key) else {
             // Only extra objects are remembered for this: a desired one already holds its key.
-            match self.extra.entry(live.key.clone()) {
+            match tally.extra.entry(live.key.clone()) {
                 Entry::Occupied(first) => {
                     return Err(crate::Error::duplicate(
                         &live.key,
@@ -346,16 +410,35 @@ impl<'p> Analyser<'p> {
                     slot.insert(live.origin.clone());
                 }
             }
-            if let Some(report) = extra_report(live, policy, &self.options) {
-                self.resources.push(report);
-            }
+            let report = match compared {
+                Some(Compared(Outcome::Extra(report))) => report,
+                _ => extra_report(live, self.policy, &self.options),
+            };
+            tally.resources.extend(report);
             return Ok(());
         };
-        if let Some(first) = pending.seen.and_then(|i| self.live_origins.get(i)) {
+        if tally.seen.len() < self.desired.len() {
+            tally.seen.resize(self.desired.len(), None);
+        }
+        let seen = &mut tally.seen[pending.index];
+        if let Some(first) = seen {
             return Err(crate::Error::duplicate(&live.key, first, &live.origin));
         }
-        pending.seen = Some(self.live_origins.len());
-        self.live_origins.push(live.origin.clone());
+        *seen = Some(live.origin.clone());
+        let report = match compared {
+            Some(Compared(Outcome::Desired(report))) => report,
+            _ => self.compare_desired(pending, live, &mut tally.redactor),
+        };
+        tally.resources.push(report);
+        Ok(())
+    }
+
+    fn compare_desired(
+        &self,
+        pending: &Pending,
+        live: &Prepared,
+        redactor: &mut Redactor,
+    ) -> ResourceReport {
         let desired = match &pending.stored {
             Stored::Parsed(p) => Cow::Borrowed(&**p),
             Stored::Compact { prepared, json } => {
@@ -373,16 +456,19 @@ impl<'p> Analyser<'p> {
                 Cow::Owned(p)
             }
         };
-        let report = modified_report(desired, live, policy, &self.options, &mut self.redactor);
-        self.resources.push(report);
-        Ok(())
+        modified_report(desired, live, self.policy, &self.options, redactor)
     }
 
     /// Desired objects never seen live are missing; the report is sorted by key.
-    pub fn finish(mut self) -> DriftReport {
+    pub fn finish(self) -> DriftReport {
         let classifier = &self.policy.classifier;
+        let Tally {
+            seen,
+            mut resources,
+            ..
+        } = self.tally.into_inner().unwrap_or_else(|p| p.into_inner());
         for (key, pending) in &self.desired {
-            if pending.seen.is_some() {
+            if seen.get(pending.index).is_some_and(Option::is_some) {
                 continue;
             }
             let d = pending.stored.prepared();
@@ -391,10 +477,10 @@ impl<'p> Analyser<'p> {
                 base_report(key, &d.api_version, &d.origin.to_string(), Status::Missing);
             report.severity = verdict.severity;
             report.rule = Some(verdict.rule);
-            self.resources.push(report);
+            resources.push(report);
         }
         // Keys are unique, so an unstable sort orders as a stable one, without its buffer.
-        self.resources.sort_unstable_by(|a, b| {
+        resources.sort_unstable_by(|a, b| {
             (&a.group, &a.kind, &a.namespace, &a.name).cmp(&(
                 &b.group,
                 &b.kind,
@@ -403,10 +489,10 @@ impl<'p> Analyser<'p> {
             ))
         });
         let mut summary = Summary {
-            resources: self.resources.len(),
+            resources: resources.len(),
             ..Summary::default()
         };
-        for r in &self.resources {
+        for r in &resources {
             match r.status {
                 Status::Synced => summary.synced += 1,
                 Status::Modified => summary.modified += 1,
@@ -415,10 +501,7 @@ impl<'p> Analyser<'p> {
             }
             summary.severity = summary.severity.max(r.severity);
         }
-        DriftReport {
-            summary,
-            resources: self.resources,
-        }
+        DriftReport { summary, resources }
     }
 }
 

@@ -161,3 +161,42 @@ fn yaml_scalars_keep_their_types_and_keys_become_strings() {
     assert_eq!(data["true"], "yes");
     assert_eq!(data["port"], "8080");
 }
+
+/// `namespace_resolved` says exactly when `resolve_namespace` leaves an object as it is: the
+/// diff compares a live object ahead, on another thread, only then.
+#[test]
+fn namespace_resolved_is_true_exactly_when_resolving_changes_nothing() {
+    use argo_drift_core::manifest::{namespace_resolved, resolve_namespace, ResourceKey, Scopes};
+    let mut scopes = Scopes::default();
+    scopes.learn("example.com", "Widget", true);
+    let mut checked = 0;
+    for kind in ["Widget", "ConfigMap"] {
+        let group = if kind == "Widget" { "example.com" } else { "" };
+        for given in [false, true] {
+            for key_namespace in ["", "a", "shop"] {
+                for written in [None, Some("a"), Some("shop"), Some("")] {
+                    let key = ResourceKey {
+                        group: group.into(),
+                        kind: kind.into(),
+                        namespace: key_namespace.into(),
+                        name: "x".into(),
+                    };
+                    let mut object = serde_json::json!({"metadata": {"name": "x"}});
+                    if let Some(ns) = written {
+                        object["metadata"]["namespace"] = ns.into();
+                    }
+                    let (mut k, mut o) = (key.clone(), object.clone());
+                    resolve_namespace(&mut k, &mut o, given, "shop", &scopes);
+                    let unchanged = k == key && o == object;
+                    assert_eq!(
+                        namespace_resolved(&key, &object, given, "shop", &scopes),
+                        unchanged,
+                        "{kind}, given {given}, key namespace {key_namespace:?}, written {written:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 48);
+}

@@ -1,19 +1,19 @@
 //! `argo-drift diff`: offline comparison of desired manifests with live objects.
 //!
 //! Memory stays near the size of the input: desired objects are kept as compact JSON, and each
-//! live object is compared as soon as it is parsed and then dropped. Parsing is shared by two
+//! live object is compared as soon as it is parsed and then dropped. The work is shared by two
 //! threads: the sources are cut into pieces (a YAML section, a whole file) in order, batches of
-//! pieces are parsed by whichever thread is free, and the results are taken in order by this
-//! one, which compares them. See [`Work`].
+//! pieces are parsed (and live objects compared) by whichever thread is free, and the results
+//! are taken in order by this one, which records them. See [`Work`].
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use argo_drift_core::manifest::Scopes;
 use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
-use argo_drift_core::report::{Analyser, JsonSpan};
-use argo_drift_core::{AnalyseOptions, DriftReport, Policy};
+use argo_drift_core::report::{Analyser, Compared, JsonSpan};
+use argo_drift_core::{AnalyseOptions, Policy};
 use serde_json::Value;
 
 use crate::cli::{DiffArgs, GlobalArgs};
@@ -32,7 +32,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("- (stdin) is given more than once; it can be read only once");
     }
     let work = Work::new(args, &policy.tracking);
-    let (report, desired_count, live_count) = std::thread::scope(|scope| {
+    let (desired_count, live_count) = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new().name("parser".into());
         let helper = helper.spawn_scoped(scope, || work.help())?;
         let compared = compare(args, &policy, &work);
@@ -42,6 +42,11 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         compared
     })?;
+    let report = match work.shared.into_inner() {
+        Some(shared) => shared.analyser.finish(),
+        // The comparison shares the analyser before it returns without an error.
+        None => anyhow::bail!("the comparison ended without its analysis"),
+    };
     tracing::info!(desired = desired_count, live = live_count, "compared");
     let style = output::TextStyle {
         color: output::use_color(global.color),
@@ -64,27 +69,53 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// 16.9 MiB, 64.5 vs 65.9 ms; medians of 60 and 100 runs, `scripts/diff-ab.py`).
 const BATCH: usize = 8;
 
-/// Parsed batches may wait this many for the comparison; a thread with a batch to parse waits
-/// beyond that. Two rather than four took 0.3 MB less at the peak (median of 12 runs,
-/// `/usr/bin/time -f %M`), in the same time (0.100 s, `perf stat -r 20`).
-const AHEAD: usize = 2;
+/// Parsed batches may wait this many to be recorded; a thread with a batch to parse waits
+/// beyond that. While only parsing was shared, two rather than four took 0.3 MB less at the
+/// peak in the same time. Since live batches are compared where they are parsed, a thread
+/// waiting on the limit idles longer: on the 2,000-pair corpus (`scripts/diff-ab.py`, 60 runs
+/// of each, interleaved) four took 79.6 ms rather than 88.9 (`kubectl get -o yaml`) and 73.0
+/// rather than 77.1 (JSON documents), for 0.7 and 1.3 MiB more peak RSS; eight were no faster
+/// and took 0.4 to 0.8 MiB more than four.
+const AHEAD: usize = 4;
 
-/// The parsing of a diff's sources, shared by two threads.
+/// The parsing of a diff's sources, and the comparison of live objects, shared by two threads.
 ///
 /// The desired sources, then the live ones, are cut into pieces in order (cheap: a scan for
 /// `---` lines), and handed out in numbered batches to whichever thread asks: the helper thread
-/// ([`Work::help`]), which does nothing else, and the comparing thread ([`compare`]), which
+/// ([`Work::help`]), which does nothing else, and the recording thread ([`compare`]), which
 /// parses a batch itself when the next one in order is not ready. Parsed batches are taken by
-/// the comparison in order, so objects, errors and their precedence are those of reading the
-/// sources one after the other; the first error in that order ends the diff.
+/// the recording thread in order, so objects, errors and their precedence are those of reading
+/// the sources one after the other; the first error in that order ends the diff.
+///
+/// Once every desired object is in the analyser, the recording thread shares it
+/// ([`Work::shared`]), and a live batch is compared where it is parsed
+/// ([`Analyser::compare_live`]); the recording thread records each comparison in order, or
+/// compares itself what could not be compared ahead (see [`Work::compare_ahead`]).
 ///
 /// Parsing was 60% of the work and the comparison waited for it: with one reader thread the
-/// machine's second core idled while the desired side was read.
+/// machine's second core idled while the desired side was read. With parsing shared but every
+/// comparison made by the recording thread, that thread did 58% of the work and the helper
+/// waited for it (`perf report --sort comm`, 20 diffs of the 2,000-pair corpus).
 struct Work<'a> {
     tracking: &'a TrackingKeys,
+    /// `--namespace`: the namespace of namespaced objects that name none.
+    default_namespace: &'a str,
     state: Mutex<State<'a>>,
     changed: Condvar,
+    /// Set once every desired object is in the analyser.
+    shared: OnceLock<Shared<'a>>,
 }
+
+/// The analysis, shared once its desired side is complete.
+struct Shared<'a> {
+    analyser: Analyser<'a>,
+    /// The scopes known then: built-in kinds and the desired CustomResourceDefinitions. A live
+    /// one read later can change a kind's scope for the objects after it.
+    scopes: Scopes,
+}
+
+/// Live objects as parsed, each with its comparison when it could be made where it was parsed.
+type LiveBatch = Vec<(Prepared, Option<Compared>)>;
 
 struct State<'a> {
     desired: Option<Pieces>,
@@ -99,7 +130,7 @@ struct State<'a> {
     /// Batches the helper parsed and the comparison is done with, for the helper to free (a
     /// free on another thread than the allocation costs several times more: 0.11 s vs 0.09 s
     /// for a diff of the 2,000-pair corpus).
-    to_free: Vec<Vec<Prepared>>,
+    to_free: Vec<LiveBatch>,
     /// No batch is handed out any more: the sources are done, or the diff ends early.
     finished: bool,
 }
@@ -132,7 +163,7 @@ enum Objects {
         objects: Vec<(Prepared, std::ops::Range<usize>)>,
         json: Vec<u8>,
     },
-    Live(Vec<Prepared>),
+    Live(LiveBatch),
 }
 
 impl<'a> Work<'a> {
@@ -167,8 +198,10 @@ impl<'a> Work<'a> {
         }
         Work {
             tracking,
+            default_namespace: &args.namespace,
             state: Mutex::new(state),
             changed: Condvar::new(),
+            shared: OnceLock::new(),
         }
     }
 
@@ -240,7 +273,7 @@ impl<'a> Work<'a> {
     }
 
     /// The comparison is done with a batch: one the helper parsed goes back to it to be freed.
-    fn done_with(&self, parsed: Vec<Prepared>, by_helper: bool) {
+    fn done_with(&self, parsed: LiveBatch, by_helper: bool) {
         if by_helper {
             self.lock().to_free.push(parsed);
             self.changed.notify_all();
@@ -282,7 +315,9 @@ impl<'a> Work<'a> {
                 let mut objects = Vec::new();
                 for piece in &pieces {
                     piece.parse(&mut |resource| {
-                        objects.push(prepare(resource, self.tracking));
+                        let p = prepare(resource, self.tracking);
+                        let compared = self.compare_ahead(&p);
+                        objects.push((p, compared));
                         Ok(())
                     })?;
                 }
@@ -294,6 +329,28 @@ impl<'a> Work<'a> {
             by_helper,
             objects,
         }
+    }
+}
+
+impl<'a> Work<'a> {
+    /// Share the analysis once every desired object is in it: live batches parsed from then on
+    /// are compared where they are parsed.
+    fn share(&self, analyser: Analyser<'a>, scopes: &Scopes) -> &Shared<'a> {
+        self.shared.get_or_init(|| Shared {
+            analyser,
+            scopes: scopes.clone(),
+        })
+    }
+
+    /// Compare a live object where it was parsed, when the analysis is shared and the object's
+    /// namespace needs no resolving under the scopes known then (resolving it is the recording
+    /// thread's: a live CustomResourceDefinition read before it can change its kind's scope).
+    fn compare_ahead(&self, live: &Prepared) -> Option<Compared> {
+        let shared = self.shared.get()?;
+        if !live.namespace_resolved(self.default_namespace, &shared.scopes) {
+            return None;
+        }
+        shared.analyser.compare_live(live)
     }
 }
 
@@ -365,44 +422,56 @@ impl State<'_> {
     }
 }
 
-/// Read the desired objects, then compare each live object as it arrives.
-fn compare(
+/// Read the desired objects, then record the comparison of each live object as it arrives.
+/// The analysis is left in [`Work::shared`].
+fn compare<'a>(
     args: &DiffArgs,
-    policy: &Policy,
-    work: &Work<'_>,
-) -> anyhow::Result<(DriftReport, usize, usize)> {
+    policy: &'a Policy,
+    work: &Work<'a>,
+) -> anyhow::Result<(usize, usize)> {
     let compared = compare_batches(args, policy, work);
     work.finish();
     compared
 }
 
-fn compare_batches(
+fn compare_batches<'a>(
     args: &DiffArgs,
-    policy: &Policy,
-    work: &Work<'_>,
-) -> anyhow::Result<(DriftReport, usize, usize)> {
+    policy: &'a Policy,
+    work: &Work<'a>,
+) -> anyhow::Result<(usize, usize)> {
     let options = AnalyseOptions {
         app: args.app.clone(),
         patches: true,
         text_diffs: args.show_diff,
         ..Default::default()
     };
-    let mut analyser = Analyser::new(policy, options);
+    let mut analyser = Some(Analyser::new(policy, options));
     // CRDs tell the scope of their kinds.
     let mut scopes = Scopes::default();
     let mut desired: Vec<(Prepared, JsonSpan)> = Vec::new();
-    let mut desired_added = false;
+    let mut shared = None;
+    // Whether a live CustomResourceDefinition was read: it can change the scope of its kind from
+    // the one comparisons made ahead assumed.
+    let mut live_crds = false;
     let mut desired_count = 0;
     let mut live_count = 0;
     let mut number = 0;
     while let Some(parsed) = work.batch(number) {
         number += 1;
-        if parsed.role == Role::Live && !desired_added {
-            add_desired(&mut analyser, &mut desired, args, &scopes)?;
-            desired_added = true;
+        if parsed.role == Role::Live && shared.is_none() {
+            shared = Some(share_desired(
+                &mut analyser,
+                &mut desired,
+                args,
+                &scopes,
+                work,
+            )?);
         }
         match parsed.objects? {
             Objects::Desired { objects, json } => {
+                let Some(analyser) = analyser.as_mut() else {
+                    anyhow::bail!("a desired object was read after the live ones");
+                };
                 desired_count += objects.len();
                 for (p, range) in objects {
                     scopes.learn_crd(&p.key, &p.object);
@@ -412,35 +481,55 @@ fn compare_batches(
                 }
             }
             Objects::Live(mut objects) => {
-                for p in &mut objects {
-                    scopes.learn_crd(&p.key, &p.object);
-                    p.resolve_namespace(&args.namespace, &scopes);
-                    analyser.observe_live(p)?;
+                let Some(shared) = shared else {
+                    anyhow::bail!("live objects were read before the desired ones were shared");
+                };
+                for (p, compared) in &mut objects {
+                    if Scopes::declares_scope(&p.key) {
+                        scopes.learn_crd(&p.key, &p.object);
+                        live_crds = true;
+                    }
+                    let compared = compared.take().filter(|_| {
+                        !live_crds
+                            || scopes.is_cluster_scoped(&p.key.group, &p.key.kind)
+                                == shared.scopes.is_cluster_scoped(&p.key.group, &p.key.kind)
+                    });
+                    match compared {
+                        Some(compared) => shared.analyser.observe_compared(p, compared)?,
+                        None => {
+                            p.resolve_namespace(&args.namespace, &scopes);
+                            shared.analyser.observe_live(p)?;
+                        }
+                    }
                 }
                 live_count += objects.len();
                 work.done_with(objects, parsed.by_helper);
             }
         }
     }
-    if !desired_added {
-        add_desired(&mut analyser, &mut desired, args, &scopes)?;
+    if shared.is_none() {
+        share_desired(&mut analyser, &mut desired, args, &scopes, work)?;
     }
-    Ok((analyser.finish(), desired_count, live_count))
+    Ok((desired_count, live_count))
 }
 
-/// Add the desired objects read so far: both sides resolve namespaces by the same rule (with
-/// every CRD among the desired objects known) so that their keys agree.
-fn add_desired(
-    analyser: &mut Analyser<'_>,
+/// Add the desired objects read so far and share the analysis: both sides resolve namespaces
+/// by the same rule (with every CRD among the desired objects known) so that their keys agree.
+fn share_desired<'w, 'a>(
+    analyser: &mut Option<Analyser<'a>>,
     desired: &mut Vec<(Prepared, JsonSpan)>,
     args: &DiffArgs,
     scopes: &Scopes,
-) -> anyhow::Result<()> {
+    work: &'w Work<'a>,
+) -> anyhow::Result<&'w Shared<'a>> {
+    let Some(mut analyser) = analyser.take() else {
+        anyhow::bail!("the desired objects were shared twice");
+    };
     for (mut p, json) in desired.drain(..) {
         p.resolve_namespace(&args.namespace, scopes);
         analyser.add_desired_compact(p, json)?;
     }
-    Ok(())
+    Ok(work.share(analyser, scopes))
 }
 
 #[cfg(test)]

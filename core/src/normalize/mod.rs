@@ -190,6 +190,21 @@ impl crate::manifest::Located for Prepared {
 }
 
 impl Prepared {
+    /// See [`crate::manifest::namespace_resolved`].
+    pub fn namespace_resolved(
+        &self,
+        default_namespace: &str,
+        scopes: &crate::manifest::Scopes,
+    ) -> bool {
+        crate::manifest::namespace_resolved(
+            &self.key,
+            &self.object,
+            self.namespace_given,
+            default_namespace,
+            scopes,
+        )
+    }
+
     /// See [`crate::manifest::resolve_namespace`].
     pub fn resolve_namespace(&mut self, default_namespace: &str, scopes: &crate::manifest::Scopes) {
         crate::manifest::resolve_namespace(
