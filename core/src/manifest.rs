@@ -459,27 +459,60 @@ pub fn parse_section(
 }
 
 /// Whether a section may hold more than one document: a line of it starts `---` or `...`.
+///
+/// The checks of a section before it is parsed (this one, [`is_blank_yaml`],
+/// [`leading_blank_lines`]) search with memchr's vector code, or stop at the first line with
+/// content: a JSON document is one long line, and scanning it several times over in `str`'s
+/// searches was 3.7% of `argo-drift diff` on the 2,000-pair corpus in that form.
 fn may_hold_documents(text: &str) -> bool {
-    text.starts_with("---")
-        || text.starts_with("...")
-        || text.contains("\n---")
-        || text.contains("\n...")
+    let bytes = text.as_bytes();
+    bytes.starts_with(b"---")
+        || bytes.starts_with(b"...")
+        || line_after_first_starts(bytes, b"\n---")
+        || line_after_first_starts(bytes, b"\n...")
+}
+
+/// Whether a line after the first starts with what follows the line break `needle` starts with.
+/// A JSON document is one line: the search for the first line break ends it.
+fn line_after_first_starts(bytes: &[u8], needle: &[u8]) -> bool {
+    memchr::memchr(b'\n', bytes)
+        .is_some_and(|first| memchr::memmem::find(&bytes[first..], needle).is_some())
+}
+
+/// The lines of `text` from the first, trimmed, up to the first for which `stop` is true; how
+/// many there were before it, and whether one was met. `stop` must be true for any line whose
+/// first character is not `#` or `.`: such a line is taken as met without reading to its end.
+fn lines_until(text: &str, mut stop: impl FnMut(&str) -> bool) -> (usize, bool) {
+    let mut rest = text;
+    let mut count = 0;
+    while !rest.is_empty() {
+        let content = rest.trim_start_matches([' ', '\t', '\r']);
+        match content.as_bytes().first() {
+            Some(b'\n') | Some(b'#') | Some(b'.') | None => {}
+            // Content, whatever follows on the line (other whitespace is left to `trim`).
+            Some(b) if b.is_ascii_graphic() => return (count, true),
+            Some(_) => {}
+        }
+        let end = memchr::memchr(b'\n', content.as_bytes()).unwrap_or(content.len());
+        if stop(content[..end].trim()) {
+            return (count, true);
+        }
+        count += 1;
+        rest = content.get(end + 1..).unwrap_or("");
+    }
+    (count, false)
 }
 
 fn is_blank_yaml(text: &str) -> bool {
-    text.lines().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t == "..."
+    // A line is blank when empty, a comment or a document end `...`.
+    !lines_until(text, |t| {
+        !(t.is_empty() || t.starts_with('#') || t == "...")
     })
+    .1
 }
 
 fn leading_blank_lines(text: &str) -> usize {
-    text.lines()
-        .take_while(|l| {
-            let t = l.trim();
-            t.is_empty() || t.starts_with('#')
-        })
-        .count()
+    lines_until(text, |t| !(t.is_empty() || t.starts_with('#'))).0
 }
 
 fn yaml_error(e: &serde_yaml::Error, origin: &Origin, first_line: usize) -> Error {
@@ -566,7 +599,7 @@ struct SplitList<'a> {
 fn split_list(text: &str) -> Option<SplitList<'_>> {
     // Anchors and aliases are the one YAML feature that can tie one item to another, so a
     // document using them is parsed whole.
-    if !text.contains("\nitems:") && !text.starts_with("items:") {
+    if !text.starts_with("items:") && !line_after_first_starts(text.as_bytes(), b"\nitems:") {
         return None;
     }
     if text.lines().any(has_anchor_or_alias) {
@@ -919,4 +952,53 @@ pub fn index_by_key<T: Located>(items: Vec<T>) -> Result<BTreeMap<ResourceKey, T
         out.insert(item.key().clone(), item);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The section checks as they read before [`lines_until`]: every line, whole.
+    fn blank_by_lines(text: &str) -> bool {
+        text.lines().all(|l| {
+            let t = l.trim();
+            t.is_empty() || t.starts_with('#') || t == "..."
+        })
+    }
+
+    fn leading_by_lines(text: &str) -> usize {
+        text.lines()
+            .take_while(|l| {
+                let t = l.trim();
+                t.is_empty() || t.starts_with('#')
+            })
+            .count()
+    }
+
+    fn documents_by_search(text: &str) -> bool {
+        text.starts_with("---")
+            || text.starts_with("...")
+            || text.contains("\n---")
+            || text.contains("\n...")
+    }
+
+    proptest! {
+        #[test]
+        fn section_checks_agree_with_reading_every_line(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(" "), Just("\t"), Just("\r"), Just("\n"), Just("#"), Just("."),
+                    Just("..."), Just("-"), Just("---"), Just("a: 1"), Just("\u{b}"),
+                    Just("\u{a0}"), Just("\u{3000}"), Just("{}"),
+                ],
+                0..24,
+            )
+        ) {
+            let text = parts.concat();
+            prop_assert_eq!(is_blank_yaml(&text), blank_by_lines(&text), "{:?}", text);
+            prop_assert_eq!(leading_blank_lines(&text), leading_by_lines(&text), "{:?}", text);
+            prop_assert_eq!(may_hold_documents(&text), documents_by_search(&text), "{:?}", text);
+        }
+    }
 }
