@@ -161,7 +161,7 @@ enum Objects {
     /// where it was parsed; a CustomResourceDefinition's is kept, for the scope it declares).
     Desired {
         objects: Vec<(Prepared, std::ops::Range<usize>)>,
-        json: Vec<u8>,
+        json: String,
     },
     Live(LiveBatch),
 }
@@ -292,16 +292,15 @@ impl<'a> Work<'a> {
         let objects = pieces.and_then(|pieces| match role {
             Role::Desired => {
                 let mut objects = Vec::new();
-                let mut json = Vec::new();
+                let mut json = String::new();
                 for piece in &pieces {
                     piece.parse(&mut |resource| {
                         let mut p = prepare(resource, self.tracking);
                         let start = json.len();
-                        if serde_json::to_writer(&mut json, &p.object).is_err() {
-                            // A value JSON cannot hold is never one read from YAML or JSON.
-                            json.truncate(start);
-                            json.extend_from_slice(b"null");
-                        }
+                        // A value JSON cannot hold is never one read from YAML or JSON.
+                        let text =
+                            serde_json::to_string(&p.object).unwrap_or_else(|_| "null".to_string());
+                        json.push_str(&text);
                         if !Scopes::declares_scope(&p.key) {
                             p.object = Value::Null;
                         }
