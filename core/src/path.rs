@@ -300,12 +300,25 @@ impl PathPattern {
     }
 }
 
+/// For `**` followed by a named field: the depths at which the path has that field, where the
+/// rest of the pattern may start. Trying every depth, one call each, was most of the cost of
+/// classifying a change (`**.containers[*].image` and its like, against every leaf).
+fn field_depths<'p>(name: &'p str, path: &'p [Step]) -> impl Iterator<Item = usize> + 'p {
+    path.iter()
+        .enumerate()
+        .filter(move |(_, step)| matches!(step, Step::Field(f) if f.as_str() == name))
+        .map(|(i, _)| i)
+}
+
 fn matches_full(pattern: &[Segment], path: &[Step]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
-        Some((Segment::AnyDepth, rest)) => {
-            (0..=path.len()).any(|skip| matches_full(rest, &path[skip..]))
-        }
+        Some((Segment::AnyDepth, rest)) => match rest.split_first() {
+            Some((Segment::Field(name), after)) => {
+                field_depths(name, path).any(|i| matches_full(after, &path[i + 1..]))
+            }
+            _ => (0..=path.len()).any(|skip| matches_full(rest, &path[skip..])),
+        },
         Some((segment, rest)) => path.split_first().is_some_and(|(step, path_rest)| {
             segment_matches(segment, step) && matches_full(rest, path_rest)
         }),
@@ -317,7 +330,12 @@ fn matches_prefix(pattern: &[Segment], path: &[Step]) -> bool {
         return true;
     };
     match first {
-        Segment::AnyDepth => (0..=path.len()).any(|skip| matches_prefix(rest, &path[skip..])),
+        Segment::AnyDepth => match rest.split_first() {
+            Some((Segment::Field(name), after)) => {
+                field_depths(name, path).any(|i| matches_prefix(after, &path[i + 1..]))
+            }
+            _ => (0..=path.len()).any(|skip| matches_prefix(rest, &path[skip..])),
+        },
         _ => match path.split_first() {
             None => false,
             Some((step, path_rest)) => {
@@ -364,6 +382,81 @@ fn scalar_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Matching as it read before `field_depths`: every depth tried for `**`.
+    fn prefix_by_every_depth(pattern: &[Segment], path: &[Step]) -> bool {
+        let Some((first, rest)) = pattern.split_first() else {
+            return true;
+        };
+        match first {
+            Segment::AnyDepth => {
+                (0..=path.len()).any(|skip| prefix_by_every_depth(rest, &path[skip..]))
+            }
+            _ => path.split_first().is_some_and(|(step, path_rest)| {
+                segment_matches(first, step) && prefix_by_every_depth(rest, path_rest)
+            }),
+        }
+    }
+
+    fn full_by_every_depth(pattern: &[Segment], path: &[Step]) -> bool {
+        match pattern.split_first() {
+            None => path.is_empty(),
+            Some((Segment::AnyDepth, rest)) => {
+                (0..=path.len()).any(|skip| full_by_every_depth(rest, &path[skip..]))
+            }
+            Some((segment, rest)) => path.split_first().is_some_and(|(step, path_rest)| {
+                segment_matches(segment, step) && full_by_every_depth(rest, path_rest)
+            }),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_depth_matches_as_trying_every_depth_does(
+            pattern in proptest::collection::vec(
+                prop_oneof![Just("**"), Just("*"), Just("a"), Just("b"), Just("[*]"), Just("[0]")],
+                1..6,
+            ),
+            path in proptest::collection::vec(
+                prop_oneof![Just("a"), Just("b"), Just("c"), Just("[0]"), Just("[1]")],
+                0..7,
+            ),
+        ) {
+            let join = |parts: &[&str]| {
+                parts.iter().enumerate().fold(String::new(), |mut text, (i, part)| {
+                    if i > 0 && !part.starts_with('[') {
+                        text.push('.');
+                    }
+                    text.push_str(part);
+                    text
+                })
+            };
+            let pattern_text = join(&pattern);
+            let Ok(compiled) = PathPattern::parse(&pattern_text) else {
+                return Ok(());
+            };
+            let path_text = join(&path);
+            let steps = if path.is_empty() {
+                FieldPath::root()
+            } else {
+                match FieldPath::parse(&path_text) {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                }
+            };
+            prop_assert_eq!(
+                compiled.matches(&steps),
+                prefix_by_every_depth(&compiled.segments, &steps.0),
+                "{} against {}", pattern_text, path_text
+            );
+            prop_assert_eq!(
+                compiled.matches_exactly(&steps),
+                full_by_every_depth(&compiled.segments, &steps.0),
+                "{} against {}", pattern_text, path_text
+            );
+        }
+    }
 
     #[test]
     fn readable_form_round_trips() {
