@@ -183,8 +183,8 @@ impl<'a> Reader<'a> {
         let content = self.content(index);
         if is_entry(content) {
             self.sequence(index, indent)
-        } else if split_key(content).is_some() {
-            self.mapping(index, indent)
+        } else if let Some(split) = split_key(content) {
+            self.mapping(index, indent, split)
         } else {
             None
         }
@@ -210,8 +210,8 @@ impl<'a> Reader<'a> {
                 if is_entry(rest) {
                     return None;
                 }
-                if split_key(rest).is_some() {
-                    items.push(self.mapping(index, column)?);
+                if let Some(split) = split_key(rest) {
+                    items.push(self.mapping(index, column, split)?);
                 } else {
                     items.push(self.inline_value(index, rest, indent)?);
                 }
@@ -226,13 +226,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A block mapping whose first key is on line `index` at column `indent`.
-    fn mapping(&mut self, first: usize, indent: usize) -> Option<Value> {
+    /// A block mapping whose first key is on line `index` at column `indent`; `split` is that
+    /// line's key and what follows it, as the caller found them.
+    fn mapping(&mut self, first: usize, indent: usize, split: (&'a str, &'a str)) -> Option<Value> {
         let mut map = Map::new();
         let mut index = first;
+        let mut split = Some(split);
         loop {
-            let content = self.content(index);
-            let (key, rest) = split_key(content)?;
+            let (key, rest) = match split.take() {
+                Some(first) => first,
+                None => split_key(self.content(index))?,
+            };
             let key = key_string(key)?;
             let rest = rest.trim_start_matches(' ');
             let value = if rest.is_empty() || rest.starts_with('#') {
