@@ -14,6 +14,7 @@ pub mod diff;
 pub mod error;
 pub mod manifest;
 pub mod normalize;
+pub mod packed;
 pub mod path;
 pub mod policy;
 pub mod redact;

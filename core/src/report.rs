@@ -162,33 +162,30 @@ pub fn analyse(
     analyser.finish()
 }
 
-/// A desired object waiting for its live counterpart. Kept as compact JSON when memory matters:
-/// a parsed object takes 10 to 25 times the space of its text.
+/// A desired object waiting for its live counterpart. Kept packed ([`crate::packed`]) when memory
+/// matters: a parsed object takes 10 to 25 times the space of its text.
 enum Stored {
     Parsed(Box<Prepared>),
     /// `prepared.object` is null and `prepared.key` empty (the map holds the key); the object
-    /// is `json` in the analyser's [`CompactJson`].
+    /// is at `span` in the analyser's [`CompactStore`].
     Compact {
         prepared: Box<Prepared>,
-        json: JsonSpan,
+        span: PackedSpan,
     },
 }
 
-/// Desired objects as compact JSON, side by side in large buffers: one allocation per 256 KiB
-/// rather than one per object, none of them among the short-lived ones of reading and
-/// comparing (scattered among those, the kept objects held otherwise free pages of the
-/// allocator: about 0.5 MB of peak RSS on the 2,000-pair corpus, median of 12 runs under
-/// `/usr/bin/time -f %M`). Kept as text (`str`), so that reading an object back does not check
-/// the UTF-8 of each of its strings again: that check was 1.4% of `argo-drift diff` on the
-/// 2,000-pair corpus in JSON form.
+/// Desired objects packed, side by side in large buffers: one allocation per 256 KiB rather
+/// than one per object, none of them among the short-lived ones of reading and comparing
+/// (scattered among those, the kept objects held otherwise free pages of the allocator: about
+/// 0.5 MB of peak RSS on the 2,000-pair corpus, median of 12 runs under `/usr/bin/time -f %M`).
 #[derive(Default)]
-struct CompactJson {
+struct CompactStore {
     chunks: Vec<String>,
 }
 
-/// Where one object's JSON is in the analyser's compact store (see [`Analyser::compact`]).
+/// Where one packed object is in the analyser's compact store (see [`Analyser::compact`]).
 #[derive(Debug, Clone, Copy)]
-pub struct JsonSpan {
+pub struct PackedSpan {
     chunk: usize,
     start: usize,
     len: usize,
@@ -196,17 +193,17 @@ pub struct JsonSpan {
 
 const COMPACT_CHUNK: usize = 256 * 1024;
 
-impl CompactJson {
-    /// Keep `value` as JSON. A value JSON cannot hold (it never is one read from YAML or JSON)
-    /// is kept as null.
-    fn push(&mut self, value: &Value) -> JsonSpan {
-        let json = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
-        self.push_json(&json)
+impl CompactStore {
+    /// Keep `value` packed.
+    fn push(&mut self, value: &Value) -> PackedSpan {
+        let mut packed = String::new();
+        crate::packed::write(value, &mut packed);
+        self.push_packed(&packed)
     }
 
-    /// Keep JSON text as it is (written by `serde_json` from a `Value`).
-    fn push_json(&mut self, json: &str) -> JsonSpan {
-        let len = json.len();
+    /// Keep a value's packed form (written by [`crate::packed::write`]).
+    fn push_packed(&mut self, packed: &str) -> PackedSpan {
+        let len = packed.len();
         let fits = self
             .chunks
             .last()
@@ -218,12 +215,12 @@ impl CompactJson {
         let chunk = self.chunks.len() - 1;
         let buffer = &mut self.chunks[chunk];
         let start = buffer.len();
-        buffer.push_str(json);
-        JsonSpan { chunk, start, len }
+        buffer.push_str(packed);
+        PackedSpan { chunk, start, len }
     }
 
-    /// The JSON at `span`, which [`CompactJson::push`] of this store gave.
-    fn get(&self, span: JsonSpan) -> &str {
+    /// The packed value at `span`, which [`CompactStore::push`] of this store gave.
+    fn get(&self, span: PackedSpan) -> &str {
         &self.chunks[span.chunk][span.start..span.start + span.len]
     }
 }
@@ -279,7 +276,7 @@ pub struct Analyser<'p> {
     /// Hashed, not ordered: the report is sorted at the end. Ordered, its lookups were 5% of
     /// `argo-drift diff` on 20,000 pairs.
     desired: KeyMap<Pending>,
-    compact: CompactJson,
+    compact: CompactStore,
     tally: std::sync::Mutex<Tally>,
 }
 
@@ -290,7 +287,7 @@ impl<'p> Analyser<'p> {
             policy,
             options,
             desired: KeyMap::default(),
-            compact: CompactJson::default(),
+            compact: CompactStore::default(),
             tally: std::sync::Mutex::new(Tally {
                 redactor: Redactor::with_sensitive_annotations(sensitive),
                 ..Tally::default()
@@ -298,26 +295,26 @@ impl<'p> Analyser<'p> {
         }
     }
 
-    /// Keep a desired object as compact JSON, for [`Analyser::add_desired_compact`]: callers that
-    /// must read every desired object before adding any (to learn the scopes of custom kinds)
-    /// hold the span, not the parsed object.
-    pub fn compact(&mut self, object: &Value) -> JsonSpan {
+    /// Keep a desired object packed, for [`Analyser::add_desired_compact`]: callers that must
+    /// read every desired object before adding any (to learn the scopes of custom kinds) hold
+    /// the span, not the parsed object.
+    pub fn compact(&mut self, object: &Value) -> PackedSpan {
         self.compact.push(object)
     }
 
-    /// [`Analyser::compact`] for an object already written as JSON by `serde_json` (on another
-    /// thread, say).
-    pub fn compact_json(&mut self, json: &str) -> JsonSpan {
-        self.compact.push_json(json)
+    /// [`Analyser::compact`] for an object already packed by [`crate::packed::write`] (on
+    /// another thread, say).
+    pub fn compact_packed(&mut self, packed: &str) -> PackedSpan {
+        self.compact.push_packed(packed)
     }
 
     /// Add a desired object already compacted by [`Analyser::compact`] (`prepared.object` left
-    /// null, the object at `json`). Its namespace is taken from the key when it is restored, so
+    /// null, the object at `span`). Its namespace is taken from the key when it is restored, so
     /// the key may be resolved after compacting.
     pub fn add_desired_compact(
         &mut self,
         mut prepared: Prepared,
-        json: JsonSpan,
+        span: PackedSpan,
     ) -> crate::Result<()> {
         let index = self.desired.len();
         match self.desired.entry(std::mem::take(&mut prepared.key)) {
@@ -333,7 +330,7 @@ impl<'p> Analyser<'p> {
                 slot.insert(Pending {
                     stored: Stored::Compact {
                         prepared: Box::new(prepared),
-                        json,
+                        span,
                     },
                     index,
                 });
@@ -436,11 +433,11 @@ impl<'p> Analyser<'p> {
     ) -> ResourceReport {
         let desired = match &pending.stored {
             Stored::Parsed(p) => Cow::Borrowed(&**p),
-            Stored::Compact { prepared, json } => {
+            Stored::Compact { prepared, span } => {
                 // The restored object is the comparison's to change: it is not copied again.
                 let mut p = (**prepared).clone();
                 p.key = live.key.clone();
-                p.object = serde_json::from_str(self.compact.get(*json)).unwrap_or(Value::Null);
+                p.object = crate::packed::read(self.compact.get(*span)).unwrap_or(Value::Null);
                 if let Some(Value::Object(meta)) = p.object.get_mut("metadata") {
                     if p.key.namespace.is_empty() {
                         meta.remove("namespace");
@@ -652,8 +649,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compact_json_gives_back_each_object_across_buffers() {
-        let mut store = CompactJson::default();
+    fn the_compact_store_gives_back_each_object_across_buffers() {
+        let mut store = CompactStore::default();
         let small = serde_json::json!({"kind": "ConfigMap", "data": {"a": "b"}});
         // Larger than a buffer: it gets one of its own.
         let large = serde_json::json!({"data": {"blob": "x".repeat(COMPACT_CHUNK + 10)}});
@@ -664,7 +661,7 @@ mod tests {
         }
         assert!(store.chunks.len() > 3, "{} buffers", store.chunks.len());
         for (span, value) in spans {
-            let back: Value = serde_json::from_str(store.get(span)).unwrap();
+            let back = crate::packed::read(store.get(span)).unwrap();
             assert_eq!(&back, value);
         }
     }

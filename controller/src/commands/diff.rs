@@ -1,6 +1,6 @@
 //! `argo-drift diff`: offline comparison of desired manifests with live objects.
 //!
-//! Memory stays near the size of the input: desired objects are kept as compact JSON, and each
+//! Memory stays near the size of the input: desired objects are kept packed, and each
 //! live object is compared as soon as it is parsed and then dropped. The work is shared by two
 //! threads: the sources are cut into pieces (a YAML section, a whole file) in order, batches of
 //! pieces are parsed (and live objects compared) by whichever thread is free, and the results
@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 
 use argo_drift_core::manifest::Scopes;
 use argo_drift_core::normalize::{prepare, Prepared, TrackingKeys};
-use argo_drift_core::report::{Analyser, Compared, JsonSpan};
+use argo_drift_core::report::{Analyser, Compared, PackedSpan};
 use argo_drift_core::{AnalyseOptions, Policy};
 use serde_json::Value;
 
@@ -157,11 +157,12 @@ struct Parsed {
 }
 
 enum Objects {
-    /// Desired objects as compact JSON, side by side in `json` (each object's `Value` is dropped
-    /// where it was parsed; a CustomResourceDefinition's is kept, for the scope it declares).
+    /// Desired objects packed (`argo_drift_core::packed`), side by side in `packed` (each
+    /// object's `Value` is dropped where it was parsed; a CustomResourceDefinition's is kept,
+    /// for the scope it declares).
     Desired {
         objects: Vec<(Prepared, std::ops::Range<usize>)>,
-        json: String,
+        packed: String,
     },
     Live(LiveBatch),
 }
@@ -292,23 +293,20 @@ impl<'a> Work<'a> {
         let objects = pieces.and_then(|pieces| match role {
             Role::Desired => {
                 let mut objects = Vec::new();
-                let mut json = String::new();
+                let mut packed = String::new();
                 for piece in &pieces {
                     piece.parse(&mut |resource| {
                         let mut p = prepare(resource, self.tracking);
-                        let start = json.len();
-                        // A value JSON cannot hold is never one read from YAML or JSON.
-                        let text =
-                            serde_json::to_string(&p.object).unwrap_or_else(|_| "null".to_string());
-                        json.push_str(&text);
+                        let start = packed.len();
+                        argo_drift_core::packed::write(&p.object, &mut packed);
                         if !Scopes::declares_scope(&p.key) {
                             p.object = Value::Null;
                         }
-                        objects.push((p, start..json.len()));
+                        objects.push((p, start..packed.len()));
                         Ok(())
                     })?;
                 }
-                Ok(Objects::Desired { objects, json })
+                Ok(Objects::Desired { objects, packed })
             }
             Role::Live => {
                 let mut objects = Vec::new();
@@ -447,7 +445,7 @@ fn compare_batches<'a>(
     let mut analyser = Some(Analyser::new(policy, options));
     // CRDs tell the scope of their kinds.
     let mut scopes = Scopes::default();
-    let mut desired: Vec<(Prepared, JsonSpan)> = Vec::new();
+    let mut desired: Vec<(Prepared, PackedSpan)> = Vec::new();
     let mut shared = None;
     // Whether a live CustomResourceDefinition was read: it can change the scope of its kind from
     // the one comparisons made ahead assumed.
@@ -467,7 +465,7 @@ fn compare_batches<'a>(
             )?);
         }
         match parsed.objects? {
-            Objects::Desired { objects, json } => {
+            Objects::Desired { objects, packed } => {
                 let Some(analyser) = analyser.as_mut() else {
                     anyhow::bail!("a desired object was read after the live ones");
                 };
@@ -476,7 +474,7 @@ fn compare_batches<'a>(
                     scopes.learn_crd(&p.key, &p.object);
                     let mut p = p;
                     p.object = Value::Null;
-                    desired.push((p, analyser.compact_json(&json[range])));
+                    desired.push((p, analyser.compact_packed(&packed[range])));
                 }
             }
             Objects::Live(mut objects) => {
@@ -516,7 +514,7 @@ fn compare_batches<'a>(
 /// by the same rule (with every CRD among the desired objects known) so that their keys agree.
 fn share_desired<'w, 'a>(
     analyser: &mut Option<Analyser<'a>>,
-    desired: &mut Vec<(Prepared, JsonSpan)>,
+    desired: &mut Vec<(Prepared, PackedSpan)>,
     args: &DiffArgs,
     scopes: &Scopes,
     work: &'w Work<'a>,
@@ -524,9 +522,9 @@ fn share_desired<'w, 'a>(
     let Some(mut analyser) = analyser.take() else {
         anyhow::bail!("the desired objects were shared twice");
     };
-    for (mut p, json) in desired.drain(..) {
+    for (mut p, span) in desired.drain(..) {
         p.resolve_namespace(&args.namespace, scopes);
-        analyser.add_desired_compact(p, json)?;
+        analyser.add_desired_compact(p, span)?;
     }
     Ok(work.share(analyser, scopes))
 }
