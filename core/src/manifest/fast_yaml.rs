@@ -616,18 +616,18 @@ fn single_quoted(text: &str) -> Option<(String, &str)> {
     let mut from = 0;
     let bytes = body.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\'' {
-            out.push_str(&body[from..i]);
-            if bytes.get(i + 1) == Some(&b'\'') {
-                out.push('\'');
-                i += 2;
-                from = i;
-                continue;
-            }
-            return Some((out, &body[i + 1..]));
+    // From quote to quote by memchr: a last-applied configuration is a quoted line of kilobytes,
+    // and a loop over its bytes was 2% of a diff of `kubectl get -o yaml` dumps.
+    while let Some(found) = memchr::memchr(b'\'', bytes.get(i..)?) {
+        i += found;
+        out.push_str(&body[from..i]);
+        if bytes.get(i + 1) == Some(&b'\'') {
+            out.push('\'');
+            i += 2;
+            from = i;
+            continue;
         }
-        i += 1;
+        return Some((out, &body[i + 1..]));
     }
     None
 }
@@ -640,7 +640,9 @@ fn double_quoted(text: &str) -> Option<(String, &str)> {
     let mut out = String::new();
     let mut from = 0;
     let mut i = 0;
-    while i < bytes.len() {
+    // From one quote or escape to the next by memchr, as for single-quoted scalars.
+    while let Some(found) = memchr::memchr2(b'"', b'\\', bytes.get(i..)?) {
+        i += found;
         match bytes[i] {
             b'"' => {
                 out.push_str(&body[from..i]);
@@ -688,7 +690,7 @@ fn double_quoted(text: &str) -> Option<(String, &str)> {
                 }
                 from = i;
             }
-            _ => i += 1,
+            _ => return None,
         }
     }
     None
