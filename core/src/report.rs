@@ -366,7 +366,8 @@ impl<'p> Analyser<'p> {
             return None;
         }
         // Only a Secret's values are masked: this one is never used.
-        let mut unused = Redactor::new();
+        let mut unused =
+            Redactor::with_sensitive_annotations(self.options.sensitive_annotations.clone());
         Some(Compared(Outcome::Desired(self.compare_desired(
             pending,
             live,
@@ -386,7 +387,6 @@ impl<'p> Analyser<'p> {
             // About one report per desired object: grown by doubling, the list left its old
             // copies among the comparison's short-lived allocations.
             tally.resources.reserve(self.desired.len());
-            tally.seen.resize(self.desired.len(), None);
         }
         let Some(pending) = self.desired.get(&live.key) else {
             // Only extra objects are remembered for this: a desired one already holds its key.
