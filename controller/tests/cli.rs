@@ -232,6 +232,53 @@ fn stdin_and_namespace_default() {
     assert!(stderr(&twice).contains("stdin"));
 }
 
+/// Live objects are compared on both threads once the desired ones are in, but a Secret's masks
+/// are numbered over the whole run, in the order of reading: a value gets the same mask in every
+/// Secret it is in. Swapped values in two Secrets far into the sources show as the same two masks,
+/// swapped.
+#[test]
+fn secret_masks_are_numbered_over_the_run_however_the_work_is_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough objects before the Secrets for them to be read after the desired ones are shared.
+    let cms: Vec<String> = (0..200)
+        .map(|i| CM.replace("name: cfg", &format!("name: cfg-{i}")))
+        .collect();
+    let secret = |name: &str, value: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: {value}\n")
+    };
+    // base64 of X and of Y.
+    let (x, y) = ("WA==", "WQ==");
+    let mut desired = cms.clone();
+    desired.extend([secret("s1", x), secret("s2", y)]);
+    let mut live = cms;
+    live.extend([secret("s1", y), secret("s2", x)]);
+    let d = write(dir.path(), "desired.yaml", &desired.join("---\n"));
+    let l = write(dir.path(), "live.yaml", &live.join("---\n"));
+    let o = diff(&d, &l, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        !text.contains(x) && !text.contains(y),
+        "a value leaked: {text}"
+    );
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let change = |name: &str| {
+        let r = report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "Secret" && r["name"] == name)
+            .unwrap_or_else(|| panic!("no report for {name}"));
+        assert_eq!(r["status"], "modified", "{r}");
+        let c = &r["changes"][0];
+        (c["desired"].clone(), c["live"].clone())
+    };
+    let (s1_desired, s1_live) = change("s1");
+    let (s2_desired, s2_live) = change("s2");
+    assert_ne!(s1_desired, s1_live);
+    assert_eq!((&s2_desired, &s2_live), (&s1_live, &s1_desired));
+}
+
 /// Parsing is shared by two threads, in batches: a long diff must give what reading the sources
 /// one after the other gives — a CRD late in the desired sources still decides the scope of its
 /// kind's objects parsed before it, on both sides, and `-n` fills in the rest.

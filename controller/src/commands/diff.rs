@@ -332,11 +332,12 @@ impl<'a> Work<'a> {
 impl<'a> Work<'a> {
     /// Share the analysis once every desired object is in it: live batches parsed from then on
     /// are compared where they are parsed.
-    fn share(&self, analyser: Analyser<'a>, scopes: &Scopes) -> &Shared<'a> {
-        self.shared.get_or_init(|| Shared {
+    fn share(&self, analyser: Analyser<'a>, scopes: &Scopes) {
+        // Set once: the in-order thread gives its analyser up when it shares it.
+        let _ = self.shared.set(Shared {
             analyser,
             scopes: scopes.clone(),
-        })
+        });
     }
 
     /// Compare a live object where it was parsed, when the analysis is shared and the object's
@@ -446,7 +447,6 @@ fn compare_batches<'a>(
     // CRDs tell the scope of their kinds.
     let mut scopes = Scopes::default();
     let mut desired: Vec<(Prepared, PackedSpan)> = Vec::new();
-    let mut shared = None;
     // Whether a live CustomResourceDefinition was read: it can change the scope of its kind from
     // the one comparisons made ahead assumed.
     let mut live_crds = false;
@@ -455,14 +455,9 @@ fn compare_batches<'a>(
     let mut number = 0;
     while let Some(parsed) = work.batch(number) {
         number += 1;
-        if parsed.role == Role::Live && shared.is_none() {
-            shared = Some(share_desired(
-                &mut analyser,
-                &mut desired,
-                args,
-                &scopes,
-                work,
-            )?);
+        // The first live batch: every desired object has been read.
+        if parsed.role == Role::Live && analyser.is_some() {
+            share_desired(&mut analyser, &mut desired, args, &scopes, work)?;
         }
         match parsed.objects? {
             Objects::Desired { objects, packed } => {
@@ -478,7 +473,7 @@ fn compare_batches<'a>(
                 }
             }
             Objects::Live(mut objects) => {
-                let Some(shared) = shared else {
+                let Some(shared) = work.shared.get() else {
                     anyhow::bail!("live objects were read before the desired ones were shared");
                 };
                 for (p, compared) in &mut objects {
@@ -504,7 +499,7 @@ fn compare_batches<'a>(
             }
         }
     }
-    if shared.is_none() {
+    if analyser.is_some() {
         share_desired(&mut analyser, &mut desired, args, &scopes, work)?;
     }
     Ok((desired_count, live_count))
@@ -512,21 +507,22 @@ fn compare_batches<'a>(
 
 /// Add the desired objects read so far and share the analysis: both sides resolve namespaces
 /// by the same rule (with every CRD among the desired objects known) so that their keys agree.
-fn share_desired<'w, 'a>(
+fn share_desired<'a>(
     analyser: &mut Option<Analyser<'a>>,
     desired: &mut Vec<(Prepared, PackedSpan)>,
     args: &DiffArgs,
     scopes: &Scopes,
-    work: &'w Work<'a>,
-) -> anyhow::Result<&'w Shared<'a>> {
+    work: &Work<'a>,
+) -> anyhow::Result<()> {
     let Some(mut analyser) = analyser.take() else {
-        anyhow::bail!("the desired objects were shared twice");
+        return Ok(());
     };
     for (mut p, span) in desired.drain(..) {
         p.resolve_namespace(&args.namespace, scopes);
         analyser.add_desired_compact(p, span)?;
     }
-    Ok(work.share(analyser, scopes))
+    work.share(analyser, scopes);
+    Ok(())
 }
 
 #[cfg(test)]
