@@ -126,7 +126,7 @@ pub fn compare_object(
     let mut walk = Walk {
         ctx,
         changes: Vec::new(),
-        defaults: Vec::new(),
+        defaults: Defaults::default(),
         unverified: Vec::new(),
         path: FieldPath::root(),
     };
@@ -141,8 +141,8 @@ pub fn compare_object(
     changes.sort_by(|a, b| compare_steps(&a.path.0, &b.path.0));
     let live_normalised = (!changes.is_empty()).then(|| {
         let mut normalised = l.clone();
-        for path in defaults.iter().rev() {
-            remove_at(&mut normalised, &path.0);
+        for steps in defaults.iter().rev() {
+            remove_at(&mut normalised, steps);
         }
         normalised
     });
@@ -194,10 +194,52 @@ struct Walk<'a> {
     ctx: LiveContext<'a>,
     changes: Vec<Change>,
     /// Live-only paths judged to be defaults: taken out of the normalised live object.
-    defaults: Vec<FieldPath>,
+    defaults: Defaults,
     /// Live-only paths nothing could judge (also taken out: they are not drift).
     unverified: Vec<FieldPath>,
     path: FieldPath,
+}
+
+/// Live-only paths judged to be defaults, kept only to take them out of the normalised live
+/// object when the pair has changes (a fifth of pairs on the 2,000-pair corpus). Nearly every
+/// live object has some, so they are kept cheaply: one after the other in one list of steps,
+/// items by position only (their key selectors, a list and strings each, are not copied).
+#[derive(Default)]
+struct Defaults {
+    steps: Vec<Step>,
+    /// Where each path ends in `steps`.
+    ends: Vec<usize>,
+}
+
+impl Defaults {
+    fn push(&mut self, path: &FieldPath) {
+        self.steps.extend(path.0.iter().map(|step| match step {
+            Step::Field(name) => Step::Field(name.clone()),
+            Step::Item { index, .. } => Step::Item {
+                selector: Selector::Index(*index),
+                index: *index,
+            },
+        }));
+        self.ends.push(self.steps.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Keep the first `len` paths.
+    fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len);
+        self.steps.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    /// The paths, last first.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &[Step]> {
+        (0..self.ends.len()).map(|i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.steps[start..self.ends[i]]
+        })
+    }
 }
 
 impl Walk<'_> {
@@ -280,14 +322,14 @@ impl Walk<'_> {
 
     fn live_only(&mut self, lv: &Value, parent: Option<&Map<String, Value>>, is_item: bool) {
         if is_empty(lv) {
-            self.defaults.push(self.path.clone());
+            self.defaults.push(&self.path);
             return;
         }
         match self.ctx.live_only(&self.path, lv, parent, is_item) {
-            LiveOnly::Default => self.defaults.push(self.path.clone()),
+            LiveOnly::Default => self.defaults.push(&self.path),
             LiveOnly::Unverified => {
                 self.unverified.push(self.path.clone());
-                self.defaults.push(self.path.clone());
+                self.defaults.push(&self.path);
             }
             LiveOnly::Drift(attribution) => self.record(Op::Add, None, Some(lv), attribution),
             LiveOnly::Descend => {
@@ -303,7 +345,7 @@ impl Walk<'_> {
                     // Nothing inside was drift: drop the whole subtree as one default (what
                     // inside it is unverified stays named).
                     self.defaults.truncate(defaults_before);
-                    self.defaults.push(self.path.clone());
+                    self.defaults.push(&self.path);
                 }
             }
         }
@@ -464,5 +506,35 @@ mod tests {
             serde_json::from_str(r#"{"b": 1, "a": 2, "B": 3, "ab": 4, "a.b": 5}"#).unwrap();
         let keys: Vec<&str> = map.keys().map(String::as_str).collect();
         assert_eq!(keys, ["B", "a", "a.b", "ab", "b"]);
+    }
+
+    #[test]
+    fn default_paths_come_back_last_first_with_items_by_position() {
+        let mut defaults = Defaults::default();
+        let paths = [
+            "spec.replicas",
+            "spec.template.spec.containers[name=web].imagePullPolicy",
+            "spec.template.spec.dnsPolicy",
+            "spec.strategy",
+        ];
+        for path in paths {
+            defaults.push(&FieldPath::parse(path).unwrap());
+        }
+        defaults.truncate(3);
+        assert_eq!(defaults.len(), 3);
+        let kept: Vec<Vec<Step>> = defaults.iter().rev().map(<[Step]>::to_vec).collect();
+        let container = FieldPath::parse("spec.template.spec.containers[0].imagePullPolicy")
+            .unwrap()
+            .0;
+        assert_eq!(
+            kept,
+            [
+                FieldPath::parse("spec.template.spec.dnsPolicy").unwrap().0,
+                container,
+                FieldPath::parse("spec.replicas").unwrap().0,
+            ]
+        );
+        defaults.truncate(0);
+        assert_eq!(defaults.iter().count(), 0);
     }
 }

@@ -172,14 +172,14 @@ fn recorded_rows() -> Vec<(String, String, Option<Value>)> {
 /// few rows that can name it rather than at the whole table; rows whose pattern ends otherwise
 /// (`*`, `[*]`, `**`) are looked at for every field.
 struct ByLastField<T> {
-    named: std::collections::HashMap<String, Vec<T>>,
+    named: foldhash::HashMap<String, Vec<T>>,
     other: Vec<T>,
 }
 
 impl<T> ByLastField<T> {
     fn new() -> Self {
         ByLastField {
-            named: std::collections::HashMap::new(),
+            named: foldhash::HashMap::default(),
             other: Vec::new(),
         }
     }
@@ -207,11 +207,10 @@ impl<T> ByLastField<T> {
 }
 
 /// The recorded rows by kind.
-fn recorded() -> &'static std::collections::HashMap<String, ByLastField<Recorded>> {
-    static TABLE: OnceLock<std::collections::HashMap<String, ByLastField<Recorded>>> =
-        OnceLock::new();
+fn recorded() -> &'static foldhash::HashMap<String, ByLastField<Recorded>> {
+    static TABLE: OnceLock<foldhash::HashMap<String, ByLastField<Recorded>>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut by_kind = std::collections::HashMap::<String, ByLastField<Recorded>>::new();
+        let mut by_kind = foldhash::HashMap::<String, ByLastField<Recorded>>::default();
         for (kind, path, equals) in recorded_rows() {
             // Every pattern parses: checked by the unit test below.
             if let Ok(pattern) = PathPattern::parse(&path) {
