@@ -165,6 +165,33 @@ impl Tracking {
     }
 }
 
+/// The `kubectl.kubernetes.io/last-applied-configuration` annotation of a live object, parsed
+/// the first time a field is looked up in it. Many objects that carry it never need it: with
+/// managedFields it is only read for a field that Git lacks and only GitOps or system managers
+/// own. On the 2,000-pair corpus parsing every one was 3.6% of a diff (`kubectl get -o yaml`
+/// form, callgrind).
+#[derive(Debug, Clone)]
+pub struct LastApplied {
+    text: String,
+    parsed: std::sync::OnceLock<Option<Value>>,
+}
+
+impl LastApplied {
+    pub fn new(text: String) -> LastApplied {
+        LastApplied {
+            text,
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The configuration, or `None` when the annotation is not a JSON document.
+    pub fn value(&self) -> Option<&Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.text).ok())
+            .as_ref()
+    }
+}
+
 /// An object ready to compare: server-owned fields gone, with what the pairwise step needs kept
 /// aside (ownership, last-applied configuration, tracking).
 #[derive(Debug, Clone)]
@@ -174,8 +201,8 @@ pub struct Prepared {
     pub origin: Origin,
     pub object: Value,
     pub ownership: Option<Ownership>,
-    /// Parsed last-applied configuration; may hold Secret values, so it is never output.
-    pub last_applied: Option<Value>,
+    /// The last-applied configuration; may hold Secret values, so it is never output.
+    pub last_applied: Option<LastApplied>,
     pub tracking: Tracking,
     pub namespace_given: bool,
 }
@@ -254,7 +281,7 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
             }
             if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
                 if let Some(Value::String(text)) = annotations.remove(LAST_APPLIED) {
-                    last_applied = serde_json::from_str(&text).ok();
+                    last_applied = Some(LastApplied::new(text));
                 }
                 annotations.remove(DEPLOYMENT_REVISION);
                 // Argo CD writes it on every object it applies when installationID is set.
@@ -468,7 +495,7 @@ pub struct LiveContext<'a> {
     pub kind: &'a str,
     pub live: &'a Value,
     pub ownership: Option<&'a Ownership>,
-    pub last_applied: Option<&'a Value>,
+    pub last_applied: Option<&'a LastApplied>,
     pub managers: &'a Managers,
 }
 
@@ -583,7 +610,7 @@ impl LiveContext<'_> {
     }
 
     fn in_last_applied(&self, path: &FieldPath) -> bool {
-        let Some(root) = self.last_applied else {
+        let Some(root) = self.last_applied.and_then(LastApplied::value) else {
             return false;
         };
         resolve(root, self.live, path).is_some()
@@ -614,4 +641,51 @@ pub fn resolve<'a>(root: &'a Value, live: &Value, path: &FieldPath) -> Option<&'
         }
     }
     Some(here)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn verdict(last_applied: Option<&str>, field: &str) -> LiveOnly {
+        let live = json!({"spec": {"paused": true, "minReadySeconds": 5}});
+        let last_applied = last_applied.map(|text| LastApplied::new(text.to_string()));
+        let managers = Managers::default();
+        let ctx = LiveContext {
+            kind: "Deployment",
+            live: &live,
+            ownership: None,
+            last_applied: last_applied.as_ref(),
+            managers: &managers,
+        };
+        let path = FieldPath::parse(field).unwrap();
+        let value = live
+            .pointer(&format!("/{}", field.replace('.', "/")))
+            .unwrap();
+        ctx.live_only(&path, value, live["spec"].as_object(), false)
+    }
+
+    /// The annotation is read when a field is looked up in it; one that is not JSON says
+    /// nothing, as if absent.
+    #[test]
+    fn a_field_is_looked_up_in_the_last_applied_annotation_when_asked() {
+        let applied = r#"{"spec":{"paused":true}}"#;
+        assert!(matches!(
+            verdict(Some(applied), "spec.paused"),
+            LiveOnly::Drift(Attribution {
+                kind: AttributionKind::Ambiguous,
+                ..
+            })
+        ));
+        assert_eq!(
+            verdict(Some(applied), "spec.minReadySeconds"),
+            LiveOnly::Unverified
+        );
+        assert_eq!(
+            verdict(Some("{not json"), "spec.paused"),
+            LiveOnly::Unverified
+        );
+        assert_eq!(verdict(None, "spec.paused"), LiveOnly::Unverified);
+    }
 }
