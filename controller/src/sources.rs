@@ -164,6 +164,8 @@ struct Source<R> {
     pos: usize,
     /// Whether a separator has been seen: until then the source may be one JSON document.
     separated: bool,
+    /// Whether a line of the current section so far starts `---` or `...`.
+    marked: bool,
 }
 
 impl<R: Read> Source<R> {
@@ -183,6 +185,7 @@ impl<R: Read> Source<R> {
             lines: 0,
             pos: 0,
             separated: false,
+            marked: false,
         }
     }
 
@@ -218,16 +221,8 @@ impl<R: Read> Source<R> {
             self.read_chunk()?;
         }
         loop {
-            while let Some(end) = self.next_line_end() {
-                let line = &self.buf[self.pos..end];
-                let separator =
-                    line.starts_with(b"---") && std::str::from_utf8(line).is_ok_and(is_separator);
-                let start = self.pos;
+            while let Some((start, end)) = self.next_separator() {
                 self.pos = end;
-                if !separator {
-                    self.lines += 1;
-                    continue;
-                }
                 self.separated = true;
                 let piece = self.section(start)?;
                 self.first_line += self.lines + 1;
@@ -258,14 +253,38 @@ impl<R: Read> Source<R> {
         }
     }
 
-    /// The end (after its newline) of the line at `pos`, when buf holds all of it.
-    fn next_line_end(&self) -> Option<usize> {
-        match memchr::memchr(b'\n', &self.buf[self.pos..]) {
-            Some(newline) => Some(self.pos + newline + 1),
-            // The last line of the source may lack its newline.
-            None if self.eof && self.pos < self.buf.len() => Some(self.buf.len()),
-            None => None,
+    /// The next separator line from `pos` (its start and end in buf) when buf holds all of it;
+    /// the lines before it are counted, and those starting `---` or `...` (which make a section
+    /// that may hold more than one document) marked. `pos` is left at the first line not looked
+    /// at. Lines are found by one pass over buf rather than one search each: a search per line
+    /// was 3% of `argo-drift diff` on the 2,000-pair corpus (`kubectl get -o yaml` form), under
+    /// the lock that hands out the work.
+    fn next_separator(&mut self) -> Option<(usize, usize)> {
+        let from = self.pos;
+        let mut start = from;
+        let newlines = memchr::memchr_iter(b'\n', &self.buf[from..]).map(|i| from + i + 1);
+        // The last line of the source may lack its newline.
+        let last = self.eof.then_some(self.buf.len());
+        for end in newlines.chain(last) {
+            if end <= start {
+                break;
+            }
+            let line = &self.buf[start..end];
+            match line.first() {
+                Some(b'-') if line.starts_with(b"---") => {
+                    if std::str::from_utf8(line).is_ok_and(is_separator) {
+                        return Some((start, end));
+                    }
+                    self.marked = true;
+                }
+                Some(b'.') if line.starts_with(b"...") => self.marked = true,
+                _ => {}
+            }
+            self.lines += 1;
+            start = end;
+            self.pos = end;
         }
+        None
     }
 
     /// The section from `section_start` to `end` in buf, numbered; `None` when it is blank.
@@ -276,14 +295,20 @@ impl<R: Read> Source<R> {
             self.base + self.section_start,
             self.first_line,
         )?;
-        Ok(self
-            .sections
-            .number(self.first_line, text)
-            .map(|origin| Piece::Section {
-                origin,
-                first_line: self.first_line,
-                text: text.to_string(),
-            }))
+        // The first section of a source may start with a byte-order mark, which `text` has
+        // lost: its lines are looked at again without it.
+        let origin = if self.base + self.section_start == 0 {
+            self.sections.number(self.first_line, text)
+        } else {
+            self.sections
+                .number_marked(self.first_line, text, self.marked)
+        };
+        self.marked = false;
+        Ok(origin.map(|origin| Piece::Section {
+            origin,
+            first_line: self.first_line,
+            text: text.to_string(),
+        }))
     }
 
     fn whole(&mut self) -> Piece {

@@ -393,6 +393,12 @@ impl YamlSections {
     /// reads it: such a section is parsed here once to count them, so that the numbers of the
     /// sections after it do not depend on it being parsed first.
     pub fn number(&mut self, first_line: usize, text: &str) -> Option<Origin> {
+        self.number_marked(first_line, text, may_hold_documents(text))
+    }
+
+    /// [`YamlSections::number`] for a caller that has looked at every line of the section
+    /// already: `marked` says whether one starts `---` or `...`.
+    pub fn number_marked(&mut self, first_line: usize, text: &str, marked: bool) -> Option<Origin> {
         let index = self.sections;
         self.sections += 1;
         if is_blank_yaml(text) {
@@ -408,7 +414,7 @@ impl YamlSections {
             item: None,
             line: first_line + leading_blank_lines(text),
         };
-        if may_hold_documents(text) {
+        if marked {
             // An error is reported when the section is parsed for its objects; the numbers
             // after an error are never used.
             self.document +=
