@@ -367,8 +367,7 @@ impl Walk<'_> {
     }
 
     fn arrays(&mut self, da: &mut Vec<Value>, la: &[Value]) {
-        let field = self.last_field(0).unwrap_or_default().to_string();
-        if let Some(key) = list_key(&field, da, la) {
+        if let Some(key) = list_key(self.last_field(0).unwrap_or_default(), da, la) {
             self.keyed_arrays(da, la, key);
             return;
         }

@@ -1,8 +1,7 @@
 //! Which field(s) identify the items of a list (Kubernetes' strategic-merge keys), so that lists
 //! are compared item by item by key, not by position.
 
-use std::borrow::Cow;
-
+use compact_str::{CompactString, ToCompactString};
 use serde_json::Value;
 
 use crate::path::Selector;
@@ -36,15 +35,56 @@ fn candidates(field: &str) -> &'static [&'static [&'static str]] {
 }
 
 fn lookup<'a>(item: &'a Value, dotted: &str) -> Option<&'a Value> {
+    // Nearly every key is one field: no splitting for it.
+    if !dotted.as_bytes().contains(&b'.') {
+        return item.get(dotted);
+    }
     dotted.split('.').try_fold(item, |v, part| v.get(part))
 }
 
+/// The text of one key field's value: borrowed from the item, or a number written out (inline,
+/// so that a port's key costs no allocation).
+#[derive(Debug, Clone)]
+pub enum KeyText<'a> {
+    Borrowed(&'a str),
+    Number(CompactString),
+}
+
+impl KeyText<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            KeyText::Borrowed(s) => s,
+            KeyText::Number(n) => n,
+        }
+    }
+}
+
+impl PartialEq for KeyText<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for KeyText<'_> {}
+
+impl PartialOrd for KeyText<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyText<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
 /// Scalars only: a key must be a string or number to name an item.
-fn key_text(v: &Value) -> Option<Cow<'_, str>> {
+fn key_text(v: &Value) -> Option<KeyText<'_>> {
     match v {
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::String(s) => Some(KeyText::Borrowed(s)),
+        Value::Number(n) => Some(KeyText::Number(n.to_compact_string())),
+        Value::Bool(b) => Some(KeyText::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
@@ -60,6 +100,9 @@ pub fn list_key(field: &str, desired: &[Value], live: &[Value]) -> Option<&'stat
 /// Whether every item has the key and no two share it. The keys are borrowed from the items and
 /// sorted, so a long list (hundreds of `env` entries) costs n log n comparisons, not n².
 fn unique_keys(items: &[Value], key: &[&str]) -> bool {
+    if let [item] = items {
+        return item_key(item, key).is_some();
+    }
     let Some(mut keys) = items
         .iter()
         .map(|item| item_key(item, key))
@@ -71,14 +114,18 @@ fn unique_keys(items: &[Value], key: &[&str]) -> bool {
     keys.windows(2).all(|pair| pair[0] != pair[1])
 }
 
-/// The key of one item, comparable as text (`8080` equals `"8080"`).
-pub type ItemKey<'a> = Vec<Cow<'a, str>>;
+/// The key of one item, comparable as text (`8080` equals `"8080"`). Every list's key has one
+/// or two fields: kept inline, since a key is made for every item of every keyed list of both
+/// sides (a list each was 1.7% of a diff on the 2,000-pair corpus, callgrind).
+pub type ItemKey<'a> = smallvec::SmallVec<[KeyText<'a>; 2]>;
 
 /// The key of one item as comparable text.
 pub fn item_key<'a>(item: &'a Value, key: &[&str]) -> Option<ItemKey<'a>> {
-    key.iter()
-        .map(|k| lookup(item, k).and_then(key_text))
-        .collect()
+    let mut texts = ItemKey::new();
+    for k in key {
+        texts.push(lookup(item, k).and_then(key_text)?);
+    }
+    Some(texts)
 }
 
 /// The readable selector for one item (`[name=web]`).
@@ -130,6 +177,10 @@ mod tests {
         );
         let shared = items(json!([{"name": "a"}, {"name": "a"}]));
         assert_eq!(list_key("containers", &containers, &shared), None);
+        let one = items(json!([{"name": "a"}]));
+        assert_eq!(list_key("containers", &one, &one), Some(&["name"][..]));
+        let unnamed = items(json!([{"image": "x"}]));
+        assert_eq!(list_key("containers", &one, &unnamed), None);
         let missing = items(json!([{"name": "a"}, {"image": "x"}]));
         assert_eq!(list_key("containers", &missing, &containers), None);
         // Container ports: `containerPort` first; Service ports have none, so `port`.
@@ -149,15 +200,13 @@ mod tests {
         let text = json!({"containerPort": "8080"});
         let key = &["containerPort"][..];
         assert_eq!(item_key(&number, key), item_key(&text, key));
-        assert_ne!(
-            item_key(&number, key),
-            item_key(&json!({"containerPort": 80}), key)
-        );
+        let other = json!({"containerPort": 80});
+        assert_ne!(item_key(&number, key), item_key(&other, key));
         // A key that is not a scalar names nothing.
         assert_eq!(item_key(&json!({"containerPort": {"a": 1}}), key), None);
         assert_eq!(
             item_key(&json!({"metadata": {"name": "data"}}), &["metadata.name"]),
-            Some(vec![Cow::Borrowed("data")])
+            Some(smallvec::smallvec![KeyText::Borrowed("data")])
         );
         let both = items(json!([{"containerPort": 8080}, {"containerPort": "8080"}]));
         // 8080 and "8080" are one key twice, and no other candidate is there: by index.
