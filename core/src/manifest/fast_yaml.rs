@@ -19,9 +19,15 @@ use serde_json::{Map, Number, Value};
 
 /// The JSON value of one YAML document, or `None` when this reader does not handle its text.
 pub(crate) fn parse(text: &str) -> Option<Value> {
+    parse_noting_nulls(text).map(|(value, _)| value)
+}
+
+/// [`parse`], and whether the value may hold a null anywhere: `false` only when the reader
+/// read none (then nothing need look for them; `kubectl get -o yaml` prints none).
+pub(crate) fn parse_noting_nulls(text: &str) -> Option<(Value, bool)> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return parse_json_document(text);
+        return parse_json_document(text).map(|value| (value, true));
     }
     let mut reader = Reader::new(text)?;
     let first = reader.next_content(0)?;
@@ -29,8 +35,18 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
     let value = reader.node(first, indent)?;
     // Anything after the top node (a `...` line, a dedented stray line) is for serde_yaml to judge.
     match reader.next_content(reader.cursor) {
-        None => Some(value),
+        None => Some((value, reader.nulls)),
         Some(_) => None,
+    }
+}
+
+/// Whether a null is anywhere in `value`.
+fn holds_null(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.iter().any(holds_null),
+        Value::Object(map) => map.values().any(holds_null),
+        _ => false,
     }
 }
 
@@ -122,6 +138,8 @@ struct Reader<'a> {
     lines: Vec<Line>,
     /// The first line not yet consumed.
     cursor: usize,
+    /// Whether a null was read.
+    nulls: bool,
 }
 
 fn line_at(text: &str, start: usize, end: usize) -> Line {
@@ -160,6 +178,7 @@ impl<'a> Reader<'a> {
             text,
             lines,
             cursor: 0,
+            nulls: false,
         })
     }
 
@@ -270,6 +289,7 @@ impl<'a> Reader<'a> {
     /// null.
     fn nested(&mut self, indent: usize, sequence_at_same_column: bool) -> Option<Value> {
         let Some(next) = self.next_content(self.cursor) else {
+            self.nulls = true;
             return Some(Value::Null);
         };
         let column = self.lines[next].indent;
@@ -278,6 +298,7 @@ impl<'a> Reader<'a> {
         {
             self.node(next, column)
         } else {
+            self.nulls = true;
             Some(Value::Null)
         }
     }
@@ -314,6 +335,10 @@ impl<'a> Reader<'a> {
                 }
             }
         };
+        // A scalar, or a flow collection (small: `{}` nearly always).
+        if holds_null(&value) {
+            self.nulls = true;
+        }
         match self.next_content(self.cursor) {
             Some(next) if self.lines[next].indent > parent => None,
             _ => Some(value),
@@ -924,14 +949,15 @@ mod tests {
 
     /// Whatever the reader answers for this text, serde_yaml agrees.
     fn agrees(text: &str) -> bool {
-        match parse(text) {
-            Some(ours) => {
+        match parse_noting_nulls(text) {
+            Some((ours, nulls)) => {
                 let theirs = reference(text);
                 assert_eq!(
                     Some(&ours),
                     theirs.as_ref(),
                     "fast reader accepted what serde_yaml reads otherwise:\n{text:?}"
                 );
+                assert_eq!(nulls, holds_null(&ours), "nulls noted wrongly:\n{text:?}");
                 true
             }
             None => false,

@@ -252,6 +252,7 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
         mut object,
         origin,
         namespace_given,
+        may_hold_nulls,
     } = resource;
     let mut ownership = None;
     let mut last_applied = None;
@@ -310,7 +311,9 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
             merge_string_data(map);
         }
     }
-    remove_nulls(&mut object);
+    if may_hold_nulls {
+        remove_nulls(&mut object);
+    }
     Prepared {
         key,
         api_version,
