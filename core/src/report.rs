@@ -295,6 +295,12 @@ impl<'p> Analyser<'p> {
         }
     }
 
+    /// Room for `additional` more desired objects, so that adding them does not grow the
+    /// table step by step.
+    pub fn reserve_desired(&mut self, additional: usize) {
+        self.desired.reserve(additional);
+    }
+
     /// Keep a desired object packed, for [`Analyser::add_desired_compact`]: callers that must
     /// read every desired object before adding any (to learn the scopes of custom kinds) hold
     /// the span, not the parsed object.
@@ -313,7 +319,7 @@ impl<'p> Analyser<'p> {
     /// the key may be resolved after compacting.
     pub fn add_desired_compact(
         &mut self,
-        mut prepared: Prepared,
+        mut prepared: Box<Prepared>,
         span: PackedSpan,
     ) -> crate::Result<()> {
         let index = self.desired.len();
@@ -328,10 +334,7 @@ impl<'p> Analyser<'p> {
             }
             Entry::Vacant(slot) => {
                 slot.insert(Pending {
-                    stored: Stored::Compact {
-                        prepared: Box::new(prepared),
-                        span,
-                    },
+                    stored: Stored::Compact { prepared, span },
                     index,
                 });
                 Ok(())

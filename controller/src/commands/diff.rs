@@ -161,7 +161,7 @@ enum Objects {
     /// object's `Value` is dropped where it was parsed; a CustomResourceDefinition's is kept,
     /// for the scope it declares).
     Desired {
-        objects: Vec<(Prepared, std::ops::Range<usize>)>,
+        objects: Vec<(Box<Prepared>, std::ops::Range<usize>)>,
         packed: String,
     },
     Live(LiveBatch),
@@ -302,7 +302,9 @@ impl<'a> Work<'a> {
                         if !Scopes::declares_scope(&p.key) {
                             p.object = Value::Null;
                         }
-                        objects.push((p, start..packed.len()));
+                        // Boxed here, on the thread that parsed it, rather than when the analysis
+                        // is shared (by the recording thread alone, while the other waits).
+                        objects.push((Box::new(p), start..packed.len()));
                         Ok(())
                     })?;
                 }
@@ -446,7 +448,7 @@ fn compare_batches<'a>(
     let mut analyser = Some(Analyser::new(policy, options));
     // CRDs tell the scope of their kinds.
     let mut scopes = Scopes::default();
-    let mut desired: Vec<(Prepared, PackedSpan)> = Vec::new();
+    let mut desired: Vec<(Box<Prepared>, PackedSpan)> = Vec::new();
     // Whether a live CustomResourceDefinition was read: it can change the scope of its kind from
     // the one comparisons made ahead assumed.
     let mut live_crds = false;
@@ -509,7 +511,7 @@ fn compare_batches<'a>(
 /// by the same rule (with every CRD among the desired objects known) so that their keys agree.
 fn share_desired<'a>(
     analyser: &mut Option<Analyser<'a>>,
-    desired: &mut Vec<(Prepared, PackedSpan)>,
+    desired: &mut Vec<(Box<Prepared>, PackedSpan)>,
     args: &DiffArgs,
     scopes: &Scopes,
     work: &Work<'a>,
@@ -517,6 +519,7 @@ fn share_desired<'a>(
     let Some(mut analyser) = analyser.take() else {
         return Ok(());
     };
+    analyser.reserve_desired(desired.len());
     for (mut p, span) in desired.drain(..) {
         p.resolve_namespace(&args.namespace, scopes);
         analyser.add_desired_compact(p, span)?;
