@@ -1,7 +1,8 @@
 //! Which field(s) identify the items of a list (Kubernetes' strategic-merge keys), so that lists
 //! are compared item by item by key, not by position.
 
-use compact_str::{CompactString, ToCompactString};
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::path::Selector;
@@ -42,49 +43,12 @@ fn lookup<'a>(item: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(item, |v, part| v.get(part))
 }
 
-/// The text of one key field's value: borrowed from the item, or a number written out (inline,
-/// so that a port's key costs no allocation).
-#[derive(Debug, Clone)]
-pub enum KeyText<'a> {
-    Borrowed(&'a str),
-    Number(CompactString),
-}
-
-impl KeyText<'_> {
-    pub fn as_str(&self) -> &str {
-        match self {
-            KeyText::Borrowed(s) => s,
-            KeyText::Number(n) => n,
-        }
-    }
-}
-
-impl PartialEq for KeyText<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for KeyText<'_> {}
-
-impl PartialOrd for KeyText<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for KeyText<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-
 /// Scalars only: a key must be a string or number to name an item.
-fn key_text(v: &Value) -> Option<KeyText<'_>> {
+fn key_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(KeyText::Borrowed(s)),
-        Value::Number(n) => Some(KeyText::Number(n.to_compact_string())),
-        Value::Bool(b) => Some(KeyText::Borrowed(if *b { "true" } else { "false" })),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
@@ -114,14 +78,12 @@ fn unique_keys(items: &[Value], key: &[&str]) -> bool {
     keys.windows(2).all(|pair| pair[0] != pair[1])
 }
 
-/// The key of one item, comparable as text (`8080` equals `"8080"`). Every list's key has one
-/// or two fields: kept inline, since a key is made for every item of every keyed list of both
-/// sides (a list each was 1.7% of a diff on the 2,000-pair corpus, callgrind).
-pub type ItemKey<'a> = smallvec::SmallVec<[KeyText<'a>; 2]>;
+/// The key of one item, comparable as text (`8080` equals `"8080"`).
+pub type ItemKey<'a> = Vec<Cow<'a, str>>;
 
 /// The key of one item as comparable text.
 pub fn item_key<'a>(item: &'a Value, key: &[&str]) -> Option<ItemKey<'a>> {
-    let mut texts = ItemKey::new();
+    let mut texts = ItemKey::with_capacity(key.len());
     for k in key {
         texts.push(lookup(item, k).and_then(key_text)?);
     }
@@ -206,7 +168,7 @@ mod tests {
         assert_eq!(item_key(&json!({"containerPort": {"a": 1}}), key), None);
         assert_eq!(
             item_key(&json!({"metadata": {"name": "data"}}), &["metadata.name"]),
-            Some(smallvec::smallvec![KeyText::Borrowed("data")])
+            Some(vec![Cow::Borrowed("data")])
         );
         let both = items(json!([{"containerPort": 8080}, {"containerPort": "8080"}]));
         // 8080 and "8080" are one key twice, and no other candidate is there: by index.
