@@ -799,7 +799,8 @@ fn yaml_to_json(value: serde_yaml::Value) -> std::result::Result<Value, String> 
 ///
 /// Kept as a list sorted by group and kind and searched with borrowed names: every object of a
 /// diff asks, on both sides and more than once, and a lookup in sets of owned pairs built two
-/// strings each time (45,000 times on the 2,000-pair corpus).
+/// strings each time (4,150 lookups, 2.7M instructions, in a diff of the 2,000-pair corpus;
+/// 1.4M fewer this way, callgrind).
 #[derive(Debug, Clone)]
 pub struct Scopes {
     /// (group, kind, cluster-scoped), sorted by group and kind, each kind once.
