@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::normalize::managed::Ownership;
 
 mod fast_yaml;
 
@@ -80,6 +81,9 @@ pub struct Resource {
     /// Whether the object may hold a null: `false` only when its reader read none, and then
     /// `prepare` does not look for them (walking every object for them was 2% of a diff).
     pub may_hold_nulls: bool,
+    /// `metadata.managedFields` when its reader read it aside, out of `object`; `None` when it
+    /// did not (then it is in `object`, if the object has it).
+    pub ownership: Option<Ownership>,
 }
 
 impl Resource {
@@ -149,6 +153,7 @@ impl Resource {
             api_version,
             namespace_given: namespace.is_some(),
             may_hold_nulls: true,
+            ownership: None,
             object,
             origin,
         })
@@ -442,9 +447,23 @@ pub fn parse_section(
             return Ok(0);
         }
     }
-    if let Some((value, nulls)) = fast_yaml::parse_noting_nulls(text) {
+    let document = fast_yaml::read(text, true).and_then(|document| {
+        // What was set aside is a List's own: its items carry theirs in the value.
+        if document.ownership.is_some() && is_list(&document.value) {
+            fast_yaml::read(text, false)
+        } else {
+            Some(document)
+        }
+    });
+    if let Some(document) = document {
+        let fast_yaml::Document {
+            value,
+            nulls,
+            mut ownership,
+        } = document;
         emit_document(value, origin, &mut |mut resource| {
             resource.may_hold_nulls = nulls;
+            resource.ownership = ownership.take();
             sink(resource)
         })?;
         return Ok(0);
@@ -589,6 +608,15 @@ fn emit_items(
         emit(item, origin, sink)?;
     }
     Ok(())
+}
+
+/// Whether [`emit_document`] takes a document's value for a list of objects.
+fn is_list(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => is_list_kind(map),
+        Value::Array(_) => true,
+        _ => false,
+    }
 }
 
 fn is_list_kind(map: &Map<String, Value>) -> bool {
@@ -980,6 +1008,47 @@ pub fn index_by_key<T: Located>(items: Vec<T>) -> Result<BTreeMap<ResourceKey, T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn managed_fields_read_aside_are_the_resources_own_and_a_lists_stay_in_its_items() {
+        let managed = "  managedFields:\n  - apiVersion: v1\n    fieldsType: FieldsV1\n    fieldsV1:\n      f:data:\n        f:a: {}\n    manager: kubectl-edit\n    operation: Update\n";
+        let one = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n{managed}  name: a\ndata:\n  a: b\n"
+        );
+        let resources = parse_manifests("one.yaml", one.as_bytes()).unwrap();
+        let tracking = crate::normalize::TrackingKeys::default();
+        let read = &resources[0];
+        assert!(read.ownership.is_some());
+        assert!(read.object["metadata"].get("managedFields").is_none());
+        // The same ownership as `prepare` makes of the value.
+        let mut generic =
+            Resource::from_object(serde_yaml::from_str(&one).unwrap(), read.origin.clone())
+                .unwrap();
+        generic.may_hold_nulls = read.may_hold_nulls;
+        let expected = crate::normalize::prepare(generic, &tracking);
+        let prepared = crate::normalize::prepare(read.clone(), &tracking);
+        assert_eq!(prepared.ownership, expected.ownership);
+        assert_eq!(prepared.object, expected.object);
+        assert_eq!(
+            prepared.ownership.unwrap().entries()[0].manager,
+            "kubectl-edit"
+        );
+        // A List's own managedFields are not its items': each item keeps its own in its value.
+        let item = format!(
+            "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n  {}    name: b\n",
+            managed.replace("\n  ", "\n    ")
+        );
+        let list = format!("apiVersion: v1\nkind: List\nmetadata:\n{managed}items:\n{item}");
+        let resources = parse_manifests("list.yaml", list.as_bytes()).unwrap();
+        assert_eq!(resources.len(), 1);
+        assert!(resources[0].ownership.is_none());
+        assert!(resources[0].object["metadata"]["managedFields"].is_array());
+        let prepared = crate::normalize::prepare(resources[0].clone(), &tracking);
+        assert_eq!(
+            prepared.ownership.unwrap().entries()[0].manager,
+            "kubectl-edit"
+        );
+    }
 
     #[test]
     fn a_kinds_scope_is_the_last_one_learned() {

@@ -2,6 +2,8 @@
 //! field, so that a field present only in live can be told apart as a server default (no owner),
 //! a GitOps or system write, or an out-of-band change by someone else.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::path::{FieldPath, Step};
@@ -27,44 +29,63 @@ impl FieldNode {
     /// Takes the FieldsV1 value apart rather than copying it: its keys become the elements
     /// (`f:` names with their prefix cut off in place), one allocation fewer per field of every
     /// manager of every live object.
-    fn parse(value: Value) -> FieldNode {
+    pub(crate) fn parse(value: Value) -> FieldNode {
         let mut node = FieldNode::default();
         let Value::Object(map) = value else {
             return node;
         };
-        for (mut key, child) in map {
-            if key == "." {
-                node.dot = true;
-                continue;
-            }
-            // Not `split_at`: it panics on a key whose second character is more than one byte
-            // long (`aé`); such a key is of no known form and is skipped like any other.
-            let Some(prefix) = key.get(..2) else {
-                continue;
-            };
-            let rest = &key[2..];
-            let element = match prefix {
-                "f:" => {
-                    key.replace_range(..2, "");
-                    Element::Field(key)
-                }
-                "k:" => match serde_json::from_str(rest) {
-                    Ok(Value::Object(m)) => Element::Key(m),
-                    _ => continue,
-                },
-                "v:" => match serde_json::from_str(rest) {
-                    Ok(v) => Element::Value(v),
-                    _ => continue,
-                },
-                "i:" => match rest.parse() {
-                    Ok(i) => Element::Index(i),
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            node.children.push((element, FieldNode::parse(child)));
+        for (key, child) in map {
+            node.add(Cow::Owned(key), || FieldNode::parse(child));
         }
         node
+    }
+
+    /// An empty node with room for `children` children.
+    pub(crate) fn with_capacity(children: usize) -> FieldNode {
+        FieldNode {
+            dot: false,
+            children: Vec::with_capacity(children),
+        }
+    }
+
+    /// Add the child under a FieldsV1 key (`f:name`, `k:{…}`, `v:…`, `i:3`; `.` marks the node
+    /// itself owned). Children are added in the keys' order (a FieldsV1 object's, as parsed);
+    /// `child` is not called for a key of no known form, which is skipped. An owned key becomes
+    /// the field's name in place.
+    pub(crate) fn add(&mut self, key: Cow<'_, str>, child: impl FnOnce() -> FieldNode) {
+        if key == "." {
+            self.dot = true;
+            return;
+        }
+        // Not `split_at`: it panics on a key whose second character is more than one byte
+        // long (`aé`); such a key is of no known form and is skipped like any other.
+        let Some(prefix) = key.get(..2) else {
+            return;
+        };
+        let rest = &key[2..];
+        let element = match prefix {
+            "f:" => Element::Field(match key {
+                Cow::Owned(mut key) => {
+                    key.replace_range(..2, "");
+                    key
+                }
+                Cow::Borrowed(key) => key[2..].to_string(),
+            }),
+            "k:" => match serde_json::from_str(rest) {
+                Ok(Value::Object(m)) => Element::Key(m),
+                _ => return,
+            },
+            "v:" => match serde_json::from_str(rest) {
+                Ok(v) => Element::Value(v),
+                _ => return,
+            },
+            "i:" => match rest.parse() {
+                Ok(i) => Element::Index(i),
+                _ => return,
+            },
+            _ => return,
+        };
+        self.children.push((element, child()));
     }
 
     /// Owned as a whole: a leaf, or a node whose existence the manager owns.
@@ -107,7 +128,7 @@ fn key_matches(keys: &Map<String, Value>, item: &Value, lenient: bool) -> bool {
     matched > 0
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ManagerEntry {
     pub manager: String,
     pub operation: String,
@@ -115,8 +136,35 @@ pub struct ManagerEntry {
     fields: FieldNode,
 }
 
+impl ManagerEntry {
+    /// One entry of `metadata.managedFields`, its field set taken out by `fields` (called only
+    /// for an entry kept): `None` for the status subresource's entry (status is never
+    /// compared), and for an entry without a manager or a field set.
+    pub(crate) fn read(
+        mut entry: Map<String, Value>,
+        fields: impl FnOnce(&mut Map<String, Value>) -> Option<FieldNode>,
+    ) -> Option<ManagerEntry> {
+        if entry.get("subresource").and_then(Value::as_str) == Some("status") {
+            return None;
+        }
+        let mut text = |key: &str| match entry.remove(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let manager = text("manager")?;
+        let operation = text("operation").unwrap_or_default();
+        let time = text("time");
+        Some(ManagerEntry {
+            manager,
+            operation,
+            time,
+            fields: fields(&mut entry)?,
+        })
+    }
+}
+
 /// All managers' field sets for one live object.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ownership {
     entries: Vec<ManagerEntry>,
 }
@@ -134,24 +182,13 @@ impl Ownership {
         let Value::Array(items) = managed else {
             return None;
         };
-        let text = |entry: &mut Map<String, Value>, key: &str| match entry.remove(key) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
         let entries = items
             .into_iter()
             .filter_map(|e| match e {
-                Value::Object(map) => Some(map),
+                Value::Object(map) => {
+                    ManagerEntry::read(map, |e| e.remove("fieldsV1").map(FieldNode::parse))
+                }
                 _ => None,
-            })
-            .filter(|e| e.get("subresource").and_then(Value::as_str) != Some("status"))
-            .filter_map(|mut e| {
-                Some(ManagerEntry {
-                    manager: text(&mut e, "manager")?,
-                    operation: text(&mut e, "operation").unwrap_or_default(),
-                    time: text(&mut e, "time"),
-                    fields: FieldNode::parse(e.remove("fieldsV1")?),
-                })
             })
             .collect();
         Some(Ownership { entries })
@@ -170,6 +207,11 @@ impl Ownership {
                 })
             })
             .collect()
+    }
+
+    /// The entries read by [`ManagerEntry::read`], in their order.
+    pub(crate) fn from_entries(entries: Vec<ManagerEntry>) -> Ownership {
+        Ownership { entries }
     }
 
     pub fn entries(&self) -> &[ManagerEntry] {

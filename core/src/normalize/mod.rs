@@ -253,8 +253,8 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
         origin,
         namespace_given,
         may_hold_nulls,
+        mut ownership,
     } = resource;
-    let mut ownership = None;
     let mut last_applied = None;
     let mut tracking = Tracking::default();
     if let Value::Object(map) = &mut object {
