@@ -33,9 +33,10 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
 /// One YAML document as [`read`] reads it.
 pub(crate) struct Document {
     pub(crate) value: Value,
-    /// Whether the value may hold a null anywhere: `false` only when the reader read none (then
-    /// nothing need look for them; `kubectl get -o yaml` prints none).
-    pub(crate) nulls: bool,
+    /// How many nulls the value holds, at any depth, when the reader counted them (YAML; not
+    /// JSON documents): what looks for them can stop once it has met that many (`kubectl get -o
+    /// yaml` prints none).
+    pub(crate) nulls: Option<usize>,
     /// `metadata.managedFields`, read straight into field sets and left out of `value`; `None`
     /// when it was not (then it is in `value`, if the document has it).
     pub(crate) ownership: Option<Ownership>,
@@ -53,7 +54,7 @@ pub(crate) fn read(text: &str, managed_fields: bool) -> Option<Document> {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return parse_json_document(text).map(|value| Document {
             value,
-            nulls: true,
+            nulls: None,
             ownership: None,
         });
     }
@@ -73,20 +74,20 @@ pub(crate) fn read(text: &str, managed_fields: bool) -> Option<Document> {
     match reader.next_content(reader.cursor) {
         None => Some(Document {
             value,
-            nulls: reader.nulls,
+            nulls: Some(reader.nulls),
             ownership,
         }),
         Some(_) => None,
     }
 }
 
-/// Whether a null is anywhere in `value`.
-fn holds_null(value: &Value) -> bool {
+/// How many nulls `value` holds, at any depth.
+fn count_nulls(value: &Value) -> usize {
     match value {
-        Value::Null => true,
-        Value::Array(items) => items.iter().any(holds_null),
-        Value::Object(map) => map.values().any(holds_null),
-        _ => false,
+        Value::Null => 1,
+        Value::Array(items) => items.iter().map(count_nulls).sum(),
+        Value::Object(map) => map.values().map(count_nulls).sum(),
+        _ => 0,
     }
 }
 
@@ -178,8 +179,8 @@ struct Reader<'a> {
     lines: Vec<Line>,
     /// The first line not yet consumed.
     cursor: usize,
-    /// Whether a null was read.
-    nulls: bool,
+    /// How many nulls were read.
+    nulls: usize,
 }
 
 fn line_at(text: &str, start: usize, end: usize) -> Line {
@@ -222,7 +223,7 @@ impl<'a> Reader<'a> {
             text,
             lines,
             cursor: 0,
-            nulls: false,
+            nulls: 0,
         })
     }
 
@@ -291,7 +292,7 @@ impl<'a> Reader<'a> {
         }
         self.lines.drain(key..end);
         self.cursor = 0;
-        self.nulls = false;
+        self.nulls = 0;
         Some(Some(Ownership::from_entries(entries)))
     }
 
@@ -575,7 +576,7 @@ impl<'a> Reader<'a> {
     /// null.
     fn nested(&mut self, indent: usize, sequence_at_same_column: bool) -> Option<Value> {
         let Some(next) = self.next_content(self.cursor) else {
-            self.nulls = true;
+            self.nulls += 1;
             return Some(Value::Null);
         };
         let column = self.lines[next].indent;
@@ -584,7 +585,7 @@ impl<'a> Reader<'a> {
         {
             self.node(next, column)
         } else {
-            self.nulls = true;
+            self.nulls += 1;
             Some(Value::Null)
         }
     }
@@ -622,9 +623,7 @@ impl<'a> Reader<'a> {
             }
         };
         // A scalar, or a flow collection (small: `{}` nearly always).
-        if holds_null(&value) {
-            self.nulls = true;
-        }
+        self.nulls += count_nulls(&value);
         match self.next_content(self.cursor) {
             Some(next) if self.lines[next].indent > parent => None,
             _ => Some(value),
@@ -1312,7 +1311,11 @@ mod tests {
                     theirs.as_ref(),
                     "fast reader accepted what serde_yaml reads otherwise:\n{text:?}"
                 );
-                assert_eq!(nulls, holds_null(&value), "nulls noted wrongly:\n{text:?}");
+                assert_eq!(
+                    nulls,
+                    Some(count_nulls(&value)),
+                    "nulls counted wrongly:\n{text:?}"
+                );
                 true
             }
             None => false,
@@ -1347,8 +1350,8 @@ mod tests {
             "ownership read aside otherwise:\n{text:?}"
         );
         assert!(
-            aside.nulls || !holds_null(&aside.value),
-            "nulls noted wrongly:\n{text:?}"
+            aside.nulls == Some(count_nulls(&aside.value)),
+            "nulls counted wrongly:\n{text:?}"
         );
         Some(ownership)
     }

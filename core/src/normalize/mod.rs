@@ -252,7 +252,7 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
         mut object,
         origin,
         namespace_given,
-        may_hold_nulls,
+        nulls,
         mut ownership,
     } = resource;
     let mut last_applied = None;
@@ -311,9 +311,7 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
             merge_string_data(map);
         }
     }
-    if may_hold_nulls {
-        remove_nulls(&mut object);
-    }
+    remove_nulls(&mut object, &mut nulls.unwrap_or(usize::MAX));
     Prepared {
         key,
         api_version,
@@ -399,14 +397,33 @@ fn merge_string_data(secret: &mut Map<String, Value>) {
     }
 }
 
-/// A null in a manifest means "absent" to the API server.
-fn remove_nulls(value: &mut Value) {
+/// A null in a manifest means "absent" to the API server: removed from every mapping (a list's
+/// null items stay). `left` is how many nulls may still be found: the walk stops once it is 0.
+fn remove_nulls(value: &mut Value, left: &mut usize) {
     match value {
-        Value::Object(map) => {
+        Value::Object(map) if *left > 0 => {
+            let before = map.len();
             map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(remove_nulls);
+            *left = left.saturating_sub(before - map.len());
+            for v in map.values_mut() {
+                if *left == 0 {
+                    break;
+                }
+                remove_nulls(v, left);
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(remove_nulls),
+        Value::Array(items) if *left > 0 => {
+            for item in items {
+                if *left == 0 {
+                    break;
+                }
+                if item.is_null() {
+                    *left -= 1;
+                } else {
+                    remove_nulls(item, left);
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -649,6 +666,31 @@ pub fn resolve<'a>(root: &'a Value, live: &Value, path: &FieldPath) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nulls_are_removed_from_mappings_at_any_depth_and_the_walk_stops_at_the_count() {
+        let object = serde_json::json!({
+            "metadata": {"annotations": null, "labels": {"a": "b", "c": null}},
+            "spec": {"items": [null, {"x": null, "y": [1, {"z": null}]}], "w": null},
+        });
+        let cleaned = serde_json::json!({
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"items": [null, {"y": [1, {}]}]},
+        });
+        // Six nulls: counted exactly, or not counted at all.
+        for budget in [6, usize::MAX] {
+            let mut value = object.clone();
+            let mut left = budget;
+            remove_nulls(&mut value, &mut left);
+            assert_eq!(value, cleaned, "budget {budget}");
+        }
+        // Told there is one, the walk stops after the first (in key order: metadata's).
+        let mut value = object.clone();
+        remove_nulls(&mut value, &mut 1);
+        assert!(value["metadata"].get("annotations").is_none());
+        assert!(value["metadata"]["labels"].get("c").is_some());
+        assert!(value["spec"].get("w").is_some());
+    }
     use serde_json::json;
 
     fn verdict(last_applied: Option<&str>, field: &str) -> LiveOnly {
