@@ -1173,14 +1173,17 @@ fn may_be_number(text: &str) -> bool {
 
 /// A plain scalar's value, as serde_yaml resolves it.
 fn resolve_plain(text: &str) -> Option<Value> {
-    // Most keys and values are words. One starting with a letter is a string, unless it is a
-    // spelling of null, true or false (no number starts with a letter): the checks below cost
-    // more than the string (about 2% of a diff of `kubectl get -o yaml` dumps).
-    if let Some(first) = text.as_bytes().first() {
-        if first.is_ascii_alphabetic() && !matches!(first, b'n' | b'N' | b't' | b'T' | b'f' | b'F')
-        {
-            return Some(Value::String(text.to_string()));
-        }
+    // Most keys and values are words. One starting with a letter is a string unless it is one of
+    // the nine spellings of null, true and false (no number starts with a letter), matched here:
+    // the checks below cost more than the string (2% of a diff of `kubectl get -o yaml` dumps for
+    // the words not starting n, t or f, and 0.3% more for those).
+    if text.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+        return Some(match text {
+            "null" | "Null" | "NULL" => Value::Null,
+            "true" | "True" | "TRUE" => Value::Bool(true),
+            "false" | "False" | "FALSE" => Value::Bool(false),
+            _ => Value::String(text.to_string()),
+        });
     }
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),

@@ -239,7 +239,15 @@ fn find<'a>(node: &'a FieldNode, live: &Value, steps: &[Step]) -> Option<&'a Fie
     match step {
         Step::Field(name) => {
             let child = node.field(name)?;
-            find(child, live.get(name.as_str()).unwrap_or(&Value::Null), rest)
+            // The live value is read only for a list item further down, matched by its keys: a
+            // lookup at every step was 0.5% of the instructions of a diff of `kubectl get -o yaml`
+            // dumps.
+            let below = if rest.iter().any(|s| matches!(s, Step::Item { .. })) {
+                live.get(name.as_str()).unwrap_or(&Value::Null)
+            } else {
+                &Value::Null
+            };
+            find(child, below, rest)
         }
         Step::Item { index, .. } => {
             let item = live.get(*index)?;
