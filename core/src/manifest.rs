@@ -463,7 +463,7 @@ pub fn parse_section(
             mut ownership,
         } = document;
         emit_document(value, origin, &mut |mut resource| {
-            resource.nulls = nulls;
+            resource.nulls = Some(nulls);
             resource.ownership = ownership.take();
             sink(resource)
         })?;

@@ -19,6 +19,7 @@
 //! plain decimal integer is handed to serde_yaml, one scalar at a time.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -33,10 +34,9 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
 /// One YAML document as [`read`] reads it.
 pub(crate) struct Document {
     pub(crate) value: Value,
-    /// How many nulls the value holds, at any depth, when the reader counted them (YAML; not
-    /// JSON documents): what looks for them can stop once it has met that many (`kubectl get -o
-    /// yaml` prints none).
-    pub(crate) nulls: Option<usize>,
+    /// How many nulls the value holds, at any depth: what looks for them can stop once it has
+    /// met that many (`kubectl get` prints none).
+    pub(crate) nulls: usize,
     /// `metadata.managedFields`, read straight into field sets and left out of `value`; `None`
     /// when it was not (then it is in `value`, if the document has it).
     pub(crate) ownership: Option<Ownership>,
@@ -52,9 +52,9 @@ pub(crate) struct Document {
 pub(crate) fn read(text: &str, managed_fields: bool) -> Option<Document> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return parse_json_document(text).map(|value| Document {
+        return parse_json_document(text).map(|(value, nulls)| Document {
             value,
-            nulls: None,
+            nulls,
             ownership: None,
         });
     }
@@ -74,7 +74,7 @@ pub(crate) fn read(text: &str, managed_fields: bool) -> Option<Document> {
     match reader.next_content(reader.cursor) {
         None => Some(Document {
             value,
-            nulls: Some(reader.nulls),
+            nulls: reader.nulls,
             ownership,
         }),
         Some(_) => None,
@@ -93,24 +93,27 @@ fn count_nulls(value: &Value) -> usize {
 
 /// A JSON document, as kubectl reads one (its decoder sees the `{` and reads JSON): serde_json,
 /// with duplicate keys refused as serde_yaml refuses them.
-fn parse_json_document(text: &str) -> Option<Value> {
+/// Its value and how many nulls it holds.
+fn parse_json_document(text: &str) -> Option<(Value, usize)> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = StrictValue.deserialize(&mut de).ok()?;
+    let nulls = Cell::new(0);
+    let value = StrictValue(&nulls).deserialize(&mut de).ok()?;
     de.end().ok()?;
-    Some(value)
+    Some((value, nulls.get()))
 }
 
-/// A `serde_json::Value` that refuses a mapping naming one key twice.
-struct StrictValue;
+/// A `serde_json::Value` that refuses a mapping naming one key twice, counting its nulls.
+#[derive(Clone, Copy)]
+struct StrictValue<'c>(&'c Cell<usize>);
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
+impl<'de> Visitor<'de> for StrictValue<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
@@ -136,11 +139,12 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::String(v))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
+        self.0.set(self.0.get() + 1);
         Ok(Value::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(StrictValue)? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -154,7 +158,7 @@ impl<'de> Visitor<'de> for StrictValue {
                     return Err(serde::de::Error::custom("duplicate key"));
                 }
                 serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(access.next_value_seed(StrictValue)?);
+                    slot.insert(access.next_value_seed(self)?);
                 }
             }
         }
@@ -1316,7 +1320,7 @@ mod tests {
                 );
                 assert_eq!(
                     nulls,
-                    Some(count_nulls(&value)),
+                    count_nulls(&value),
                     "nulls counted wrongly:\n{text:?}"
                 );
                 true
@@ -1353,7 +1357,7 @@ mod tests {
             "ownership read aside otherwise:\n{text:?}"
         );
         assert!(
-            aside.nulls == Some(count_nulls(&aside.value)),
+            aside.nulls == count_nulls(&aside.value),
             "nulls counted wrongly:\n{text:?}"
         );
         Some(ownership)
@@ -1696,8 +1700,14 @@ spec:
 
     #[test]
     fn json_documents_are_read_by_serde_json_and_duplicate_keys_refused() {
-        let value = handled("{\"a\": {\"b\": [1, 2.5, \"x\", null, true]}}\n");
+        let value = handled("{\"a\": {\"b\": [1, 2.5, \"x\", null, true]}, \"c\": null}\n");
         assert_eq!(value["a"]["b"][1], 2.5);
+        // Nulls counted as for YAML: at any depth.
+        assert!(agrees(
+            "{\"a\": {\"b\": [null, {\"c\": null}]}, \"d\": null}"
+        ));
+        let json = read("[null, {\"a\": null}]", false).unwrap();
+        assert_eq!(json.nulls, 2);
         assert!(parse("{\"a\": 1, \"a\": 2}").is_none());
         assert!(parse("{\"a\": 1} trailing").is_none());
         assert!(parse("{a: 1}").is_none());
