@@ -79,8 +79,9 @@ pub struct Resource {
     /// Whether the document named its namespace; if not, `resolve_namespace` fills it in.
     pub namespace_given: bool,
     /// How many nulls the object holds at most, when its reader counted them (`None`: unknown):
-    /// `prepare` stops looking for them once it has met that many (walking every object for
-    /// them was 2% of a diff, and 3.6% where every desired object held one, near its start).
+    /// `prepare` stops looking for them once it has met that many. Walking every object for
+    /// them was 2% of a diff; on the 2,000-pair corpus, whose every desired object holds one near
+    /// its start, stopping there saved 0.8% more (`kubectl get -o yaml` form) and 2.3% (JSON).
     pub nulls: Option<usize>,
     /// `metadata.managedFields` when its reader read it aside, out of `object`; `None` when it
     /// did not (then it is in `object`, if the object has it).

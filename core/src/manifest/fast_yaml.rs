@@ -1529,7 +1529,9 @@ spec:
             ownership.entries()[0].time.as_deref(),
             Some("2026-12-05T05:46:38Z")
         );
-        // A form the path does not read is left in the value, read as before.
+        // Other forms (entries indented under the key, comments, duplicates, a sequence, keys
+        // quoted or spaced): read aside or left in the value, always as the generic path reads
+        // them.
         assert!(!indented.contains("\n  - apiVersion"));
         for text in [
             indented.as_str(),
