@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use argo_drift_core::manifest::Scopes;
@@ -35,6 +36,7 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (desired_count, live_count) = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new().name("parser".into());
         let helper = helper.spawn_scoped(scope, || work.help())?;
+        run_apart(&work.helper_cpu);
         let compared = compare(args, &policy, &work);
         // The comparison's end (done, or an error) has stopped the helper.
         helper
@@ -104,7 +106,11 @@ struct Work<'a> {
     changed: Condvar,
     /// Set once every desired object is in the analyser.
     shared: OnceLock<Shared<'a>>,
+    /// The CPU the helper thread started on ([`NOT_STARTED`] before): see [`run_apart`].
+    helper_cpu: AtomicUsize,
 }
+
+const NOT_STARTED: usize = usize::MAX;
 
 /// The analysis, shared once its desired side is complete.
 struct Shared<'a> {
@@ -203,6 +209,7 @@ impl<'a> Work<'a> {
             state: Mutex::new(state),
             changed: Condvar::new(),
             shared: OnceLock::new(),
+            helper_cpu: AtomicUsize::new(NOT_STARTED),
         }
     }
 
@@ -213,6 +220,7 @@ impl<'a> Work<'a> {
 
     /// The helper thread: parse batches until none is left or the diff ends.
     fn help(&self) {
+        self.helper_cpu.store(current_cpu(), Ordering::Release);
         let mut state = self.lock();
         loop {
             let to_free = std::mem::take(&mut state.to_free);
@@ -422,6 +430,69 @@ impl State<'_> {
     }
 }
 
+/// Make sure that the helper thread just spawned and this one run on different CPUs.
+///
+/// Linux may queue a new thread on the CPU of the thread that made it, behind it, while another
+/// CPU idles; it runs there once that thread is preempted, or once the scheduler's balancing
+/// moves one of them (milliseconds later). On the benchmark machine (2 CPUs), in 6 diffs of the
+/// 2,000-pair corpus (60 to 75 ms each) the helper started 0.6 to 4.5 ms after its spawn, and
+/// about 0.1 to 0.6 ms after it with this (8 diffs; temporary marks). Two threads kept busy for 3 ms
+/// from a spawn ended after 3.0 to 6.1 ms (often one after the other, on one CPU), and after 3.1
+/// to 3.2 ms in every one of 24 tries when the spawning thread then moved itself as here.
+///
+/// If the helper has not started on another CPU within a moment, this thread leaves the CPU it
+/// runs on: it allows itself every CPU but that one, which moves it, then every CPU again.
+fn run_apart(helper_cpu: &AtomicUsize) {
+    let here = current_cpu();
+    // A thread started on an idle CPU runs within some tens of microseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_micros(100);
+    loop {
+        match helper_cpu.load(Ordering::Acquire) {
+            NOT_STARTED if std::time::Instant::now() < deadline => std::hint::spin_loop(),
+            NOT_STARTED => break,
+            cpu if cpu == here => break,
+            _ => return,
+        }
+    }
+    move_off_cpu(here);
+}
+
+/// The CPU this thread runs on (0 where that cannot be asked).
+fn current_cpu() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::thread::sched_getcpu()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Move this thread off CPU `here`, leaving it free to run on any CPU it could run on before.
+fn move_off_cpu(here: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::thread::{sched_getaffinity, sched_setaffinity};
+        let Ok(allowed) = sched_getaffinity(None) else {
+            return;
+        };
+        let mut elsewhere = allowed;
+        elsewhere.unset(here);
+        if elsewhere.count() == 0 {
+            return;
+        }
+        // The kernel moves a thread whose CPU its affinity no longer holds at once.
+        if let Err(e) =
+            sched_setaffinity(None, &elsewhere).and_then(|()| sched_setaffinity(None, &allowed))
+        {
+            tracing::debug!(error = %e, "the threads of the diff could not be spread over CPUs");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = here;
+}
+
 /// Read the desired objects, then record the comparison of each live object as it arrives.
 /// The analysis is left in [`Work::shared`].
 fn compare<'a>(
@@ -580,6 +651,32 @@ mod tests {
         (0..count)
             .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: default\n"))
             .collect()
+    }
+
+    /// Spreading the threads leaves this one every CPU it had, whether it moved (the helper not
+    /// started, or started on its CPU) or not (the helper elsewhere): the affinity is only a
+    /// means to move.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn spreading_the_threads_leaves_this_one_every_cpu_it_had() {
+        use rustix::thread::sched_getaffinity;
+        std::thread::spawn(|| {
+            let before = sched_getaffinity(None).unwrap();
+            let here = current_cpu();
+            assert!(
+                before.is_set(here),
+                "running on CPU {here}, outside its affinity"
+            );
+            for helper in [NOT_STARTED, here, here + 1] {
+                run_apart(&AtomicUsize::new(helper));
+                assert!(
+                    sched_getaffinity(None).unwrap() == before,
+                    "helper on {helper}: the affinity changed"
+                );
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// The comparing thread can take the last batch itself and meet the end of the sources on
