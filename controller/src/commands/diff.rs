@@ -436,9 +436,11 @@ impl State<'_> {
 /// CPU idles; it runs there once that thread is preempted, or once the scheduler's balancing
 /// moves one of them (milliseconds later). On the benchmark machine (2 CPUs), in 6 diffs of the
 /// 2,000-pair corpus (60 to 75 ms each) the helper started 0.6 to 4.5 ms after its spawn, and
-/// about 0.1 to 0.6 ms after it with this (8 diffs; temporary marks). Two threads kept busy for 3 ms
-/// from a spawn ended after 3.0 to 6.1 ms (often one after the other, on one CPU), and after 3.1
-/// to 3.2 ms in every one of 24 tries when the spawning thread then moved itself as here.
+/// about 0.1 to 0.6 ms after it with this (8 diffs; temporary marks). In a throwaway program,
+/// two threads kept busy for 3 ms from a spawn ended after 3.0 to 6.1 ms (often one after the
+/// other, on one CPU), and after 3.1 to 3.2 ms in each of 24 tries when the spawning thread
+/// then moved itself as here. End to end the gain is within that machine's noise: medians of 40
+/// diffs 68.1 ms before and after (`kubectl get -o yaml` form; 66.7 and 68.8 ms for JSON).
 ///
 /// If the helper has not started on another CPU within a moment, this thread leaves the CPU it
 /// runs on: it allows itself every CPU but that one, which moves it, then every CPU again.
@@ -486,7 +488,7 @@ fn move_off_cpu(here: usize) {
         if let Err(e) =
             sched_setaffinity(None, &elsewhere).and_then(|()| sched_setaffinity(None, &allowed))
         {
-            tracing::debug!(error = %e, "the threads of the diff could not be spread over CPUs");
+            tracing::debug!(error = %e, "the diff's threads were not spread over CPUs; its affinity may stay narrower");
         }
     }
     #[cfg(not(target_os = "linux"))]
