@@ -42,7 +42,7 @@ pub(crate) struct Document {
     pub(crate) ownership: Option<Ownership>,
 }
 
-/// [`parse`], and whether the value may hold a null. With `managed_fields`, the
+/// [`parse`], with the count of the value's nulls. With `managed_fields`, the
 /// `metadata.managedFields` of an object written as `kubectl get -o yaml` writes it (a mapping
 /// at column 0) is read into field sets rather than into the value: a third of such a dump is
 /// managedFields, and reading it into JSON maps to take them apart again took 5% more

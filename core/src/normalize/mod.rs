@@ -666,14 +666,15 @@ pub fn resolve<'a>(root: &'a Value, live: &Value, path: &FieldPath) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn nulls_are_removed_from_mappings_at_any_depth_and_the_walk_stops_at_the_count() {
-        let object = serde_json::json!({
+        let object = json!({
             "metadata": {"annotations": null, "labels": {"a": "b", "c": null}},
             "spec": {"items": [null, {"x": null, "y": [1, {"z": null}]}], "w": null},
         });
-        let cleaned = serde_json::json!({
+        let cleaned = json!({
             "metadata": {"labels": {"a": "b"}},
             "spec": {"items": [null, {"y": [1, {}]}]},
         });
@@ -691,7 +692,6 @@ mod tests {
         assert!(value["metadata"]["labels"].get("c").is_some());
         assert!(value["spec"].get("w").is_some());
     }
-    use serde_json::json;
 
     fn verdict(last_applied: Option<&str>, field: &str) -> LiveOnly {
         let live = json!({"spec": {"paused": true, "minReadySeconds": 5}});
