@@ -479,14 +479,7 @@ mod tests {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "web", "namespace": "shop", "annotations": annotations}
         });
-        let origin = crate::manifest::Origin {
-            source: std::sync::Arc::from("live"),
-            document: 1,
-            item: None,
-            line: 1,
-        };
-        let resource = crate::manifest::Resource::from_object(object, origin).unwrap();
-        crate::normalize::prepare(resource, keys)
+        crate::normalize::prepare_live(object, keys)
     }
 
     /// util/argo/resource_tracking.go getAppInstanceValue: with an installationID, an object

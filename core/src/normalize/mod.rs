@@ -261,24 +261,29 @@ pub fn prepare(resource: Resource, tracking_keys: &TrackingKeys) -> Prepared {
         map.remove("status");
         map.remove("apiVersion");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            if let Some(managed) = meta.remove("managedFields") {
-                ownership = Ownership::from_managed_fields(managed);
-            }
-            for field in [
-                "uid",
-                "resourceVersion",
-                "generation",
-                "creationTimestamp",
-                "selfLink",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                // Set by controllers that adopt an object; Git never holds them.
-                "ownerReferences",
-            ] {
-                if field == "ownerReferences" && meta.contains_key(field) {
-                    tracking.owned = true;
+            // One pass over the fields rather than a search for each one removed.
+            let mut managed = None;
+            meta.retain(|field, value| match field.as_str() {
+                "managedFields" => {
+                    managed = Some(value.take());
+                    false
                 }
-                meta.remove(field);
+                // Set by controllers that adopt an object; Git never holds them.
+                "ownerReferences" => {
+                    tracking.owned = true;
+                    false
+                }
+                "uid"
+                | "resourceVersion"
+                | "generation"
+                | "creationTimestamp"
+                | "selfLink"
+                | "deletionTimestamp"
+                | "deletionGracePeriodSeconds" => false,
+                _ => true,
+            });
+            if let Some(managed) = managed {
+                ownership = Ownership::from_managed_fields(managed);
             }
             if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
                 if let Some(Value::String(text)) = annotations.remove(LAST_APPLIED) {
@@ -663,6 +668,19 @@ pub fn resolve<'a>(root: &'a Value, live: &Value, path: &FieldPath) -> Option<&'
     Some(here)
 }
 
+/// `object` read from a live source, prepared.
+#[cfg(test)]
+pub(crate) fn prepare_live(object: Value, keys: &TrackingKeys) -> Prepared {
+    let origin = Origin {
+        source: std::sync::Arc::from("live"),
+        document: 1,
+        item: None,
+        line: 1,
+    };
+    let resource = Resource::from_object(object, origin).unwrap();
+    prepare(resource, keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,6 +709,54 @@ mod tests {
         assert!(value["metadata"].get("annotations").is_none());
         assert!(value["metadata"]["labels"].get("c").is_some());
         assert!(value["spec"].get("w").is_some());
+    }
+
+    /// What the API server sets in metadata goes, in one pass; what Git may hold stays;
+    /// ownerReferences mark a child; managedFields become ownership.
+    #[test]
+    fn server_set_metadata_is_removed_and_what_it_says_kept() {
+        let live = |metadata: Value| {
+            let object = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
+                "spec": {"replicas": 1}, "status": {"replicas": 1},
+            });
+            prepare_live(object, &TrackingKeys::default())
+        };
+        let p = live(json!({
+            "name": "web", "namespace": "shop", "labels": {"app": "web"},
+            "uid": "1b4e", "resourceVersion": "42", "generation": 3,
+            "creationTimestamp": "2026-12-07T00:00:00Z", "selfLink": "/apis/apps/v1/x",
+            "deletionTimestamp": "2026-12-07T00:00:01Z", "deletionGracePeriodSeconds": 30,
+            "ownerReferences": [{"kind": "Rollout", "name": "web", "uid": "9f"}],
+            "finalizers": ["x/y"],
+            "managedFields": [{
+                "manager": "kubectl-edit", "operation": "Update", "apiVersion": "apps/v1",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            }],
+        }));
+        assert_eq!(
+            p.object,
+            json!({
+                "kind": "Deployment",
+                "metadata": {
+                    "name": "web", "namespace": "shop", "labels": {"app": "web"},
+                    "finalizers": ["x/y"],
+                },
+                "spec": {"replicas": 1},
+            })
+        );
+        assert!(p.tracking.owned);
+        let ownership = p.ownership.expect("managedFields read");
+        assert_eq!(ownership.entries().len(), 1);
+        assert_eq!(ownership.entries()[0].manager, "kubectl-edit");
+
+        let p = live(json!({"name": "web", "namespace": "shop"}));
+        assert!(!p.tracking.owned);
+        assert!(p.ownership.is_none());
+        assert_eq!(
+            p.object["metadata"],
+            json!({"name": "web", "namespace": "shop"})
+        );
     }
 
     fn verdict(last_applied: Option<&str>, field: &str) -> LiveOnly {
