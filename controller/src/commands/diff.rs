@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use argo_drift_core::manifest::Scopes;
@@ -36,7 +35,6 @@ pub fn run(args: &DiffArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (desired_count, live_count) = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new().name("parser".into());
         let helper = helper.spawn_scoped(scope, || work.help())?;
-        run_apart(&work.helper_cpu);
         let compared = compare(args, &policy, &work);
         // The comparison's end (done, or an error) has stopped the helper.
         helper
@@ -106,11 +104,7 @@ struct Work<'a> {
     changed: Condvar,
     /// Set once every desired object is in the analyser.
     shared: OnceLock<Shared<'a>>,
-    /// The CPU the helper thread started on ([`NOT_STARTED`] before): see [`run_apart`].
-    helper_cpu: AtomicUsize,
 }
-
-const NOT_STARTED: usize = usize::MAX;
 
 /// The analysis, shared once its desired side is complete.
 struct Shared<'a> {
@@ -209,7 +203,6 @@ impl<'a> Work<'a> {
             state: Mutex::new(state),
             changed: Condvar::new(),
             shared: OnceLock::new(),
-            helper_cpu: AtomicUsize::new(NOT_STARTED),
         }
     }
 
@@ -220,7 +213,6 @@ impl<'a> Work<'a> {
 
     /// The helper thread: parse batches until none is left or the diff ends.
     fn help(&self) {
-        self.helper_cpu.store(current_cpu(), Ordering::Release);
         let mut state = self.lock();
         loop {
             let to_free = std::mem::take(&mut state.to_free);
@@ -430,73 +422,6 @@ impl State<'_> {
     }
 }
 
-/// Make sure that the helper thread just spawned and this one run on different CPUs.
-///
-/// Linux may queue a new thread on the CPU of the thread that made it, behind it, while another
-/// CPU idles; it runs there once that thread is preempted, or once the scheduler's balancing
-/// moves one of them (milliseconds later). On the benchmark machine (2 CPUs), in 6 diffs of the
-/// 2,000-pair corpus (60 to 75 ms each) the helper started 0.6 to 4.5 ms after its spawn, and
-/// about 0.1 to 0.6 ms after it with this (8 diffs; temporary marks). In a throwaway program,
-/// two threads kept busy for 3 ms from a spawn ended after 3.0 to 6.1 ms (often one after the
-/// other, on one CPU), and after 3.1 to 3.2 ms in each of 24 tries when the spawning thread
-/// then moved itself as here. End to end the gain is within that machine's noise: medians of 40
-/// diffs 68.1 ms before and after (`kubectl get -o yaml` form; 66.7 and 68.8 ms for JSON;
-/// `scripts/diff-ab.py --runs 40`, see there).
-///
-/// If the helper has not started on another CPU within a moment, this thread leaves the CPU it
-/// runs on: it allows itself every CPU but that one, which moves it, then every CPU again.
-#[cfg(target_os = "linux")]
-fn run_apart(helper_cpu: &AtomicUsize) {
-    let here = current_cpu();
-    // A thread started on an idle CPU runs within some tens of microseconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_micros(100);
-    loop {
-        match helper_cpu.load(Ordering::Acquire) {
-            NOT_STARTED if std::time::Instant::now() < deadline => std::hint::spin_loop(),
-            NOT_STARTED => break,
-            cpu if cpu == here => break,
-            _ => return,
-        }
-    }
-    move_off_cpu(here);
-}
-
-/// Elsewhere the threads are left where the system puts them.
-#[cfg(not(target_os = "linux"))]
-fn run_apart(_helper_cpu: &AtomicUsize) {}
-
-/// The CPU this thread runs on (0 where that cannot be asked).
-fn current_cpu() -> usize {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::thread::sched_getcpu()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        0
-    }
-}
-
-/// Move this thread off CPU `here`, leaving it free to run on any CPU it could run on before.
-#[cfg(target_os = "linux")]
-fn move_off_cpu(here: usize) {
-    use rustix::thread::{sched_getaffinity, sched_setaffinity};
-    let Ok(allowed) = sched_getaffinity(None) else {
-        return;
-    };
-    let mut elsewhere = allowed;
-    elsewhere.unset(here);
-    if elsewhere.count() == 0 {
-        return;
-    }
-    // The kernel moves a thread whose CPU its affinity no longer holds at once.
-    if let Err(e) =
-        sched_setaffinity(None, &elsewhere).and_then(|()| sched_setaffinity(None, &allowed))
-    {
-        tracing::debug!(error = %e, "the diff's threads were not spread over CPUs; its affinity may stay narrower");
-    }
-}
-
 /// Read the desired objects, then record the comparison of each live object as it arrives.
 /// The analysis is left in [`Work::shared`].
 fn compare<'a>(
@@ -655,45 +580,6 @@ mod tests {
         (0..count)
             .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: default\n"))
             .collect()
-    }
-
-    /// With no helper started, this thread leaves its CPU (when it has another); whether it
-    /// moved or not (the helper elsewhere), it is left every CPU it had: the affinity is only a
-    /// means to move.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn spreading_the_threads_moves_this_one_and_leaves_it_every_cpu_it_had() {
-        use rustix::thread::sched_getaffinity;
-        std::thread::spawn(|| {
-            let before = sched_getaffinity(None).unwrap();
-            // The scheduler may move a thread back of its own accord: one move in three tries.
-            let mut moved = 0;
-            for _ in 0..3 {
-                let here = current_cpu();
-                assert!(
-                    before.is_set(here),
-                    "running on CPU {here}, outside its affinity"
-                );
-                run_apart(&AtomicUsize::new(NOT_STARTED));
-                moved += usize::from(current_cpu() != here);
-                assert!(
-                    sched_getaffinity(None).unwrap() == before,
-                    "the affinity changed"
-                );
-            }
-            if before.count() > 1 {
-                assert!(moved > 0, "the thread never left its CPU");
-            }
-            for helper in [current_cpu(), current_cpu() + 1] {
-                run_apart(&AtomicUsize::new(helper));
-                assert!(
-                    sched_getaffinity(None).unwrap() == before,
-                    "helper on {helper}: the affinity changed"
-                );
-            }
-        })
-        .join()
-        .unwrap();
     }
 
     /// The comparing thread can take the last batch itself and meet the end of the sources on
