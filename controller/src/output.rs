@@ -75,6 +75,11 @@ fn write_json(report: &DriftReport, out: &mut impl Write) -> std::io::Result<()>
         serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::from)?;
         return out.write_all(b"\n");
     }
+    write_json_shared(report, out)
+}
+
+/// [`write_json`] by two threads, for a report of at least one resource.
+fn write_json_shared(report: &DriftReport, out: &mut impl Write) -> std::io::Result<()> {
     // The report's start: its summary, then the resources, here an empty list (listed by field,
     // so that a field added to the report is not forgotten here).
     let empty = DriftReport {
@@ -91,7 +96,8 @@ fn write_json(report: &DriftReport, out: &mut impl Write) -> std::io::Result<()>
     std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel(2);
         let pieces = &pieces;
-        scope.spawn(move || {
+        let writer = std::thread::Builder::new().name("json-writer".into());
+        writer.spawn_scoped(scope, move || {
             let mut size = 0;
             for piece in pieces.iter().skip(1).step_by(2) {
                 let mut text = Vec::with_capacity(size);
@@ -105,7 +111,7 @@ fn write_json(report: &DriftReport, out: &mut impl Write) -> std::io::Result<()>
                     return;
                 }
             }
-        });
+        })?;
         out.write_all(head)?;
         out.write_all(b"[\n")?;
         for (i, piece) in pieces.iter().enumerate() {
@@ -457,28 +463,32 @@ mod tests {
         )
     }
 
+    fn serde_json_pretty(report: &DriftReport) -> Vec<u8> {
+        let mut text = serde_json::to_vec_pretty(report).unwrap();
+        text.push(b'\n');
+        text
+    }
+
     #[test]
     fn json_written_by_two_threads_is_serde_jsons_byte_for_byte() {
-        for count in [
-            0,
-            1,
-            2,
-            SHARED_JSON - 1,
-            SHARED_JSON,
-            SHARED_JSON + 1,
-            600,
-            1200,
-        ] {
+        // Pieces: one partial, one whole, the second thread's last, this thread's last partial.
+        let piece = JSON_PIECE;
+        for count in [1, 2, piece, piece + 1, 2 * piece, 2 * piece + 1, 600, 1200] {
             let report = report(count);
             assert_eq!(report.resources.len(), count);
-            let mut expected = serde_json::to_vec_pretty(&report).unwrap();
-            expected.push(b'\n');
             let mut written = Vec::new();
-            write_json(&report, &mut written).unwrap();
+            write_json_shared(&report, &mut written).unwrap();
             assert!(
-                written == expected,
+                written == serde_json_pretty(&report),
                 "{count} resources: the JSON differs from serde_json's"
             );
+        }
+        // And below and above the threshold.
+        for count in [0, SHARED_JSON - 1, SHARED_JSON] {
+            let report = report(count);
+            let mut written = Vec::new();
+            write_json(&report, &mut written).unwrap();
+            assert!(written == serde_json_pretty(&report), "{count} resources");
         }
         // The reports compared hold patches, text diffs and escapes.
         let report = report(1200);
@@ -512,7 +522,7 @@ mod tests {
         let report = report(1200);
         // In the head, in a piece of this thread's, in one of the second thread's.
         for room in [10, 2_000, 40_000, 400_000] {
-            let err = write_json(&report, &mut ClosingPipe { room }).unwrap_err();
+            let err = write_json_shared(&report, &mut ClosingPipe { room }).unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{room}: {err}");
         }
     }

@@ -11,11 +11,10 @@ use crate::normalize::ignore::{IgnoreDifferences, IgnoreRule};
 use crate::normalize::{Managers, TrackingKeys};
 use crate::policy::{Remediation, RemediationSpec};
 
-/// The policy shipped with argo-drift, used when no `--policy` is given.
-pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
 pub const DEFAULT_POLICY_NAME: &str = "<built-in config/policy.yaml>";
-/// [`DEFAULT_POLICY`] as JSON, converted by build.rs: read at every start without `--policy`,
-/// for a tenth of the YAML's cost.
+/// The policy shipped with argo-drift, used when no `--policy` is given: config/policy.yaml as
+/// JSON, converted by build.rs (read at every start without `--policy`, for a tenth of the YAML's
+/// cost).
 const DEFAULT_POLICY_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/policy.json"));
 pub const API_VERSION: &str = "argo-drift.io/v1alpha1";
 pub const KIND: &str = "DriftPolicy";
@@ -178,6 +177,9 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped policy as users read it.
+    const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
 
     #[test]
     fn the_builtin_policy_compiles() {
