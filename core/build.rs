@@ -2,8 +2,9 @@
 //! [`Policy::builtin`](src/config.rs): every `argo-drift` run that has no `--policy` reads it
 //! at start, before any other work, and serde_yaml took 2.17M instructions to read its 10 KB
 //! (0.4% of a diff of the 2,000-pair corpus, on one thread while the other had not started);
-//! serde_json reads the same value for 0.27M (`valgrind --tool=callgrind`, `load_policy`). The YAML file stays the one source:
-//! users read and copy it, and a test checks that both forms give the same policy.
+//! serde_json reads the same value for 0.27M (`valgrind --tool=callgrind`, `load_policy`). The
+//! YAML file stays the one source: users read and copy it, and a test checks that both forms give
+//! the same policy.
 
 use std::path::Path;
 

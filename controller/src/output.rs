@@ -39,9 +39,7 @@ pub fn write_report(
     style: &TextStyle,
 ) -> anyhow::Result<()> {
     match format {
-        // JSON goes out as it is serialised: built whole first, the JSON text of the 2,000-pair
-        // corpus (0.9 MB, in a buffer grown by doubling) was held at the end of the run, where
-        // its memory peaks.
+        // JSON goes out as it is serialised, never held whole (see write_json).
         OutputFormat::Json => write_stdout(|out| write_json(report, out)),
         // serde_yaml does not tell a closed pipe from its own errors: YAML is built first.
         OutputFormat::Yaml => print_stdout(&serde_yaml::to_string(report)?),
@@ -50,7 +48,9 @@ pub fn write_report(
 }
 
 /// Reports with at least this many resources are written as JSON by two threads (see
-/// [`write_json`]).
+/// [`write_json`]). Chosen, not measured: a report this size takes about a millisecond to
+/// serialise, well above a thread's start; the offline example and one app's report stay on one
+/// thread.
 const SHARED_JSON: usize = 512;
 
 /// Resources per piece of a JSON report written by two threads: about 28 KB of text on the
@@ -59,13 +59,14 @@ const JSON_PIECE: usize = 64;
 
 /// `report` as pretty JSON and a line break, byte for byte what `serde_json::to_writer_pretty`
 /// writes. Serialising is the last step of `argo-drift diff`, and one thread alone did it while
-/// the other idled: 12.6M instructions of 577M for the 2,000-pair corpus (0.9 MB of JSON).
+/// the other idled: 12.6M instructions of 577M for the 2,000-pair corpus (0.9 MB of JSON;
+/// `valgrind --tool=callgrind`, `write_report`), 5.5M on this thread now.
 ///
 /// With many resources, the list is written in pieces of [`JSON_PIECE`]: this thread serialises
 /// every other piece straight out, a second thread the pieces between into buffers, at most two
 /// ahead. So the text is never held whole (held whole, the text of a large report is the peak of
 /// the run's memory: 62.9 rather than 53.0 MiB on the corpus repeated ten times, when the second
-/// half of the list was one buffer).
+/// half of the list was one buffer; `scripts/diff-ab.py`, peak RSS).
 ///
 /// Each piece is serialised inside a wrapper that puts the list at the depth (indent) it has in
 /// the report, `{"resources": [...]}`, and the wrapper's start and end are cut ([`Inside`]):
@@ -161,11 +162,11 @@ impl<'w, W: Write> Inside<'w, W> {
             held: Vec::with_capacity(Self::END.len() * 2),
         };
         // Buffered in front: serde_json writes token by token, this cuts and holds back per write.
+        // Its buffer is emptied into `inside` without flushing `out` (stdout) for each piece.
         let mut buffered = std::io::BufWriter::with_capacity(16 * 1024, &mut inside);
         serde_json::to_writer_pretty(&mut buffered, &Wrapper { resources })
             .map_err(std::io::Error::from)?;
-        buffered.flush()?;
-        drop(buffered);
+        buffered.into_inner().map_err(|e| e.into_error())?;
         if !inside.start.is_empty() || inside.held != inside.end {
             return Err(std::io::Error::other(
                 "serde_json wrote a list of resources in an unexpected form",
@@ -476,12 +477,14 @@ mod tests {
         for count in [1, 2, piece, piece + 1, 2 * piece, 2 * piece + 1, 600, 1200] {
             let report = report(count);
             assert_eq!(report.resources.len(), count);
-            let mut written = Vec::new();
+            let mut written = Flushes::default();
             write_json_shared(&report, &mut written).unwrap();
             assert!(
-                written == serde_json_pretty(&report),
+                written.text == serde_json_pretty(&report),
                 "{count} resources: the JSON differs from serde_json's"
             );
+            // The caller flushes once at the end; pieces do not flush stdout on their way.
+            assert_eq!(written.flushes, 0, "{count} resources");
         }
         // And below and above the threshold.
         for count in [0, SHARED_JSON - 1, SHARED_JSON] {
@@ -495,6 +498,25 @@ mod tests {
         assert!(report.resources.iter().any(|r| r.patch.is_some()));
         assert!(report.resources.iter().any(|r| r.diff.is_some()));
         assert!(report.summary.missing > 0 && report.summary.modified > 0);
+    }
+
+    /// Keeps what is written, and counts flushes.
+    #[derive(Default)]
+    struct Flushes {
+        text: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl Write for Flushes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.text.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushes += 1;
+            Ok(())
+        }
     }
 
     /// Takes `room` bytes, then fails as a closed pipe does.
