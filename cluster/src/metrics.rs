@@ -1,6 +1,14 @@
 //! The controller's Prometheus metrics (prometheus-client), registered once and shared.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use argo_drift_core::Severity;
+use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,6 +16,73 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub type Labels = Vec<(String, String)>;
+
+/// The age of each application's oldest drift, by severity: `argo_drift_oldest_drift_seconds`.
+/// The analysis leaves when each drift was first seen (`argo_drift_core::age`); the age is taken
+/// at each scrape, so it grows between analyses as the drift does. An application without drift
+/// of a severity has no series for it.
+#[derive(Debug, Default)]
+pub struct DriftAges {
+    /// By application (`namespace/name`), the first-seen time of its oldest drift by severity.
+    oldest: std::sync::Mutex<BTreeMap<String, BTreeMap<Severity, DateTime<Utc>>>>,
+}
+
+impl DriftAges {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<Severity, DateTime<Utc>>>> {
+        // The map is whole after any panic (every change is one insert or remove).
+        self.oldest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the latest analysis of `app` found: the first-seen time of its oldest drift of
+    /// each severity (none: the app is in sync).
+    pub fn set(&self, app: &str, oldest: BTreeMap<Severity, DateTime<Utc>>) {
+        let mut ages = self.lock();
+        if oldest.is_empty() {
+            ages.remove(app);
+        } else {
+            ages.insert(app.to_string(), oldest);
+        }
+    }
+
+    /// Forget `app` (gone, or handed over to another replica).
+    pub fn remove(&self, app: &str) {
+        self.lock().remove(app);
+    }
+
+    /// The ages at `now`, by application and severity, in seconds (never below zero: a time
+    /// written by a replica whose clock runs ahead counts as now).
+    pub fn ages_at(&self, now: DateTime<Utc>) -> Vec<(String, Severity, f64)> {
+        let ages = self.lock();
+        ages.iter()
+            .flat_map(|(app, oldest)| {
+                oldest.iter().map(move |(severity, first)| {
+                    let age = (now - *first).num_milliseconds().max(0) as f64 / 1000.0;
+                    (app.clone(), *severity, age)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Collector for DriftAges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (app, severity, age) in self.ages_at(Utc::now()) {
+            family
+                .get_or_create(&labels(&[("app", &app), ("severity", severity.as_str())]))
+                .set(age);
+        }
+        let metric = encoder.encode_descriptor(
+            "oldest_drift_seconds",
+            "Age of the oldest drift of an application still drifted, by severity: seconds since it was first seen",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
 
 /// Requests to the Kubernetes API by this process, by verb (`get`, `list`, `watch`, `create`,
 /// `update`, `patch`, `delete`): counted by a layer on the client's HTTP stack
@@ -89,6 +164,8 @@ pub struct Metrics {
     pub watch_connections: Family<Labels, Gauge>,
     /// Replicas sharing the applications, as this replica sees them (sharded only).
     pub replicas: Gauge,
+    /// The age of each application's oldest drift, by severity.
+    pub drift_ages: Arc<DriftAges>,
 }
 
 impl Default for Metrics {
@@ -200,9 +277,12 @@ impl Metrics {
             "Replicas sharing the applications, as this replica sees them (0 unless sharded)",
             replicas.clone(),
         );
+        let drift_ages = Arc::new(DriftAges::default());
+        registry.register_collector(Box::new(drift_ages.clone()));
         Metrics {
             registry,
             replicas,
+            drift_ages,
             cluster_up,
             cluster_watches,
             watch_connections,
@@ -297,5 +377,45 @@ mod tests {
             "patch"
         );
         assert_eq!(verb_of("POST", "/api/v1/namespaces/a/configmaps"), "create");
+    }
+
+    #[test]
+    fn the_oldest_drift_is_exported_with_its_age_at_the_scrape() {
+        let metrics = Metrics::new();
+        let now = Utc::now();
+        let oldest = BTreeMap::from([
+            (Severity::Critical, now - chrono::Duration::seconds(900)),
+            (Severity::Low, now - chrono::Duration::seconds(30)),
+        ]);
+        metrics.drift_ages.set("shop/web", oldest);
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE argo_drift_oldest_drift_seconds gauge"),
+            "{text}"
+        );
+        let value = |severity: &str| {
+            let prefix = format!(
+                "argo_drift_oldest_drift_seconds{{app=\"shop/web\",severity=\"{severity}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map(|v| v.parse::<f64>().unwrap())
+        };
+        let critical = value("critical").unwrap();
+        assert!((900.0..960.0).contains(&critical), "{critical}");
+        let low = value("low").unwrap();
+        assert!((30.0..90.0).contains(&low), "{low}");
+        assert_eq!(value("high"), None, "no high drift, no series");
+        // In sync again: the app's series go.
+        metrics.drift_ages.set("shop/web", BTreeMap::new());
+        assert!(!metrics.encode().contains("app=\"shop/web\""));
+        // A first-seen time ahead of this clock counts as now.
+        metrics.drift_ages.set(
+            "shop/api",
+            BTreeMap::from([(Severity::High, now + chrono::Duration::seconds(60))]),
+        );
+        assert_eq!(metrics.drift_ages.ages_at(now)[0].2, 0.0);
+        metrics.drift_ages.remove("shop/api");
+        assert!(metrics.drift_ages.ages_at(now).is_empty());
     }
 }

@@ -2,7 +2,8 @@
 //! field manager, written only when its content changes) and a Kubernetes Event on the
 //! Application when the drift itself changes.
 
-use argo_drift_core::report::DriftReport;
+use argo_drift_core::age::FirstSeen;
+use argo_drift_core::report::{ChangeReport, DriftReport};
 use argo_drift_core::{Severity, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -152,6 +153,8 @@ pub struct Published {
     pub opened: Option<Timestamp>,
     /// Digest of the report text last written by this process (`None` when read back).
     pub text_hash: Option<String>,
+    /// When each drift of the report was first seen (read back from the report's JSON).
+    pub first_seen: FirstSeen,
 }
 
 /// What the report ConfigMap says about the report in its labels and annotations (what the
@@ -286,6 +289,7 @@ impl Publisher {
                     .filter(|_| incident.is_some()),
                 incident,
                 text_hash: None,
+                first_seen: first_seen_in(&cm),
             }
         }))
     }
@@ -534,6 +538,24 @@ impl Publisher {
     }
 }
 
+/// The first-seen times of the drifts in a report ConfigMap's report. A report that does not
+/// parse (written by another version, or cut by hand) gives none: its drifts count as new.
+fn first_seen_in(cm: &ConfigMap) -> FirstSeen {
+    let text = cm.data.as_ref().and_then(|d| d.get(REPORT_KEY));
+    match text.map(|t| serde_json::from_str::<DriftReport>(t)) {
+        Some(Ok(report)) => FirstSeen::from_report(&report),
+        Some(Err(e)) => {
+            tracing::warn!(
+                configmap = cm.metadata.name.as_deref().unwrap_or_default(),
+                error = %e,
+                "the previous report does not parse: its drifts are dated anew"
+            );
+            FirstSeen::default()
+        }
+        None => FirstSeen::default(),
+    }
+}
+
 /// The report as JSON, made to fit a ConfigMap: patches and text diffs go first, then the
 /// least severe resources, and the envelope says what was left out.
 pub fn fit_report(envelope: &Envelope<'_>) -> String {
@@ -583,7 +605,18 @@ pub fn fingerprint(report: &DriftReport) -> String {
         .resources
         .iter()
         .filter(|r| r.status != Status::Synced)
-        .map(|r| (r.key().to_string(), r.status, r.severity, &r.changes))
+        .map(|r| {
+            // When a drift was first seen is not what it is: left out.
+            let changes: Vec<ChangeReport> = r
+                .changes
+                .iter()
+                .map(|c| ChangeReport {
+                    first_seen: None,
+                    ..c.clone()
+                })
+                .collect();
+            (r.key().to_string(), r.status, r.severity, changes)
+        })
         .collect();
     fnv(&serde_json::to_vec(&drifted).unwrap_or_default())
 }
@@ -730,6 +763,7 @@ mod tests {
             source: None,
             unverified: Vec::new(),
             argocd: None,
+            first_seen: None,
         }
     }
 
@@ -750,6 +784,7 @@ mod tests {
             manager: Some(manager.into()),
             attribution: AttributionKind::Exact,
             time: Some("2026-11-21T06:00:00Z".into()),
+            first_seen: None,
         }
     }
 
@@ -828,6 +863,11 @@ mod tests {
             .resources
             .push(resource("ok", Status::Synced, Severity::None, vec![]));
         assert_eq!(fingerprint(&with_synced), fingerprint(&drift(json!(5))));
+        // Dated, the same drift keeps its fingerprint.
+        let mut dated = drift(json!(5));
+        FirstSeen::default().stamp(&mut dated, chrono::Utc::now());
+        assert!(dated.resources[0].changes[0].first_seen.is_some());
+        assert_eq!(fingerprint(&dated), fingerprint(&drift(json!(5))));
         // Stable across builds: it is stored on the ConfigMap and compared after a restart.
         assert_eq!(fnv(b"argo-drift"), fnv(b"argo-drift"));
         assert_eq!(fnv(b""), "cbf29ce484222325");

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use argo_drift_core::age::FirstSeen;
 use argo_drift_core::agreement::{self, Agreement, ArgoCdResource};
 use argo_drift_core::argocd_cm::ArgoCdSettings;
 use argo_drift_core::manifest::{index_by_key, Resource, ResourceKey};
@@ -262,6 +263,7 @@ impl Context {
 
     /// Drop an application's gauges: gone, or exported by the replica it was handed over to.
     fn forget_gauges(&self, name: &str) {
+        self.metrics.drift_ages.remove(name);
         for severity in Severity::ALL {
             self.metrics
                 .drifted_resources
@@ -515,6 +517,10 @@ async fn analyse_app(
     // Argo CD's own word on each resource, next to ours (not part of the drift's identity).
     let argocd_view = argocd_resources(status, managed);
     let agreement = agreement::compare(&mut report, &argocd_view);
+    // Each drift dated by the report before (this process's, or the ConfigMap's after a restart
+    // or a hand-over): not part of the drift's identity, so after the fingerprint.
+    let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
+    let first_seen = before.first_seen.stamp(&mut report, chrono::Utc::now());
     let outcome = ctx
         .remediator
         .run(
@@ -533,7 +539,7 @@ async fn analyse_app(
         decision: Some(&outcome.decision),
         agreement: Some(&agreement),
     };
-    let sooner = publish_report(object, app_ref, &app, ctx, &analysed).await?;
+    let sooner = publish_report(object, app_ref, &app, ctx, &analysed, before, first_seen).await?;
     announce(
         object,
         app_ref,
@@ -949,6 +955,8 @@ async fn publish_report(
     app: &Application,
     ctx: &Context,
     analysed: &Analysed<'_>,
+    before: Published,
+    first_seen: FirstSeen,
 ) -> Result<Option<Duration>> {
     let Analysed {
         report,
@@ -962,7 +970,10 @@ async fn publish_report(
     let severity = drifted_severity.map_or_else(|| "none".to_string(), |s| s.to_string());
     let drifted = drifted_severity.is_some();
     update_gauges(ctx, app, report, agreement);
-    let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
+    ctx.metrics.drift_ages.set(
+        &format!("{}/{}", app.namespace, app.name),
+        first_seen.oldest_by_severity(report),
+    );
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
     let hold = ctx
         .notifier
@@ -1017,6 +1028,7 @@ async fn publish_report(
         resolving_since,
         opened,
         text_hash: Some(text_hash),
+        first_seen,
     };
     if before.text_hash == now.text_hash
         && before.fingerprint == now.fingerprint
@@ -1333,6 +1345,8 @@ async fn publish_failure(
             resolving_since: before.resolving_since,
             opened: before.opened,
             text_hash: None,
+            // Kept while the analysis fails: the drift has not been seen gone.
+            first_seen: before.first_seen,
         },
     );
     Ok(())
@@ -1354,6 +1368,7 @@ mod tests {
             resolving_since,
             opened: None,
             text_hash: None,
+            first_seen: FirstSeen::default(),
         }
     }
 

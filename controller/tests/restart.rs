@@ -21,32 +21,17 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
         eprintln!("skipped: the cluster in KUBECONFIG is not the project's own test API server");
         return;
     }
-    let argocd = fresh_namespace(&client, "argocd").await;
-    let shop = fresh_namespace(&client, "shop").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(&dir.path().join("r"));
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n";
-    repo.write("flags.yaml", cm);
-    let commit = repo.commit("flags");
-    app_in_sync(
-        &client,
-        &argocd,
-        &shop,
-        "flags",
-        &repo.url(),
-        "",
-        &commit,
-        cm,
-    )
-    .await;
+    let synced = synced_app(&client, "flags", "flags.yaml", cm).await;
+    let (argocd, shop) = (&synced.argocd, &synced.shop);
     let controller = Running::start(
         &admin_config().await,
-        &argocd,
+        argocd,
         &["--leader-election", "false"],
     )
     .await;
     wait_for("the first report", Duration::from_secs(20), || async {
-        report(&client, &argocd, "flags").await
+        report(&client, argocd, "flags").await
     })
     .await;
 
@@ -62,7 +47,7 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
     // Straight after the restart (and the shared Argo CD's, which the script restarts with it).
     let client = support::client().await;
     let configmaps =
-        kube::api::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &shop);
+        kube::api::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), shop);
     let edit = PatchParams {
         field_manager: Some("kubectl-edit".into()),
         ..Default::default()
@@ -79,7 +64,7 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
         "the drift made across the restart",
         Duration::from_secs(60),
         || async {
-            let (cm, r) = report(&client, &argocd, "flags").await?;
+            let (cm, r) = report(&client, argocd, "flags").await?;
             (r["summary"]["modified"] == 1).then_some((cm, r))
         },
     )

@@ -204,6 +204,7 @@ mod tests {
                     manager: None,
                     attribution: crate::normalize::AttributionKind::Unknown,
                     time: None,
+                    first_seen: None,
                 })
                 .collect(),
             patch: None,
@@ -211,6 +212,7 @@ mod tests {
             source: None,
             unverified: Vec::new(),
             argocd: None,
+            first_seen: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! field by field; [`classify`] gives each change a severity by the rules of a [`config::Policy`];
 //! [`report`] puts a run together; [`redact`] keeps Secret values out of all of it.
 
+pub mod age;
 pub mod agreement;
 pub mod argocd_cm;
 pub mod classify;

@@ -65,6 +65,10 @@ pub struct ResourceReport {
     /// What Argo CD itself says of the resource, when it was asked (see `agreement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argocd: Option<crate::agreement::ArgoCdView>,
+    /// When its oldest drift was first seen (RFC 3339), in the controller's reports: see
+    /// [`crate::age`]. An offline diff has no earlier report and leaves it out.
+    #[serde(default, rename = "firstSeen", skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
 }
 
 impl ResourceReport {
@@ -93,6 +97,10 @@ pub struct ChangeReport {
     pub attribution: AttributionKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// When this field was first seen drifted (RFC 3339), in the controller's reports: see
+    /// [`crate::age`].
+    #[serde(default, rename = "firstSeen", skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
 }
 
 impl DriftReport {
@@ -521,6 +529,7 @@ fn base_report(
         source: Some(source.to_string()),
         unverified: Vec::new(),
         argocd: None,
+        first_seen: None,
     }
 }
 
@@ -629,6 +638,7 @@ fn modified_report(
             manager: change.attribution.manager.clone(),
             attribution: change.attribution.kind,
             time: change.attribution.time.clone(),
+            first_seen: None,
         });
     }
     if let Some(live_normalised) = &comparison.live {

@@ -812,6 +812,42 @@ pub async fn app_in_sync(
     .await;
 }
 
+/// An opted-in Application in sync, in fresh namespaces: Git (a repository in a temporary
+/// directory, kept while this lives) holds `manifest` in `file` at its root, and the cluster
+/// holds it as Argo CD applied it.
+pub struct SyncedApp {
+    pub argocd: String,
+    pub shop: String,
+    pub repo: GitRepo,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn synced_app(client: &Client, name: &str, file: &str, manifest: &str) -> SyncedApp {
+    let argocd = fresh_namespace(client, "argocd").await;
+    let shop = fresh_namespace(client, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("r"));
+    repo.write(file, manifest);
+    let commit = repo.commit(name);
+    app_in_sync(
+        client,
+        &argocd,
+        &shop,
+        name,
+        &repo.url(),
+        "",
+        &commit,
+        manifest,
+    )
+    .await;
+    SyncedApp {
+        argocd,
+        shop,
+        repo,
+        _dir: dir,
+    }
+}
+
 /// An Application opted in to argo-drift, read from `repo_url` at `path`.
 pub fn application(
     name: &str,
