@@ -2,6 +2,8 @@
 //! field manager, written only when its content changes) and a Kubernetes Event on the
 //! Application when the drift itself changes.
 
+use std::collections::BTreeSet;
+
 use argo_drift_core::age::FirstSeen;
 use argo_drift_core::report::{ChangeReport, DriftReport};
 use argo_drift_core::{Severity, Status};
@@ -30,6 +32,9 @@ pub const INCIDENT_SEVERITY_ANNOTATION: &str = "argo-drift.io/incident-severity"
 pub const RESOLVING_ANNOTATION: &str = "argo-drift.io/incident-resolving-since";
 /// When the open incident began (RFC 3339): the age of the drift, kept while it goes on.
 pub const OPENED_ANNOTATION: &str = "argo-drift.io/incident-opened";
+/// The severities whose drift the open incident has announced as stale (`drift-stale`), comma
+/// separated: not announced again after a restart or a hand-over.
+pub const STALE_ANNOTATION: &str = "argo-drift.io/stale-announced";
 /// On the report: the Application's own name (the app label may be shortened to fit).
 /// On a report: the replica that wrote it (its `--identity`, the pod name).
 pub const REPORTED_BY_ANNOTATION: &str = "argo-drift.io/reported-by";
@@ -155,6 +160,8 @@ pub struct Published {
     pub text_hash: Option<String>,
     /// When each drift of the report was first seen (read back from the report's JSON).
     pub first_seen: FirstSeen,
+    /// The severities whose drift the open incident has announced as stale.
+    pub stale: BTreeSet<Severity>,
 }
 
 /// What the report ConfigMap says about the report in its labels and annotations (what the
@@ -166,6 +173,8 @@ pub struct ReportMeta<'a> {
     pub incident: Option<&'a (String, Severity)>,
     pub resolving_since: Option<Timestamp>,
     pub opened: Option<Timestamp>,
+    /// The severities announced as stale in the open incident.
+    pub stale: &'a BTreeSet<Severity>,
     /// One line: the drift, or that everything matches.
     pub summary: &'a str,
 }
@@ -278,6 +287,10 @@ impl Publisher {
                         .unwrap_or(Severity::Medium);
                     (id, severity)
                 });
+            let stale = annotation(STALE_ANNOTATION)
+                .filter(|_| incident.is_some())
+                .map(|s| s.split(',').filter_map(|s| s.parse().ok()).collect())
+                .unwrap_or_default();
             Published {
                 fingerprint,
                 drifted,
@@ -290,6 +303,7 @@ impl Publisher {
                 incident,
                 text_hash: None,
                 first_seen: first_seen_in(&cm),
+                stale,
             }
         }))
     }
@@ -309,6 +323,7 @@ impl Publisher {
             incident,
             resolving_since,
             opened,
+            stale,
             summary,
         } = *meta;
         let namespace = self.reports.as_str();
@@ -343,6 +358,7 @@ impl Publisher {
                     INCIDENT_SEVERITY_ANNOTATION: incident.map(|i| i.1.as_str()).unwrap_or(""),
                     RESOLVING_ANNOTATION: resolving_since.map(|t| t.to_string()).unwrap_or_default(),
                     OPENED_ANNOTATION: opened.map(|t| t.to_string()).unwrap_or_default(),
+                    STALE_ANNOTATION: stale.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
                     APPLICATION_ANNOTATION: envelope.application,
                     REPORTED_BY_ANNOTATION: self.instance,
                     DRIFT_SUMMARY_ANNOTATION: summary,

@@ -970,10 +970,10 @@ async fn publish_report(
     let severity = drifted_severity.map_or_else(|| "none".to_string(), |s| s.to_string());
     let drifted = drifted_severity.is_some();
     update_gauges(ctx, app, report, agreement);
-    ctx.metrics.drift_ages.set(
-        &format!("{}/{}", app.namespace, app.name),
-        first_seen.oldest_by_severity(report),
-    );
+    let oldest = first_seen.oldest_by_severity(report);
+    ctx.metrics
+        .drift_ages
+        .set(&format!("{}/{}", app.namespace, app.name), oldest.clone());
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
     let hold = ctx
         .notifier
@@ -1004,6 +1004,21 @@ async fn publish_report(
         } => (Some(incident.clone()), Some(*since), Some(*remaining)),
         IncidentStep::None | IncidentStep::Resolved(_) => (None, None, None),
     };
+    // Drift that has outlived its severity's limit, announced once per incident and severity;
+    // the app is looked at again when the next limit falls due.
+    let stale = match (&ctx.notifier, &incident) {
+        (Some(notifier), Some(_)) => stale_drift(
+            &oldest,
+            |s| notifier.stale_after(s),
+            &before.stale,
+            chrono::Utc::now(),
+        ),
+        _ => Stale::default(),
+    };
+    let sooner = match (sooner, stale.next) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let app_name = format!("{}/{}", app.namespace, app.name);
     let envelope = Envelope {
         application: &app.name,
@@ -1029,8 +1044,10 @@ async fn publish_report(
         opened,
         text_hash: Some(text_hash),
         first_seen,
+        stale: stale.announced.clone(),
     };
     if before.text_hash == now.text_hash
+        && before.stale == now.stale
         && before.fingerprint == now.fingerprint
         && before.incident == now.incident
         && before.resolving_since == now.resolving_since
@@ -1054,6 +1071,7 @@ async fn publish_report(
                 incident: incident.as_ref(),
                 resolving_since,
                 opened,
+                stale: &now.stale,
                 summary: &publish::short_summary(&summary),
             },
         )
@@ -1097,6 +1115,11 @@ async fn publish_report(
             report,
             decision,
         );
+        if let (Some(notifier), Some(incident)) = (&ctx.notifier, &incident) {
+            for due in &stale.due {
+                notifier.notify(stale_notification(&app_name, incident, due, report));
+            }
+        }
     }
     let event = if drifted && fingerprint != before.fingerprint {
         Some((
@@ -1125,6 +1148,90 @@ async fn publish_report(
     }
     lock(&ctx.published).insert(app_ref.clone(), now);
     Ok(sooner)
+}
+
+/// A severity whose oldest drift has outlived its limit.
+#[derive(Debug, Clone, PartialEq)]
+struct StaleDrift {
+    severity: Severity,
+    age: Duration,
+    limit: Duration,
+}
+
+/// What the stale-drift check of one analysis found.
+#[derive(Debug, Default, PartialEq)]
+struct Stale {
+    /// Severities to announce now.
+    due: Vec<StaleDrift>,
+    /// The severities announced in the incident, these included, that still have drift (one
+    /// whose drift went away and came back is announced again when the new drift outlives the
+    /// limit).
+    announced: BTreeSet<Severity>,
+    /// When the next limit falls due.
+    next: Option<Duration>,
+}
+
+/// The stale-drift check: for each severity's oldest drift (first seen at `oldest`), whether it
+/// has outlived `limit` and was not announced yet (`announced`), at `now`.
+fn stale_drift(
+    oldest: &BTreeMap<Severity, chrono::DateTime<chrono::Utc>>,
+    limit: impl Fn(Severity) -> Option<Duration>,
+    announced: &BTreeSet<Severity>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Stale {
+    let mut stale = Stale::default();
+    for (&severity, &first) in oldest {
+        let Some(limit) = limit(severity) else {
+            continue;
+        };
+        if announced.contains(&severity) {
+            stale.announced.insert(severity);
+            continue;
+        }
+        // A first-seen time ahead of this clock (another replica's) counts as now.
+        let age = (now - first).to_std().unwrap_or(Duration::ZERO);
+        match limit.checked_sub(age) {
+            Some(left) if !left.is_zero() => {
+                stale.next = Some(stale.next.map_or(left, |n: Duration| n.min(left)));
+            }
+            _ => {
+                stale.due.push(StaleDrift {
+                    severity,
+                    age,
+                    limit,
+                });
+                stale.announced.insert(severity);
+            }
+        }
+    }
+    stale
+}
+
+/// `drift-stale`: the drift of one severity has lasted longer than its limit. It carries that
+/// severity (routes pick channels by it) and that severity's fields, in the incident's id.
+fn stale_notification(
+    app: &str,
+    incident: &(String, Severity),
+    stale: &StaleDrift,
+    report: &DriftReport,
+) -> Notification {
+    let whole = |d: Duration| {
+        let seconds = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        format!(
+            "{:#}",
+            k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+        )
+    };
+    let summary = format!(
+        "{} drift has lasted {} (limit {})",
+        stale.severity,
+        whole(stale.age),
+        whole(stale.limit)
+    );
+    let mut n = notification(EventKind::DriftStale, app, incident, &summary, report);
+    n.severity = stale.severity;
+    n.changes.retain(|c| c.severity == stale.severity);
+    n
 }
 
 /// Tell the notifier what the incident did: opened, changed (new drift, or drift back within
@@ -1320,6 +1427,7 @@ async fn publish_failure(
                 incident: before.incident.as_ref(),
                 resolving_since: before.resolving_since,
                 opened: before.opened,
+                stale: &before.stale,
                 summary: &publish::short_summary(&message),
             },
         )
@@ -1347,6 +1455,7 @@ async fn publish_failure(
             text_hash: None,
             // Kept while the analysis fails: the drift has not been seen gone.
             first_seen: before.first_seen,
+            stale: before.stale,
         },
     );
     Ok(())
@@ -1355,6 +1464,85 @@ async fn publish_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_past_its_severitys_limit_is_due_once_and_the_next_limit_is_when_to_look_again() {
+        let now = chrono::Utc::now();
+        let ago = |minutes| now - chrono::Duration::minutes(minutes);
+        let limit = |s| match s {
+            Severity::Critical => Some(Duration::from_secs(15 * 60)),
+            Severity::High => Some(Duration::from_secs(60 * 60)),
+            _ => None,
+        };
+        let oldest = BTreeMap::from([
+            (Severity::Critical, ago(16)),
+            (Severity::High, ago(20)),
+            (Severity::Low, ago(600)),
+        ]);
+        let stale = stale_drift(&oldest, limit, &BTreeSet::new(), now);
+        assert_eq!(
+            stale.due,
+            [StaleDrift {
+                severity: Severity::Critical,
+                age: Duration::from_secs(16 * 60),
+                limit: Duration::from_secs(15 * 60),
+            }]
+        );
+        assert_eq!(stale.announced, BTreeSet::from([Severity::Critical]));
+        assert_eq!(stale.next, Some(Duration::from_secs(40 * 60)));
+        // Announced already: not again, and still remembered while that drift lasts.
+        let again = stale_drift(&oldest, limit, &stale.announced, now);
+        assert!(again.due.is_empty());
+        assert_eq!(again.announced, stale.announced);
+        // The critical drift went away: forgotten, so a new one is announced when it is due.
+        let without = BTreeMap::from([(Severity::High, ago(20))]);
+        let gone = stale_drift(&without, limit, &stale.announced, now);
+        assert!(gone.announced.is_empty());
+        // A first-seen time ahead of this clock is not due.
+        let ahead = BTreeMap::from([(Severity::Critical, now + chrono::Duration::minutes(5))]);
+        let early = stale_drift(&ahead, limit, &BTreeSet::new(), now);
+        assert!(early.due.is_empty());
+        assert_eq!(early.next, Some(Duration::from_secs(15 * 60)));
+    }
+
+    #[test]
+    fn a_stale_drift_notification_says_how_long_against_what_limit_with_that_severitys_fields() {
+        let report: DriftReport = serde_json::from_value(serde_json::json!({
+            "summary": {"resources": 1, "synced": 0, "modified": 1, "missing": 0, "extra": 0,
+                        "severity": "critical"},
+            "resources": [{
+                "group": "apps", "version": "v1", "kind": "Deployment", "namespace": "shop",
+                "name": "web", "status": "modified", "severity": "critical",
+                "changes": [
+                    {"path": "/spec/replicas", "field": "spec.replicas", "op": "replace",
+                     "desired": 2, "live": 5, "severity": "high", "rule": "r", "manager": null,
+                     "attribution": "unknown"},
+                    {"path": "/spec/template/spec/containers/0/image",
+                     "field": "spec.template.spec.containers[name=web].image", "op": "replace",
+                     "desired": "web:1", "live": "web:2", "severity": "critical", "rule": "r",
+                     "manager": "kubectl-edit", "attribution": "exact"}
+                ]
+            }]
+        }))
+        .unwrap();
+        let stale = StaleDrift {
+            severity: Severity::High,
+            age: Duration::from_secs(3600 + 125),
+            limit: Duration::from_secs(3600),
+        };
+        let n = stale_notification(
+            "argocd/web",
+            &("f1".into(), Severity::Critical),
+            &stale,
+            &report,
+        );
+        assert_eq!(n.kind, EventKind::DriftStale);
+        assert_eq!(n.severity, Severity::High);
+        assert_eq!(n.summary, "high drift has lasted 1h 2m 5s (limit 1h)");
+        assert_eq!(n.incident, "argo-drift/argocd/web/f1");
+        let fields: Vec<&str> = n.changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["spec.replicas"]);
+    }
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
@@ -1369,6 +1557,7 @@ mod tests {
             opened: None,
             text_hash: None,
             first_seen: FirstSeen::default(),
+            stale: BTreeSet::new(),
         }
     }
 

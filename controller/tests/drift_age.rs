@@ -45,27 +45,46 @@ async fn edit(configmaps: &Api<ConfigMap>, data: Value) {
         .unwrap();
 }
 
+/// A controller started with `args` for the app of `synced`, once it has reported on it; and
+/// the app's live ConfigMaps.
+async fn start_reporting(
+    client: &kube::Client,
+    synced: &SyncedApp,
+    args: &[&str],
+) -> (Running, Api<ConfigMap>) {
+    let controller = Running::start(&admin_config().await, &synced.argocd, args).await;
+    wait_for("the first report", Duration::from_secs(20), || async {
+        report(client, &synced.argocd, "flags").await
+    })
+    .await;
+    (controller, Api::namespaced(client.clone(), &synced.shop))
+}
+
+/// The report once the field at `path` is dated as drifted.
+async fn dated(client: &kube::Client, argocd: &str, path: &str) -> Value {
+    wait_for(
+        &format!("{path} to drift"),
+        Duration::from_secs(30),
+        || async {
+            let (_, r) = report(client, argocd, "flags").await?;
+            first_seen(&r, path).map(|_| r)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_exported() {
     let client = client().await;
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n  level: low\n";
     let synced = synced_app(&client, "flags", "flags.yaml", cm).await;
-    let (argocd, shop) = (&synced.argocd, &synced.shop);
+    let argocd = &synced.argocd;
     let app = format!("{argocd}/flags");
     let args = ["--leader-election", "false"];
-    let controller = Running::start(&admin_config().await, argocd, &args).await;
-    wait_for("the first report", Duration::from_secs(20), || async {
-        report(&client, argocd, "flags").await
-    })
-    .await;
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), shop);
+    let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
 
     edit(&configmaps, json!({"mode": "yolo"})).await;
-    let r = wait_for("the first drift", Duration::from_secs(30), || async {
-        let (_, r) = report(&client, argocd, "flags").await?;
-        first_seen(&r, "/data/mode").map(|_| r)
-    })
-    .await;
+    let r = dated(&client, argocd, "/data/mode").await;
     let mode_since = first_seen(&r, "/data/mode").unwrap();
     let resource = &r["resources"][0];
     assert_eq!(resource["firstSeen"], mode_since.as_str(), "{r:#}");
@@ -78,11 +97,7 @@ async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_expor
     // A second field drifts later: it has its own time, the first keeps its own.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     edit(&configmaps, json!({"level": "high"})).await;
-    let r = wait_for("the second drift", Duration::from_secs(30), || async {
-        let (_, r) = report(&client, argocd, "flags").await?;
-        first_seen(&r, "/data/level").map(|_| r)
-    })
-    .await;
+    let r = dated(&client, argocd, "/data/level").await;
     let level_since = first_seen(&r, "/data/level").unwrap();
     assert_eq!(
         first_seen(&r, "/data/mode").as_deref(),
@@ -144,11 +159,100 @@ async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_expor
 
     // The same field drifting again is a new drift, dated now.
     edit(&configmaps, json!({"mode": "yolo"})).await;
-    let r = wait_for("the drift back", Duration::from_secs(30), || async {
-        let (_, r) = report(&client, argocd, "flags").await?;
-        first_seen(&r, "/data/mode").map(|_| r)
+    let r = dated(&client, argocd, "/data/mode").await;
+    assert!(first_seen(&r, "/data/mode").unwrap() > level_since, "{r:#}");
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+}
+
+/// The `drift-stale` events PagerDuty got so far.
+fn stale_pages(pagerduty: &Capture) -> Vec<Value> {
+    pagerduty
+        .got()
+        .into_iter()
+        .filter(|e| {
+            e["payload"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Drift outlived its limit"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_outliving_its_limit_is_announced_once_even_across_a_restart_and_again_when_new() {
+    let client = client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n";
+    let synced = synced_app(&client, "flags", "flags.yaml", cm).await;
+    let argocd = &synced.argocd;
+    let pagerduty = Capture::start().await;
+    let notifications = pagerduty_notifications(
+        dir.path(),
+        &pagerduty.url,
+        &["drift-stale"],
+        "low",
+        "resolveHoldSeconds: 0\nstaleAfterSeconds: {medium: 3}\n",
+    );
+    let args = ["--notifications", notifications.to_str().unwrap()];
+    let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
+
+    edit(&configmaps, json!({"mode": "yolo"})).await;
+    let r = dated(&client, argocd, "/data/mode").await;
+    let since = first_seen(&r, "/data/mode").unwrap();
+    assert!(stale_pages(&pagerduty).is_empty(), "not yet three seconds");
+    // Nothing changes after the drift: the controller looks again when the limit falls due.
+    let pages = wait_for("the stale page", Duration::from_secs(20), || async {
+        let pages = stale_pages(&pagerduty);
+        (!pages.is_empty()).then_some(pages)
     })
     .await;
-    assert!(first_seen(&r, "/data/mode").unwrap() > level_since, "{r:#}");
+    let summary = pages[0]["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("{argocd}/flags — medium drift has lasted "))
+            && summary.ends_with("(limit 3s)"),
+        "{summary}"
+    );
+    let dedup_key = pages[0]["dedup_key"].as_str().unwrap().to_string();
+    let (cm, _) = report(&client, argocd, "flags").await.unwrap();
+    let annotations = cm.metadata.annotations.unwrap();
+    assert_eq!(annotations["argo-drift.io/stale-announced"], "medium");
+    assert!(dedup_key.ends_with(&annotations["argo-drift.io/incident"]));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stale_pages(&pagerduty).len(), 1, "announced once");
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+
+    // A restart, and the drift edited again meanwhile: still the same drift, not announced again.
+    edit(&configmaps, json!({"mode": "reckless"})).await;
+    let controller = Running::start(&admin_config().await, argocd, &args).await;
+    wait_for(
+        "the report after the restart",
+        Duration::from_secs(30),
+        || async {
+            let (_, r) = report(&client, argocd, "flags").await?;
+            let change = &r["resources"][0]["changes"][0];
+            (change["live"] == "reckless").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stale_pages(&pagerduty).len(),
+        1,
+        "not again after the restart"
+    );
+
+    // Back in sync, then the field drifts again: a new drift, announced when it is due.
+    edit(&configmaps, json!({"mode": "safe"})).await;
+    wait_for("the drift to go", Duration::from_secs(30), || async {
+        let (_, r) = report(&client, argocd, "flags").await?;
+        (r["summary"]["modified"] == 0).then_some(())
+    })
+    .await;
+    edit(&configmaps, json!({"mode": "yolo"})).await;
+    wait_for("the second stale page", Duration::from_secs(30), || async {
+        (stale_pages(&pagerduty).len() == 2).then_some(())
+    })
+    .await;
+    let (_, r) = report(&client, argocd, "flags").await.unwrap();
+    assert!(first_seen(&r, "/data/mode").unwrap() > since, "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
 }

@@ -2,6 +2,7 @@
 //! or a file, never the file itself), and routes by event and severity. Read raw, then checked
 //! and compiled once; errors name the file, the key path and the problem.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ pub struct NotificationsFile {
     /// that comes back sooner continues the same incident instead of paging anew.
     #[serde(default = "default_resolve_hold")]
     pub resolve_hold_seconds: u64,
+    /// How long drift of each severity may last before a `drift-stale` notification says so
+    /// (once per incident and severity). Given, it replaces the defaults whole: a severity left
+    /// out is never announced as stale.
+    #[serde(default = "default_stale_after")]
+    pub stale_after_seconds: BTreeMap<Severity, u64>,
     /// Messages waiting per channel; beyond this new ones are dropped (and counted), so a dead
     /// channel never holds up detection or remediation.
     #[serde(default = "default_queue")]
@@ -82,6 +88,15 @@ fn default_window() -> u64 {
 
 fn default_resolve_hold() -> u64 {
     120
+}
+
+/// critical 15 min, high 1 h, medium 24 h; low drift is never announced as stale.
+fn default_stale_after() -> BTreeMap<Severity, u64> {
+    BTreeMap::from([
+        (Severity::Critical, 15 * 60),
+        (Severity::High, 60 * 60),
+        (Severity::Medium, 24 * 60 * 60),
+    ])
 }
 
 fn default_queue() -> usize {
@@ -269,6 +284,8 @@ pub struct Notifications {
     pub argocd_url: Option<String>,
     pub dedup_window: Duration,
     pub resolve_hold: Duration,
+    /// How long drift of a severity may last before it is announced as stale.
+    pub stale_after: BTreeMap<Severity, Duration>,
     pub queue_size: usize,
     pub channels: Vec<Channel>,
     pub routes: Vec<Route>,
@@ -404,6 +421,20 @@ impl Notifications {
             });
         }
         let templates = Templates::compile(sources).map_err(|(at, m)| fail(at, m))?;
+        let mut stale_after = BTreeMap::new();
+        for (&severity, &seconds) in &raw.stale_after_seconds {
+            let at = format!("staleAfterSeconds.{severity}");
+            if severity == Severity::None {
+                return Err(fail(at, "drift has no severity none".into()));
+            }
+            if seconds == 0 {
+                return Err(fail(
+                    at,
+                    "must be at least 1 (leave the severity out never to announce it)".into(),
+                ));
+            }
+            stale_after.insert(severity, Duration::from_secs(seconds));
+        }
         for (at, name) in templates.channel_references() {
             if !channels.iter().any(|c| c.name == name) {
                 return Err(fail(at, format!("no channel named {name:?}")));
@@ -415,6 +446,7 @@ impl Notifications {
             argocd_url: raw.argocd_url,
             dedup_window: Duration::from_secs(raw.dedup_window_seconds),
             resolve_hold: Duration::from_secs(raw.resolve_hold_seconds),
+            stale_after,
             queue_size: raw.queue_size,
             channels,
             routes,
@@ -593,6 +625,42 @@ routes:
 "#;
 
     #[test]
+    fn stale_limits_default_to_15_minutes_1_hour_1_day_and_a_given_map_replaces_them() {
+        let n = Notifications::from_yaml("n.yaml", GOOD, &env).unwrap();
+        let minutes = |n: &Notifications, s| n.stale_after.get(&s).map(|d| d.as_secs() / 60);
+        assert_eq!(minutes(&n, Severity::Critical), Some(15));
+        assert_eq!(minutes(&n, Severity::High), Some(60));
+        assert_eq!(minutes(&n, Severity::Medium), Some(24 * 60));
+        assert_eq!(minutes(&n, Severity::Low), None);
+        let given = format!("{GOOD}staleAfterSeconds: {{critical: 300, low: 604800}}\n");
+        let n = Notifications::from_yaml("n.yaml", &given, &env).unwrap();
+        assert_eq!(minutes(&n, Severity::Critical), Some(5));
+        assert_eq!(minutes(&n, Severity::High), None);
+        assert_eq!(minutes(&n, Severity::Low), Some(7 * 24 * 60));
+        for (bad, at) in [
+            (
+                "{high: 0}",
+                "n.yaml: staleAfterSeconds.high: must be at least 1",
+            ),
+            (
+                "{none: 60}",
+                "n.yaml: staleAfterSeconds.none: drift has no severity none",
+            ),
+        ] {
+            let text = format!("{GOOD}staleAfterSeconds: {bad}\n");
+            let e = Notifications::from_yaml("n.yaml", &text, &env).unwrap_err();
+            assert!(e.to_string().starts_with(at), "{e}");
+        }
+        let e = Notifications::from_yaml(
+            "n.yaml",
+            &format!("{GOOD}staleAfterSeconds: {{urgent: 60}}\n"),
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("urgent"), "{e}");
+    }
+
+    #[test]
     fn routes_pick_channels_by_event_and_severity() {
         let n = Notifications::from_yaml("n.yaml", GOOD, &env).unwrap();
         let names = |k, s| {
@@ -630,7 +698,7 @@ routes:
         );
         assert_eq!(
             err("channels:\n- name: a\n  slack: {webhookUrl: {env: SLACK_HOOK}}\nroutes:\n- events: [drift-detectd]\n  channels: [a]\n"),
-            "n.yaml: routes[0].events[0]: unknown event \"drift-detectd\" (one of drift-detected, drift-changed, drift-resolved, approval-requested, approval-expired, action-taken, action-held, recurrence-breaker-tripped, sync-gated, rollback-done, rollback-failed, or \"*\")"
+            "n.yaml: routes[0].events[0]: unknown event \"drift-detectd\" (one of drift-detected, drift-changed, drift-resolved, drift-stale, approval-requested, approval-expired, action-taken, action-held, recurrence-breaker-tripped, sync-gated, rollback-done, rollback-failed, or \"*\")"
         );
         assert_eq!(
             err("routes:\n- events: [\"*\"]\n  channels: [nowhere]\n"),

@@ -142,6 +142,11 @@ impl Notifier {
         self.config.resolve_hold
     }
 
+    /// How long drift of `severity` may last before it is announced as stale (`None`: never).
+    pub fn stale_after(&self, severity: argo_drift_core::Severity) -> Option<Duration> {
+        self.config.stale_after.get(&severity).copied()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -12,6 +12,8 @@ pub enum EventKind {
     DriftDetected,
     DriftChanged,
     DriftResolved,
+    /// Drift of a severity has lasted longer than the limit set for it (`staleAfterSeconds`).
+    DriftStale,
     ApprovalRequested,
     ApprovalExpired,
     ActionTaken,
@@ -23,10 +25,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::DriftDetected,
         EventKind::DriftChanged,
         EventKind::DriftResolved,
+        EventKind::DriftStale,
         EventKind::ApprovalRequested,
         EventKind::ApprovalExpired,
         EventKind::ActionTaken,
@@ -42,6 +45,7 @@ impl EventKind {
             EventKind::DriftDetected => "drift-detected",
             EventKind::DriftChanged => "drift-changed",
             EventKind::DriftResolved => "drift-resolved",
+            EventKind::DriftStale => "drift-stale",
             EventKind::ApprovalRequested => "approval-requested",
             EventKind::ApprovalExpired => "approval-expired",
             EventKind::ActionTaken => "action-taken",
@@ -65,6 +69,7 @@ impl EventKind {
             EventKind::DriftDetected => "Drift detected",
             EventKind::DriftChanged => "Drift changed",
             EventKind::DriftResolved => "Drift resolved",
+            EventKind::DriftStale => "Drift outlived its limit",
             EventKind::ApprovalRequested => "Approval requested",
             EventKind::ApprovalExpired => "Approval expired",
             EventKind::ActionTaken => "Action taken",
