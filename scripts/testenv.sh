@@ -19,6 +19,8 @@
 #   scripts/testenv.sh gitops-diff            build Argo CD's diff engine as a command (benchmarks)
 #   scripts/testenv.sh gitops-engine-source   print the pinned gitops-engine's source directory
 #   scripts/testenv.sh tools                  build helm and kustomize (pinned); prints `export` lines
+#   scripts/testenv.sh promtool               Debian's prometheus package (for promtool); prints
+#                                             an `export` line for it
 #   scripts/testenv.sh versions               the pinned versions
 #   scripts/testenv.sh argocd-source          print the pinned Argo CD release's source directory
 #   scripts/testenv.sh restart-apiserver [SECONDS]   stop the hub's API server, wait, start it again
@@ -717,6 +719,7 @@ case "${1:-}" in
   gitops-diff) build_gitops_diff; echo "export ARGO_DRIFT_GITOPS_DIFF=$gitops_diff" ;;
   gitops-engine-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_GITOPS_ENGINE_SOURCE=$(module_dir github.com/argoproj/argo-cd/gitops-engine/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   tools) need_go; build_tools; echo "export ARGO_DRIFT_TEST_KUSTOMIZE=$tools/kustomize"; echo "export ARGO_DRIFT_TEST_HELM=$tools/helm" ;;
+  promtool) need_packages prometheus; echo "export ARGO_DRIFT_PROMTOOL=$(command -v promtool)" ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{json, Value};
 use support::*;
 
@@ -35,14 +35,7 @@ fn oldest(metrics: &str, app: &str, severity: &str) -> Option<f64> {
 }
 
 async fn edit(configmaps: &Api<ConfigMap>, data: Value) {
-    let edit = PatchParams {
-        field_manager: Some("kubectl-edit".into()),
-        ..Default::default()
-    };
-    configmaps
-        .patch("flags", &edit, &Patch::Merge(json!({ "data": data })))
-        .await
-        .unwrap();
+    edit_config_map(configmaps, "flags", data).await;
 }
 
 /// A controller started with `args` for the app of `synced`, once it has reported on it; and

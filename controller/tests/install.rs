@@ -108,9 +108,11 @@ async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         // Kustomize files are not objects; the CRDs are installed already; the sidecar and the
         // extension's patches are patches, checked below and in
-        // the_argocd_extension_component_composes_with_argo_cds_own_install.
+        // the_argocd_extension_component_composes_with_argo_cds_own_install; the alert rules'
+        // unit tests are promtool's (tests/monitoring.rs).
         if name == "kustomization.yaml"
             || f.starts_with(repo("deploy/testenv"))
+            || f.starts_with(repo("deploy/monitoring/tests"))
             || f.starts_with(repo("deploy/sidecar"))
             || name.ends_with("-patch.yaml")
         {
@@ -221,39 +223,16 @@ fn the_image_carries_every_binary() {
 /// composed objects carry the extension, its config and RBAC, and the API server accepts them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_argocd_extension_component_composes_with_argo_cds_own_install() {
-    let tools = testenv("tools");
-    let kustomize = exported(&tools, "ARGO_DRIFT_TEST_KUSTOMIZE");
     let source = PathBuf::from(exported(
         &testenv("argocd-source"),
         "ARGO_DRIFT_ARGOCD_SOURCE",
     ));
-    // kustomize takes only relative paths to other kustomizations: the overlay sits in target/.
-    let overlay = repo(&format!("target/kustomize-overlay-{:x}", rand_u32()));
-    std::fs::create_dir_all(&overlay).unwrap();
     let install = std::fs::read_to_string(source.join("manifests/install.yaml")).unwrap();
-    std::fs::write(overlay.join("install.yaml"), install).unwrap();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
+    let objects = kustomize_build(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
          - install.yaml\n- ../../deploy/base\ncomponents:\n- ../../deploy/argocd-extension\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(&kustomize)
-        .arg("build")
-        .arg(&overlay)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&overlay);
-    assert!(
-        out.status.success(),
-        "kustomize build: {}",
-        String::from_utf8_lossy(&out.stderr)
+        &[("install.yaml", &install)],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect();
     let find = |kind: &str, name: &str| -> Value {
         objects
             .iter()

@@ -7,7 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::*;
 
@@ -48,18 +47,7 @@ async fn drift_made_while_the_controller_reconnects_after_an_api_server_restart_
     let client = support::client().await;
     let configmaps =
         kube::api::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), shop);
-    let edit = PatchParams {
-        field_manager: Some("kubectl-edit".into()),
-        ..Default::default()
-    };
-    configmaps
-        .patch(
-            "flags",
-            &edit,
-            &Patch::Merge(json!({"data": {"mode": "yolo"}})),
-        )
-        .await
-        .unwrap();
+    edit_config_map(&configmaps, "flags", json!({"mode": "yolo"})).await;
     let (cm, r) = wait_for(
         "the drift made across the restart",
         Duration::from_secs(60),

@@ -381,7 +381,7 @@ pub async fn admin_config() -> Config {
 }
 
 /// The pinned Argo CD release's CRDs and the project's test CRDs (Argo Workflows, the
-/// ServiceMonitor), idempotent, for clusters the script did not start.
+/// ServiceMonitor and PrometheusRule), idempotent, for clusters the script did not start.
 async fn install_crds(client: &Client) {
     let dirs = [
         ARGOCD_CRDS.get().cloned().unwrap(),
@@ -846,6 +846,52 @@ pub async fn synced_app(client: &Client, name: &str, file: &str, manifest: &str)
         repo,
         _dir: dir,
     }
+}
+
+/// A person's `kubectl edit` of ConfigMap `name`: `data` merged into its data, under the
+/// field manager kubectl gives such an edit.
+pub async fn edit_config_map(configmaps: &Api<ConfigMap>, name: &str, data: Value) {
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    configmaps
+        .patch(
+            name,
+            &edit,
+            &Patch::Merge(json!({ "data": data })),
+        )
+        .await
+        .unwrap();
+}
+
+/// The objects the real kustomize builds from an overlay of `kustomization` (its paths relative
+/// to a directory two levels below the repository's root: kustomize takes only relative paths
+/// to other kustomizations, so the overlay sits in target/) and `files` beside it.
+pub fn kustomize_build(kustomization: &str, files: &[(&str, &str)]) -> Vec<Value> {
+    let kustomize = exported(&testenv("tools"), "ARGO_DRIFT_TEST_KUSTOMIZE");
+    let overlay = root().join(format!("target/kustomize-overlay-{:x}", rand_u32()));
+    std::fs::create_dir_all(&overlay).unwrap();
+    for (name, text) in files {
+        std::fs::write(overlay.join(name), text).unwrap();
+    }
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    let out = std::process::Command::new(&kustomize)
+        .arg("build")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&overlay);
+    assert!(
+        out.status.success(),
+        "kustomize build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 /// An Application opted in to argo-drift, read from `repo_url` at `path`.
