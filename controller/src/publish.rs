@@ -40,6 +40,9 @@ pub const STALE_ANNOTATION: &str = "argo-drift.io/stale-announced";
 pub const REPORTED_BY_ANNOTATION: &str = "argo-drift.io/reported-by";
 pub const APPLICATION_ANNOTATION: &str = "argo-drift.io/application";
 pub const REPORT_KEY: &str = "report.json";
+/// Beside a report that holds no resources (a failed analysis): when each drift the report
+/// before it held was first seen, so that a restart while analyses fail keeps the drift's age.
+pub const FIRST_SEEN_KEY: &str = "first-seen.json";
 /// On the Application, for its Lua health check (health-checks/argoproj.io/Application).
 pub const DRIFT_SEVERITY_ANNOTATION: &str = "argo-drift.io/drift-severity";
 pub const DRIFT_SUMMARY_ANNOTATION: &str = "argo-drift.io/drift-summary";
@@ -175,6 +178,8 @@ pub struct ReportMeta<'a> {
     pub opened: Option<Timestamp>,
     /// The severities announced as stale in the open incident.
     pub stale: &'a BTreeSet<Severity>,
+    /// First-seen times to keep beside a report that holds none (see [`FIRST_SEEN_KEY`]).
+    pub first_seen: Option<&'a FirstSeen>,
     /// One line: the drift, or that everything matches.
     pub summary: &'a str,
 }
@@ -324,6 +329,7 @@ impl Publisher {
             resolving_since,
             opened,
             stale,
+            first_seen,
             summary,
         } = *meta;
         let namespace = self.reports.as_str();
@@ -339,7 +345,7 @@ impl Publisher {
         } else {
             serde_json::json!([])
         };
-        let cm = serde_json::json!({
+        let mut cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -371,6 +377,10 @@ impl Publisher {
             },
             "data": {REPORT_KEY: text},
         });
+        // Applied without the key, a report with resources drops the one a failure left.
+        if let Some(times) = first_seen.filter(|t| !t.is_empty()) {
+            cm["data"][FIRST_SEEN_KEY] = fit_first_seen(times).into();
+        }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         api.patch(
             &name,
@@ -554,9 +564,27 @@ impl Publisher {
     }
 }
 
-/// The first-seen times of the drifts in a report ConfigMap's report. A report that does not
-/// parse (written by another version, or cut by hand) gives none: its drifts count as new.
+/// First-seen times as JSON (`[[drift, time], …]`, oldest first) within the report's limit:
+/// beyond it the newest are left out (they will count as new: their age is the least).
+fn fit_first_seen(times: &FirstSeen) -> String {
+    let mut list = times.to_list();
+    loop {
+        let text = serde_json::to_string(&list).unwrap_or_default();
+        if text.len() <= REPORT_LIMIT || list.is_empty() {
+            return text;
+        }
+        list.truncate(list.len() * 3 / 4);
+    }
+}
+
+/// The first-seen times of the drifts in a report ConfigMap: its report's, or those kept beside
+/// a report of a failed analysis. A report that does not parse (written by another version, or
+/// cut by hand) gives none: its drifts count as new.
 fn first_seen_in(cm: &ConfigMap) -> FirstSeen {
+    let kept = cm.data.as_ref().and_then(|d| d.get(FIRST_SEEN_KEY));
+    if let Some(Ok(list)) = kept.map(|t| serde_json::from_str(t)) {
+        return FirstSeen::from_list(list);
+    }
     let text = cm.data.as_ref().and_then(|d| d.get(REPORT_KEY));
     match text.map(|t| serde_json::from_str::<DriftReport>(t)) {
         Some(Ok(report)) => FirstSeen::from_report(&report),

@@ -1072,6 +1072,7 @@ async fn publish_report(
                 resolving_since,
                 opened,
                 stale: &now.stale,
+                first_seen: None,
                 summary: &publish::short_summary(&summary),
             },
         )
@@ -1428,6 +1429,7 @@ async fn publish_failure(
                 resolving_since: before.resolving_since,
                 opened: before.opened,
                 stale: &before.stale,
+                first_seen: Some(&before.first_seen),
                 summary: &publish::short_summary(&message),
             },
         )

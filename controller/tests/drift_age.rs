@@ -249,3 +249,60 @@ async fn drift_outliving_its_limit_is_announced_once_even_across_a_restart_and_a
     assert!(first_seen(&r, "/data/mode").unwrap() > since, "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_the_analysis_fails_keeps_the_drifts_first_seen_times() {
+    let client = client().await;
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n";
+    let synced = synced_app(&client, "flags", "flags.yaml", cm).await;
+    let argocd = &synced.argocd;
+    let args = ["--leader-election", "false"];
+    let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
+    edit(&configmaps, json!({"mode": "yolo"})).await;
+    let since = first_seen(&dated(&client, argocd, "/data/mode").await, "/data/mode").unwrap();
+
+    // Git cannot be read: the report says so and holds no resources.
+    let applications = dynamic(&client, argocd, "argoproj.io/v1alpha1", "Application").await;
+    let source = |url: &str| json!({"spec": {"source": {"repoURL": url}}});
+    applications
+        .patch(
+            "flags",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(source(&format!(
+                "git://127.0.0.1:{}/nowhere.git",
+                free_port()
+            ))),
+        )
+        .await
+        .unwrap();
+    wait_for("the failure report", Duration::from_secs(30), || async {
+        let (_, r) = report(&client, argocd, "flags").await?;
+        r["error"].is_string().then_some(())
+    })
+    .await;
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+
+    // Restarted while it still fails, then Git is fixed: the drift keeps its first time.
+    let controller = Running::start(&admin_config().await, argocd, &args).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    applications
+        .patch(
+            "flags",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(source(&synced.repo.url())),
+        )
+        .await
+        .unwrap();
+    let (cm, r) = wait_for("the report again", Duration::from_secs(30), || async {
+        let (cm, r) = report(&client, argocd, "flags").await?;
+        first_seen(&r, "/data/mode").map(|_| (cm, r))
+    })
+    .await;
+    assert_eq!(first_seen(&r, "/data/mode"), Some(since), "{r:#}");
+    // The times kept beside the failure report go with it.
+    assert!(
+        !cm.data.unwrap().contains_key("first-seen.json"),
+        "a report with resources carries its times itself"
+    );
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+}

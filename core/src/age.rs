@@ -135,6 +135,25 @@ impl FirstSeen {
     pub fn is_empty(&self) -> bool {
         self.times.is_empty()
     }
+
+    /// The times as text, by drift, oldest first: to keep them where no report carries them
+    /// (beside a report of a failed analysis, which holds no resources).
+    pub fn to_list(&self) -> Vec<(String, String)> {
+        let mut list: Vec<_> = self.times.iter().collect();
+        list.sort_by_key(|(key, t)| (**t, *key));
+        list.into_iter()
+            .map(|(key, t)| (key.clone(), format_time(*t)))
+            .collect()
+    }
+
+    /// The times [`FirstSeen::to_list`] wrote; a time that does not parse is left out.
+    pub fn from_list(list: Vec<(String, String)>) -> FirstSeen {
+        let times = list
+            .into_iter()
+            .filter_map(|(key, t)| parse_time(&t).map(|t| (key, t)))
+            .collect();
+        FirstSeen { times }
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +327,42 @@ mod tests {
         let broken: DriftReport =
             serde_json::from_str(&text.replace("2026-12-07T10:00:00Z", "yesterday")).unwrap();
         assert!(FirstSeen::from_report(&broken).is_empty());
+    }
+
+    #[test]
+    fn the_times_as_a_list_are_oldest_first_and_read_back_whole() {
+        let mut r = report(vec![resource(
+            "web",
+            Status::Modified,
+            vec![change("/spec/replicas", Severity::High)],
+        )]);
+        let seen = FirstSeen::default().stamp(&mut r, at("2026-12-07T10:05:00Z"));
+        let mut later = report(vec![
+            resource(
+                "web",
+                Status::Modified,
+                vec![change("/spec/replicas", Severity::High)],
+            ),
+            resource("gone", Status::Missing, vec![]),
+        ]);
+        let seen = seen.stamp(&mut later, at("2026-12-07T11:00:00Z"));
+        let list = seen.to_list();
+        assert_eq!(
+            list,
+            [
+                (
+                    "Deployment.apps shop/web#/spec/replicas".to_string(),
+                    "2026-12-07T10:05:00Z".to_string()
+                ),
+                (
+                    "Deployment.apps shop/gone@missing".to_string(),
+                    "2026-12-07T11:00:00Z".to_string()
+                ),
+            ]
+        );
+        assert_eq!(FirstSeen::from_list(list), seen);
+        let broken = vec![("k".to_string(), "soon".to_string())];
+        assert!(FirstSeen::from_list(broken).is_empty());
     }
 
     #[test]

@@ -856,11 +856,7 @@ pub async fn edit_config_map(configmaps: &Api<ConfigMap>, name: &str, data: Valu
         ..Default::default()
     };
     configmaps
-        .patch(
-            name,
-            &edit,
-            &Patch::Merge(json!({ "data": data })),
-        )
+        .patch(name, &edit, &Patch::Merge(json!({ "data": data })))
         .await
         .unwrap();
 }
