@@ -361,6 +361,8 @@ start_apiserver() {
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,DefaultStorageClass,ResourceQuota \
     --disable-admission-plugins ServiceAccount \
     --endpoint-reconciler-type none --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+    --audit-policy-file "$root/deploy/audit/audit-policy.yaml" --audit-log-path "$state/audit.log" \
+    --audit-log-format json --audit-log-maxsize 100 --audit-log-maxbackup 1 \
     --cert-dir "$state/pki"
 }
 
@@ -422,6 +424,9 @@ exports() {
     echo "export KUBECONFIG=$state/kubeconfig"
   fi
   echo "export ARGO_DRIFT_ARGOCD_CRDS=$argocd_release/crds"
+  # The API server's audit log (deploy/audit/audit-policy.yaml), JSON lines; none for a cluster
+  # of KUBECONFIG's.
+  [ "$external" = 1 ] || echo "export ARGO_DRIFT_TESTENV_AUDIT_LOG=$state/audit.log"
 }
 
 external=0

@@ -293,67 +293,88 @@ impl Spoke {
     /// A client certificate and key (PEM) for `user` in group system:masters, signed by the
     /// spoke's CA (openssl).
     pub fn client_certificate(&self, dir: &Path, user: &str) -> (String, String) {
-        let key = dir.join(format!("{user}.key"));
-        let csr = dir.join(format!("{user}.csr"));
-        let crt = dir.join(format!("{user}.crt"));
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let p = |p: &Path| p.to_str().unwrap().to_string();
-        // Extensions make it an X.509 v3 certificate, the only version rustls accepts.
-        let ext = dir.join(format!("{user}.ext"));
-        std::fs::write(
-            &ext,
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &p(&key),
-        ]);
-        run(&[
-            "req",
-            "-new",
-            "-key",
-            &p(&key),
-            "-subj",
-            &format!("/O=system:masters/CN={user}"),
-            "-out",
-            &p(&csr),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &p(&csr),
-            "-CA",
-            &p(&self.pki.join("ca.crt")),
-            "-CAkey",
-            &p(&self.pki.join("ca.key")),
-            "-set_serial",
-            &rand_u32().to_string(),
-            "-extfile",
-            &p(&ext),
-            "-days",
-            "1",
-            "-out",
-            &p(&crt),
-        ]);
-        (
-            std::fs::read_to_string(crt).unwrap(),
-            std::fs::read_to_string(key).unwrap(),
-        )
+        client_certificate(&self.pki, dir, user, "system:masters")
     }
+}
+
+/// A client certificate and key (PEM) for `user` in `group`, signed by the CA in `pki` (the
+/// test API servers' CA signs client certificates too), made with openssl in `dir`.
+pub fn client_certificate(pki: &Path, dir: &Path, user: &str, group: &str) -> (String, String) {
+    let key = dir.join(format!("{user}.key"));
+    let csr = dir.join(format!("{user}.csr"));
+    let crt = dir.join(format!("{user}.crt"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    // Extensions make it an X.509 v3 certificate, the only version rustls accepts.
+    let ext = dir.join(format!("{user}.ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p(&key),
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        &p(&key),
+        "-subj",
+        &format!("/O={group}/CN={user}"),
+        "-out",
+        &p(&csr),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&pki.join("ca.crt")),
+        "-CAkey",
+        &p(&pki.join("ca.key")),
+        "-set_serial",
+        &rand_u32().to_string(),
+        "-extfile",
+        &p(&ext),
+        "-days",
+        "1",
+        "-out",
+        &p(&crt),
+    ]);
+    (
+        std::fs::read_to_string(crt).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    )
+}
+
+/// A client of the project's own (hub) test API server as `user` in `group`, authenticated by a
+/// client certificate its CA signed.
+pub async fn user_client(dir: &Path, user: &str, group: &str) -> Client {
+    let pki = kubeconfig().parent().unwrap().join("pki");
+    client_certificate(&pki, dir, user, group);
+    let path = |ext: &str| Some(dir.join(format!("{user}.{ext}")).display().to_string());
+    let mut config = admin_config().await;
+    config.auth_info = kube::config::AuthInfo {
+        client_certificate: path("crt"),
+        client_key: path("key"),
+        ..Default::default()
+    };
+    Client::try_from(config).unwrap()
 }
 
 pub async fn client() -> Client {
