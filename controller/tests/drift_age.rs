@@ -191,7 +191,17 @@ async fn drift_outliving_its_limit_is_announced_once_even_across_a_restart_and_a
     edit(&configmaps, json!({"mode": "yolo"})).await;
     let r = dated(&client, argocd, "/data/mode").await;
     let since = first_seen(&r, "/data/mode").unwrap();
-    assert!(stale_pages(&pagerduty).is_empty(), "not yet three seconds");
+    // Not yet due: checked only while the drift is surely younger than its 3 s limit (a slow
+    // machine may take that long to get here).
+    let age =
+        chrono::Utc::now().fixed_offset() - chrono::DateTime::parse_from_rfc3339(&since).unwrap();
+    let pages = stale_pages(&pagerduty);
+    if age < chrono::Duration::seconds(2) {
+        assert!(
+            pages.is_empty(),
+            "paged at {age} for a 3 s limit: {pages:?}"
+        );
+    }
     // Nothing changes after the drift: the controller looks again when the limit falls due.
     let pages = wait_for("the stale page", Duration::from_secs(20), || async {
         let pages = stale_pages(&pagerduty);
