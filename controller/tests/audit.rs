@@ -73,17 +73,11 @@ async fn the_shipped_audit_policy_names_each_writer_with_the_written_version_and
     let carol = kube::Client::try_from(impersonating).unwrap();
     let carol_version = patch_as(&carol, &shop, "kubectl-edit", json!({"mode": "reckless"})).await;
 
-    let controller_token =
-        std::fs::read_to_string(kubeconfig().parent().unwrap().join("pki/controller.token"))
-            .unwrap();
-    let mut as_sa = admin_config().await;
-    as_sa.auth_info = kube::config::AuthInfo {
-        token: Some(controller_token.trim().to_string().into()),
-        ..Default::default()
-    };
-    // argo-drift's own ServiceAccount, given the right to patch ConfigMaps here for the test
-    // (no controller-manager aggregates the built-in `edit` role on this server).
+    // A ServiceAccount (a CI job's, say) with a TokenRequest token, allowed to patch ConfigMaps
+    // here (no controller-manager aggregates the built-in `edit` role on this server). Not
+    // argo-drift's own: the shipped admission policy keeps that one off apps' objects.
     for object in [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "patch-configmaps"},
@@ -93,16 +87,16 @@ async fn the_shipped_audit_policy_names_each_writer_with_the_written_version_and
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "patch-configmaps"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-configmaps"},
-            "subjects": [{"kind": "ServiceAccount", "name": "argo-drift", "namespace": "argocd"}]
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": shop}]
         }),
     ] {
         apply(&admin, &shop, object, "argo-drift-tests").await;
     }
-    let sa = kube::Client::try_from(as_sa).unwrap();
+    let sa = service_account_client(&admin, &shop, "deployer").await;
     let sa_version = wait_for("the role binding", Duration::from_secs(10), || async {
         let configmaps: Api<ConfigMap> = Api::namespaced(sa.clone(), &shop);
         let params = PatchParams {
-            field_manager: Some("argo-drift".into()),
+            field_manager: Some("ci-deploy".into()),
             ..Default::default()
         };
         configmaps
@@ -170,10 +164,15 @@ async fn the_shipped_audit_policy_names_each_writer_with_the_written_version_and
     let carol_event = by_version(&carol_version);
     assert_eq!(carol_event["user"]["username"], "admin");
     assert_eq!(carol_event["impersonatedUser"]["username"], "carol");
+    let sa_event = by_version(&sa_version);
     assert_eq!(
-        by_version(&sa_version)["user"]["username"],
-        "system:serviceaccount:argocd:argo-drift"
+        sa_event["user"]["username"],
+        format!("system:serviceaccount:{shop}:deployer")
     );
+    assert!(sa_event["user"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("system:serviceaccounts")));
     // Reads are not kept.
     assert!(events.iter().all(|e| e["verb"] != "get"), "{events:#?}");
     // The Secret's write is kept, by whom and when, without its value anywhere in the log.
