@@ -969,11 +969,8 @@ async fn publish_report(
     let drifted_severity = publish::drift_severity(report);
     let severity = drifted_severity.map_or_else(|| "none".to_string(), |s| s.to_string());
     let drifted = drifted_severity.is_some();
-    update_gauges(ctx, app, report, agreement);
     let oldest = first_seen.oldest_by_severity(report);
-    ctx.metrics
-        .drift_ages
-        .set(&format!("{}/{}", app.namespace, app.name), oldest.clone());
+    update_gauges(ctx, app, report, agreement, &oldest);
     // One incident from the first drift until it is resolved; its id is the first fingerprint.
     let hold = ctx
         .notifier
@@ -1358,8 +1355,10 @@ fn update_gauges(
     app: &Application,
     report: &DriftReport,
     agreement: Option<&Agreement>,
+    oldest: &BTreeMap<Severity, chrono::DateTime<chrono::Utc>>,
 ) {
     let name = format!("{}/{}", app.namespace, app.name);
+    ctx.metrics.drift_ages.set(&name, oldest.clone());
     if let Some(agreement) = agreement {
         for class in agreement::Class::DISAGREEMENTS {
             let n = agreement.disagreements.get(&class).copied().unwrap_or(0);

@@ -66,6 +66,18 @@ async fn dated(client: &kube::Client, argocd: &str, path: &str) -> Value {
     .await
 }
 
+/// `data.mode` edited by hand: the report once it dates that drift, and its first-seen time.
+async fn drift_mode(
+    client: &kube::Client,
+    argocd: &str,
+    configmaps: &Api<ConfigMap>,
+) -> (Value, String) {
+    edit(configmaps, json!({"mode": "yolo"})).await;
+    let r = dated(client, argocd, "/data/mode").await;
+    let since = first_seen(&r, "/data/mode").unwrap();
+    (r, since)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_exported() {
     let client = client().await;
@@ -76,9 +88,7 @@ async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_expor
     let args = ["--leader-election", "false"];
     let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
 
-    edit(&configmaps, json!({"mode": "yolo"})).await;
-    let r = dated(&client, argocd, "/data/mode").await;
-    let mode_since = first_seen(&r, "/data/mode").unwrap();
+    let (r, mode_since) = drift_mode(&client, argocd, &configmaps).await;
     let resource = &r["resources"][0];
     assert_eq!(resource["firstSeen"], mode_since.as_str(), "{r:#}");
     // Kubernetes' form of a time: RFC 3339, UTC, to the second.
@@ -151,9 +161,8 @@ async fn a_drift_keeps_its_first_seen_time_across_a_restart_and_its_age_is_expor
     assert_eq!(oldest(&metrics, &app, "medium"), None, "{metrics}");
 
     // The same field drifting again is a new drift, dated now.
-    edit(&configmaps, json!({"mode": "yolo"})).await;
-    let r = dated(&client, argocd, "/data/mode").await;
-    assert!(first_seen(&r, "/data/mode").unwrap() > level_since, "{r:#}");
+    let (r, since) = drift_mode(&client, argocd, &configmaps).await;
+    assert!(since > level_since, "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
 }
 
@@ -188,9 +197,7 @@ async fn drift_outliving_its_limit_is_announced_once_even_across_a_restart_and_a
     let args = ["--notifications", notifications.to_str().unwrap()];
     let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
 
-    edit(&configmaps, json!({"mode": "yolo"})).await;
-    let r = dated(&client, argocd, "/data/mode").await;
-    let since = first_seen(&r, "/data/mode").unwrap();
+    let (_, since) = drift_mode(&client, argocd, &configmaps).await;
     // Not yet due: checked only while the drift is surely younger than its 3 s limit (a slow
     // machine may take that long to get here).
     let age =
@@ -268,8 +275,7 @@ async fn a_restart_while_the_analysis_fails_keeps_the_drifts_first_seen_times() 
     let argocd = &synced.argocd;
     let args = ["--leader-election", "false"];
     let (controller, configmaps) = start_reporting(&client, &synced, &args).await;
-    edit(&configmaps, json!({"mode": "yolo"})).await;
-    let since = first_seen(&dated(&client, argocd, "/data/mode").await, "/data/mode").unwrap();
+    let (_, since) = drift_mode(&client, argocd, &configmaps).await;
 
     // Git cannot be read: the report says so and holds no resources.
     let applications = dynamic(&client, argocd, "argoproj.io/v1alpha1", "Application").await;

@@ -183,6 +183,15 @@ mod tests {
         .unwrap()
     }
 
+    /// Deployment shop/web with its replicas drifted (high).
+    fn web_replicas() -> ResourceReport {
+        resource(
+            "web",
+            Status::Modified,
+            vec![change("/spec/replicas", Severity::High)],
+        )
+    }
+
     fn report(resources: Vec<ResourceReport>) -> DriftReport {
         DriftReport {
             summary: Default::default(),
@@ -207,11 +216,7 @@ mod tests {
     fn a_drift_keeps_its_first_time_while_it_lasts_and_a_new_one_gets_now() {
         let t0 = at("2026-12-07T10:00:00Z");
         let t1 = at("2026-12-07T10:05:00Z");
-        let mut first = report(vec![resource(
-            "web",
-            Status::Modified,
-            vec![change("/spec/replicas", Severity::High)],
-        )]);
+        let mut first = report(vec![web_replicas()]);
         let seen = FirstSeen::default().stamp(&mut first, t0);
         assert_eq!(
             first_seen_of(&first, "web", Some("/spec/replicas")).as_deref(),
@@ -255,13 +260,7 @@ mod tests {
     #[test]
     fn a_drift_that_went_away_and_came_back_is_new() {
         let t0 = at("2026-12-07T10:00:00Z");
-        let drifted = || {
-            report(vec![resource(
-                "web",
-                Status::Modified,
-                vec![change("/spec/replicas", Severity::High)],
-            )])
-        };
+        let drifted = || report(vec![web_replicas()]);
         let mut first = drifted();
         let seen = FirstSeen::default().stamp(&mut first, t0);
         let mut synced = report(vec![resource("web", Status::Synced, vec![])]);
@@ -308,11 +307,7 @@ mod tests {
     #[test]
     fn the_times_are_read_back_from_a_report_as_it_was_written_as_json() {
         let mut first = report(vec![
-            resource(
-                "web",
-                Status::Modified,
-                vec![change("/spec/replicas", Severity::High)],
-            ),
+            web_replicas(),
             resource("gone", Status::Missing, vec![]),
         ]);
         let seen = FirstSeen::default().stamp(&mut first, at("2026-12-07T10:00:00Z"));
@@ -331,18 +326,10 @@ mod tests {
 
     #[test]
     fn the_times_as_a_list_are_oldest_first_and_read_back_whole() {
-        let mut r = report(vec![resource(
-            "web",
-            Status::Modified,
-            vec![change("/spec/replicas", Severity::High)],
-        )]);
+        let mut r = report(vec![web_replicas()]);
         let seen = FirstSeen::default().stamp(&mut r, at("2026-12-07T10:05:00Z"));
         let mut later = report(vec![
-            resource(
-                "web",
-                Status::Modified,
-                vec![change("/spec/replicas", Severity::High)],
-            ),
+            web_replicas(),
             resource("gone", Status::Missing, vec![]),
         ]);
         let seen = seen.stamp(&mut later, at("2026-12-07T11:00:00Z"));
@@ -367,11 +354,7 @@ mod tests {
 
     #[test]
     fn a_report_without_first_seen_times_serialises_as_before() {
-        let r = report(vec![resource(
-            "web",
-            Status::Modified,
-            vec![change("/spec/replicas", Severity::High)],
-        )]);
+        let r = report(vec![web_replicas()]);
         let text = serde_json::to_string(&r).unwrap();
         assert!(!text.contains("firstSeen"), "{text}");
     }
