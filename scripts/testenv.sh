@@ -59,6 +59,9 @@ argocd_port=$((base_port + 1637))          # argocd-server (HTTPS and gRPC): 180
 repo_port=$((argocd_port + 1))             # argocd-repo-server: 18081
 redis_port=$((argocd_port + 2))            # redis: 18082
 metrics_base=$((argocd_port + 3))          # components' metrics and probes: 18083..18088
+# The hub's API server sends its audit events here (deploy/audit/webhook-kubeconfig.yaml); a
+# test that runs argo-drift's receiver binds it.
+audit_webhook_port=$((argocd_port + 13))   # 18093
 argocd_ns=argocd
 # Argo CD also manages the Applications of these namespaces ("apps in any namespace"); a test that
 # wants the real Argo CD to act on its Applications makes its namespace with this prefix.
@@ -260,6 +263,41 @@ certificates() {
   chmod 600 "$d"/*.key "$d"/*.token "$d/tokens.csv"
 }
 
+# Two people with tokens of their own (the audit tests name them), added to an older state too.
+user_tokens() {
+  local d=$state/pki t
+  for t in alice bob; do
+    [ -f "$d/$t.token" ] && continue
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/$t.token"
+    chmod 600 "$d/$t.token"
+    echo "$(cat "$d/$t.token"),$t,$t,system:masters" >>"$d/tokens.csv"
+  done
+}
+
+# The audit webhook (hub only): the receiver's serving certificate (signed by the test CA, which
+# the webhook kubeconfig trusts), a CA of its own for the API server's client certificate, and
+# the shipped webhook kubeconfig with this environment's addresses and files.
+audit_webhook() {
+  local d=$state/pki/audit ca=$state/pki
+  if [ ! -f "$d/client.crt" ]; then
+    mkdir -p "$d"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=argo-drift-audit" -keyout "$d/receiver.key" -out "$d/receiver.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$d/receiver.ext"
+    openssl x509 -req -in "$d/receiver.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/receiver.ext" -out "$d/receiver.crt" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=argo-drift-audit-clients" \
+      -keyout "$d/client-ca.key" -out "$d/client-ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver-audit" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext"
+    openssl x509 -req -in "$d/client.csr" -CA "$d/client-ca.crt" -CAkey "$d/client-ca.key" -CAcreateserial \
+      -days 3650 -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
+    cp "$ca/ca.crt" "$d/ca.crt"
+    chmod 600 "$d"/*.key
+  fi
+  sed -e "s|https://argo-drift-audit.argo-drift.svc:8443/audit|https://127.0.0.1:$audit_webhook_port/audit|" \
+    -e "s|/etc/kubernetes/argo-drift/|$d/|g" "$root/deploy/audit/webhook-kubeconfig.yaml" >"$state/audit-webhook.kubeconfig"
+}
+
 kubeconfig() {
   local user=$1 token_file=$2 out=$3 namespace=${4:-default}
   cat >"$out.tmp" <<EOF
@@ -348,9 +386,24 @@ start_etcd() {
 }
 
 start_apiserver() {
+  local d=$state/pki webhook=()
+  # The hub's audit events also go to argo-drift's webhook receiver, when a test runs one
+  # (batched for a second; while nothing listens, the API server retries and drops them).
+  if [ "$cluster" = hub ]; then
+    audit_webhook
+    webhook=(--audit-webhook-config-file "$state/audit-webhook.kubeconfig" --audit-webhook-mode batch
+      --audit-webhook-batch-max-wait 1s --audit-webhook-initial-backoff 1s)
+  fi
+  # One started by an older version of this script (other flags, other tokens) is restarted.
+  local args
+  args="${webhook[*]} tokens:$(sha256sum "$d/tokens.csv" | cut -c1-16) policy:$(sha256sum "$root/deploy/audit/audit-policy.yaml" | cut -c1-16)"
+  if alive kube-apiserver && [ "$(cat "$state/kube-apiserver.args" 2>/dev/null)" != "$args" ]; then
+    say "restarting kube-apiserver: its flags changed"
+    stop kube-apiserver
+  fi
   alive kube-apiserver && return 0
+  printf '%s' "$args" >"$state/kube-apiserver.args"
   say "starting kube-apiserver v$K8S_VERSION on 127.0.0.1:$port"
-  local d=$state/pki
   start kube-apiserver "$apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
     --tls-cert-file "$d/server.crt" --tls-private-key-file "$d/server.key" --client-ca-file "$d/ca.crt" \
@@ -362,7 +415,7 @@ start_apiserver() {
     --disable-admission-plugins ServiceAccount \
     --endpoint-reconciler-type none --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
     --audit-policy-file "$root/deploy/audit/audit-policy.yaml" --audit-log-path "$state/audit.log" \
-    --audit-log-format json --audit-log-maxsize 100 --audit-log-maxbackup 1 \
+    --audit-log-format json --audit-log-maxsize 100 --audit-log-maxbackup 1 "${webhook[@]}" \
     --cert-dir "$state/pki"
 }
 
@@ -427,6 +480,13 @@ exports() {
   # The API server's audit log (deploy/audit/audit-policy.yaml), JSON lines; none for a cluster
   # of KUBECONFIG's.
   [ "$external" = 1 ] || echo "export ARGO_DRIFT_TESTENV_AUDIT_LOG=$state/audit.log"
+  # The audit webhook's receiver address and files (the hub's API server posts there), and the
+  # directory of alice's and bob's tokens (alice.token, bob.token).
+  if [ "$external" = 0 ] && [ "$cluster" = hub ]; then
+    echo "export ARGO_DRIFT_TESTENV_AUDIT_WEBHOOK_ADDR=127.0.0.1:$audit_webhook_port"
+    echo "export ARGO_DRIFT_TESTENV_AUDIT_WEBHOOK_DIR=$state/pki/audit"
+    echo "export ARGO_DRIFT_TESTENV_USER_TOKENS=$state/pki"
+  fi
 }
 
 external=0
@@ -450,6 +510,7 @@ up() {
   build_apiserver
   release_manifests
   certificates
+  user_tokens
   start_etcd
   start_apiserver
   wait_ready

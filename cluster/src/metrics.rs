@@ -166,6 +166,12 @@ pub struct Metrics {
     pub replicas: Gauge,
     /// The age of each application's oldest drift, by severity.
     pub drift_ages: Arc<DriftAges>,
+    /// Audit events received, by cluster, source (webhook, log) and outcome.
+    pub audit_events: Family<Labels, Counter>,
+    /// Writes the audit trail keeps now, by cluster.
+    pub audit_writes: Family<Labels, Gauge>,
+    /// Drifted fields and resources named with who changed them, by how they were joined.
+    pub changes_attributed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -279,7 +285,28 @@ impl Metrics {
         );
         let drift_ages = Arc::new(DriftAges::default());
         registry.register_collector(Box::new(drift_ages.clone()));
+        let audit_events = Family::<Labels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Kubernetes audit events received, by cluster, source (webhook, log) and outcome (kept, skipped: not a successful write, malformed)",
+            audit_events.clone(),
+        );
+        let audit_writes = Family::<Labels, Gauge>::default();
+        registry.register(
+            "audit_writes",
+            "Writes the audit trail keeps to name who changed a field, by cluster",
+            audit_writes.clone(),
+        );
+        let changes_attributed = Family::<Labels, Counter>::default();
+        registry.register(
+            "changes_attributed",
+            "Drifted fields and resources named with who changed them, by match (resourceVersion, managerTime)",
+            changes_attributed.clone(),
+        );
         Metrics {
+            audit_events,
+            audit_writes,
+            changes_attributed,
             registry,
             replicas,
             drift_ages,

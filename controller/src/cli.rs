@@ -191,6 +191,8 @@ pub struct RunArgs {
     /// extension config's header value, a key of argocd-secret). Requests without it are refused.
     #[arg(long, env = "ARGO_DRIFT_UI_API_TOKEN_FILE", value_name = "FILE")]
     pub ui_api_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub audit: AuditArgs,
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(
         long,
@@ -268,6 +270,92 @@ pub struct RunArgs {
     /// This replica's name in the Lease and in Events (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value_t = default_identity(), value_name = "NAME")]
     pub identity: String,
+}
+
+/// Who changed each drifted field, from the API servers' audit events (docs/audit.md). Off
+/// unless a webhook address or a log is given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Address of the audit webhook receiver (HTTPS; `POST /audit` for the cluster argo-drift
+    /// runs in, `POST /audit/<cluster>` for an Argo CD cluster by name or server URL). Needs
+    /// --audit-webhook-tls-cert and -key, and --audit-webhook-client-ca and/or
+    /// --audit-webhook-token-file.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_AUDIT_WEBHOOK_ADDR",
+        value_name = "ADDR",
+        requires_all = ["audit_webhook_tls_cert", "audit_webhook_tls_key"]
+    )]
+    pub audit_webhook_addr: Option<SocketAddr>,
+    /// The receiver's certificate (PEM, with its chain).
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_WEBHOOK_TLS_CERT", value_name = "FILE")]
+    pub audit_webhook_tls_cert: Option<PathBuf>,
+    /// The receiver's private key (PEM).
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_WEBHOOK_TLS_KEY", value_name = "FILE")]
+    pub audit_webhook_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): the API server must present a client certificate they signed.
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_WEBHOOK_CLIENT_CA", value_name = "FILE")]
+    pub audit_webhook_client_ca: Option<PathBuf>,
+    /// File holding the bearer token the API server must send (its webhook kubeconfig's `token`).
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_WEBHOOK_TOKEN_FILE", value_name = "FILE")]
+    pub audit_webhook_token_file: Option<PathBuf>,
+    /// The largest EventList the receiver accepts, in MiB.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_AUDIT_WEBHOOK_BODY_LIMIT_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    pub audit_webhook_body_limit_mib: usize,
+    /// A JSON-lines audit log to read and follow, `[CLUSTER=]PATH` (CLUSTER: an Argo CD cluster's
+    /// name or server URL, default the cluster argo-drift runs in; PATH `-`: standard input).
+    /// Repeatable.
+    #[arg(long = "audit-log", env = "ARGO_DRIFT_AUDIT_LOGS", value_delimiter = ',', value_parser = crate::audit::parse_log_source, value_name = "[CLUSTER=]PATH")]
+    pub audit_logs: Vec<crate::audit::LogSource>,
+    /// Writes kept per object.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_AUDIT_PER_OBJECT",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub audit_per_object: usize,
+    /// Memory for the written objects kept, in MiB, all clusters each (the oldest go first).
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_AUDIT_MEMORY_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    pub audit_memory_mib: usize,
+    /// How long a write is kept.
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_RETENTION", default_value = "6h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub audit_retention: Duration,
+    /// Show the requests' source IPs in changedBy (personal data in some jurisdictions: off by
+    /// default).
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_SOURCE_IPS", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub audit_source_ips: bool,
+    /// How long an analysis that finds new drift waits for its audit events before it reports
+    /// and announces it without them (the API server's webhook batches, a shipper's flush).
+    #[arg(long, env = "ARGO_DRIFT_AUDIT_WAIT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub audit_wait: Duration,
+}
+
+impl AuditArgs {
+    pub fn enabled(&self) -> bool {
+        self.audit_webhook_addr.is_some() || !self.audit_logs.is_empty()
+    }
+
+    pub fn limits(&self) -> argo_drift_core::audit::Limits {
+        argo_drift_core::audit::Limits {
+            per_object: self.audit_per_object.max(1),
+            bytes: self.audit_memory_mib.saturating_mul(1 << 20),
+            object_bytes: argo_drift_core::audit::Limits::default().object_bytes,
+            retention: chrono::Duration::from_std(self.audit_retention)
+                .unwrap_or(chrono::Duration::hours(6)),
+            source_ips: self.audit_source_ips,
+        }
+    }
 }
 
 impl RunArgs {

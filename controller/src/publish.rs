@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use argo_drift_core::age::FirstSeen;
+use argo_drift_core::audit::ChangedBy;
 use argo_drift_core::report::{ChangeReport, DriftReport};
 use argo_drift_core::{Severity, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
@@ -656,6 +657,7 @@ pub fn fingerprint(report: &DriftReport) -> String {
                 .iter()
                 .map(|c| ChangeReport {
                     first_seen: None,
+                    changed_by: None,
                     ..c.clone()
                 })
                 .collect();
@@ -710,7 +712,12 @@ pub fn drift_message(report: &DriftReport) -> String {
     for r in drifted.iter().take(5) {
         let key = r.key().to_string();
         if r.changes.is_empty() {
-            parts.push(format!("{key} {} ({})", r.status.as_str(), r.severity));
+            let by = r
+                .changed_by
+                .as_ref()
+                .map(|b| format!(", by {}", b.who()))
+                .unwrap_or_default();
+            parts.push(format!("{key} {} ({}{by})", r.status.as_str(), r.severity));
             continue;
         }
         let mut changes: Vec<_> = r.changes.iter().collect();
@@ -718,10 +725,12 @@ pub fn drift_message(report: &DriftReport) -> String {
         let fields: Vec<String> = changes
             .iter()
             .take(3)
-            .map(|c| match &c.manager {
-                Some(m) => format!("{} ({}, {m})", c.field, c.severity),
-                None => format!("{} ({})", c.field, c.severity),
-            })
+            .map(
+                |c| match ChangedBy::with_manager(c.changed_by.as_ref(), c.manager.as_deref()) {
+                    Some(by) => format!("{} ({}, {by})", c.field, c.severity),
+                    None => format!("{} ({})", c.field, c.severity),
+                },
+            )
             .collect();
         parts.push(format!("{key} {}", fields.join(", ")));
     }
@@ -808,6 +817,7 @@ mod tests {
             unverified: Vec::new(),
             argocd: None,
             first_seen: None,
+            changed_by: None,
         }
     }
 
@@ -829,6 +839,7 @@ mod tests {
             attribution: AttributionKind::Exact,
             time: Some("2026-11-21T06:00:00Z".into()),
             first_seen: None,
+            changed_by: None,
         }
     }
 
@@ -882,6 +893,54 @@ mod tests {
                 vec![]
             )])),
             "none"
+        );
+    }
+
+    #[test]
+    fn the_event_message_names_the_person_behind_a_change_as_the_audit_trail_gives_it() {
+        let by = |user: &str, sa: Option<&str>, impersonator: Option<&str>| ChangedBy {
+            user: user.into(),
+            groups: vec![],
+            service_account: sa.map(str::to_string),
+            impersonator: impersonator.map(|i| argo_drift_core::audit::UserInfo {
+                username: i.into(),
+                groups: vec![],
+            }),
+            user_agent: None,
+            time: "2026-12-07T22:00:00.123456Z".into(),
+            verb: "patch".into(),
+            source_ips: vec![],
+            matched: argo_drift_core::audit::Match::ResourceVersion,
+            candidates: None,
+            audit_id: "a".into(),
+        };
+        let mut replicas = change("spec.replicas", Severity::Low, "kubectl-scale", json!(3));
+        replicas.changed_by = Some(by("alice", None, None));
+        let mut image = change(
+            "spec.template.spec.containers[name=web].image",
+            Severity::High,
+            "kubectl-set",
+            json!("evil"),
+        );
+        image.changed_by = Some(by("carol", None, Some("admin")));
+        let mut extra = resource("debug", Status::Extra, Severity::Medium, vec![]);
+        extra.changed_by = Some(by(
+            "system:serviceaccount:ci:deployer",
+            Some("ci/deployer"),
+            None,
+        ));
+        let r = report(vec![
+            resource(
+                "web",
+                Status::Modified,
+                Severity::High,
+                vec![replicas, image],
+            ),
+            extra,
+        ]);
+        assert_eq!(
+            drift_message(&r),
+            "high drift in 2 resources: Deployment.apps shop/web spec.template.spec.containers[name=web].image (high, carol (impersonated by admin) with kubectl-set), spec.replicas (low, alice with kubectl-scale); Deployment.apps shop/debug extra (medium, by ServiceAccount ci/deployer)"
         );
     }
 

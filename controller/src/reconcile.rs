@@ -74,6 +74,10 @@ pub struct Context {
     pub argocd_cm: Option<Store<ConfigMap>>,
     /// Which applications this replica works on (all of them unless sharded).
     pub shards: Arc<crate::leader::Shards>,
+    /// The API servers' audit events, when received (`--audit-webhook-addr`, `--audit-log`).
+    pub audit: Option<Arc<crate::audit::Trails>>,
+    /// How long an analysis with new drift waits for its audit events.
+    pub audit_wait: Duration,
     /// Argo CD's settings read from `argocd-cm`, by its resourceVersion.
     argocd_settings: Mutex<Option<(String, Arc<ArgoCdSettings>)>>,
     /// The policy with those settings' tracking, for the settings and policy it was made from.
@@ -123,6 +127,8 @@ impl Context {
             failures: Mutex::default(),
             argocd_cm: None,
             shards: crate::leader::Shards::whole("argo-drift"),
+            audit: None,
+            audit_wait: Duration::ZERO,
             argocd_settings: Mutex::default(),
             effective: Mutex::default(),
         }
@@ -467,6 +473,15 @@ async fn analyse_app(
     }
     let needed: Vec<_> = needed.into_values().collect();
     let optional: Vec<_> = optional.into_values().collect();
+    // Audit events name objects by resource (plural).
+    let plurals: HashMap<(String, String), String> = needed
+        .iter()
+        .chain(&optional)
+        .map(|(kind, _)| {
+            let r = &kind.resource;
+            ((r.group.clone(), r.kind.clone()), r.plural.clone())
+        })
+        .collect();
     let watch_keys: Vec<WatchKey> = needed
         .iter()
         .chain(&optional)
@@ -520,7 +535,19 @@ async fn analyse_app(
     // Each drift dated by the report before (this process's, or the ConfigMap's after a restart
     // or a hand-over): not part of the drift's identity, so after the fingerprint.
     let before = previous(ctx, app_ref, &app.namespace, &app.name).await?;
-    let first_seen = before.first_seen.stamp(&mut report, chrono::Utc::now());
+    let analysed_at = chrono::Utc::now();
+    let first_seen = before.first_seen.stamp(&mut report, analysed_at);
+    // Who changed each drift, from the API server's audit events: not part of the drift's
+    // identity either. New drift waits a little for its events, so that the Event and the
+    // notifications name the person too.
+    if let Some(trails) = &ctx.audit {
+        let wait = if before.fingerprint.is_empty() {
+            Duration::ZERO
+        } else {
+            ctx.audit_wait
+        };
+        name_writers(trails, &cluster, &mut report, &plurals, analysed_at, wait).await;
+    }
     let outcome = ctx
         .remediator
         .run(
@@ -553,6 +580,45 @@ async fn analyse_app(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// Name who changed each drift of `report` from `trails`; while a field that drifted in this
+/// analysis (first seen `now`, changed in the last two minutes by managedFields) has no writer,
+/// look again every 200 ms, for up to `wait`.
+async fn name_writers(
+    trails: &crate::audit::Trails,
+    cluster: &argo_drift_cluster::clusters::Cluster,
+    report: &mut DriftReport,
+    plurals: &HashMap<(String, String), String>,
+    now: chrono::DateTime<chrono::Utc>,
+    wait: Duration,
+) {
+    let started = Instant::now();
+    let first_seen_now = argo_drift_core::age::format_time(now);
+    let recent = now - chrono::Duration::minutes(2);
+    loop {
+        trails.attribute(&cluster.name, &cluster.server, report, |group, kind| {
+            plurals.get(&(group.to_string(), kind.to_string())).cloned()
+        });
+        let unnamed = report
+            .resources
+            .iter()
+            .filter(|r| r.status == argo_drift_core::Status::Modified)
+            .flat_map(|r| &r.changes)
+            .any(|c| {
+                c.changed_by.is_none()
+                    && c.first_seen.as_deref() == Some(first_seen_now.as_str())
+                    && c.time
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_none_or(|t| t >= recent)
+            });
+        if !unnamed || started.elapsed() >= wait {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    trails.count(report);
 }
 
 /// Say what remediation did or asks for: an Event on the Application and a notification in
@@ -1324,6 +1390,7 @@ fn notification(
                 severity: r.severity,
                 manager: None,
                 live: None,
+                changed_by: r.changed_by.clone(),
             });
             continue;
         }
@@ -1334,6 +1401,7 @@ fn notification(
                 severity: c.severity,
                 manager: c.manager.clone(),
                 live: c.live.as_ref().map(|v| v.to_string()),
+                changed_by: c.changed_by.clone(),
             });
         }
     }

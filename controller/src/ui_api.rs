@@ -53,12 +53,18 @@ struct UiApi {
 /// The shared token, read from `path`: the file's content without surrounding whitespace.
 /// Errors name the file, never its content.
 pub fn read_token(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    read_secret_file(path, "UI API token file")
+}
+
+/// A shared secret from the file at `path` (`what` names it in errors): its content without
+/// surrounding whitespace, at least 16 bytes. Errors name the file, never its content.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
     let text = std::fs::read(path)
-        .map_err(|e| anyhow::anyhow!("reading the UI API token file {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("reading the {what} {}: {e}", path.display()))?;
     let token = text.trim_ascii().to_vec();
     if token.len() < 16 {
         anyhow::bail!(
-            "the UI API token file {} holds {} byte(s) after trimming whitespace; use at least 16 \
+            "the {what} {} holds {} byte(s) after trimming whitespace; use at least 16 \
              random bytes (e.g. `openssl rand -hex 32`)",
             path.display(),
             token.len()

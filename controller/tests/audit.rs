@@ -67,49 +67,14 @@ async fn the_shipped_audit_policy_names_each_writer_with_the_written_version_and
     let alice_version = patch_as(&alice, &shop, "kubectl-edit", json!({"mode": "yolo"})).await;
     let bob_version = patch_as(&bob, &shop, "kubectl-patch", json!({"level": "high"})).await;
 
-    let mut impersonating = admin_config().await;
-    impersonating.auth_info.impersonate = Some("carol".into());
-    impersonating.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
-    let carol = kube::Client::try_from(impersonating).unwrap();
+    let carol = impersonating("carol").await;
     let carol_version = patch_as(&carol, &shop, "kubectl-edit", json!({"mode": "reckless"})).await;
 
-    // A ServiceAccount (a CI job's, say) with a TokenRequest token, allowed to patch ConfigMaps
-    // here (no controller-manager aggregates the built-in `edit` role on this server). Not
-    // argo-drift's own: the shipped admission policy keeps that one off apps' objects.
-    for object in [
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "patch-configmaps"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "patch-configmaps"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-configmaps"},
-            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": shop}]
-        }),
-    ] {
-        apply(&admin, &shop, object, "argo-drift-tests").await;
-    }
-    let sa = service_account_client(&admin, &shop, "deployer").await;
-    let sa_version = wait_for("the role binding", Duration::from_secs(10), || async {
-        let configmaps: Api<ConfigMap> = Api::namespaced(sa.clone(), &shop);
-        let params = PatchParams {
-            field_manager: Some("ci-deploy".into()),
-            ..Default::default()
-        };
-        configmaps
-            .patch(
-                "flags",
-                &params,
-                &Patch::Merge(json!({"data": {"level": "low"}})),
-            )
-            .await
-            .ok()
-            .and_then(|cm| cm.metadata.resource_version)
-    })
-    .await;
+    // A CI job's ServiceAccount.
+    let sa = configmap_deployer(&admin, &shop).await;
+    let sa_version =
+        patch_config_map_once_allowed(&sa, &shop, "flags", "ci-deploy", json!({"level": "low"}))
+            .await;
     // A read, and a Secret written with a value.
     let _ = Api::<ConfigMap>::namespaced(alice.clone(), &shop)
         .get("flags")

@@ -205,6 +205,7 @@ mod tests {
                     attribution: crate::normalize::AttributionKind::Unknown,
                     time: None,
                     first_seen: None,
+                    changed_by: None,
                 })
                 .collect(),
             patch: None,
@@ -213,6 +214,7 @@ mod tests {
             unverified: Vec::new(),
             argocd: None,
             first_seen: None,
+            changed_by: None,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod age;
 pub mod agreement;
 pub mod argocd_cm;
+pub mod audit;
 pub mod classify;
 pub mod config;
 pub mod diff;

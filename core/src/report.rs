@@ -69,6 +69,10 @@ pub struct ResourceReport {
     /// [`crate::age`]. An offline diff has no earlier report and leaves it out.
     #[serde(default, rename = "firstSeen", skip_serializing_if = "Option::is_none")]
     pub first_seen: Option<String>,
+    /// For extra and missing resources, in the controller's reports: who created or deleted
+    /// it, from the API server's audit events (see [`crate::audit`]).
+    #[serde(default, rename = "changedBy", skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<crate::audit::ChangedBy>,
 }
 
 impl ResourceReport {
@@ -101,6 +105,10 @@ pub struct ChangeReport {
     /// [`crate::age`].
     #[serde(default, rename = "firstSeen", skip_serializing_if = "Option::is_none")]
     pub first_seen: Option<String>,
+    /// Who gave the field its live value, in the controller's reports: from the API server's
+    /// audit events (see [`crate::audit`]).
+    #[serde(default, rename = "changedBy", skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<crate::audit::ChangedBy>,
 }
 
 impl DriftReport {
@@ -530,6 +538,7 @@ fn base_report(
         unverified: Vec::new(),
         argocd: None,
         first_seen: None,
+        changed_by: None,
     }
 }
 
@@ -639,6 +648,7 @@ fn modified_report(
             attribution: change.attribution.kind,
             time: change.attribution.time.clone(),
             first_seen: None,
+            changed_by: None,
         });
     }
     if let Some(live_normalised) = &comparison.live {

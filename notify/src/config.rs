@@ -770,6 +770,7 @@ mod shipped {
             severity: Severity::High,
             manager: Some("kubectl-edit".into()),
             live: None,
+            changed_by: None,
         };
         let event = crate::event::Notification {
             kind: EventKind::DriftDetected,

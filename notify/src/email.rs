@@ -188,11 +188,7 @@ pub fn render_with(
     if !n.changes.is_empty() {
         text.push_str("\nChanged fields:\n");
         for c in &n.changes {
-            let by = c
-                .manager
-                .as_deref()
-                .map(|m| format!(" by {m}"))
-                .unwrap_or_default();
+            let by = c.by().map(|b| format!(" by {b}")).unwrap_or_default();
             text.push_str(&format!(
                 "- {} {} ({}{by})\n",
                 c.resource, c.field, c.severity
@@ -202,7 +198,7 @@ pub fn render_with(
                 html_escape(&c.resource),
                 html_escape(&c.field),
                 c.severity,
-                html_escape(c.manager.as_deref().unwrap_or("")),
+                html_escape(&c.by().unwrap_or_default()),
             ));
         }
     }

@@ -94,6 +94,19 @@ pub struct ChangeLine {
     pub manager: Option<String>,
     /// The live value, already masked for Secrets, as compact JSON.
     pub live: Option<String>,
+    /// Who made the change, from the API server's audit events, when known.
+    #[serde(default, rename = "changedBy", skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<argo_drift_core::audit::ChangedBy>,
+}
+
+impl ChangeLine {
+    /// The person and the tool, as known: `alice with kubectl-edit`, `alice`, `kubectl-edit`.
+    pub fn by(&self) -> Option<String> {
+        argo_drift_core::audit::ChangedBy::with_manager(
+            self.changed_by.as_ref(),
+            self.manager.as_deref(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -55,6 +55,7 @@ pub fn event_with(
                 "field": c.field,
                 "severity": c.severity.as_str(),
                 "manager": c.manager,
+                "changedBy": c.changed_by,
                 "live": c.live,
             })
         })
@@ -132,6 +133,7 @@ mod tests {
                 severity: Severity::High,
                 manager: Some("kubectl-set".into()),
                 live: Some("\"nginx:evil\"".into()),
+                changed_by: None,
             }],
             decision: Some("notify only".into()),
             incident: "argo-drift/argocd/web/0123abcd".into(),

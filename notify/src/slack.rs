@@ -74,9 +74,8 @@ pub fn message_with(
             .take(CHANGES_SHOWN)
             .map(|c| {
                 let by = c
-                    .manager
-                    .as_deref()
-                    .map(|m| format!(", by `{}`", escape(m)))
+                    .by()
+                    .map(|b| format!(", by `{}`", escape(&b)))
                     .unwrap_or_default();
                 format!(
                     "• `{}` `{}` — {}{by}",
@@ -143,6 +142,7 @@ mod tests {
                     severity: Severity::Critical,
                     manager: Some("kubectl-edit".into()),
                     live: None,
+                    changed_by: None,
                 })
                 .collect(),
             decision: Some("notify only (dry-run)".into()),
@@ -173,6 +173,30 @@ mod tests {
             blocks[2]["text"]["text"],
             "• `Role.rbac.authorization.k8s.io shop/r0` `rules[1]` — critical, by `kubectl-edit`\n• `Role.rbac.authorization.k8s.io shop/r1` `rules[1]` — critical, by `kubectl-edit`"
         );
+        // With the audit trail's word, the person first.
+        let mut named = n(EventKind::DriftDetected, 1);
+        named.changes[0].changed_by = Some(argo_drift_core::audit::ChangedBy {
+            user: "alice".into(),
+            groups: vec!["sre".into()],
+            service_account: None,
+            impersonator: None,
+            user_agent: Some("kubectl/v1.37.2".into()),
+            time: "2026-11-21T05:59:58.000001Z".into(),
+            verb: "patch".into(),
+            source_ips: vec![],
+            matched: argo_drift_core::audit::Match::ResourceVersion,
+            candidates: None,
+            audit_id: "id".into(),
+        });
+        let m = message(&named, None);
+        assert_eq!(
+            m["blocks"][2]["text"]["text"],
+            "• `Role.rbac.authorization.k8s.io shop/r0` `rules[1]` — critical, by `alice with kubectl-edit`"
+        );
+        // CloudEvents carry the change lines as they are: changedBy whole.
+        let data = serde_json::to_value(&named.changes[0]).unwrap();
+        assert_eq!(data["changedBy"]["user"], "alice");
+        assert_eq!(data["changedBy"]["match"], "resourceVersion");
         assert_eq!(
             blocks[4]["elements"][0]["url"],
             "https://argocd.example.com/applications/argocd/web"

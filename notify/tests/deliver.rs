@@ -205,6 +205,7 @@ fn notification(kind: EventKind) -> Notification {
             severity: Severity::High,
             manager: Some("kubectl-edit".into()),
             live: Some("\"<redacted #1>\"".into()),
+            changed_by: None,
         }],
         decision: None,
         incident: "argo-drift/argocd/web/00ff".into(),

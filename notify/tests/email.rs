@@ -138,6 +138,7 @@ fn notification() -> Notification {
             severity: Severity::High,
             manager: Some("kubectl-set".into()),
             live: Some("\"nginx:<evil>\"".into()),
+            changed_by: None,
         }],
         decision: Some("notify only".into()),
         incident: "argo-drift/argocd/web/1".into(),

@@ -71,6 +71,7 @@ fn sample(kind: EventKind, severity: argo_drift_core::Severity) -> Notification 
             severity,
             manager: Some("kubectl-scale".into()),
             live: Some("5".into()),
+            changed_by: None,
         }],
         decision: Some("none: this is a test".into()),
         incident: format!("argo-drift/test/{}", now.as_second()),

@@ -30,8 +30,8 @@ use crate::publish::Publisher;
 use crate::reconcile::{self, Context, Settings};
 use crate::remediate::{Clock, Remediator};
 use crate::repo::Repos;
-use crate::ui_api;
 use crate::{admin, reconcile::error_policy};
+use crate::{audit, ui_api};
 use argo_drift_notify::config::Notifications;
 use argo_drift_notify::dispatch::Notifier;
 
@@ -52,6 +52,65 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown_signal();
         serve(config, args, shutdown).await
     })
+}
+
+/// The audit webhook receiver and the audit log readers, when configured (docs/audit.md).
+async fn start_audit(
+    args: &RunArgs,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<audit::Trails>>> {
+    let a = &args.audit;
+    if !a.enabled() {
+        return Ok(None);
+    }
+    let trails = audit::Trails::new(a.limits(), metrics.clone());
+    if let Some(addr) = a.audit_webhook_addr {
+        if a.audit_webhook_client_ca.is_none() && a.audit_webhook_token_file.is_none() {
+            anyhow::bail!(
+                "--audit-webhook-addr needs --audit-webhook-client-ca or --audit-webhook-token-file: \
+                 the receiver accepts audit events from the API server only"
+            );
+        }
+        let token = match &a.audit_webhook_token_file {
+            Some(path) => Some(ui_api::read_secret_file(path, "audit webhook token file")?),
+            None => None,
+        };
+        let settings = audit::WebhookSettings {
+            cert: a
+                .audit_webhook_tls_cert
+                .clone()
+                .context("--audit-webhook-tls-cert")?,
+            key: a
+                .audit_webhook_tls_key
+                .clone()
+                .context("--audit-webhook-tls-key")?,
+            client_ca: a.audit_webhook_client_ca.clone(),
+            token,
+            body_limit: a.audit_webhook_body_limit_mib.saturating_mul(1 << 20),
+        };
+        // Refused at start, not at the first request: a wrong file is said now.
+        audit::server_tls(&settings)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the audit webhook port {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "audit webhook: POST /audit, /audit/<cluster>");
+        let trails = trails.clone();
+        let stop = stopped(shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = audit::serve_webhook(listener, settings, trails, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "audit webhook stopped");
+            }
+        });
+    }
+    for source in &a.audit_logs {
+        tokio::spawn(audit::follow_log(
+            source.clone(),
+            trails.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(Some(trails))
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
@@ -153,6 +212,10 @@ pub async fn serve(
             stopped(shutdown.clone()),
         ));
     }
+
+    // Audit events are received by every replica from the start, standbys too: a replica that
+    // takes over has the recent writes already.
+    let audit = start_audit(args, &metrics, &shutdown).await?;
 
     let lease_namespace = args
         .lease_namespace
@@ -316,6 +379,8 @@ pub async fn serve(
     // Argo CD's own settings are the baseline: an ignore rule set once, in Argo CD, holds here.
     ctx.argocd_cm = Some(argocd_cm);
     ctx.shards = shards.clone();
+    ctx.audit = audit;
+    ctx.audit_wait = args.audit.audit_wait;
     let ctx = Arc::new(ctx);
 
     let resource = application::api_resource();

@@ -1297,6 +1297,62 @@ pub async fn service_account_client(client: &Client, namespace: &str, name: &str
     Client::try_from(service_account_config(client, namespace, name).await).unwrap()
 }
 
+/// A ServiceAccount `deployer` of `namespace` (a CI job's, say) with a TokenRequest token,
+/// allowed to get and patch ConfigMaps there (no controller-manager aggregates the built-in
+/// `edit` role on this server). Not argo-drift's own: the shipped admission policy keeps that one
+/// off apps' objects.
+pub async fn configmap_deployer(admin: &Client, namespace: &str) -> Client {
+    for object in [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "patch-configmaps"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "patch-configmaps"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-configmaps"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]
+        }),
+    ] {
+        apply(admin, namespace, object, "argo-drift-tests").await;
+    }
+    service_account_client(admin, namespace, "deployer").await
+}
+
+/// Merge `data` into ConfigMap `name` as `client` under field manager `manager`, once RBAC lets
+/// it (a role binding just made takes a moment): the written resourceVersion.
+pub async fn patch_config_map_once_allowed(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    manager: &str,
+    data: Value,
+) -> String {
+    wait_for("the role binding", Duration::from_secs(10), || async {
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let params = PatchParams {
+            field_manager: Some(manager.into()),
+            ..Default::default()
+        };
+        configmaps
+            .patch(name, &params, &Patch::Merge(json!({ "data": data })))
+            .await
+            .ok()
+            .and_then(|cm| cm.metadata.resource_version)
+    })
+    .await
+}
+
+/// The administrator impersonating `user` in group system:masters.
+pub async fn impersonating(user: &str) -> Client {
+    let mut config = admin_config().await;
+    config.auth_info.impersonate = Some(user.into());
+    config.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+    Client::try_from(config).unwrap()
+}
+
 /// The credentials of ServiceAccount `namespace/name` (a TokenRequest token).
 pub async fn service_account_config(client: &Client, namespace: &str, name: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
