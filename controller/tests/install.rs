@@ -109,8 +109,9 @@ async fn every_install_manifest_applicationset_and_example_app_is_accepted() {
         // Kustomize files are not objects; the CRDs are installed already; the sidecar and the
         // extension's patches are patches, checked below and in
         // the_argocd_extension_component_composes_with_argo_cds_own_install; the alert rules'
-        // unit tests are promtool's (tests/monitoring.rs); the audit policy is the API server's
-        // file, not an object (tests/audit.rs).
+        // unit tests are promtool's (tests/monitoring.rs); the audit policy and webhook
+        // kubeconfig are the API server's files, not objects (tests/audit.rs,
+        // tests/changed_by.rs), and the audit component is checked below.
         if name == "kustomization.yaml"
             || f.starts_with(repo("deploy/testenv"))
             || f.starts_with(repo("deploy/audit"))
@@ -338,6 +339,109 @@ async fn the_argocd_extension_component_composes_with_argo_cds_own_install() {
         if object["metadata"]["namespace"].is_null() {
             object["metadata"]["namespace"] = json!("argocd");
         }
+        dry_run(&client, &object, &argocd, &other).await;
+    }
+}
+
+/// deploy/audit as users add it to the base: the controller gets the receiver (address,
+/// certificate, key, client CA from Secret argo-drift-audit-tls), the Service reaches it, the
+/// NetworkPolicy lets the API server in; the API server accepts all of it. The receiver's flags
+/// are read by the controller's own argument parser, so a renamed variable fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_component_adds_the_receiver_to_the_controller() {
+    let objects = kustomize_build(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
+         - ../../deploy/base\ncomponents:\n- ../../deploy/audit\n",
+        &[],
+    );
+    let find = |kind: &str, name: &str| -> Value {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in the build"))
+            .clone()
+    };
+    let deployment = find("Deployment", "argo-drift");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    // The base's variables are kept beside the component's.
+    assert!(env.iter().any(|(k, _)| k == "ARGO_DRIFT_LOG"), "{env:?}");
+    // Every variable the component sets is one `argo-drift run` reads (clap's own table).
+    let command = <argo_drift_controller::cli::Args as clap::CommandFactory>::command();
+    let run = command.find_subcommand("run").unwrap();
+    let read: Vec<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().to_string())
+        .collect();
+    let value = |name: &str| {
+        assert!(
+            read.iter().any(|r| r == name),
+            "argo-drift run reads no {name}"
+        );
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("ARGO_DRIFT_AUDIT_WEBHOOK_ADDR"), Some("0.0.0.0:8443"));
+    assert_eq!(
+        value("ARGO_DRIFT_AUDIT_WEBHOOK_CLIENT_CA"),
+        Some("/etc/argo-drift/audit/client-ca.crt")
+    );
+    assert_eq!(
+        value("ARGO_DRIFT_AUDIT_WEBHOOK_TLS_CERT"),
+        Some("/etc/argo-drift/audit/tls.crt")
+    );
+    assert_eq!(
+        value("ARGO_DRIFT_AUDIT_WEBHOOK_TLS_KEY"),
+        Some("/etc/argo-drift/audit/tls.key")
+    );
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m["name"] == "audit-tls" && m["mountPath"] == "/etc/argo-drift/audit"));
+    assert!(
+        mounts.iter().any(|m| m["name"] == "policy"),
+        "base mounts kept"
+    );
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(volumes
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "argo-drift-audit-tls"));
+    let service = find("Service", "argo-drift-audit");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "audit");
+    assert!(container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "audit" && p["containerPort"] == 8443));
+    let policy = find("NetworkPolicy", "argo-drift");
+    let ports: Vec<&Value> = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["ports"].as_array().unwrap())
+        .map(|p| &p["port"])
+        .collect();
+    assert!(
+        ports.contains(&&json!(8443)) && ports.contains(&&json!(8080)),
+        "{ports:?}"
+    );
+
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let other = fresh_namespace(&client, "argo-drift").await;
+    for object in [deployment, service, policy] {
         dry_run(&client, &object, &argocd, &other).await;
     }
 }

@@ -777,7 +777,24 @@ mod shipped {
             app: "argocd/web".into(),
             severity: Severity::High,
             summary: "high drift in 1 resource".into(),
-            changes: (0..5).map(change).collect(),
+            changes: {
+                let mut changes: Vec<_> = (0..5).map(change).collect();
+                // The second change's writer is known from the audit trail.
+                changes[1].changed_by = Some(argo_drift_core::audit::ChangedBy {
+                    user: "alice".into(),
+                    groups: vec![],
+                    service_account: None,
+                    impersonator: None,
+                    user_agent: None,
+                    time: "t".into(),
+                    verb: "patch".into(),
+                    source_ips: vec![],
+                    matched: argo_drift_core::audit::Match::ResourceVersion,
+                    candidates: None,
+                    audit_id: "a".into(),
+                });
+                changes
+            },
             decision: None,
             incident: "i".into(),
             time: "t".into(),
@@ -789,7 +806,7 @@ mod shipped {
         assert_eq!(r.title.as_deref(), Some("HIGH drift in web"));
         assert_eq!(
             r.body.as_deref(),
-            Some("high drift in 1 resource\n• `spec.f0` on Deployment.apps shop/web, set by `kubectl-edit`\n• `spec.f1` on Deployment.apps shop/web, set by `kubectl-edit`\n• `spec.f2` on Deployment.apps shop/web, set by `kubectl-edit`\n…and 2 more")
+            Some("high drift in 1 resource\n• `spec.f0` on Deployment.apps shop/web, set by `kubectl-edit`\n• `spec.f1` on Deployment.apps shop/web, set by alice with `kubectl-edit`\n• `spec.f2` on Deployment.apps shop/web, set by `kubectl-edit`\n…and 2 more")
         );
     }
 }
