@@ -25,6 +25,15 @@ fn documents(path: &Path) -> Vec<Value> {
 }
 
 /// Every YAML file under `dir`, recursively, sorted.
+/// Object `kind` `name` of a kustomize build.
+fn built(objects: &[Value], kind: &str, name: &str) -> Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the build"))
+        .clone()
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -236,13 +245,7 @@ async fn the_argocd_extension_component_composes_with_argo_cds_own_install() {
          - install.yaml\n- ../../deploy/base\ncomponents:\n- ../../deploy/argocd-extension\n",
         &[("install.yaml", &install)],
     );
-    let find = |kind: &str, name: &str| -> Value {
-        objects
-            .iter()
-            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} {name} in the build"))
-            .clone()
-    };
+    let find = |kind: &str, name: &str| built(&objects, kind, name);
     let by_prefix = |kind: &str, prefix: &str| -> Value {
         objects
             .iter()
@@ -354,13 +357,7 @@ async fn the_audit_component_adds_the_receiver_to_the_controller() {
          - ../../deploy/base\ncomponents:\n- ../../deploy/audit\n",
         &[],
     );
-    let find = |kind: &str, name: &str| -> Value {
-        objects
-            .iter()
-            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {kind} {name} in the build"))
-            .clone()
-    };
+    let find = |kind: &str, name: &str| built(&objects, kind, name);
     let deployment = find("Deployment", "argo-drift");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let env: Vec<(String, String)> = container["env"]
