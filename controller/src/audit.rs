@@ -100,6 +100,11 @@ impl Trails {
             .set(i64::try_from(writes).unwrap_or(i64::MAX));
     }
 
+    /// Writes kept now for `cluster`.
+    pub fn writes(&self, cluster: &str) -> usize {
+        self.lock().get(cluster).map_or(0, Trail::len)
+    }
+
     fn malformed(&self, cluster: &str, source: &str) {
         self.metrics
             .audit_events
@@ -572,5 +577,110 @@ async fn read_lines(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// One audit log line: a successful patch of ConfigMap `name`, written as `version`.
+    fn line(name: &str, version: u64) -> String {
+        let event = serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+            "auditID": format!("{name}-{version}"), "stage": "ResponseComplete", "verb": "patch",
+            "requestURI": format!("/api/v1/namespaces/shop/configmaps/{name}?fieldManager=kubectl-edit"),
+            "user": {"username": "alice"},
+            "objectRef": {"resource": "configmaps", "namespace": "shop", "name": name, "apiVersion": "v1"},
+            "responseStatus": {"code": 200},
+            "responseObject": {"kind": "ConfigMap", "metadata": {"resourceVersion": version.to_string()}},
+            "stageTimestamp": chrono::Utc::now().to_rfc3339(),
+        });
+        format!("{event}\n")
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_is_read_across_partial_lines_rotation_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut file = std::fs::File::create(&path).unwrap();
+        // What the file held before argo-drift started is read too, and a bad line is skipped.
+        file.write_all(line("a", 1).as_bytes()).unwrap();
+        file.write_all(b"{this is not json\n").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let trails = Trails::new(Limits::default(), metrics.clone());
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let source = parse_log_source(&format!("prod={}", path.display())).unwrap();
+        assert_eq!(source.cluster, "prod");
+        let task = tokio::spawn(follow_log(source, trails.clone(), shutdown));
+        until("the existing line", || trails.writes("prod") == 1).await;
+
+        // A line written in two parts is read once it is whole.
+        let second = line("b", 2);
+        let (head, tail) = second.split_at(40);
+        file.write_all(head.as_bytes()).unwrap();
+        file.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(trails.writes("prod"), 1);
+        file.write_all(tail.as_bytes()).unwrap();
+        until("the completed line", || trails.writes("prod") == 2).await;
+
+        // Rotated: renamed away, a new file at the path.
+        std::fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(line("c", 3).as_bytes()).unwrap();
+        until("the rotated file", || trails.writes("prod") == 3).await;
+
+        // Truncated in place (logrotate's copytruncate), then written again once that was seen
+        // (a file that has grown past the old end again by the next look cannot be told from
+        // one that was appended to: kube-apiserver rotates by renaming).
+        file.set_len(0).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(line("d", 4).as_bytes()).unwrap();
+        until("the truncated file", || trails.writes("prod") == 4).await;
+
+        let scrape = metrics.encode();
+        assert!(
+            scrape.contains(r#"argo_drift_audit_events_total{cluster="prod",source="log",outcome="malformed"} 1"#),
+            "{scrape}"
+        );
+        assert!(!scrape.contains("this is not json"));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_log_source_names_its_cluster_or_is_the_local_one() {
+        let plain = parse_log_source("/var/log/audit.log").unwrap();
+        assert_eq!(
+            (plain.cluster.as_str(), plain.path.to_str()),
+            (IN_CLUSTER, Some("/var/log/audit.log"))
+        );
+        assert_eq!(parse_log_source("-").unwrap().path, PathBuf::from("-"));
+        // A path with '=' in a directory name is a path.
+        let odd = parse_log_source("/logs/a=b/audit.log").unwrap();
+        assert_eq!(odd.cluster, IN_CLUSTER);
+        assert!(parse_log_source("prod=").is_err());
     }
 }
