@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::classify::Status;
-use crate::path::{FieldPath, Selector, Step};
+use crate::path::{lookup, same_value, FieldPath, Step};
 use crate::report::{DriftReport, ResourceReport};
 
 /// One audit event, as the API server writes it (the fields read here).
@@ -492,34 +492,10 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The value at `field` of `object`, list items found by their merge key where the path has one.
-pub fn value_at<'v>(object: &'v Value, field: &FieldPath) -> Option<&'v Value> {
-    let mut here = object;
-    for step in &field.0 {
-        here = match step {
-            Step::Field(name) => here.get(name.as_str())?,
-            Step::Item {
-                selector: Selector::Key(pairs),
-                ..
-            } => here
-                .as_array()?
-                .iter()
-                .find(|item| pairs.iter().all(|(k, v)| same(item.get(k), Some(v))))?,
-            Step::Item {
-                selector: Selector::Index(i),
-                ..
-            } => here.as_array()?.get(*i)?,
-        };
-    }
-    Some(here)
-}
-
-/// Equal, or the same scalar written as a string and as a number (`"3"` and `3`).
+/// Equal, both absent, or the same scalar as a string and a number.
 fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) if a == b => true,
-        (Some(Value::String(s)), Some(Value::Number(n)))
-        | (Some(Value::Number(n)), Some(Value::String(s))) => s == &n.to_string(),
+        (Some(a), Some(b)) => same_value(a, b),
         (None, None) => true,
         _ => false,
     }
@@ -548,7 +524,7 @@ fn exact(
         })
         .collect();
     seen.sort_by_key(|(version, _, _)| *version);
-    let holds = |object: &Value| same(value_at(object, field), live);
+    let holds = |object: &Value| same(lookup(object, &field.0), live);
     let last = seen.len().checked_sub(1)?;
     if !holds(&seen[last].2) {
         return None;

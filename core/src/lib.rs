@@ -21,6 +21,7 @@ pub mod path;
 pub mod policy;
 pub mod redact;
 pub mod report;
+pub mod yaml_edit;
 
 pub use classify::{Severity, Status};
 pub use config::Policy;

@@ -81,6 +81,40 @@ impl FieldPath {
     }
 }
 
+/// Equal, or the same scalar written as a string and as a number (`"3"` and `3`): how a list
+/// item's merge key in a path matches the item.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    a == b
+        || matches!((a, b), (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) if s == &n.to_string())
+}
+
+/// The position of the item of `items` a selector names.
+pub fn find_item(items: &[Value], selector: &Selector) -> Option<usize> {
+    match selector {
+        Selector::Index(i) => (*i < items.len()).then_some(*i),
+        Selector::Key(pairs) => items.iter().position(|item| {
+            pairs
+                .iter()
+                .all(|(k, v)| item.get(k).is_some_and(|found| same_value(found, v)))
+        }),
+    }
+}
+
+/// The value at `steps` of `value`, list items found by their merge key where a step has one.
+pub fn lookup<'v>(value: &'v Value, steps: &[Step]) -> Option<&'v Value> {
+    let mut here = value;
+    for step in steps {
+        here = match step {
+            Step::Field(name) => here.get(name.as_str())?,
+            Step::Item { selector, .. } => {
+                let items = here.as_array()?;
+                &items[find_item(items, selector)?]
+            }
+        };
+    }
+    Some(here)
+}
+
 fn parse_selector(inner: &str) -> Option<Selector> {
     if let Ok(i) = inner.trim().parse::<usize>() {
         return Some(Selector::Index(i));
