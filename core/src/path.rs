@@ -88,18 +88,6 @@ pub fn same_value(a: &Value, b: &Value) -> bool {
         || matches!((a, b), (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) if s == &n.to_string())
 }
 
-/// The position of the item of `items` a selector names.
-pub fn find_item(items: &[Value], selector: &Selector) -> Option<usize> {
-    match selector {
-        Selector::Index(i) => (*i < items.len()).then_some(*i),
-        Selector::Key(pairs) => items.iter().position(|item| {
-            pairs
-                .iter()
-                .all(|(k, v)| item.get(k).is_some_and(|found| same_value(found, v)))
-        }),
-    }
-}
-
 /// The value at `steps` of `value`, list items found by their merge key where a step has one.
 pub fn lookup<'v>(value: &'v Value, steps: &[Step]) -> Option<&'v Value> {
     let mut here = value;
@@ -108,7 +96,7 @@ pub fn lookup<'v>(value: &'v Value, steps: &[Step]) -> Option<&'v Value> {
             Step::Field(name) => here.get(name.as_str())?,
             Step::Item { selector, .. } => {
                 let items = here.as_array()?;
-                &items[find_item(items, selector)?]
+                &items[crate::normalize::merge_keys::find_item(items, selector)?]
             }
         };
     }

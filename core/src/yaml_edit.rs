@@ -11,7 +11,8 @@
 use granit_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::{Map, Value};
 
-use crate::path::{find_item, lookup, same_value, FieldPath, Selector, Step};
+use crate::normalize::merge_keys::find_item;
+use crate::path::{lookup, same_value, FieldPath, Selector, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
