@@ -26,6 +26,13 @@ pub enum Error {
         /// git2's error (kept as a source; this crate does not link Git).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("pushing branch {branch:?} to {url}: {source}")]
+    PushRepo {
+        url: String,
+        branch: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{url} at {revision:?}, path {path:?}: {message}")]
     RenderSource {
         url: String,
@@ -101,6 +108,7 @@ impl Error {
             Error::UnsupportedSource { .. } => "unsupported_source",
             Error::ArgoCdSettings { .. } => "argocd_settings",
             Error::FetchRepo { .. } => "fetch_repo",
+            Error::PushRepo { .. } => "push_repo",
             Error::RenderSource { .. } => "render_source",
             Error::Manifest(e) => e.category(),
             Error::Kube { .. } => "kube_api",

@@ -3,6 +3,7 @@
 //! its own diff, and the actions argo-drift asks of it). `sources` picks between them per
 //! application source.
 
+pub mod adopt;
 pub mod argocd;
 pub mod repo;
 pub mod sources;

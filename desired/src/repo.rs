@@ -44,6 +44,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// A file of a repository: its path from the root, its content.
+pub type RepoFile = (String, Vec<u8>);
+
 /// The manifest files of one application path at one commit.
 #[derive(Debug)]
 pub struct Rendered {
@@ -224,6 +227,124 @@ impl Repos {
         Ok(rendered)
     }
 
+    /// Every file under `dir` at `revision` (paths from the repository's root), and the
+    /// commit: what `adopt` edits.
+    pub fn files_at(
+        &self,
+        url: &str,
+        revision: &str,
+        dir: &str,
+        credentials: Option<&Credentials>,
+        known_hosts: &str,
+    ) -> Result<(Oid, Vec<RepoFile>)> {
+        let lock = self.lock_for(url);
+        let _guard = crate::lock(&lock);
+        let (repo, commit) = self.open_at(url, revision, credentials, known_hosts)?;
+        let fail = |source: git2::Error| Error::FetchRepo {
+            url: url.to_string(),
+            revision: revision.to_string(),
+            source: Box::new(source),
+        };
+        let tree = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(fail)?;
+        let dir = dir.trim_matches('/');
+        let mut files = Vec::new();
+        let mut failed = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return git2::TreeWalkResult::Ok;
+            }
+            let path = format!("{parent}{}", entry.name().unwrap_or_default());
+            let inside = dir.is_empty() || dir == "." || path.starts_with(&format!("{dir}/"));
+            if inside {
+                match repo.find_blob(entry.id()) {
+                    Ok(blob) => files.push((path, blob.content().to_vec())),
+                    Err(e) => {
+                        failed = Some(e);
+                        return git2::TreeWalkResult::Abort;
+                    }
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .map_err(fail)?;
+        if let Some(e) = failed {
+            return Err(fail(e));
+        }
+        Ok((commit, files))
+    }
+
+    /// A commit on `base` (a commit `files_at` read) with `files` (path, content) written, by
+    /// `author` (name, email), pushed to `url` as the new branch `branch` with the repository's
+    /// credentials. An existing branch of that name is not overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_commit(
+        &self,
+        url: &str,
+        base: Oid,
+        files: &[RepoFile],
+        branch: &str,
+        message: &str,
+        author: (&str, &str),
+        credentials: Option<&Credentials>,
+        known_hosts: &str,
+    ) -> Result<Oid> {
+        let lock = self.lock_for(url);
+        let _guard = crate::lock(&lock);
+        let fail = |source: git2::Error| Error::PushRepo {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            source: Box::new(source),
+        };
+        let repo = Repository::open_bare(self.root.join(repo_dir_name(url))).map_err(fail)?;
+        let parent = repo.find_commit(base).map_err(fail)?;
+        let tree = parent.tree().map_err(fail)?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (path, content) in files {
+            let blob = repo.blob(content).map_err(fail)?;
+            update.upsert(path.as_str(), blob, git2::FileMode::Blob);
+        }
+        let tree = update
+            .create_updated(&repo, &tree)
+            .and_then(|t| repo.find_tree(t))
+            .map_err(fail)?;
+        let signature = git2::Signature::now(author.0, author.1).map_err(fail)?;
+        let commit = repo
+            .commit(None, &signature, &signature, message, &tree, &[&parent])
+            .map_err(fail)?;
+        let local = format!("refs/heads/{branch}");
+        repo.reference(&local, commit, true, "argo-drift adopt")
+            .map_err(fail)?;
+        let refusal = std::cell::RefCell::new(None::<String>);
+        let rejected = std::cell::RefCell::new(None::<String>);
+        let mut callbacks = remote_callbacks(credentials, known_hosts, &refusal);
+        callbacks.push_update_reference(|_, status| {
+            if let Some(status) = status {
+                *rejected.borrow_mut() = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let mut remote = repo.remote_anonymous(url).map_err(fail)?;
+        remote
+            .push(&[format!("{local}:{local}")], Some(&mut options))
+            .map_err(|e| match refusal.borrow().as_deref() {
+                Some(message) => fail(git2::Error::from_str(message)),
+                None => fail(e),
+            })?;
+        drop(remote);
+        drop(options);
+        if let Some(status) = rejected.borrow().clone() {
+            return Err(fail(git2::Error::from_str(&format!(
+                "the repository refused the branch: {status}"
+            ))));
+        }
+        Ok(commit)
+    }
+
     /// How many renders were answered from the cache (for tests and benchmarks).
     pub fn render_cache_hits(&self) -> u64 {
         self.render_hits.load(std::sync::atomic::Ordering::Relaxed)
@@ -341,59 +462,7 @@ impl Repos {
     ) -> std::result::Result<(), git2::Error> {
         // libgit2 replaces a callback's message with its own generic one; keep ours to report.
         let refusal = std::cell::RefCell::new(None::<String>);
-        let mut callbacks = RemoteCallbacks::new();
-        let insecure = credentials.is_some_and(|c| c.insecure);
-        callbacks.certificate_check(|cert, host| {
-            // TLS certificates get libgit2's usual verification; SSH host keys are checked
-            // against Argo CD's known hosts, as Argo CD does.
-            let Some(hostkey) = cert.as_hostkey() else {
-                return Ok(CertificateCheckStatus::CertificatePassthrough);
-            };
-            if insecure {
-                return Ok(CertificateCheckStatus::CertificateOk);
-            }
-            match hostkey.hostkey() {
-                Some(key) if known_host(known_hosts, host, key) => {
-                    Ok(CertificateCheckStatus::CertificateOk)
-                }
-                _ => {
-                    let message = format!(
-                        "the SSH host key of {host} is not in Argo CD's known hosts (argocd-ssh-known-hosts-cm)"
-                    );
-                    *refusal.borrow_mut() = Some(message.clone());
-                    Err(git2::Error::from_str(&message))
-                }
-            }
-        });
-        let mut attempts = 0;
-        callbacks.credentials(move |_url, username_from_url, allowed| {
-            // libgit2 asks again after a refusal; a second try with the same secret would loop.
-            attempts += 1;
-            if attempts > 1 {
-                return Err(git2::Error::from_str(
-                    "authentication failed with the repository's credentials",
-                ));
-            }
-            let Some(c) = credentials else {
-                return Err(git2::Error::from_str(
-                    "the repository asks for credentials and none are configured",
-                ));
-            };
-            let user = c.username.as_deref().or(username_from_url).unwrap_or("git");
-            if allowed.contains(CredentialType::SSH_KEY) {
-                if let Some(key) = &c.ssh_private_key {
-                    return Cred::ssh_key_from_memory(user, None, key, None);
-                }
-            }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(password) = &c.password {
-                    return Cred::userpass_plaintext(user, password);
-                }
-            }
-            Err(git2::Error::from_str(
-                "no credential of the kind the repository asks for",
-            ))
-        });
+        let callbacks = remote_callbacks(credentials, known_hosts, &refusal);
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::All);
@@ -417,6 +486,70 @@ impl Repos {
         state.entry(url.to_string()).or_default().last_fetch = Some(Instant::now());
         Ok(())
     }
+}
+
+/// The callbacks of a fetch or push: SSH host keys checked against Argo CD's known hosts (a
+/// refusal's message kept in `refusal`, as libgit2 replaces it), the repository's credentials
+/// offered once.
+fn remote_callbacks<'a>(
+    credentials: Option<&'a Credentials>,
+    known_hosts: &'a str,
+    refusal: &'a std::cell::RefCell<Option<String>>,
+) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    let insecure = credentials.is_some_and(|c| c.insecure);
+    callbacks.certificate_check(move |cert, host| {
+        // TLS certificates get libgit2's usual verification; SSH host keys are checked
+        // against Argo CD's known hosts, as Argo CD does.
+        let Some(hostkey) = cert.as_hostkey() else {
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        if insecure {
+            return Ok(CertificateCheckStatus::CertificateOk);
+        }
+        match hostkey.hostkey() {
+            Some(key) if known_host(known_hosts, host, key) => {
+                Ok(CertificateCheckStatus::CertificateOk)
+            }
+            _ => {
+                let message = format!(
+                    "the SSH host key of {host} is not in Argo CD's known hosts (argocd-ssh-known-hosts-cm)"
+                );
+                *refusal.borrow_mut() = Some(message.clone());
+                Err(git2::Error::from_str(&message))
+            }
+        }
+    });
+    let mut attempts = 0;
+    callbacks.credentials(move |_url, username_from_url, allowed| {
+        // libgit2 asks again after a refusal; a second try with the same secret would loop.
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::from_str(
+                "authentication failed with the repository's credentials",
+            ));
+        }
+        let Some(c) = credentials else {
+            return Err(git2::Error::from_str(
+                "the repository asks for credentials and none are configured",
+            ));
+        };
+        let user = c.username.as_deref().or(username_from_url).unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if let Some(key) = &c.ssh_private_key {
+                return Cred::ssh_key_from_memory(user, None, key, None);
+            }
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(password) = &c.password {
+                return Cred::userpass_plaintext(user, password);
+            }
+        }
+        Err(git2::Error::from_str(
+            "no credential of the kind the repository asks for",
+        ))
+    });
+    callbacks
 }
 
 /// A stable directory name per URL; credentials in a URL never reach the filesystem.
