@@ -41,6 +41,11 @@ pub enum Command {
     /// Check notification channels.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Adopt an application's drift into Git: the live values of its drifted fields (from its
+    /// report) written into the Git files — in place for a directory source, as a patch for a
+    /// kustomize source, every other byte kept — committed with who changed what and when, and
+    /// pushed as a new branch with Argo CD's credentials for the repository. Secrets never.
+    Adopt(crate::commands::adopt::AdoptArgs),
     /// Run Argo CD Lua health checks as Argo CD runs them.
     #[command(subcommand)]
     Health(HealthCommand),
@@ -146,24 +151,8 @@ pub struct RunArgs {
         value_name = "NS"
     )]
     pub app_namespaces: Vec<String>,
-    /// Argo CD's own namespace: its repository Secrets live there, and its applications are
-    /// named by bare name in tracking marks.
-    #[arg(
-        long,
-        env = "ARGO_DRIFT_CONTROL_PLANE_NAMESPACE",
-        default_value = "argocd",
-        value_name = "NS"
-    )]
-    pub control_plane_namespace: String,
-    /// Where argo-drift keeps its own objects: the guardrail state ConfigMap, the audit records
-    /// and the leader election Lease; its own namespace, never among Argo CD's settings.
-    #[arg(
-        long,
-        env = "ARGO_DRIFT_STATE_NAMESPACE",
-        default_value = "argo-drift",
-        value_name = "NS"
-    )]
-    pub state_namespace: String,
+    #[command(flatten)]
+    pub namespaces: NamespaceArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Notifications file (Slack, PagerDuty, email; see config/notifications.yaml). Without it,
@@ -272,6 +261,29 @@ pub struct RunArgs {
     pub identity: String,
 }
 
+/// Argo CD's namespace and argo-drift's own (`run`, `adopt`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArgs {
+    /// Argo CD's own namespace: its repository Secrets live there, and its applications are
+    /// named by bare name in tracking marks.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_CONTROL_PLANE_NAMESPACE",
+        default_value = "argocd",
+        value_name = "NS"
+    )]
+    pub control_plane_namespace: String,
+    /// Where argo-drift keeps its own objects: the guardrail state ConfigMap, the audit records
+    /// and the leader election Lease; its own namespace, never among Argo CD's settings.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_STATE_NAMESPACE",
+        default_value = "argo-drift",
+        value_name = "NS"
+    )]
+    pub state_namespace: String,
+}
+
 /// Who changed each drifted field, from the API servers' audit events (docs/audit.md). Off
 /// unless a webhook address or a log is given.
 #[derive(Debug, Clone, clap::Args)]
@@ -361,7 +373,7 @@ impl AuditArgs {
 impl RunArgs {
     /// The namespace of argo-drift's own objects.
     pub fn state_namespace(&self) -> &str {
-        &self.state_namespace
+        &self.namespaces.state_namespace
     }
 }
 

@@ -36,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Run(run) => commands::run::run(&run),
         Command::Notify(NotifyCommand::Test(test)) => commands::notify::test(&test),
         Command::Health(health) => commands::health::run(&health),
+        Command::Adopt(adopt) => commands::adopt::run(&adopt),
     }
 }
 

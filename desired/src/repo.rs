@@ -315,6 +315,31 @@ impl Repos {
             .commit(None, &signature, &signature, message, &tree, &[&parent])
             .map_err(fail)?;
         let local = format!("refs/heads/{branch}");
+        // Never onto an existing branch: someone's work, or an adoption under review.
+        {
+            let refusal = std::cell::RefCell::new(None::<String>);
+            let mut remote = repo.remote_anonymous(url).map_err(fail)?;
+            let connection = remote
+                .connect_auth(
+                    git2::Direction::Fetch,
+                    Some(remote_callbacks(credentials, known_hosts, &refusal)),
+                    None,
+                )
+                .map_err(|e| match refusal.borrow().as_deref() {
+                    Some(message) => fail(git2::Error::from_str(message)),
+                    None => fail(e),
+                })?;
+            if connection
+                .list()
+                .map_err(fail)?
+                .iter()
+                .any(|h| h.name() == local)
+            {
+                return Err(fail(git2::Error::from_str(
+                    "the branch exists already in the repository: choose another name",
+                )));
+            }
+        }
         repo.reference(&local, commit, true, "argo-drift adopt")
             .map_err(fail)?;
         let refusal = std::cell::RefCell::new(None::<String>);

@@ -41,17 +41,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ROLLBACK_INTERVAL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let config = kube::Config::infer()
-            .await
-            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-        let shutdown = shutdown_signal();
-        serve(config, args, shutdown).await
-    })
+    super::with_kubernetes(|config| serve(config, args, shutdown_signal()))
 }
 
 /// The audit webhook receiver and the audit log readers, when configured (docs/audit.md).
@@ -282,7 +272,7 @@ pub async fn serve(
     let argocd_for_actions = argocd.clone();
     let repo_secrets: reflector::Store<Secret> = watched(
         &client,
-        &args.control_plane_namespace,
+        &args.namespaces.control_plane_namespace,
         watcher::Config::default()
             .labels("argocd.argoproj.io/secret-type in (repository,repo-creds)"),
         "repository Secrets",
@@ -290,14 +280,14 @@ pub async fn serve(
     );
     let argocd_cm: reflector::Store<ConfigMap> = watched(
         &client,
-        &args.control_plane_namespace,
+        &args.namespaces.control_plane_namespace,
         watcher::Config::default().fields("metadata.name=argocd-cm"),
         "argocd-cm",
         None,
     );
     let known_hosts: reflector::Store<ConfigMap> = watched(
         &client,
-        &args.control_plane_namespace,
+        &args.namespaces.control_plane_namespace,
         watcher::Config::default().fields("metadata.name=argocd-ssh-known-hosts-cm"),
         "argocd-ssh-known-hosts-cm",
         None,
@@ -306,7 +296,7 @@ pub async fn serve(
     let cluster_secrets_changed = Arc::new(tokio::sync::Notify::new());
     let cluster_secrets: reflector::Store<Secret> = watched(
         &client,
-        &args.control_plane_namespace,
+        &args.namespaces.control_plane_namespace,
         watcher::Config::default().labels(clusters::SECRET_SELECTOR),
         "cluster Secrets",
         Some(cluster_secrets_changed.clone()),
@@ -315,7 +305,7 @@ pub async fn serve(
         client.clone(),
         config,
         ClusterSettings {
-            control_plane: args.control_plane_namespace.clone(),
+            control_plane: args.namespaces.control_plane_namespace.clone(),
             secrets: Some(cluster_secrets),
             argocd_cm: Some(argocd_cm.clone()),
             tracking: policy.tracking.clone(),
@@ -349,7 +339,7 @@ pub async fn serve(
         Settings {
             resync: args.resync,
             watch_timeout: args.watch_timeout,
-            control_plane_namespace: args.control_plane_namespace.clone(),
+            control_plane_namespace: args.namespaces.control_plane_namespace.clone(),
         },
         policy,
         Arc::new(Repos::new(
@@ -466,8 +456,8 @@ pub async fn serve(
     if args.app_namespaces.is_empty() {
         tokio::spawn(follow_application_namespaces(
             args.policy_reload,
-            Api::<ConfigMap>::namespaced(client.clone(), &args.control_plane_namespace),
-            args.control_plane_namespace.clone(),
+            Api::<ConfigMap>::namespaced(client.clone(), &args.namespaces.control_plane_namespace),
+            args.namespaces.control_plane_namespace.clone(),
             app_namespaces.clone(),
             store.clone(),
             trigger_tx.clone(),
@@ -579,19 +569,20 @@ pub async fn serve(
 /// `application.namespaces`.
 async fn app_namespaces(client: &Client, args: &RunArgs) -> anyhow::Result<AppNamespaces> {
     let list = if args.app_namespaces.is_empty() {
-        let params = Api::<ConfigMap>::namespaced(client.clone(), &args.control_plane_namespace)
-            .get_opt("argocd-cmd-params-cm")
-            .await
-            .with_context(|| {
-                format!(
-                    "reading {}/argocd-cmd-params-cm (application.namespaces)",
-                    args.control_plane_namespace
-                )
-            })?
-            .and_then(|cm| cm.data)
-            .unwrap_or_default();
+        let params =
+            Api::<ConfigMap>::namespaced(client.clone(), &args.namespaces.control_plane_namespace)
+                .get_opt("argocd-cmd-params-cm")
+                .await
+                .with_context(|| {
+                    format!(
+                        "reading {}/argocd-cmd-params-cm (application.namespaces)",
+                        args.namespaces.control_plane_namespace
+                    )
+                })?
+                .and_then(|cm| cm.data)
+                .unwrap_or_default();
         crate::namespaces::from_argocd(
-            &args.control_plane_namespace,
+            &args.namespaces.control_plane_namespace,
             params.get("application.namespaces").map(String::as_str),
         )
     } else {

@@ -939,7 +939,8 @@ pub fn application(
 pub use argo_drift_fake_argocd::FakeArgoCd;
 
 /// Git's smart HTTP protocol (`git http-backend`) behind HTTP basic auth, on loopback: how Git
-/// hosts take an HTTPS token (plain HTTP here; the credential exchange is the same).
+/// hosts take an HTTPS token (plain HTTP here; the credential exchange is the same). Fetches
+/// and pushes (an authenticated user may push: http-backend's default).
 pub struct GitHttp {
     _server: Server,
     pub port: u16,
@@ -959,8 +960,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         path, _, query = self.path.partition("?")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            # A push's pack (libgit2 sends it chunked).
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
         env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
                    QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER=user,
                    CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)))

@@ -1,0 +1,223 @@
+//! `argo-drift adopt` end to end: an app whose Git repository is served over Git's smart HTTP
+//! protocol with a token (Argo CD's repository Secret holds it), drifted by two people on the
+//! real API server; adopt pushes a branch whose files keep every other byte, with a commit
+//! naming who changed what (from the audit log); the app pointed at that commit is in sync.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use argo_drift_controller::commands::adopt::{adopt, AdoptArgs};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use serde_json::json;
+use support::*;
+
+const FLAGS: &str = "# Feature flags of the shop: edit with care.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags # read at start\ndata:\n  mode: safe   # safe | fast\n  level: \"low\"\n  'owner': team-a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\ndata: {k: v}\n";
+
+const TOKEN: &str = "glpat-adopt-0123456789";
+
+fn args(app: &str, argocd: &str, branch: &str, dry_run: bool) -> AdoptArgs {
+    AdoptArgs {
+        app: app.into(),
+        fields: vec![],
+        namespaces: argo_drift_controller::cli::NamespaceArgs {
+            control_plane_namespace: argocd.into(),
+            state_namespace: argocd.into(),
+        },
+        branch: Some(branch.into()),
+        author: "argo-drift <argo-drift@example.com>".into(),
+        dry_run,
+        repo_cache: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_pushes_a_branch_that_keeps_every_other_byte_and_brings_the_app_in_sync() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("shop.git"));
+    repo.write("app/flags.yaml", FLAGS);
+    repo.write("app/README.md", "Flags.\n");
+    let commit = repo.commit("flags");
+    let server = GitHttp::start(base.path(), "deploy-bot", TOKEN);
+    let url = format!("http://127.0.0.1:{}/shop.git", server.port);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "repo-shop", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "username": "deploy-bot", "password": TOKEN}
+    });
+    apply(&client, &argocd, secret, "argocd-server").await;
+    app_in_sync(
+        &client, &argocd, &shop, "flags", &url, "app", &commit, FLAGS,
+    )
+    .await;
+    // With the test API server's audit log, the commit names the people.
+    let audit_log = testenv("env")
+        .into_iter()
+        .find(|(k, _)| k == "ARGO_DRIFT_TESTENV_AUDIT_LOG")
+        .map(|(_, v)| v);
+    let mut controller_args = vec!["--leader-election".to_string(), "false".to_string()];
+    if let Some(log) = &audit_log {
+        controller_args.extend(["--audit-log".to_string(), log.clone()]);
+    }
+    let controller_args: Vec<&str> = controller_args.iter().map(String::as_str).collect();
+    let controller = Running::start(&admin_config().await, &argocd, &controller_args).await;
+    wait_report(
+        &client,
+        &argocd,
+        "flags",
+        "the first report",
+        Duration::from_secs(30),
+        |r| r["summary"]["synced"] == 2,
+    )
+    .await;
+
+    // Someone sets a field, adds one and removes one.
+    let alice = match &audit_log {
+        Some(_) => impersonating("alice").await,
+        None => client.clone(),
+    };
+    let configmaps: Api<ConfigMap> = Api::namespaced(alice.clone(), &shop);
+    edit_config_map(
+        &configmaps,
+        "flags",
+        json!({"mode": "fast", "extra": "1", "owner": null}),
+    )
+    .await;
+    wait_report(
+        &client,
+        &argocd,
+        "flags",
+        "the drift",
+        Duration::from_secs(30),
+        |r| {
+            let changes = r["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["changes"].as_array().cloned().unwrap_or_default())
+                .collect::<Vec<_>>();
+            changes.len() == 3
+                && (audit_log.is_none() || changes.iter().all(|c| c.get("changedBy").is_some()))
+        },
+    )
+    .await;
+
+    // A dry run shows the change and pushes nothing.
+    let mut out = Vec::new();
+    adopt(
+        admin_config().await,
+        &args("flags", &argocd, "adopt-dry", true),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let shown = String::from_utf8(out).unwrap();
+    assert!(
+        shown.contains("-  mode: safe   # safe | fast\n+  mode: fast   # safe | fast"),
+        "{shown}"
+    );
+    assert!(repo.git(&["branch", "--list", "adopt-dry"]).is_empty());
+
+    let mut out = Vec::new();
+    adopt(
+        admin_config().await,
+        &args("flags", &argocd, "adopt-flags", false),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let said = String::from_utf8(out).unwrap();
+    assert!(
+        said.starts_with("pushed branch adopt-flags (commit "),
+        "{said}"
+    );
+    assert!(
+        said.contains("3 field(s) of 1 resource(s) in app/flags.yaml"),
+        "{said}"
+    );
+
+    // The pushed file: the three fields, nothing else moved (comments, quoting, the other
+    // document, the flow map).
+    let pushed = repo.git(&["show", "adopt-flags:app/flags.yaml"]) + "\n";
+    let expected = FLAGS
+        .replace("mode: safe   # safe | fast", "mode: fast   # safe | fast")
+        .replace("  'owner': team-a\n", "")
+        .replace("  level: \"low\"\n", "  level: \"low\"\n  extra: \"1\"\n");
+    assert_eq!(pushed, expected);
+    assert_eq!(repo.git(&["show", "adopt-flags:app/README.md"]), "Flags.");
+    let message = repo.git(&["log", "-1", "--format=%B", "adopt-flags"]);
+    assert!(
+        message.starts_with(&format!(
+            "argo-drift: adopt live drift of {argocd}/flags into Git"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("ConfigMap {shop}/flags:")),
+        "{message}"
+    );
+    assert!(
+        message.contains("- data.mode: \"safe\" -> \"fast\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("- data.owner: \"team-a\" -> (absent)"),
+        "{message}"
+    );
+    if audit_log.is_some() {
+        assert!(
+            message.contains("changed by alice (impersonated by admin) with kubectl-edit, at 20"),
+            "{message}"
+        );
+    }
+    assert!(message.contains("drifted since 20"), "{message}");
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>", "adopt-flags"]),
+        "argo-drift <argo-drift@example.com>"
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "adopt-flags^"]),
+        commit,
+        "on the analysed commit"
+    );
+    // The token is nowhere in what adopt said or wrote.
+    assert!(!said.contains(TOKEN) && !message.contains(TOKEN));
+
+    // The same branch again is refused, not overwritten.
+    let mut out = Vec::new();
+    let e = adopt(
+        admin_config().await,
+        &args("flags", &argocd, "adopt-flags", false),
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("adopt-flags"), "{e:#}");
+    assert!(!format!("{e:#}").contains(TOKEN));
+
+    // Argo CD syncing the adopted commit: the app is in sync, nothing reverted.
+    let adopted = repo.git(&["rev-parse", "adopt-flags"]);
+    apply(
+        &client,
+        &argocd,
+        application("flags", &url, "app", &shop, Some(&adopted)),
+        "argocd-server",
+    )
+    .await;
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "flags",
+        "in sync on the adopted commit",
+        Duration::from_secs(30),
+        |r| r["summary"]["synced"] == 2 && r["revision"] == adopted.as_str(),
+    )
+    .await;
+    assert_eq!(r["summary"]["modified"], 0, "{r:#}");
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+}
