@@ -18,6 +18,16 @@ const FLAGS: &str = "# Feature flags of the shop: edit with care.\napiVersion: v
 
 const TOKEN: &str = "glpat-adopt-0123456789";
 
+/// Argo CD's repository Secret for `url`, with the token the test's Git server wants.
+async fn repository_secret(client: &kube::Client, argocd: &str, url: &str) {
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "repo", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "username": "deploy-bot", "password": TOKEN}
+    });
+    apply(client, argocd, secret, "argocd-server").await;
+}
+
 fn args(app: &str, argocd: &str, branch: &str, dry_run: bool) -> AdoptArgs {
     AdoptArgs {
         app: app.into(),
@@ -45,12 +55,7 @@ async fn adopt_pushes_a_branch_that_keeps_every_other_byte_and_brings_the_app_in
     let commit = repo.commit("flags");
     let server = GitHttp::start(base.path(), "deploy-bot", TOKEN);
     let url = format!("http://127.0.0.1:{}/shop.git", server.port);
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "repo-shop", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
-        "stringData": {"type": "git", "url": url, "username": "deploy-bot", "password": TOKEN}
-    });
-    apply(&client, &argocd, secret, "argocd-server").await;
+    repository_secret(&client, &argocd, &url).await;
     app_in_sync(
         &client, &argocd, &shop, "flags", &url, "app", &commit, FLAGS,
     )
@@ -220,4 +225,128 @@ async fn adopt_pushes_a_branch_that_keeps_every_other_byte_and_brings_the_app_in
     .await;
     assert_eq!(r["summary"]["modified"], 0, "{r:#}");
     assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
+}
+
+/// The real kustomize's build of `dir`.
+fn kustomize(dir: &std::path::Path) -> String {
+    let kustomize = exported(&testenv("tools"), "ARGO_DRIFT_TEST_KUSTOMIZE");
+    let out = std::process::Command::new(kustomize)
+        .arg("build")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `argo-drift diff` of `desired` against `live` (YAML texts), as JSON, and its exit code.
+fn offline_diff(dir: &std::path::Path, desired: &str, live: &str) -> (i32, serde_json::Value) {
+    std::fs::write(dir.join("desired.yaml"), desired).unwrap();
+    std::fs::write(dir.join("live.yaml"), live).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_argo-drift"))
+        .args(["diff", "-o", "json", "--desired"])
+        .arg(dir.join("desired.yaml"))
+        .arg("--live")
+        .arg(dir.join("live.yaml"))
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), report)
+}
+
+/// A kustomize source: the fields go into a patch the overlay's kustomization lists (its base,
+/// shared with other overlays, untouched); the pushed branch, built by the real kustomize,
+/// matches the live object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kustomize_overlay_gets_a_patch_and_builds_to_what_is_live() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("kshop.git"));
+    let base_flags = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: safe\n  level: low\n";
+    repo.write("base/flags.yaml", base_flags);
+    repo.write("base/kustomization.yaml", "resources:\n- flags.yaml\n");
+    let overlay = format!(
+        "# The production overlay.\nresources:\n- ../../base  # shared\nnamespace: {shop}\n"
+    );
+    repo.write("overlays/prod/kustomization.yaml", &overlay);
+    let commit = repo.commit("kustomize");
+    let server = GitHttp::start(base.path(), "deploy-bot", TOKEN);
+    let url = format!("http://127.0.0.1:{}/kshop.git", server.port);
+    repository_secret(&client, &argocd, &url).await;
+    let built = kustomize(&repo.dir.join("overlays/prod"));
+    app_in_sync(
+        &client,
+        &argocd,
+        &shop,
+        "kflags",
+        &url,
+        "overlays/prod",
+        &commit,
+        &built,
+    )
+    .await;
+
+    // Drift: a value changed, a key removed.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &shop);
+    edit_config_map(&configmaps, "flags", json!({"mode": "fast", "level": null})).await;
+    let live = serde_yaml::to_string(&configmaps.get("flags").await.unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (code, mut report) = offline_diff(work.path(), &built, &live);
+    assert_eq!(code, 1, "{report:#}");
+    // The report as the controller publishes it: with the analysed revision.
+    report["revision"] = json!(commit);
+    let name = argo_drift_cluster::records::report_name(&argocd, "kflags");
+    apply(
+        &client,
+        &argocd,
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"report.json": report.to_string()}
+        }),
+        "argo-drift",
+    )
+    .await;
+
+    let mut out = Vec::new();
+    adopt(
+        admin_config().await,
+        &args("kflags", &argocd, "adopt-kflags", false),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let said = String::from_utf8(out).unwrap();
+    assert!(
+        said.contains("overlays/prod/kustomization.yaml, overlays/prod/argo-drift-adopted-configmap-flags.yaml"),
+        "{said}"
+    );
+    // The base is untouched; the overlay's kustomization keeps its lines and lists the patch.
+    assert_eq!(
+        repo.git(&["show", "adopt-kflags:base/flags.yaml"]) + "\n",
+        base_flags
+    );
+    assert_eq!(
+        repo.git(&["show", "adopt-kflags:overlays/prod/kustomization.yaml"]) + "\n",
+        format!("{overlay}patches:\n  - path: argo-drift-adopted-configmap-flags.yaml\n")
+    );
+    // Built by the real kustomize from the pushed branch: what is live, no drift left.
+    let checkout = base.path().join("checkout");
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        checkout.to_str().unwrap(),
+        "adopt-kflags",
+    ]);
+    let adopted = kustomize(&checkout.join("overlays/prod"));
+    let (code, after) = offline_diff(work.path(), &adopted, &live);
+    assert_eq!(code, 0, "{after:#}\n{adopted}");
+    assert_eq!(after["summary"]["modified"], 0);
 }

@@ -195,7 +195,8 @@ pub fn plan(
                         i
                     }
                     None => {
-                        texts.push((path.clone(), new_patch(a)?));
+                        let named = patch_target_name(&texts, kustomization, &a.name);
+                        texts.push((path.clone(), new_patch(a, &named)?));
                         texts.len() - 1
                     }
                 };
@@ -236,14 +237,36 @@ pub fn plan(
         .collect())
 }
 
+/// The name a patch of the kustomization must target for the live object `live_name`: without
+/// the kustomization's `namePrefix`/`nameSuffix`, which kustomize adds after its patches.
+fn patch_target_name(texts: &[(String, String)], kustomization: &str, live_name: &str) -> String {
+    #[derive(Deserialize, Default)]
+    struct Names {
+        #[serde(default, rename = "namePrefix")]
+        prefix: String,
+        #[serde(default, rename = "nameSuffix")]
+        suffix: String,
+    }
+    let names: Names = texts
+        .iter()
+        .find(|(p, _)| p == kustomization)
+        .and_then(|(_, t)| serde_yaml::from_str(t).ok())
+        .unwrap_or_default();
+    let name = live_name
+        .strip_prefix(names.prefix.as_str())
+        .unwrap_or(live_name);
+    name.strip_suffix(names.suffix.as_str())
+        .unwrap_or(name)
+        .to_string()
+}
+
 /// A strategic-merge patch naming the resource and setting its fields: list items named by
 /// their merge key (which the patch must carry), a removed field as `null` (kustomize deletes it).
-fn new_patch(a: &Adoption) -> Result<String, AdoptError> {
+/// No namespace: kustomize applies patches before its `namespace` transformer, so the target
+/// has the namespace of its base (usually none) when the patch meets it.
+fn new_patch(a: &Adoption, name: &str) -> Result<String, AdoptError> {
     let mut metadata = Map::new();
-    metadata.insert("name".into(), Value::String(a.name.clone()));
-    if !a.namespace.is_empty() {
-        metadata.insert("namespace".into(), Value::String(a.namespace.clone()));
-    }
+    metadata.insert("name".into(), Value::String(name.to_string()));
     let mut patch = serde_json::json!({
         "apiVersion": a.api_version,
         "kind": a.kind,
@@ -461,7 +484,7 @@ mod tests {
             patch,
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web", "namespace": "shop"},
+                "metadata": {"name": "web"},
                 "spec": {"replicas": 5, "template": {"spec": {"containers": [{
                     "name": "web",
                     "resources": {"limits": {"memory": "512Mi"}},
@@ -493,5 +516,33 @@ mod tests {
         assert!(String::from_utf8(out[0].1.clone())
             .unwrap()
             .contains("replicas: 7"));
+    }
+}
+
+#[cfg(test)]
+mod names {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_patch_targets_the_name_before_the_kustomizations_prefix_and_suffix() {
+        let texts = vec![(
+            "o/kustomization.yaml".to_string(),
+            "namePrefix: prod-\nnameSuffix: -v2\nresources: [../base]\n".to_string(),
+        )];
+        assert_eq!(
+            patch_target_name(&texts, "o/kustomization.yaml", "prod-web-v2"),
+            "web"
+        );
+        // A name without them (the prefix set in a base) is kept.
+        assert_eq!(
+            patch_target_name(&texts, "o/kustomization.yaml", "api"),
+            "api"
+        );
+        assert_eq!(
+            patch_target_name(&[], "o/kustomization.yaml", "prod-web"),
+            "prod-web"
+        );
     }
 }
