@@ -259,6 +259,33 @@ fn offline_diff(dir: &std::path::Path, desired: &str, live: &str) -> (i32, serde
     (out.status.code().unwrap(), report)
 }
 
+/// The report of app `argocd/app` as the controller would publish it (with the analysed
+/// revision), made by `argo-drift diff` of `desired` against `live` at `commit`.
+async fn publish_offline_report(
+    client: &kube::Client,
+    argocd: &str,
+    app: &str,
+    work: &std::path::Path,
+    desired: &str,
+    live: &str,
+    commit: &str,
+) {
+    let (code, mut report) = offline_diff(work, desired, live);
+    assert_eq!(code, 1, "{report:#}");
+    report["revision"] = json!(commit);
+    let name = argo_drift_cluster::records::report_name(argocd, app);
+    apply(
+        client,
+        argocd,
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"report.json": report.to_string()}
+        }),
+        "argo-drift",
+    )
+    .await;
+}
+
 /// A kustomize source: the fields go into a patch the overlay's kustomization lists (its base,
 /// shared with other overlays, untouched); the pushed branch, built by the real kustomize,
 /// matches the live object.
@@ -298,19 +325,14 @@ async fn a_kustomize_overlay_gets_a_patch_and_builds_to_what_is_live() {
     edit_config_map(&configmaps, "flags", json!({"mode": "fast", "level": null})).await;
     let live = serde_yaml::to_string(&configmaps.get("flags").await.unwrap()).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let (code, mut report) = offline_diff(work.path(), &built, &live);
-    assert_eq!(code, 1, "{report:#}");
-    // The report as the controller publishes it: with the analysed revision.
-    report["revision"] = json!(commit);
-    let name = argo_drift_cluster::records::report_name(&argocd, "kflags");
-    apply(
+    publish_offline_report(
         &client,
         &argocd,
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-            "data": {"report.json": report.to_string()}
-        }),
-        "argo-drift",
+        "kflags",
+        work.path(),
+        &built,
+        &live,
+        &commit,
     )
     .await;
 
@@ -349,4 +371,86 @@ async fn a_kustomize_overlay_gets_a_patch_and_builds_to_what_is_live() {
     let (code, after) = offline_diff(work.path(), &adopted, &live);
     assert_eq!(code, 0, "{after:#}\n{adopted}");
     assert_eq!(after["summary"]["modified"], 0);
+}
+
+/// Over SSH with the key of Argo CD's repository Secret, the server's host key checked against
+/// Argo CD's known hosts: unknown, refused; known, pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_pushes_over_ssh_only_to_a_known_host() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("skipped: no /usr/sbin/sshd (scripts/testenv.sh up installs openssh-server)");
+        return;
+    };
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let base = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&base.path().join("ssh.git"));
+    let cm =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-ssh\ndata:\n  k: v # the value\n";
+    repo.write("cm.yaml", cm);
+    let commit = repo.commit("c");
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.port,
+        repo.dir.display()
+    );
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "repo-ssh", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "sshPrivateKey": sshd.client_key}
+    });
+    apply(&client, &argocd, secret, "argocd-server").await;
+    app_in_sync(&client, &argocd, &shop, "ssh", &url, "", &commit, cm).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &shop);
+    edit_config_map(&configmaps, "over-ssh", json!({"k": "w"})).await;
+    let live = serde_yaml::to_string(&configmaps.get("over-ssh").await.unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Argo CD places the namespace-less document in the app's destination namespace.
+    let placed = cm.replace("metadata:\n", &format!("metadata:\n  namespace: {shop}\n"));
+    publish_offline_report(
+        &client,
+        &argocd,
+        "ssh",
+        work.path(),
+        &placed,
+        &live,
+        &commit,
+    )
+    .await;
+
+    let mut out = Vec::new();
+    let e = adopt(
+        admin_config().await,
+        &args("ssh", &argocd, "adopt-ssh", false),
+        &mut out,
+    )
+    .await
+    .map(|_| String::from_utf8(out.clone()).unwrap())
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not in Argo CD's known hosts"),
+        "{e:#}"
+    );
+    let known = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-ssh-known-hosts-cm"},
+        "data": {"ssh_known_hosts": format!("{}\n", sshd.host_key_line)}
+    });
+    apply(&client, &argocd, known, "argocd-server").await;
+    let mut out = Vec::new();
+    adopt(
+        admin_config().await,
+        &args("ssh", &argocd, "adopt-ssh", false),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        repo.git(&["show", "adopt-ssh:cm.yaml"]) + "\n",
+        cm.replace("k: v # the value", "k: w # the value")
+    );
+    let said = String::from_utf8(out).unwrap();
+    assert!(!said.contains("PRIVATE KEY"), "{said}");
 }
