@@ -980,18 +980,7 @@ async fn a_repository_over_ssh_is_read_with_the_secrets_key_and_a_known_host_key
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-ssh\ndata:\n  k: v\n";
     repo.write("cm.yaml", cm);
     let commit = repo.commit("c");
-    let url = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        sshd.user,
-        sshd.port,
-        repo.dir.display()
-    );
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "repo-ssh", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
-        "stringData": {"type": "git", "url": url, "sshPrivateKey": sshd.client_key}
-    });
-    apply(&client, &argocd, secret, "argocd-server").await;
+    let url = sshd.repository(&client, &argocd, &repo).await;
     app_in_sync(&client, &argocd, &shop, "ssh", &url, "", &commit, cm).await;
     let controller = Running::start(&admin_config().await, &argocd, &[]).await;
 

@@ -1031,6 +1031,24 @@ pub struct Sshd {
 }
 
 impl Sshd {
+    /// The ssh:// URL of `repo` through this server, and Argo CD's repository Secret for it
+    /// (the client key) in `argocd`.
+    pub async fn repository(&self, client: &Client, argocd: &str, repo: &GitRepo) -> String {
+        let url = format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            repo.dir.display()
+        );
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "repo-ssh", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+            "stringData": {"type": "git", "url": url, "sshPrivateKey": self.client_key}
+        });
+        apply(client, argocd, secret, "argocd-server").await;
+        url
+    }
+
     /// `None` when this machine has no sshd (`scripts/testenv.sh up` installs it).
     pub fn start() -> Option<Sshd> {
         let sshd = Path::new("/usr/sbin/sshd");
