@@ -117,8 +117,9 @@ impl Trails {
     }
 
     /// Name who changed each drift of `report`, from the trail of the cluster named `name` or
-    /// `server` (Argo CD's name for it, or its URL); `resource` gives a kind's plural. Returns
-    /// how many changes and resources were named.
+    /// `server` (Argo CD's name for it, or its URL); `resource` gives a kind's plural. The
+    /// trail is locked only to take the drifted objects' writes out; the joins run without it.
+    /// Returns how many changes and resources were named.
     pub fn attribute(
         &self,
         name: &str,
@@ -126,17 +127,21 @@ impl Trails {
         report: &mut DriftReport,
         resource: impl Fn(&str, &str) -> Option<String>,
     ) -> usize {
-        let mut trails = self.lock();
-        let key = if trails.contains_key(name) {
-            name
-        } else {
-            server
+        let keys = audit::drifted_objects(report, resource);
+        let writes = {
+            let mut trails = self.lock();
+            let key = if trails.contains_key(name) {
+                name
+            } else {
+                server
+            };
+            let Some(trail) = trails.get_mut(key) else {
+                return 0;
+            };
+            trail.expire(chrono::Utc::now());
+            trail.writes_of(&keys)
         };
-        let Some(trail) = trails.get_mut(key) else {
-            return 0;
-        };
-        trail.expire(chrono::Utc::now());
-        audit::attribute(report, trail, resource)
+        audit::attribute(report, &keys, &writes)
     }
 
     /// Count the report's named changes by how they were joined (once per analysis).

@@ -397,9 +397,25 @@ impl Trail {
         }
     }
 
-    /// Who gave `field` of the object its `live` value (`None`: the field is absent live).
-    /// `kind` is the object's kind (a subresource's reply of another kind is not the object);
-    /// `manager` and `managed_at` are what managedFields say of the field, when known.
+    /// The kept writes of one object, taken out to be joined without the trail (shared, not
+    /// copied): a caller holding the trail behind a lock lets go of it before the joins.
+    pub fn writes(&self, key: &ObjectKey) -> Option<ObjectWrites> {
+        let writes = self.objects.get(key)?;
+        Some(ObjectWrites {
+            writes: writes.iter().cloned().collect(),
+            parsed: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The kept writes of each of `keys`' objects ([`drifted_objects`]), for [`attribute`].
+    pub fn writes_of(&self, keys: &[Option<ObjectKey>]) -> HashMap<ObjectKey, ObjectWrites> {
+        keys.iter()
+            .flatten()
+            .filter_map(|k| Some((k.clone(), self.writes(k)?)))
+            .collect()
+    }
+
+    /// [`ObjectWrites::changed_field`] of the object's kept writes.
     pub fn changed_field(
         &self,
         key: &ObjectKey,
@@ -409,16 +425,57 @@ impl Trail {
         manager: Option<&str>,
         managed_at: Option<DateTime<Utc>>,
     ) -> Option<ChangedBy> {
-        let writes = self.objects.get(key)?;
-        exact(writes, kind, field, live)
-            .or_else(|| by_manager_and_time(writes, manager?, managed_at?))
+        self.writes(key)?
+            .changed_field(kind, field, live, manager, managed_at)
+    }
+}
+
+/// The kept writes of one object ([`Trail::writes`]). The returned objects are parsed once, for
+/// the first field asked about, and shared by the object's other fields.
+#[derive(Debug)]
+pub struct ObjectWrites {
+    writes: Vec<Arc<Write>>,
+    /// (resourceVersion, index in `writes`, returned object), by version.
+    parsed: std::sync::OnceLock<Vec<(u64, usize, Value)>>,
+}
+
+impl ObjectWrites {
+    fn parsed(&self) -> &[(u64, usize, Value)] {
+        self.parsed.get_or_init(|| {
+            let mut parsed: Vec<(u64, usize, Value)> = self
+                .writes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| {
+                    let object = serde_json::from_str(w.object.as_ref()?.get()).ok()?;
+                    Some((w.resource_version?, i, object))
+                })
+                .collect();
+            parsed.sort_by_key(|(version, _, _)| *version);
+            parsed
+        })
+    }
+
+    /// Who gave `field` of the object its `live` value (`None`: the field is absent live).
+    /// `kind` is the object's kind (a subresource's reply of another kind is not the object);
+    /// `manager` and `managed_at` are what managedFields say of the field, when known.
+    pub fn changed_field(
+        &self,
+        kind: &str,
+        field: &FieldPath,
+        live: Option<&Value>,
+        manager: Option<&str>,
+        managed_at: Option<DateTime<Utc>>,
+    ) -> Option<ChangedBy> {
+        self.exact(kind, field, live)
+            .or_else(|| by_manager_and_time(&self.writes, manager?, managed_at?))
     }
 
     /// The latest successful write of `verb` to the object (who created an extra resource,
     /// who deleted a missing one).
-    pub fn latest(&self, key: &ObjectKey, verb: &str) -> Option<ChangedBy> {
-        let writes = self.objects.get(key)?;
-        let w = writes
+    pub fn latest(&self, verb: &str) -> Option<ChangedBy> {
+        let w = self
+            .writes
             .iter()
             .rev()
             .find(|w| w.verb == verb && w.subresource.is_empty())?;
@@ -430,6 +487,36 @@ impl Trail {
             },
             None,
         ))
+    }
+
+    /// The write after which the field holds its live value (see the module's documentation).
+    fn exact(&self, kind: &str, field: &FieldPath, live: Option<&Value>) -> Option<ChangedBy> {
+        // `kubectl scale` writes the scale subresource: its reply is a Scale whose
+        // spec.replicas is the object's.
+        let replicas = field.0.len() == 2
+            && matches!(&field.0[0], Step::Field(f) if f == "spec")
+            && matches!(&field.0[1], Step::Field(f) if f == "replicas");
+        let seen: Vec<(&Write, &Value)> = self
+            .parsed()
+            .iter()
+            .filter_map(|(_, i, object)| {
+                let w = self.writes[*i].as_ref();
+                let its_kind = object.get("kind").and_then(Value::as_str).unwrap_or(kind);
+                let fits = its_kind == kind || (replicas && w.subresource == "scale");
+                fits.then_some((w, object))
+            })
+            .collect();
+        let holds = |object: &Value| same(lookup(object, &field.0), live);
+        let last = seen.len().checked_sub(1)?;
+        if !holds(seen[last].1) {
+            return None;
+        }
+        let mut first = last;
+        while first > 0 && holds(seen[first - 1].1) {
+            first -= 1;
+        }
+        let w = seen[first].0;
+        (first > 0 || w.verb == "create").then(|| w.changed_by(Match::ResourceVersion, None))
     }
 }
 
@@ -501,45 +588,9 @@ fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
-/// The write after which the field holds its live value (see the module's documentation).
-fn exact(
-    writes: &VecDeque<Arc<Write>>,
-    kind: &str,
-    field: &FieldPath,
-    live: Option<&Value>,
-) -> Option<ChangedBy> {
-    // `kubectl scale` writes the scale subresource: its reply is a Scale whose spec.replicas is
-    // the object's.
-    let replicas = field.0.len() == 2
-        && matches!(&field.0[0], Step::Field(f) if f == "spec")
-        && matches!(&field.0[1], Step::Field(f) if f == "replicas");
-    let mut seen: Vec<(u64, &Write, Value)> = writes
-        .iter()
-        .filter_map(|w| {
-            let version = w.resource_version?;
-            let object: Value = serde_json::from_str(w.object.as_ref()?.get()).ok()?;
-            let its_kind = object.get("kind").and_then(Value::as_str).unwrap_or(kind);
-            let fits = its_kind == kind || (replicas && w.subresource == "scale");
-            fits.then_some((version, w.as_ref(), object))
-        })
-        .collect();
-    seen.sort_by_key(|(version, _, _)| *version);
-    let holds = |object: &Value| same(lookup(object, &field.0), live);
-    let last = seen.len().checked_sub(1)?;
-    if !holds(&seen[last].2) {
-        return None;
-    }
-    let mut first = last;
-    while first > 0 && holds(&seen[first - 1].2) {
-        first -= 1;
-    }
-    let w = seen[first].1;
-    (first > 0 || w.verb == "create").then(|| w.changed_by(Match::ResourceVersion, None))
-}
-
 /// The latest write by `manager` in the second managedFields gives for the field.
 fn by_manager_and_time(
-    writes: &VecDeque<Arc<Write>>,
+    writes: &[Arc<Write>],
     manager: &str,
     managed_at: DateTime<Utc>,
 ) -> Option<ChangedBy> {
@@ -557,41 +608,52 @@ fn by_manager_and_time(
     Some(w.changed_by(Match::ManagerTime, candidates))
 }
 
+/// The objects of `report`'s drift, as audit events name them; `resource` gives the plural
+/// resource name of a group and kind. Resources in sync, and kinds without a plural, are `None`.
+pub fn drifted_objects(
+    report: &DriftReport,
+    resource: impl Fn(&str, &str) -> Option<String>,
+) -> Vec<Option<ObjectKey>> {
+    report
+        .resources
+        .iter()
+        .map(|r| {
+            (r.status != Status::Synced).then_some(())?;
+            Some(ObjectKey {
+                group: r.group.clone(),
+                resource: resource(&r.group, &r.kind)?,
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Name the writer of every drifted field of `report`, and who created each extra resource and
-/// deleted each missing one, where `trail` knows. `resource` gives the plural resource name of
-/// a group and kind (audit events name objects by it).
+/// deleted each missing one, from `writes` ([`Trail::writes_of`] `keys`, the report's
+/// [`drifted_objects`]). Returns how many were named.
 pub fn attribute(
     report: &mut DriftReport,
-    trail: &Trail,
-    resource: impl Fn(&str, &str) -> Option<String>,
+    keys: &[Option<ObjectKey>],
+    writes: &HashMap<ObjectKey, ObjectWrites>,
 ) -> usize {
     let mut named = 0;
-    for r in &mut report.resources {
-        if r.status == Status::Synced {
-            continue;
-        }
-        let Some(plural) = resource(&r.group, &r.kind) else {
+    for (r, key) in report.resources.iter_mut().zip(keys) {
+        let Some(writes) = key.as_ref().and_then(|k| writes.get(k)) else {
             continue;
         };
-        let key = ObjectKey {
-            group: r.group.clone(),
-            resource: plural,
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
-        };
-        named += attribute_resource(r, &key, trail);
+        named += attribute_resource(r, writes);
     }
     named
 }
 
-fn attribute_resource(r: &mut ResourceReport, key: &ObjectKey, trail: &Trail) -> usize {
-    let mut named = 0;
+fn attribute_resource(r: &mut ResourceReport, writes: &ObjectWrites) -> usize {
     match r.status {
-        Status::Extra => r.changed_by = trail.latest(key, "create"),
-        Status::Missing => r.changed_by = trail.latest(key, "delete"),
+        Status::Extra => r.changed_by = writes.latest("create"),
+        Status::Missing => r.changed_by = writes.latest("delete"),
         _ => {}
     }
-    named += usize::from(r.changed_by.is_some());
+    let mut named = usize::from(r.changed_by.is_some());
     for c in &mut r.changes {
         let Ok(field) = FieldPath::parse(&c.field) else {
             continue;
@@ -601,8 +663,7 @@ fn attribute_resource(r: &mut ResourceReport, key: &ObjectKey, trail: &Trail) ->
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        c.changed_by = trail.changed_field(
-            key,
+        c.changed_by = writes.changed_field(
             &r.kind,
             &field,
             c.live.as_ref(),
@@ -1041,9 +1102,10 @@ mod tests {
             deleted,
         ]);
         let mut report = report;
-        let named = attribute(&mut report, &trail, |g, k| {
+        let keys = drifted_objects(&report, |g, k| {
             (g.is_empty() && k == "ConfigMap").then(|| "configmaps".into())
         });
+        let named = attribute(&mut report, &keys, &trail.writes_of(&keys));
         assert_eq!(named, 2);
         let text = serde_json::to_value(&report).unwrap();
         assert_eq!(
