@@ -414,20 +414,6 @@ impl Trail {
             .filter_map(|k| Some((k.clone(), self.writes(k)?)))
             .collect()
     }
-
-    /// [`ObjectWrites::changed_field`] of the object's kept writes.
-    pub fn changed_field(
-        &self,
-        key: &ObjectKey,
-        kind: &str,
-        field: &FieldPath,
-        live: Option<&Value>,
-        manager: Option<&str>,
-        managed_at: Option<DateTime<Utc>>,
-    ) -> Option<ChangedBy> {
-        self.writes(key)?
-            .changed_field(kind, field, live, manager, managed_at)
-    }
 }
 
 /// The kept writes of one object ([`Trail::writes`]). The returned objects are parsed once, for
@@ -760,14 +746,15 @@ mod tests {
 
     /// Who the exact join names for `field` of ConfigMap flags holding `live` (`None`: absent).
     fn joined(trail: &Trail, field: &str, live: Option<Value>) -> Option<ChangedBy> {
-        trail.changed_field(&key(), "ConfigMap", &path(field), live.as_ref(), None, None)
+        trail
+            .writes(&key())?
+            .changed_field("ConfigMap", &path(field), live.as_ref(), None, None)
     }
 
     /// Who the join by `manager` and managedFields' second `at` names for data.mode = "yolo".
     fn by_manager(trail: &Trail, manager: &str, at: DateTime<Utc>) -> Option<ChangedBy> {
         let live = json!("yolo");
-        trail.changed_field(
-            &key(),
+        trail.writes(&key())?.changed_field(
             "ConfigMap",
             &path("data.mode"),
             Some(&live),
@@ -862,12 +849,8 @@ mod tests {
             5,
             400_000,
         )]);
-        let field = path("data.mode");
         let live = json!("yolo");
-        assert_eq!(
-            trail.changed_field(&key(), "ConfigMap", &field, Some(&live), None, None),
-            None
-        );
+        assert_eq!(joined(&trail, "data.mode", Some(live.clone())), None);
         let managed_at = DateTime::parse_from_rfc3339("2026-12-07T10:00:05Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -954,9 +937,9 @@ mod tests {
             namespace: "shop".into(),
             name: "web".into(),
         };
-        let image = trail
+        let writes = trail.writes(&key).unwrap();
+        let image = writes
             .changed_field(
-                &key,
                 "Deployment",
                 &path("spec.template.spec.containers[name=web].image"),
                 Some(&json!("web:2")),
@@ -965,9 +948,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(image.user, "dave");
-        let replicas = trail
+        let replicas = writes
             .changed_field(
-                &key,
                 "Deployment",
                 &path("spec.replicas"),
                 Some(&json!(5)),
