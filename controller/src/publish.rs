@@ -726,7 +726,7 @@ pub fn drift_message(report: &DriftReport) -> String {
             .iter()
             .take(3)
             .map(
-                |c| match ChangedBy::with_manager(c.changed_by.as_ref(), c.manager.as_deref()) {
+                |c| match ChangedBy::with_manager(c.changed_by.as_deref(), c.manager.as_deref()) {
                     Some(by) => format!("{} ({}, {by})", c.field, c.severity),
                     None => format!("{} ({})", c.field, c.severity),
                 },
@@ -915,20 +915,20 @@ mod tests {
             audit_id: "a".into(),
         };
         let mut replicas = change("spec.replicas", Severity::Low, "kubectl-scale", json!(3));
-        replicas.changed_by = Some(by("alice", None, None));
+        replicas.changed_by = Some(Box::new(by("alice", None, None)));
         let mut image = change(
             "spec.template.spec.containers[name=web].image",
             Severity::High,
             "kubectl-set",
             json!("evil"),
         );
-        image.changed_by = Some(by("carol", None, Some("admin")));
+        image.changed_by = Some(Box::new(by("carol", None, Some("admin"))));
         let mut extra = resource("debug", Status::Extra, Severity::Medium, vec![]);
-        extra.changed_by = Some(by(
+        extra.changed_by = Some(Box::new(by(
             "system:serviceaccount:ci:deployer",
             Some("ci/deployer"),
             None,
-        ));
+        )));
         let r = report(vec![
             resource(
                 "web",

@@ -1390,7 +1390,7 @@ fn notification(
                 severity: r.severity,
                 manager: None,
                 live: None,
-                changed_by: r.changed_by.clone(),
+                changed_by: r.changed_by.as_deref().cloned(),
             });
             continue;
         }
@@ -1401,7 +1401,7 @@ fn notification(
                 severity: c.severity,
                 manager: c.manager.clone(),
                 live: c.live.as_ref().map(|v| v.to_string()),
-                changed_by: c.changed_by.clone(),
+                changed_by: c.changed_by.as_deref().cloned(),
             });
         }
     }

@@ -635,8 +635,8 @@ pub fn attribute(
 
 fn attribute_resource(r: &mut ResourceReport, writes: &ObjectWrites) -> usize {
     match r.status {
-        Status::Extra => r.changed_by = writes.latest("create"),
-        Status::Missing => r.changed_by = writes.latest("delete"),
+        Status::Extra => r.changed_by = writes.latest("create").map(Box::new),
+        Status::Missing => r.changed_by = writes.latest("delete").map(Box::new),
         _ => {}
     }
     let mut named = usize::from(r.changed_by.is_some());
@@ -649,13 +649,15 @@ fn attribute_resource(r: &mut ResourceReport, writes: &ObjectWrites) -> usize {
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        c.changed_by = writes.changed_field(
-            &r.kind,
-            &field,
-            c.live.as_ref(),
-            c.manager.as_deref(),
-            managed_at,
-        );
+        c.changed_by = writes
+            .changed_field(
+                &r.kind,
+                &field,
+                c.live.as_ref(),
+                c.manager.as_deref(),
+                managed_at,
+            )
+            .map(Box::new);
         named += usize::from(c.changed_by.is_some());
     }
     named

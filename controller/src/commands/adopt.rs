@@ -318,7 +318,7 @@ fn choose(
                 desired: c.desired.clone(),
                 live: c.live.clone(),
                 by: argo_drift_core::audit::ChangedBy::with_manager(
-                    c.changed_by.as_ref(),
+                    c.changed_by.as_deref(),
                     c.manager.as_deref(),
                 ),
                 when: c
