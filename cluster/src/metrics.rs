@@ -300,7 +300,7 @@ impl Metrics {
         let changes_attributed = Family::<Labels, Counter>::default();
         registry.register(
             "changes_attributed",
-            "Drifted fields and resources named with who changed them, by match (resourceVersion, managerTime)",
+            "Drifted fields and resources named with who changed them, by match (resourceVersion, managerTime); counted in every analysis that names them",
             changes_attributed.clone(),
         );
         Metrics {

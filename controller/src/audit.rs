@@ -119,14 +119,15 @@ impl Trails {
     /// Name who changed each drift of `report`, from the trail of the cluster named `name` or
     /// `server` (Argo CD's name for it, or its URL); `resource` gives a kind's plural. The
     /// trail is locked only to take the drifted objects' writes out; the joins run without it.
-    /// Returns how many changes and resources were named.
+    /// Returns how many changes and resources were named; `None` when no audit event of that
+    /// cluster was ever received (nothing to wait for).
     pub fn attribute(
         &self,
         name: &str,
         server: &str,
         report: &mut DriftReport,
         resource: impl Fn(&str, &str) -> Option<String>,
-    ) -> usize {
+    ) -> Option<usize> {
         let keys = audit::drifted_objects(report, resource);
         let writes = {
             let mut trails = self.lock();
@@ -135,13 +136,11 @@ impl Trails {
             } else {
                 server
             };
-            let Some(trail) = trails.get_mut(key) else {
-                return 0;
-            };
+            let trail = trails.get_mut(key)?;
             trail.expire(chrono::Utc::now());
             trail.writes_of(&keys)
         };
-        audit::attribute(report, &keys, &writes)
+        Some(audit::attribute(report, &keys, &writes))
     }
 
     /// Count the report's named changes by how they were joined (once per analysis).

@@ -584,7 +584,8 @@ async fn analyse_app(
 
 /// Name who changed each drift of `report` from `trails`; while a field that drifted in this
 /// analysis (first seen `now`, changed in the last two minutes by managedFields) has no writer,
-/// look again every 200 ms, for up to `wait`.
+/// look again every 200 ms, for up to `wait`. A cluster none of whose audit events argo-drift
+/// receives (another cluster than the one the webhook or log covers) is not waited for.
 async fn name_writers(
     trails: &crate::audit::Trails,
     cluster: &argo_drift_cluster::clusters::Cluster,
@@ -597,9 +598,12 @@ async fn name_writers(
     let first_seen_now = argo_drift_core::age::format_time(now);
     let recent = now - chrono::Duration::minutes(2);
     loop {
-        trails.attribute(&cluster.name, &cluster.server, report, |group, kind| {
+        let named = trails.attribute(&cluster.name, &cluster.server, report, |group, kind| {
             plurals.get(&(group.to_string(), kind.to_string())).cloned()
         });
+        if named.is_none() {
+            return;
+        }
         let unnamed = report
             .resources
             .iter()
