@@ -56,18 +56,26 @@ async fn adopt_pushes_a_branch_that_keeps_every_other_byte_and_brings_the_app_in
     let server = GitHttp::start(base.path(), "deploy-bot", TOKEN);
     let url = format!("http://127.0.0.1:{}/shop.git", server.port);
     repository_secret(&client, &argocd, &url).await;
-    app_in_sync(
-        &client, &argocd, &shop, "flags", &url, "app", &commit, FLAGS,
-    )
-    .await;
-    // With the test API server's audit log, the commit names the people.
+    // With the test API server's audit log, the commit names the people; shipped from before
+    // the app is applied, as a shipper runs all along (a removed field is named from the write
+    // before it, which had the field).
     let audit_log = testenv("env")
         .into_iter()
         .find(|(k, _)| k == "ARGO_DRIFT_TESTENV_AUDIT_LOG")
         .map(|(_, v)| v);
+    let shipper = audit_log
+        .as_ref()
+        .map(|log| AuditShipper::start(log.as_ref()));
+    app_in_sync(
+        &client, &argocd, &shop, "flags", &url, "app", &commit, FLAGS,
+    )
+    .await;
     let mut controller_args = vec!["--leader-election".to_string(), "false".to_string()];
-    if let Some(log) = &audit_log {
-        controller_args.extend(["--audit-log".to_string(), log.clone()]);
+    if let Some(shipper) = &shipper {
+        controller_args.extend([
+            "--audit-log".to_string(),
+            shipper.path.display().to_string(),
+        ]);
     }
     let controller_args: Vec<&str> = controller_args.iter().map(String::as_str).collect();
     let controller = Running::start(&admin_config().await, &argocd, &controller_args).await;

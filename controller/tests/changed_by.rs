@@ -272,15 +272,16 @@ async fn the_audit_log_names_the_writer_and_the_receiver_refuses_strangers() {
     };
     let synced = synced_app(&admin, "flags", "flags.yaml", FLAGS).await;
     let (argocd, shop) = (&synced.argocd, &synced.shop);
-    // The API server's own log, read from its start and followed; and a receiver on another
-    // port that wants a bearer token (its TLS needs no client certificate).
+    // The API server's audit log as a shipper forwards it (from now on, followed); and a
+    // receiver on another port that wants a bearer token (its TLS needs no client certificate).
+    let shipper = AuditShipper::start(&env.log);
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-audit-token-0123456789\n").unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let auth = [
         ("--audit-webhook-token-file", token.display().to_string()),
-        ("--audit-log", env.log.display().to_string()),
+        ("--audit-log", shipper.path.display().to_string()),
     ];
     let controller = start(argocd, &receiver_args(&env, &addr, &auth)).await;
     let file = |name: &str| env.webhook_dir.join(name).display().to_string();

@@ -583,6 +583,38 @@ impl Drop for Server {
     }
 }
 
+/// What a log shipper forwards of the test API server's audit log: the lines written from now
+/// on (`tail -n 0 -F`, across the API server's rotation), into a file of the test's own that
+/// argo-drift follows (`--audit-log`). The API server's own log holds every earlier test's
+/// events (up to 100 MB): read whole in a debug build, it takes longer than a test waits.
+pub struct AuditShipper {
+    _tail: Server,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AuditShipper {
+    pub fn start(log: &Path) -> AuditShipper {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let out = std::fs::File::create(&path).unwrap();
+        let tail = Server(
+            Command::new("tail")
+                .args(["-n", "0", "-F"])
+                .arg(log)
+                .stdout(out)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        AuditShipper {
+            _tail: tail,
+            path,
+            _dir: dir,
+        }
+    }
+}
+
 /// `git daemon` serving a directory of repositories over git:// on loopback.
 pub struct GitDaemon {
     _server: Server,
