@@ -140,6 +140,10 @@ async fn the_webhook_names_each_fields_writer_in_the_report_the_event_and_the_pa
         report(&admin, argocd, "flags").await
     })
     .await;
+    // Argo CD applies the app again (as every sync does) now that the receiver listens: the
+    // write before the people's, which the exact join needs (the first apply's event went to a
+    // receiver that was not there yet).
+    apply_yaml(&admin, shop, FLAGS, "argocd-controller").await;
 
     // Two people, each with a token of their own, edit one field each with the same tool,
     // one right after the other (within a second: managedFields cannot tell them apart).
@@ -270,11 +274,12 @@ async fn the_audit_log_names_the_writer_and_the_receiver_refuses_strangers() {
         eprintln!("skipped: the cluster in KUBECONFIG is not the project's own test API server (no audit log)");
         return;
     };
-    let synced = synced_app(&admin, "flags", "flags.yaml", FLAGS).await;
-    let (argocd, shop) = (&synced.argocd, &synced.shop);
-    // The API server's audit log as a shipper forwards it (from now on, followed); and a
+    // The API server's audit log as a shipper forwards it (from now on, followed: from before
+    // the app is applied, so the write before alice's is there for the exact join); and a
     // receiver on another port that wants a bearer token (its TLS needs no client certificate).
     let shipper = AuditShipper::start(&env.log);
+    let synced = synced_app(&admin, "flags", "flags.yaml", FLAGS).await;
+    let (argocd, shop) = (&synced.argocd, &synced.shop);
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-audit-token-0123456789\n").unwrap();
@@ -343,11 +348,12 @@ async fn the_audit_log_names_the_writer_and_the_receiver_refuses_strangers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_wanting_client_certificates_refuses_a_client_without_one() {
+    // The test environment first (this starts it on a fresh machine), then its settings.
+    let admin = client().await;
     let Some(env) = audit_env() else {
         eprintln!("skipped: the cluster in KUBECONFIG is not the project's own test API server");
         return;
     };
-    let admin = client().await;
     let ns = fresh_namespace(&admin, "audit-mtls").await;
     let addr = format!("127.0.0.1:{}", free_port());
     let controller = start(&ns, &receiver_args(&env, &addr, &[client_ca(&env)])).await;
