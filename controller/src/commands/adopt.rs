@@ -390,3 +390,79 @@ fn commit_message(namespace: &str, name: &str, revision: &str, lines: &[Line]) -
     ));
     text
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn report() -> DriftReport {
+        serde_json::from_value(serde_json::json!({
+            "summary": {"resources": 3, "synced": 0, "modified": 2, "missing": 1, "extra": 0, "severity": "high"},
+            "resources": [
+                {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "shop", "name": "web",
+                 "status": "modified", "severity": "high", "changes": [
+                    {"path": "/spec/replicas", "field": "spec.replicas", "op": "replace", "desired": 2, "live": 5,
+                     "severity": "low", "rule": "r", "manager": "kubectl-scale", "attribution": "exact",
+                     "time": "2026-12-07T10:00:05Z", "firstSeen": "2026-12-07T10:00:06Z"},
+                    {"path": "/spec/template/spec/containers/0/image", "field": "spec.template.spec.containers[name=web].image",
+                     "op": "replace", "desired": "web:1", "live": "web:2", "severity": "high", "rule": "r",
+                     "manager": "kubectl-set", "attribution": "exact"}]},
+                {"group": "", "version": "v1", "kind": "Secret", "namespace": "shop", "name": "db",
+                 "status": "modified", "severity": "high", "changes": [
+                    {"path": "/data/password", "field": "data.password", "op": "replace", "desired": "+++",
+                     "live": "++++", "severity": "high", "rule": "r", "manager": "kubectl-edit", "attribution": "exact"}]},
+                {"group": "", "version": "v1", "kind": "ConfigMap", "namespace": "shop", "name": "gone",
+                 "status": "missing", "severity": "medium", "changes": []}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn fields_are_chosen_by_pattern_and_secrets_are_left_out_or_refused() {
+        let (all, lines) = choose(&report(), &[]).unwrap();
+        assert_eq!(
+            all.len(),
+            1,
+            "the Secret and the missing resource are not adopted"
+        );
+        assert_eq!(
+            (all[0].api_version.as_str(), all[0].fields.len()),
+            ("apps/v1", 2)
+        );
+        assert_eq!(lines.len(), 2);
+        let image = [PathPattern::parse("**.image").unwrap()];
+        let (some, _) = choose(&report(), &image).unwrap();
+        assert_eq!(some[0].fields.len(), 1);
+        assert_eq!(some[0].fields[0].value, Some(serde_json::json!("web:2")));
+        let secret = [PathPattern::parse("data.password").unwrap()];
+        let e = choose(&report(), &secret).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "Secret shop/db: a Secret is never adopted into Git"
+        );
+    }
+
+    #[test]
+    fn the_commit_message_says_what_from_what_to_what_by_whom_and_since_when() {
+        let (_, lines) = choose(&report(), &[]).unwrap();
+        let message = commit_message("argocd", "web", "abc123", &lines);
+        assert_eq!(
+            message,
+            "argo-drift: adopt live drift of argocd/web into Git\n\n\
+             The live cluster differed from Git (at abc123) in 2 field(s); this commit writes\n\
+             the live values, so that the next sync keeps them instead of reverting them.\n\n\
+             Deployment.apps shop/web:\n\
+             - spec.replicas: 2 -> 5 (changed by kubectl-scale, at 2026-12-07T10:00:05Z, drifted since 2026-12-07T10:00:06Z)\n\
+             - spec.template.spec.containers[name=web].image: \"web:1\" -> \"web:2\" (changed by kubectl-set)\n\n\
+             Adopted-by: argo-drift adopt --app argocd/web\n"
+        );
+        assert_eq!(
+            parse_author("Ops Bot <ops@example.com>").unwrap(),
+            ("Ops Bot".to_string(), "ops@example.com".to_string())
+        );
+        assert!(parse_author("no email").is_err());
+    }
+}
