@@ -240,6 +240,17 @@ fn parse_source(s: &Value) -> std::result::Result<Source, String> {
     })
 }
 
+/// An Application named on a command line: `name` (in `default_namespace`), `namespace/name`,
+/// or Argo CD's tracking form `namespace_name` (apps outside Argo CD's namespace; a namespace
+/// cannot contain `_`, so the first one splits). (namespace, name).
+pub fn parse_app_name(text: &str, default_namespace: &str) -> (String, String) {
+    let (namespace, name) = text
+        .split_once('/')
+        .or_else(|| text.split_once('_'))
+        .unwrap_or((default_namespace, text));
+    (namespace.to_string(), name.to_string())
+}
+
 /// Argo CD names an application in tracking marks by its name when it lives in Argo CD's own
 /// namespace, and as `<namespace>_<name>` otherwise ("apps in any namespace").
 pub fn tracking_name(app: &Application, control_plane: &str) -> String {

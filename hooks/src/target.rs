@@ -38,13 +38,11 @@ impl Target {
 /// `name`, `namespace/name`, or Argo CD's tracking form `namespace_name` (apps outside Argo
 /// CD's namespace; a namespace cannot contain `_`, so the first one splits).
 pub fn parse_app(text: &str, default_namespace: &str) -> Target {
-    let (namespace, name) = text
-        .split_once('/')
-        .or_else(|| text.split_once('_'))
-        .unwrap_or((default_namespace, text));
+    let (namespace, name) =
+        argo_drift_cluster::application::parse_app_name(text, default_namespace);
     Target {
-        name: name.to_string(),
-        namespace: namespace.to_string(),
+        name,
+        namespace,
         found_by: String::new(),
     }
 }

@@ -20,7 +20,8 @@ use crate::application::{self, Application, SourceKind};
 /// Adopt an application's drift into Git.
 #[derive(Debug, clap::Args)]
 pub struct AdoptArgs {
-    /// The Application: NAME (in --control-plane-namespace) or NAMESPACE/NAME.
+    /// The Application: NAME (in --control-plane-namespace), NAMESPACE/NAME, or Argo CD's
+    /// tracking form NAMESPACE_NAME.
     #[arg(long, env = "ARGO_DRIFT_ADOPT_APP", value_name = "APP")]
     pub app: String,
     /// Only the drifted fields matching these paths or patterns (`spec.replicas`,
@@ -62,13 +63,8 @@ pub async fn adopt(
 ) -> anyhow::Result<ExitCode> {
     let client = argo_drift_cluster::connect::client(&config)
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-    let (namespace, name) = match args.app.split_once('/') {
-        Some((ns, name)) => (ns.to_string(), name.to_string()),
-        None => (
-            args.namespaces.control_plane_namespace.clone(),
-            args.app.clone(),
-        ),
-    };
+    let (namespace, name) =
+        application::parse_app_name(&args.app, &args.namespaces.control_plane_namespace);
     let apps: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &namespace, &application::api_resource());
     let object = apps
@@ -164,19 +160,13 @@ pub async fn adopt(
             .flatten()
             .and_then(|cm| cm.data?.get("ssh_known_hosts").cloned())
             .unwrap_or_default();
-    let cache = match &args.repo_cache {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let dir = tempfile_dir()?;
-            let path = dir.path().to_path_buf();
-            (Some(dir), path)
-        }
-    };
-    let repos = Repos::new(
-        cache.1.clone(),
-        std::time::Duration::ZERO,
-        Default::default(),
-    );
+    // The clone: in --repo-cache, or a temporary directory removed when adopt returns.
+    let temporary = tempfile::tempdir().context("creating a temporary directory for the clone")?;
+    let clones = args
+        .repo_cache
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let repos = Repos::new(clones, std::time::Duration::ZERO, Default::default());
     let dir = source.path.trim_matches('/').to_string();
     let (base, files) = repos.files_at(
         &source.repo_url,
@@ -254,12 +244,7 @@ pub async fn adopt(
         adoptions.len(),
         paths.join(", ")
     )?;
-    drop(cache);
     Ok(ExitCode::SUCCESS)
-}
-
-fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
-    tempfile::tempdir().context("creating a temporary directory for the clone")
 }
 
 /// `Name <email>`.
