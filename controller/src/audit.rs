@@ -46,14 +46,27 @@ pub struct Trails {
     limits: Limits,
     by_cluster: Mutex<HashMap<String, Trail>>,
     metrics: Arc<Metrics>,
+    /// Where events may come from: any cluster (a webhook receiver: any API server may post
+    /// to it), or the clusters of the audit logs read.
+    sources: Sources,
+}
+
+/// The clusters whose audit events argo-drift may receive.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// A webhook receiver runs: any cluster's API server may post to it.
+    pub any_cluster: bool,
+    /// The clusters of `--audit-log`.
+    pub logs: Vec<String>,
 }
 
 impl Trails {
-    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Arc<Trails> {
+    pub fn new(limits: Limits, metrics: Arc<Metrics>, sources: Sources) -> Arc<Trails> {
         Arc::new(Trails {
             limits,
             by_cluster: Mutex::new(HashMap::new()),
             metrics,
+            sources,
         })
     }
 
@@ -119,8 +132,8 @@ impl Trails {
     /// Name who changed each drift of `report`, from the trail of the cluster named `name` or
     /// `server` (Argo CD's name for it, or its URL); `resource` gives a kind's plural. The
     /// trail is locked only to take the drifted objects' writes out; the joins run without it.
-    /// Returns how many changes and resources were named; `None` when no audit event of that
-    /// cluster was ever received (nothing to wait for).
+    /// Returns how many changes and resources were named; `None` when no source can bring
+    /// events of that cluster (nothing to wait for).
     pub fn attribute(
         &self,
         name: &str,
@@ -136,7 +149,13 @@ impl Trails {
             } else {
                 server
             };
-            let trail = trails.get_mut(key)?;
+            let Some(trail) = trails.get_mut(key) else {
+                // None yet: none may ever come (no source for this cluster), or the first
+                // are on their way (the receiver or the log reader has just started).
+                let covered = self.sources.any_cluster
+                    || self.sources.logs.iter().any(|c| c == name || c == server);
+                return covered.then_some(0);
+            };
             trail.expire(chrono::Utc::now());
             trail.writes_of(&keys)
         };
@@ -626,7 +645,7 @@ mod tests {
         file.write_all(line("a", 1).as_bytes()).unwrap();
         file.write_all(b"{this is not json\n").unwrap();
         let metrics = Arc::new(Metrics::new());
-        let trails = Trails::new(Limits::default(), metrics.clone());
+        let trails = Trails::new(Limits::default(), metrics.clone(), Sources::default());
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let source = parse_log_source(&format!("prod={}", path.display())).unwrap();
         assert_eq!(source.cluster, "prod");

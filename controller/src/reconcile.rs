@@ -584,8 +584,8 @@ async fn analyse_app(
 
 /// Name who changed each drift of `report` from `trails`; while a field that drifted in this
 /// analysis (first seen `now`, changed in the last two minutes by managedFields) has no writer,
-/// look again every 200 ms, for up to `wait`. A cluster none of whose audit events argo-drift
-/// receives (another cluster than the one the webhook or log covers) is not waited for.
+/// look again every 200 ms, for up to `wait`. A cluster no source can bring events of (no
+/// webhook receiver, no audit log of that cluster) is not waited for.
 async fn name_writers(
     trails: &crate::audit::Trails,
     cluster: &argo_drift_cluster::clusters::Cluster,

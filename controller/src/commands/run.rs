@@ -54,7 +54,11 @@ async fn start_audit(
     if !a.enabled() {
         return Ok(None);
     }
-    let trails = audit::Trails::new(a.limits(), metrics.clone());
+    let sources = audit::Sources {
+        any_cluster: a.audit_webhook_addr.is_some(),
+        logs: a.audit_logs.iter().map(|l| l.cluster.clone()).collect(),
+    };
+    let trails = audit::Trails::new(a.limits(), metrics.clone(), sources);
     if let Some(addr) = a.audit_webhook_addr {
         if a.audit_webhook_client_ca.is_none() && a.audit_webhook_token_file.is_none() {
             anyhow::bail!(
