@@ -876,7 +876,7 @@ fn the_shipped_policy_has_the_documented_remediation_defaults() {
     .to_string();
     assert_eq!(
         err,
-        "p.yaml: remediation.actions.low: at most one of heal, workflow, approve and freeze"
+        "p.yaml: remediation.actions.low: at most one of heal, adopt, workflow, approve and freeze"
     );
     let err = Policy::from_yaml("p.yaml", "remediation:\n  mode: enforced\n")
         .unwrap_err()
@@ -1058,4 +1058,183 @@ fn heal_now_heals_what_waits_for_approval_through_every_automatic_guardrail() {
         d.steps.contains(&Step::Freeze) && heals(&d).is_empty(),
         "{d:?}"
     );
+}
+
+fn adoptions(d: &Decision) -> Vec<(String, Vec<String>, Option<String>)> {
+    d.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Adopt {
+                id,
+                resources,
+                approved,
+            } => Some((
+                id.clone(),
+                resources.iter().map(|k| k.name.clone()).collect(),
+                approved.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_approval_answered_with_adopt_proposes_the_drift_to_git_once_and_heals_nothing() {
+    let spec = enforce();
+    let mut run = Run::new(&spec);
+    let r = report(&[("a", "data.a", "medium", "r")], 5);
+    let d = run.decide("argocd/web", &r, T0);
+    let reason = &d.held[0].reason;
+    assert!(
+        reason.contains("adopt: r1"),
+        "the hold offers adopt: {reason}"
+    );
+    // Adopting another report's drift does nothing.
+    let d = run.answered("argocd/web", &r, "r1", Answer::Adopt("r0".into()), T0 + 5);
+    assert!(adoptions(&d).is_empty(), "{d:?}");
+    assert!(held_by(&d).contains(&Guardrail::StaleApproval));
+    let d = run.answered("argocd/web", &r, "r1", Answer::Adopt("r1".into()), T0 + 10);
+    assert_eq!(
+        adoptions(&d),
+        [("r1".to_string(), vec!["a".to_string()], Some("r1".into()))],
+        "{d:?}"
+    );
+    assert!(heals(&d).is_empty());
+    assert!(d.pending_approval.is_none());
+    // The answer still on the Application: neither proposed again, nor asked again, nor
+    // called stale.
+    for t in [T0 + 20, T0 + 3 * 3600] {
+        let d = run.answered("argocd/web", &r, "r1", Answer::Adopt("r1".into()), t);
+        assert!(d.steps.is_empty(), "{d:?}");
+        assert!(d.held.is_empty(), "{d:?}");
+    }
+    // New drift is asked about afresh.
+    let changed = report(&[("a", "data.b", "medium", "r")], 5);
+    let d = run.answered(
+        "argocd/web",
+        &changed,
+        "r2",
+        Answer::Adopt("r1".into()),
+        T0 + 40,
+    );
+    assert!(
+        d.steps
+            .iter()
+            .any(|s| matches!(s, Step::RequestApproval { id, .. } if id == "r2")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_adopt_action_proposes_once_per_drift_without_the_cluster_guardrails() {
+    let mut spec = enforce();
+    spec.actions.insert(Severity::Medium, vec![Action::Adopt]);
+    spec.actions.insert(Severity::Low, vec![Action::Heal]);
+    // Windows, rate limits and the blast radius guard the cluster; an adoption writes to Git.
+    spec.guardrails.blast_radius.max_resources = 0;
+    let mut run = Run::new(&spec);
+    let r = report(
+        &[
+            ("a", "data.a", "medium", "r"),
+            ("b", "data.b", "medium", "r"),
+        ],
+        5,
+    );
+    let d = run.decide("argocd/web", &r, T0);
+    assert_eq!(
+        adoptions(&d),
+        [(
+            "r1".to_string(),
+            vec!["a".to_string(), "b".to_string()],
+            None
+        )]
+    );
+    assert_eq!(
+        d.resources[0].actions,
+        [Action::Adopt],
+        "adopt is the resource's action"
+    );
+    assert!(run.decide("argocd/web", &r, T0 + 60).steps.is_empty());
+    // A resource a rule wants healed and one wanting adopt: one heal, one adoption.
+    let mixed = report(
+        &[("a", "data.a", "medium", "r"), ("c", "data.c", "low", "r")],
+        5,
+    );
+    let d = run.decide_with(
+        "argocd/web",
+        &mixed,
+        "r2",
+        None,
+        Budget::NotConfigured,
+        T0 + 120,
+    );
+    assert_eq!(adoptions(&d)[0].1, ["a"]);
+    assert!(
+        held_by(&d).contains(&Guardrail::BlastRadius),
+        "the heal is held by the blast radius, the adoption is not: {d:?}"
+    );
+    // In dry-run: what would be proposed, nothing remembered.
+    let mut dry = spec.clone();
+    dry.mode = Mode::DryRun;
+    let mut run = Run::new(&dry);
+    for t in [T0, T0 + 60] {
+        let d = run.decide("argocd/web", &r, t);
+        assert_eq!(adoptions(&d).len(), 1, "{d:?}");
+    }
+    assert!(run.state.adopted.is_empty());
+}
+
+#[test]
+fn adopt_is_exclusive_with_heal_and_loses_to_freeze_and_approve_heal_now_wins() {
+    let mut spec = enforce();
+    spec.actions
+        .insert(Severity::Medium, vec![Action::Adopt, Action::Heal]);
+    let rules = BTreeMap::new();
+    let err = spec.validate(&rules).unwrap_err();
+    assert_eq!(err.0, "actions.medium");
+    assert!(err.1.contains("adopt"), "{err:?}");
+    spec.actions.insert(Severity::Medium, vec![Action::Adopt]);
+    spec.actions.insert(Severity::High, vec![Action::Approve]);
+    spec.actions
+        .insert(Severity::Critical, vec![Action::Freeze]);
+    let mut run = Run::new(&spec);
+    // One resource with an adopt change and an approve change: approve (a human chooses).
+    let mut r = report(&[("a", "data.a", "medium", "r")], 5);
+    let mut second = r.resources[0].changes[0].clone();
+    second.field = "data.z".into();
+    second.severity = Severity::High;
+    r.resources[0].changes.push(second);
+    let d = run.decide("argocd/web", &r, T0);
+    assert_eq!(d.resources[0].actions, [Action::Approve]);
+    // A person asking to heal now: heal, not adopt.
+    run.heal_now = Some("r9".into());
+    let only_adopt = report(&[("b", "data.b", "medium", "r")], 5);
+    let d = run.decide_with(
+        "argocd/web",
+        &only_adopt,
+        "r9",
+        None,
+        Budget::NotConfigured,
+        T0 + 60,
+    );
+    assert_eq!(d.resources[0].actions, [Action::Heal]);
+    assert!(adoptions(&d).is_empty());
+    // Frozen: nothing is proposed.
+    run.heal_now = None;
+    let critical = report(
+        &[
+            ("a", "data.a", "critical", "r"),
+            ("b", "data.b", "medium", "r"),
+        ],
+        5,
+    );
+    let d = run.decide_with(
+        "argocd/frozen",
+        &critical,
+        "r3",
+        None,
+        Budget::NotConfigured,
+        T0,
+    );
+    assert!(adoptions(&d).is_empty(), "{d:?}");
 }

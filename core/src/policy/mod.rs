@@ -39,6 +39,11 @@ pub enum Action {
     Notify,
     /// Sync only the drifted resources back to Git.
     Heal,
+    /// Keep the live values and propose them to Git instead: a commit of the drifted fields'
+    /// live values on a new branch, and a pull request when a forge is configured. Nothing in
+    /// the cluster changes, so the cluster guardrails (windows, rate limits, blast radius, error
+    /// budget, breaker) do not apply; it is proposed once per drift. Secrets are never adopted.
+    Adopt,
     /// Run the configured Argo Workflows template (diagnose, quarantine, ...) for each drifted
     /// resource, behind the same guardrails as a heal.
     Workflow,
@@ -578,19 +583,19 @@ impl Remediation {
     }
 }
 
-/// At most one of heal, approve and freeze; ignore alone.
+/// At most one of heal, adopt, workflow, approve and freeze; ignore alone.
 fn check_actions(actions: &[Action]) -> Result<(), String> {
     let primary = actions
         .iter()
         .filter(|a| {
             matches!(
                 a,
-                Action::Heal | Action::Workflow | Action::Approve | Action::Freeze
+                Action::Heal | Action::Adopt | Action::Workflow | Action::Approve | Action::Freeze
             )
         })
         .count();
     if primary > 1 {
-        return Err("at most one of heal, workflow, approve and freeze".into());
+        return Err("at most one of heal, adopt, workflow, approve and freeze".into());
     }
     if actions.contains(&Action::Ignore) && actions.len() > 1 {
         return Err("ignore cannot be combined with other actions".into());
@@ -647,6 +652,10 @@ pub struct GuardrailState {
     /// Report ids whose approval was rejected or expired: not asked again for the same drift.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub declined: BTreeMap<String, String>,
+    /// Per application, the report id last proposed to Git (`adopt`): not proposed again for
+    /// the same drift.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub adopted: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -705,6 +714,7 @@ impl GuardrailState {
             frozen: take(&mut self.frozen, app),
             approvals: take(&mut self.approvals, app),
             declined: take(&mut self.declined, app),
+            adopted: take(&mut self.adopted, app),
         }
     }
 
@@ -717,6 +727,7 @@ impl GuardrailState {
             && self.frozen.is_empty()
             && self.approvals.is_empty()
             && self.declined.is_empty()
+            && self.adopted.is_empty()
     }
 
     /// Forget an application (deleted, or reset by a human).
@@ -729,6 +740,7 @@ impl GuardrailState {
         self.frozen.remove(app);
         self.approvals.remove(app);
         self.declined.remove(app);
+        self.adopted.remove(app);
     }
 }
 
@@ -752,6 +764,9 @@ pub enum Answer {
     Approve(String),
     /// `argo-drift.io/reject: <report id>`
     Reject(String),
+    /// `argo-drift.io/adopt: <report id>`: keep the live values and propose them to Git
+    /// instead of healing (the other answer an approval offers).
+    Adopt(String),
 }
 
 pub struct AppInput<'a> {
@@ -835,6 +850,15 @@ pub enum Step {
     RequestApproval {
         id: String,
         resources: Vec<ResourceKey>,
+    },
+    /// Write the live values of these resources' drifted fields to Git on a new branch (and
+    /// open a pull request when a forge is configured). `id`: the report id (names the branch:
+    /// one proposal per drift); `approved`: the approval a human answered with adopt.
+    Adopt {
+        id: String,
+        resources: Vec<ResourceKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved: Option<String>,
     },
     /// Create these Workflows (one per drifted resource).
     RunWorkflows {
@@ -951,7 +975,7 @@ pub fn resource_actions(
         .filter(|a| {
             matches!(
                 a,
-                Action::Heal | Action::Workflow | Action::Approve | Action::Freeze
+                Action::Heal | Action::Adopt | Action::Workflow | Action::Approve | Action::Freeze
             )
         })
         .max();
@@ -968,7 +992,7 @@ pub fn resource_actions(
     out
 }
 
-/// A person asked to heal now: heal takes the place of approve, notify-only or ignore (page
+/// A person asked to heal now: heal takes the place of approve, adopt, notify-only or ignore (page
 /// and notify stay); a freeze or a Workflow stays what it is.
 fn heal_if_asked(actions: Vec<Action>, asked: bool) -> Vec<Action> {
     if !asked
@@ -1076,6 +1100,7 @@ pub fn decide(
         .collect();
     let by_workflow: Vec<ResourceKey> = wants(Action::Workflow).map(|r| r.key.clone()).collect();
     let approve: Vec<ResourceKey> = wants(Action::Approve).map(|r| r.key.clone()).collect();
+    let adopt: Vec<ResourceKey> = wants(Action::Adopt).map(|r| r.key.clone()).collect();
     let mut steps = Vec::new();
     let mut held = Vec::new();
 
@@ -1151,9 +1176,14 @@ pub fn decide(
 
     // An operation in flight (our own heal, a sync someone started): wait for it, deciding
     // nothing new.
-    if in_flight && !breaker && (!heal.is_empty() || !approve.is_empty()) {
+    // (An adoption waits too: the sync may be changing the very values it would write.)
+    if in_flight && !breaker && (!heal.is_empty() || !approve.is_empty() || !adopt.is_empty()) {
         held.push(Held {
-            action: Action::Heal,
+            action: if heal.is_empty() && approve.is_empty() {
+                Action::Adopt
+            } else {
+                Action::Heal
+            },
             guardrail: Guardrail::OperationInProgress,
             reason: match ours {
                 Some((id, at)) => format!(
@@ -1169,6 +1199,7 @@ pub fn decide(
 
     // Approvals: a human's answer, expiry, escalation, or a new request.
     let mut approved: Option<String> = None;
+    let mut adopt_approved: Option<String> = None;
     if let Some(p) = state.approvals.get(app).cloned() {
         let current = p.id == input.report_id;
         match &input.answer {
@@ -1176,13 +1207,19 @@ pub fn decide(
                 approved = Some(id.clone());
                 state.approvals.remove(app);
             }
+            Some(Answer::Adopt(id)) if *id == p.id && current => {
+                // Keep the live values: this drift is not healed, nor asked about again.
+                adopt_approved = Some(id.clone());
+                state.approvals.remove(app);
+                state.declined.insert(app.to_string(), p.id.clone());
+            }
             Some(Answer::Reject(id)) if *id == p.id => {
                 steps.push(Step::ApprovalRejected { id: id.clone() });
                 state.approvals.remove(app);
                 state.declined.insert(app.to_string(), p.id.clone());
             }
             answer => {
-                if let Some(Answer::Approve(id)) = answer {
+                if let Some(Answer::Approve(id) | Answer::Adopt(id)) = answer {
                     if *id != input.report_id {
                         held.push(Held {
                             action: Action::Heal,
@@ -1210,8 +1247,9 @@ pub fn decide(
                 }
             }
         }
-    } else if let Some(Answer::Approve(id)) = &input.answer {
-        if !approve.is_empty() {
+    } else if let Some(Answer::Approve(id) | Answer::Adopt(id)) = &input.answer {
+        let adopted_already = state.adopted.get(app) == Some(id);
+        if !approve.is_empty() && !adopted_already {
             held.push(Held {
                 action: Action::Heal,
                 guardrail: Guardrail::StaleApproval,
@@ -1244,10 +1282,34 @@ pub fn decide(
             action: Action::Heal,
             guardrail: Guardrail::ApprovalPending,
             reason: format!(
-                "waiting for argo-drift.io/approve: {} on the Application",
-                p.id
+                "waiting for argo-drift.io/approve: {id} on the Application (or adopt: {id} to keep the live values and propose them to Git, reject: {id} to leave it)",
+                id = p.id
             ),
             until: Some(p.expires_at),
+        });
+    }
+
+    // Adoption: what a human chose to keep instead of healing, and what the policy adopts on
+    // its own; proposed once per drift (the report id names the branch).
+    let adopt_keys: Vec<ResourceKey> = match &adopt_approved {
+        Some(_) => {
+            let mut keys = approve.clone();
+            keys.extend(adopt.iter().cloned());
+            keys.sort();
+            keys.dedup();
+            keys
+        }
+        None => adopt,
+    };
+    if !adopt_keys.is_empty() && state.adopted.get(app).map(String::as_str) != Some(input.report_id)
+    {
+        state
+            .adopted
+            .insert(app.to_string(), input.report_id.to_string());
+        steps.push(Step::Adopt {
+            id: input.report_id.to_string(),
+            resources: adopt_keys,
+            approved: adopt_approved,
         });
     }
 
