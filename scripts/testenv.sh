@@ -19,6 +19,8 @@
 #   scripts/testenv.sh gitops-diff            build Argo CD's diff engine as a command (benchmarks)
 #   scripts/testenv.sh gitops-engine-source   print the pinned gitops-engine's source directory
 #   scripts/testenv.sh tools                  build helm and kustomize (pinned); prints `export` lines
+#   scripts/testenv.sh forge                  build Gitea (pinned), the forge whose pull-request API
+#                                             (GitHub's request, under /api/v1) adopt is tested on
 #   scripts/testenv.sh promtool               Debian's prometheus package (for promtool); prints
 #                                             an `export` line for it
 #   scripts/testenv.sh versions               the pinned versions
@@ -43,6 +45,8 @@ ARGOCD_VERSION=3.6.2
 ARGOCD_GO=go1.27.3
 HELM_VERSION=4.3.2
 KUSTOMIZE_VERSION=5.8.1
+# The forge adopt opens pull requests on in tests (its API takes GitHub's pull-request request).
+GITEA_VERSION=1.27.3
 
 cache=${ARGO_DRIFT_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/argo-drift}
 base_state=${ARGO_DRIFT_TESTENV_DIR:-/tmp/argo-drift-testenv}
@@ -53,6 +57,9 @@ apiserver=$bin/kube-apiserver-v$K8S_VERSION
 argocd=$bin/argocd-v$ARGOCD_VERSION
 argocd_release=$cache/argocd-v$ARGOCD_VERSION-manifests
 tools=$cache/tools-helm-v$HELM_VERSION-kustomize-v$KUSTOMIZE_VERSION
+gitea=$bin/gitea-v$GITEA_VERSION
+# Gitea's templates and locales, read at run time (a build without its `bindata` tag).
+gitea_root=$cache/src/gitea-v$GITEA_VERSION
 
 # Argo CD's ports (loopback only).
 argocd_port=$((base_port + 1637))          # argocd-server (HTTPS and gRPC): 18080
@@ -227,10 +234,32 @@ build_tools() {
   drop_gocache
 }
 
+# Gitea from its released module. Its go.mod has replace directives (and names the module
+# gitea.dev), so it is built inside a copy of the module's source, which also serves as its
+# static root. Pure Go (modernc sqlite): no cgo.
+build_forge() {
+  [ -x "$gitea" ] && [ -d "$gitea_root/options" ] && return 0
+  need_go
+  local src log=$cache/build/gitea.log
+  mkdir -p "$cache/build" "$bin" "$cache/src"
+  src=$(module_dir code.gitea.io/gitea "v$GITEA_VERSION")
+  rm -rf "$gitea_root.tmp" && cp -r "$src" "$gitea_root.tmp" && chmod -R u+w "$gitea_root.tmp"
+  say "building gitea v$GITEA_VERSION from Go modules (log: $log)"
+  (
+    cd "$gitea_root.tmp"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0 GOCACHE=$gocache
+    go build -trimpath -ldflags "-s -w -X main.Version=$GITEA_VERSION" -o "$gitea.tmp" .
+  ) >"$log" 2>&1 || { tail -30 "$log" >&2; die "building gitea failed (log: $log)"; }
+  rm -rf "$gitea_root" && mv "$gitea_root.tmp" "$gitea_root"
+  mv "$gitea.tmp" "$gitea"
+  drop_gocache
+}
+
 build() {
   build_apiserver
   build_argocd
   build_tools
+  build_forge
 }
 
 # --- the API server ----------------------------------------------------------------------------
@@ -785,7 +814,8 @@ case "${1:-}" in
   gitops-diff) build_gitops_diff; echo "export ARGO_DRIFT_GITOPS_DIFF=$gitops_diff" ;;
   gitops-engine-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_GITOPS_ENGINE_SOURCE=$(module_dir github.com/argoproj/argo-cd/gitops-engine/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   tools) need_go; build_tools; echo "export ARGO_DRIFT_TEST_KUSTOMIZE=$tools/kustomize"; echo "export ARGO_DRIFT_TEST_HELM=$tools/helm" ;;
+  forge) build_forge; echo "export ARGO_DRIFT_TEST_GITEA=$gitea"; echo "export ARGO_DRIFT_TEST_GITEA_ROOT=$gitea_root" ;;
   promtool) need_packages prometheus; echo "export ARGO_DRIFT_PROMTOOL=$(command -v promtool)" ;;
-  versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" ;;
+  versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\ngitea v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" "$GITEA_VERSION" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

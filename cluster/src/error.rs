@@ -33,6 +33,10 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The branch exists in the repository already: someone's work, or an adoption proposed
+    /// before (its name is the drift's).
+    #[error("pushing branch {branch:?} to {url}: the branch exists already in the repository")]
+    BranchExists { url: String, branch: String },
     #[error("{url} at {revision:?}, path {path:?}: {message}")]
     RenderSource {
         url: String,
@@ -108,7 +112,7 @@ impl Error {
             Error::UnsupportedSource { .. } => "unsupported_source",
             Error::ArgoCdSettings { .. } => "argocd_settings",
             Error::FetchRepo { .. } => "fetch_repo",
-            Error::PushRepo { .. } => "push_repo",
+            Error::PushRepo { .. } | Error::BranchExists { .. } => "push_repo",
             Error::RenderSource { .. } => "render_source",
             Error::Manifest(e) => e.category(),
             Error::Kube { .. } => "kube_api",

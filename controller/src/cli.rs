@@ -229,6 +229,17 @@ pub struct RunArgs {
         value_name = "N"
     )]
     pub audit_keep: usize,
+    /// The author of the commits the `adopt` action pushes.
+    #[arg(
+        long,
+        env = "ARGO_DRIFT_ADOPT_AUTHOR",
+        default_value = "argo-drift <argo-drift@localhost>",
+        value_name = "NAME <EMAIL>"
+    )]
+    pub adopt_author: String,
+    /// Pull requests for the `adopt` action's branches.
+    #[command(flatten)]
+    pub forge: crate::forge::ForgeArgs,
     /// Tests only: read the clock (Unix seconds) from this file, so that cooldowns and
     /// approval expiry can be tested without waiting.
     #[arg(long, env = "ARGO_DRIFT_CLOCK_FILE", hide = true, value_name = "PATH")]

@@ -3,9 +3,11 @@
 
 pub mod actions;
 pub mod admin;
+pub mod adopt;
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod forge;
 pub mod health;
 pub mod leader;
 pub mod output;

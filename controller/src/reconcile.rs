@@ -557,6 +557,9 @@ async fn analyse_app(
             &fingerprint,
             &policy.remediation,
             &ctx.metrics,
+            crate::remediate::Analysed {
+                revision: revision.as_deref(),
+            },
         )
         .await?;
     let analysed = Analysed {
@@ -1347,6 +1350,10 @@ fn describe_decision(d: &argo_drift_core::policy::Decision) -> String {
         .filter_map(|s| match s {
             Step::Heal { resources, .. } => Some(format!("heal {} resource(s)", resources.len())),
             Step::Freeze => Some("freeze (automated sync off)".into()),
+            Step::Adopt { resources, .. } => Some(format!(
+                "adopt {} resource(s) into Git (a branch, and a pull request with a forge)",
+                resources.len()
+            )),
             Step::RequestApproval { id, .. } => {
                 Some(format!("approval requested (argo-drift.io/approve: {id})"))
             }

@@ -31,6 +31,9 @@ pub const MODE_LABEL: &str = "argo-drift.io/mode";
 pub const TIER_LABEL: &str = "argo-drift.io/tier";
 pub const APPROVE_ANNOTATION: &str = "argo-drift.io/approve";
 pub const REJECT_ANNOTATION: &str = "argo-drift.io/reject";
+/// `<report id>`: answer a pending approval by keeping the live values and proposing them to
+/// Git (the `adopt` action) instead of healing.
+pub const ADOPT_ANNOTATION: &str = "argo-drift.io/adopt";
 /// `<report id>`: a person asks to heal this drift now, through the automatic guardrails.
 pub const HEAL_NOW_ANNOTATION: &str = "argo-drift.io/heal-now";
 /// A new value clears the app's recurrence breaker and freeze (a human looked at it).
@@ -142,6 +145,26 @@ pub struct Remediator {
     /// The report each app was last paged or notified for: a decision is taken again on
     /// every analysis, the page goes out once per drift.
     told: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// What the `adopt` action writes with; without it an adoption fails, saying so.
+    adopter: Option<std::sync::Arc<Adopter>>,
+}
+
+/// What the `adopt` action needs: the controller's clones, Argo CD's repository credentials
+/// and known hosts (as the analyses read them), the forge for pull requests, the author.
+pub struct Adopter {
+    pub repos: std::sync::Arc<crate::repo::Repos>,
+    pub repo_secrets: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Secret>>,
+    pub known_hosts: Option<kube::runtime::reflector::Store<ConfigMap>>,
+    pub forge: Option<crate::forge::Forge>,
+    /// Name, email.
+    pub author: (String, String),
+}
+
+/// What an analysis hands the remediator besides the report: the revision it was made at
+/// (an adoption's parent commit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Analysed<'a> {
+    pub revision: Option<&'a str>,
 }
 
 impl Remediator {
@@ -165,7 +188,14 @@ impl Remediator {
             apps: std::sync::Mutex::default(),
             global: std::sync::Mutex::default(),
             told: std::sync::Mutex::default(),
+            adopter: None,
         }
+    }
+
+    /// Adoptions (the `adopt` action) write with this.
+    pub fn with_adopter(mut self, adopter: Adopter) -> Remediator {
+        self.adopter = Some(std::sync::Arc::new(adopter));
+        self
     }
 
     pub fn now(&self) -> i64 {
@@ -373,6 +403,7 @@ impl Remediator {
         report_id: &str,
         remediation: &Remediation,
         metrics: &Metrics,
+        analysed: Analysed<'_>,
     ) -> Result<Outcome> {
         let app_name = format!("{}/{}", app.namespace, app.name);
         let label = |k: &str| {
@@ -400,13 +431,17 @@ impl Remediator {
             None => None,
         };
         let tier = label(TIER_LABEL);
+        // A rejection wins over everything; adopt over approve (keeping the live values is
+        // the more cautious of the two when both are set).
         let answer = match (
             annotation(APPROVE_ANNOTATION),
+            annotation(ADOPT_ANNOTATION),
             annotation(REJECT_ANNOTATION),
         ) {
-            (_, Some(id)) => Some(Answer::Reject(id)),
-            (Some(id), None) => Some(Answer::Approve(id)),
-            (None, None) => None,
+            (_, _, Some(id)) => Some(Answer::Reject(id)),
+            (_, Some(id), None) => Some(Answer::Adopt(id)),
+            (Some(id), None, None) => Some(Answer::Approve(id)),
+            (None, None, None) => None,
         };
         let heal_now = annotation(HEAL_NOW_ANNOTATION);
         // Prometheus is asked only when the gate can matter: some drift wants an automatic
@@ -482,7 +517,10 @@ impl Remediator {
             if matches!(step, Step::Page { .. } | Step::Notify { .. }) && !first_time {
                 continue;
             }
-            if let Some(a) = self.carry_out(object, app, step, &decision, metrics).await {
+            if let Some(a) = self
+                .carry_out(object, app, step, &decision, metrics, (report, analysed))
+                .await
+            {
                 announcements.push(a);
             }
         }
@@ -536,6 +574,7 @@ impl Remediator {
         step: &Step,
         decision: &Decision,
         metrics: &Metrics,
+        (report, analysed): (&DriftReport, Analysed<'_>),
     ) -> Option<Announcement> {
         let severity = decision
             .resources
@@ -594,11 +633,34 @@ impl Remediator {
                     Err(e) => announce(EventKind::ActionHeld, "DriftFreezeFailed", format!("turning automated sync off failed: {e}"), true),
                 }
             }
+            Step::Adopt { id, resources, approved } => {
+                if !enforce {
+                    return None;
+                }
+                let result = self
+                    .adopt(app, report, analysed, step, id, resources, severity)
+                    .await;
+                metrics
+                    .actions
+                    .get_or_create(&labels(&[
+                        ("action", "adopt"),
+                        ("outcome", if result.is_ok() { "succeeded" } else { "failed" }),
+                    ]))
+                    .inc();
+                let what = match approved {
+                    Some(id) => format!("adopt the drift into Git, as answered for report {id}"),
+                    None => "adopt the drift into Git".to_string(),
+                };
+                match result {
+                    Ok(done) => announce(EventKind::ActionTaken, "DriftAdopted", format!("{what}: {done}"), false),
+                    Err(e) => announce(EventKind::ActionHeld, "DriftAdoptFailed", format!("{what} failed: {e}"), true),
+                }
+            }
             Step::RequestApproval { id, resources } if enforce => announce(
                 EventKind::ApprovalRequested,
                 "DriftApprovalRequested",
                 format!(
-                    "approve healing {} resource(s): run `kubectl annotate application -n {ns} {name} {APPROVE_ANNOTATION}={id}` or use the Application's action approve-drift in Argo CD; to reject: `kubectl annotate application -n {ns} {name} {REJECT_ANNOTATION}={id}` or the action reject-drift",
+                    "approve healing {} resource(s): run `kubectl annotate application -n {ns} {name} {APPROVE_ANNOTATION}={id}` or use the Application's action approve-drift in Argo CD; to keep the live values and propose them to Git instead: `{ADOPT_ANNOTATION}={id}` or the action adopt-drift; to reject: `kubectl annotate application -n {ns} {name} {REJECT_ANNOTATION}={id}` or the action reject-drift",
                     resources.len(),
                     ns = app.namespace,
                     name = app.name,
@@ -767,6 +829,199 @@ impl Remediator {
         let result = perform().await;
         self.audit_outcome(&record, &result).await;
         result
+    }
+
+    /// Propose `resources`' drift to Git (audited: the intent, then the outcome with the
+    /// branch, commit and pull request). A failure that may pass (the repository or the forge
+    /// unreachable) is forgotten, so that the next analysis tries again — the branch, named by
+    /// the drift, is pushed once whatever happens; one that cannot pass (a Helm source) is not.
+    #[allow(clippy::too_many_arguments)]
+    async fn adopt(
+        &self,
+        app: &Application,
+        report: &DriftReport,
+        analysed: Analysed<'_>,
+        step: &Step,
+        id: &str,
+        resources: &[argo_drift_core::ResourceKey],
+        severity: Severity,
+    ) -> std::result::Result<String, String> {
+        let record = self
+            .audit_intent(app, "adopt", severity, step)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.propose(app, report, analysed, id, resources).await;
+        match &result {
+            Ok((_, detail)) => {
+                self.audit_outcome_with(&record, None, Some(detail.clone()))
+                    .await
+            }
+            Err((e, _)) => {
+                self.audit_outcome_with(&record, Some(e.clone()), None)
+                    .await
+            }
+        }
+        match result {
+            Ok((done, _)) => Ok(done),
+            Err((e, retry)) => {
+                if retry {
+                    self.adopt_not_done(app, id).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The adoption itself: what was done and the audit record's detail, or the error and
+    /// whether to try again at the next analysis.
+    async fn propose(
+        &self,
+        app: &Application,
+        report: &DriftReport,
+        analysed: Analysed<'_>,
+        id: &str,
+        resources: &[argo_drift_core::ResourceKey],
+    ) -> std::result::Result<(String, Value), (String, bool)> {
+        use crate::adopt::{Choice, GitAccess};
+        let adopter = self.adopter.clone().ok_or_else(|| {
+            (
+                "this controller has no Git access for adoptions".to_string(),
+                false,
+            )
+        })?;
+        let revision = analysed
+            .revision
+            .map(str::to_string)
+            .or_else(|| app.synced_revision.clone())
+            .ok_or_else(|| ("the analysed revision is not known".to_string(), true))?;
+        let repo_url = app
+            .sources
+            .first()
+            .map(|s| s.repo_url.clone())
+            .unwrap_or_default();
+        let secrets: Vec<k8s_openapi::api::core::v1::Secret> = adopter
+            .repo_secrets
+            .as_ref()
+            .map(|s| s.state().iter().map(|s| (**s).clone()).collect())
+            .unwrap_or_default();
+        let access = GitAccess {
+            credentials: argo_drift_desired::credentials_for(&secrets, &repo_url),
+            known_hosts: adopter
+                .known_hosts
+                .as_ref()
+                .and_then(|s| s.state().into_iter().next())
+                .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
+                .unwrap_or_default(),
+        };
+        // One branch per drift: pushed once, found again after a restart or by another replica.
+        let branch = format!("argo-drift/adopt/{}-{id}", app.name);
+        let origin = format!(
+            "argo-drift remediation (report {id} of {}/{})",
+            app.namespace, app.name
+        );
+        let (app_owned, report_owned, keys) = (app.clone(), report.clone(), resources.to_vec());
+        let git = adopter.clone();
+        let (branch_owned, origin_owned) = (branch.clone(), origin);
+        let pushed = tokio::task::spawn_blocking(move || {
+            let choice = Choice {
+                patterns: &[],
+                resources: Some(&keys),
+                origin: &origin_owned,
+            };
+            let proposal = crate::adopt::prepare(
+                &app_owned,
+                &report_owned,
+                &revision,
+                &choice,
+                &git.repos,
+                &access,
+            )
+            .map_err(|e| {
+                // Reading the repository may work next time; a source adopt cannot write won't.
+                let retry = e
+                    .downcast_ref::<Error>()
+                    .is_some_and(|e| matches!(e, Error::FetchRepo { .. }));
+                (format!("{e:#}"), retry)
+            })?;
+            let Some(proposal) = proposal else {
+                return Ok(None);
+            };
+            let author = (git.author.0.as_str(), git.author.1.as_str());
+            match crate::adopt::push(&proposal, &git.repos, &branch_owned, author, &access) {
+                Ok(commit) => Ok(Some((proposal, Some(commit)))),
+                Err(Error::BranchExists { .. }) => Ok(Some((proposal, None))),
+                Err(e) => Err((e.to_string(), true)),
+            }
+        })
+        .await
+        .map_err(|e| (format!("the adoption stopped: {e}"), true))??;
+        let Some((proposal, commit)) = pushed else {
+            return Ok((
+                "nothing to adopt: no drifted field of these resources can be written to Git (Secrets never are)".into(),
+                json!({"adopted": 0}),
+            ));
+        };
+        let mut done = match commit {
+            Some(c) => proposal.pushed(&branch, c),
+            None => format!(
+                "branch {branch} is in {} already (proposed before)",
+                proposal.repo_url
+            ),
+        };
+        let mut detail = json!({
+            "repository": proposal.repo_url,
+            "branch": branch,
+            "revision": proposal.revision,
+            "fields": proposal.fields,
+        });
+        if let Some(c) = commit {
+            detail["commit"] = json!(c.to_string());
+        }
+        if let Some(forge) = &adopter.forge {
+            let opened = proposal.pull_request(forge, &branch).await.map_err(|e| {
+                (
+                    format!("{done}; opening its pull request failed: {e:#}"),
+                    true,
+                )
+            })?;
+            match opened {
+                Some(pr) => {
+                    done.push_str(&format!(
+                        "; pull request #{} {}: {}",
+                        pr.number,
+                        if pr.existed {
+                            "(open already)"
+                        } else {
+                            "opened"
+                        },
+                        pr.url
+                    ));
+                    detail["pullRequest"] = json!(pr.url);
+                }
+                None => done.push_str("; no pull request: the repository is not on the forge"),
+            }
+        }
+        Ok((done, detail))
+    }
+
+    /// Forget that `app`'s drift `id` was proposed: it failed in a way that may pass.
+    async fn adopt_not_done(&self, app: &Application, id: &str) {
+        let app_name = format!("{}/{}", app.namespace, app.name);
+        let slot = self.app_slot(&app_name);
+        let mut guard = slot.lock().await;
+        let Some((mut state, version)) = guard.take() else {
+            return;
+        };
+        if state.adopted.get(&app_name).map(String::as_str) == Some(id) {
+            state.adopted.remove(&app_name);
+        }
+        let name = self.app_configmap(&app_name);
+        match self.write(&name, Some(&app_name), &state, version).await {
+            Ok(v) => *guard = Some((state, v)),
+            Err(e) => {
+                tracing::warn!(error = %e, app = %app_name, "forgetting an adoption that failed");
+            }
+        }
     }
 
     /// Forget heal `id` of `app` in the guardrail state: its request failed.

@@ -40,6 +40,7 @@ fn args(app: &str, argocd: &str, branch: &str, dry_run: bool) -> AdoptArgs {
         author: "argo-drift <argo-drift@example.com>".into(),
         dry_run,
         repo_cache: None,
+        forge: Default::default(),
     }
 }
 
@@ -450,4 +451,332 @@ async fn adopt_pushes_over_ssh_only_to_a_known_host() {
     );
     let said = String::from_utf8(out).unwrap();
     assert!(!said.contains("PRIVATE KEY"), "{said}");
+}
+
+/// The policy action `adopt` and the approval answered with adopt, against a real forge
+/// (Gitea, whose API takes GitHub's pull-request request): the controller pushes a branch named
+/// by the drift with Argo CD's repository credentials and opens a pull request into the
+/// repository's default branch; merged, the app rendered from that branch is in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_forge() {
+    let client = client().await;
+    let argocd = fresh_namespace(&client, "argocd").await;
+    let shop = fresh_namespace(&client, "shop").await;
+    let gitea = Gitea::start();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(&dir.path().join("work"));
+    let limits = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limits\ndata:\n  max: \"10\" # per minute\n";
+    repo.write("flags/flags.yaml", FLAGS);
+    repo.write("limits/limits.yaml", limits);
+    let commit = repo.commit("apps");
+    let url = gitea.repository("shop", &repo).await;
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "forge", "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+        "stringData": {"type": "git", "url": url, "username": gitea.user, "password": gitea.token}
+    });
+    apply(&client, &argocd, secret, "argocd-server").await;
+    // flags adopts medium drift on its own (tier keep); limits asks for approval (the default).
+    for (name, tier, live) in [("flags", Some("keep"), FLAGS), ("limits", None, limits)] {
+        apply_yaml(&client, &shop, live, "argocd-controller").await;
+        let mut app = application(name, &url, name, &shop, Some(&commit));
+        app["metadata"]["labels"]["argo-drift.io/mode"] = json!("enforce");
+        if let Some(tier) = tier {
+            app["metadata"]["labels"]["argo-drift.io/tier"] = json!(tier);
+        }
+        apply(&client, &argocd, app, "argocd-server").await;
+    }
+    let policy_text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policy.yaml"),
+    )
+    .unwrap()
+    .replacen("  tiers: {}", "  tiers:\n    keep: {medium: [adopt]}", 1);
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, policy_text).unwrap();
+    let token_file = dir.path().join("forge-token");
+    std::fs::write(&token_file, format!("{}\n", gitea.token)).unwrap();
+    let controller = Running::start(
+        &admin_config().await,
+        &argocd,
+        &[
+            "--leader-election",
+            "false",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--forge",
+            "gitea",
+            "--forge-url",
+            &gitea.url,
+            "--forge-token-file",
+            token_file.to_str().unwrap(),
+            "--adopt-author",
+            "argo-drift <argo-drift@example.com>",
+        ],
+    )
+    .await;
+    for name in ["flags", "limits"] {
+        wait_report(
+            &client,
+            &argocd,
+            name,
+            "the first report",
+            Duration::from_secs(30),
+            |r| r["summary"]["modified"] == 0 && r["summary"]["synced"].as_u64() > Some(0),
+        )
+        .await;
+    }
+
+    // Someone changes a flag: the policy adopts it, once, with a pull request.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &shop);
+    edit_config_map(&configmaps, "flags", json!({"mode": "fast"})).await;
+    let pulls = |prefix: String| {
+        let gitea = &gitea;
+        async move {
+            let open = gitea
+                .get("/repos/ops/shop/pulls?state=open")
+                .await
+                .unwrap_or_default();
+            open.as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    p["head"]["ref"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with(&prefix)
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+    let pr = wait_for("the pull request", Duration::from_secs(40), || async {
+        pulls("argo-drift/adopt/flags-".into())
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    // The branch is named by the drift: the report id the Application carries.
+    let branch = pr["head"]["ref"].as_str().unwrap().to_string();
+    let id = branch
+        .trim_start_matches("argo-drift/adopt/flags-")
+        .to_string();
+    let apps = dynamic(&client, &argocd, "argoproj.io/v1alpha1", "Application").await;
+    wait_for(
+        "the report id on the Application",
+        Duration::from_secs(20),
+        || async {
+            let flags = apps.get("flags").await.ok()?;
+            (flags.metadata.annotations?.get("argo-drift.io/report-id")? == &id).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(pr["base"]["ref"], "main", "into the default branch: {pr:#}");
+    assert_eq!(
+        pr["title"],
+        format!("argo-drift: adopt live drift of {argocd}/flags into Git")
+    );
+    let body = pr["body"].as_str().unwrap();
+    assert!(body.contains("- data.mode: \"safe\" -> \"fast\""), "{body}");
+    assert!(
+        body.contains(&format!(
+            "Adopted-by: argo-drift remediation (report {id} of {argocd}/flags)"
+        )),
+        "{body}"
+    );
+    // The branch: on the analysed commit, only the changed line differs.
+    let with_token = url.replacen("://", &format!("://{}:{}@", gitea.user, gitea.token), 1);
+    repo.git(&["fetch", "-q", &with_token, &format!("{branch}:adopted")]);
+    assert_eq!(repo.git(&["rev-parse", "adopted^"]), commit);
+    assert_eq!(
+        repo.git(&["show", "adopted:flags/flags.yaml"]) + "\n",
+        FLAGS.replace("mode: safe   # safe | fast", "mode: fast   # safe | fast")
+    );
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an <%ae>", "adopted"]),
+        "argo-drift <argo-drift@example.com>"
+    );
+    // Said in an Event, with the pull request; the audit record has it too; the token nowhere.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &argocd);
+    let event = wait_for(
+        "the DriftAdopted Event",
+        Duration::from_secs(20),
+        || async {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("DriftAdopted"))
+        },
+    )
+    .await;
+    let message = event.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("pushed branch {branch} (commit "))
+            && message.contains(&format!(
+                "pull request #{} opened: {}",
+                pr["number"],
+                pr["html_url"].as_str().unwrap()
+            )),
+        "{message}"
+    );
+    assert!(!message.contains(&gitea.token));
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
+    let audit = records
+        .list(&kube::api::ListParams::default().labels("audit-type=drift-remediation"))
+        .await
+        .unwrap();
+    let outcome = audit
+        .items
+        .iter()
+        .filter_map(|cm| cm.data.as_ref()?.get("outcome.json").cloned())
+        .find(|o| o.contains("pullRequest"))
+        .expect("an audit record with the pull request");
+    assert!(
+        outcome.contains(&branch) && !outcome.contains(&gitea.token),
+        "{outcome}"
+    );
+    // Later analyses of the same drift propose nothing again (a change of the Application
+    // has it analysed again).
+    merge(
+        &apps,
+        "flags",
+        "argocd-server",
+        json!({"metadata": {"annotations": {"example.com/poke": "1"}}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pulls(branch.clone()).await.len(), 1);
+    let branches = gitea
+        .api(reqwest::Method::GET, "/repos/ops/shop/branches", None)
+        .await;
+    assert_eq!(
+        branches
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("argo-drift/adopt/flags-"))
+            .count(),
+        1,
+        "{branches:#}"
+    );
+
+    // Merged, the app rendered from the default branch is in sync: the field is no drift.
+    gitea
+        .api(
+            reqwest::Method::POST,
+            &format!("/repos/ops/shop/pulls/{}/merge", pr["number"]),
+            Some(json!({"Do": "merge"})),
+        )
+        .await;
+    let main = gitea
+        .api(reqwest::Method::GET, "/repos/ops/shop/branches/main", None)
+        .await["commit"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut app = application("flags", &url, "flags", &shop, Some(&main));
+    app["metadata"]["labels"]["argo-drift.io/mode"] = json!("enforce");
+    app["metadata"]["labels"]["argo-drift.io/tier"] = json!("keep");
+    apply(&client, &argocd, app, "argocd-server").await;
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "flags",
+        "in sync on the merged commit",
+        Duration::from_secs(30),
+        |r| r["revision"] == main.as_str(),
+    )
+    .await;
+    assert_eq!(r["summary"]["modified"], 0, "{r:#}");
+
+    // limits asks for approval; answered with adopt, its drift is proposed, not healed.
+    edit_config_map(&configmaps, "limits", json!({"max": "50"})).await;
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "limits",
+        "the approval request",
+        Duration::from_secs(30),
+        |r| r["pendingApproval"]["id"].is_string(),
+    )
+    .await;
+    let id = r["pendingApproval"]["id"].as_str().unwrap().to_string();
+    merge(
+        &apps,
+        "limits",
+        "argocd-server",
+        json!({"metadata": {"annotations": {"argo-drift.io/adopt": id}}}),
+    )
+    .await;
+    let branch = format!("argo-drift/adopt/limits-{id}");
+    let pr = wait_for(
+        "the pull request of the answer",
+        Duration::from_secs(30),
+        || async { pulls(branch.clone()).await.into_iter().next() },
+    )
+    .await;
+    assert!(
+        pr["body"]
+            .as_str()
+            .unwrap()
+            .contains("- data.max: \"10\" -> \"50\""),
+        "{pr:#}"
+    );
+    let (_, r) = wait_report(
+        &client,
+        &argocd,
+        "limits",
+        "the approval closed",
+        Duration::from_secs(30),
+        |r| r.get("pendingApproval").is_none(),
+    )
+    .await;
+    assert_eq!(r["summary"]["modified"], 1, "nothing healed: {r:#}");
+
+    // The command opens its pull request the same way; a wrong token is refused by the forge
+    // after the push, and said without the token.
+    let mut cli = args("limits", &argocd, "cli-limits", false);
+    cli.forge = argo_drift_controller::forge::ForgeArgs {
+        forge: Some(argo_drift_controller::forge::Kind::Gitea),
+        forge_url: Some(gitea.url.clone()),
+        forge_token_file: Some(token_file.clone()),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    adopt(admin_config().await, &cli, &mut out).await.unwrap();
+    let said = String::from_utf8(out).unwrap();
+    let cli_pr = pulls("cli-limits".into()).await;
+    assert_eq!(cli_pr.len(), 1, "{said}");
+    assert!(
+        said.ends_with(&format!(
+            "opened pull request #{}: {}\n",
+            cli_pr[0]["number"],
+            cli_pr[0]["html_url"].as_str().unwrap()
+        )),
+        "{said}"
+    );
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token-0123").unwrap();
+    cli.branch = Some("cli-limits-2".into());
+    cli.forge.forge_token_file = Some(wrong);
+    let e = adopt(admin_config().await, &cli, &mut Vec::new())
+        .await
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("the branch cli-limits-2 is pushed, but opening its pull request failed")
+            && e.contains("401"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("not-the-token-0123") && !e.contains(&gitea.token),
+        "{e}"
+    );
+    assert_eq!(controller.stop().await, std::process::ExitCode::SUCCESS);
 }

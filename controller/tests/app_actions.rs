@@ -113,7 +113,7 @@ g, drift-viewer, role:drift-viewer\n"}),
         r["decision"]["pendingApproval"]["id"]
     );
 
-    // Discovery, as Argo CD's UI asks for it: approve, reject and heal-now; no reset.
+    // Discovery, as Argo CD's UI asks for it: adopt, approve, reject and heal-now; no reset.
     let itself = ResourceRef {
         group: "argoproj.io".into(),
         version: "v1alpha1".into(),
@@ -130,6 +130,7 @@ g, drift-viewer, role:drift-viewer\n"}),
     assert_eq!(
         offered,
         [
+            ("adopt-drift".to_string(), false),
             ("approve-drift".to_string(), false),
             ("heal-drift-now".to_string(), false),
             ("reject-drift".to_string(), false)

@@ -335,9 +335,10 @@ impl Repos {
                 .iter()
                 .any(|h| h.name() == local)
             {
-                return Err(fail(git2::Error::from_str(
-                    "the branch exists already in the repository: choose another name",
-                )));
+                return Err(Error::BranchExists {
+                    url: url.to_string(),
+                    branch: branch.to_string(),
+                });
             }
         }
         repo.reference(&local, commit, true, "argo-drift adopt")

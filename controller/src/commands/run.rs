@@ -339,6 +339,19 @@ pub async fn serve(
             }
         });
     }
+    let repos = Arc::new(Repos::new(
+        args.repo_cache.clone(),
+        args.git_refresh,
+        metrics.git_fetches.clone(),
+    ));
+    let adopter = crate::remediate::Adopter {
+        repos: repos.clone(),
+        repo_secrets: Some(repo_secrets.clone()),
+        known_hosts: Some(known_hosts.clone()),
+        forge: crate::forge::Forge::from_args(&args.forge)?,
+        author: crate::adopt::parse_author(&args.adopt_author)
+            .map_err(|e| anyhow::anyhow!("--adopt-author {e}"))?,
+    };
     let mut ctx = Context::new(
         Settings {
             resync: args.resync,
@@ -346,11 +359,7 @@ pub async fn serve(
             control_plane_namespace: args.namespaces.control_plane_namespace.clone(),
         },
         policy,
-        Arc::new(Repos::new(
-            args.repo_cache.clone(),
-            args.git_refresh,
-            metrics.git_fetches.clone(),
-        )),
+        repos,
         argocd,
         clusters,
         Publisher::new(
@@ -368,7 +377,8 @@ pub async fn serve(
             argocd_for_actions,
             Clock::new(args.clock_file.clone()),
             args.audit_keep,
-        ),
+        )
+        .with_adopter(adopter),
     );
     // Argo CD's own settings are the baseline: an ignore rule set once, in Argo CD, holds here.
     ctx.argocd_cm = Some(argocd_cm);

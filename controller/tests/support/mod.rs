@@ -1724,3 +1724,150 @@ pub async fn config_map_apps(
     }
     (argocd, shop, names, dir)
 }
+
+/// Gitea, the pinned release built from Go modules (`scripts/testenv.sh forge`), on loopback
+/// with its own sqlite database: a real forge, with Git's smart HTTP protocol behind a token and
+/// the pull-request API GitHub's request shape is sent to (under `/api/v1`).
+pub struct Gitea {
+    _server: Server,
+    pub url: String,
+    pub user: String,
+    /// An access token of `user` (an admin) with every scope.
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gitea {
+    pub fn start() -> Gitea {
+        let env = testenv("forge");
+        let binary = exported(&env, "ARGO_DRIFT_TEST_GITEA");
+        let root = exported(&env, "ARGO_DRIFT_TEST_GITEA_ROOT");
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        // Root on CI machines: Gitea refuses that unless told (and logs a warning).
+        let config = format!(
+            "I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true\nRUN_MODE = prod\nWORK_PATH = {work}\n\
+             [server]\nHTTP_ADDR = 127.0.0.1\nHTTP_PORT = {port}\nROOT_URL = {url}/\n\
+             STATIC_ROOT_PATH = {root}\nDISABLE_SSH = true\nOFFLINE_MODE = true\nLFS_START_SERVER = false\n\
+             [database]\nDB_TYPE = sqlite3\nPATH = {work}/data/gitea.db\n\
+             [security]\nINSTALL_LOCK = true\n[service]\nDISABLE_REGISTRATION = true\n\
+             [repository]\nROOT = {work}/repos\nDEFAULT_BRANCH = main\n\
+             [log]\nLEVEL = Warn\n[indexer]\nREPO_INDEXER_ENABLED = false\n\
+             [cron]\nENABLED = false\n[actions]\nENABLED = false\n[mailer]\nENABLED = false\n",
+            work = work.display(),
+        );
+        let ini = work.join("app.ini");
+        std::fs::write(&ini, config).unwrap();
+        let gitea = |args: &[&str]| {
+            let out = Command::new(&binary)
+                .arg("--config")
+                .arg(&ini)
+                .arg("--work-path")
+                .arg(work)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "gitea {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        gitea(&["migrate"]);
+        let user = "ops".to_string();
+        gitea(&[
+            "admin",
+            "user",
+            "create",
+            "--username",
+            &user,
+            "--password",
+            "argo-drift-test-0123",
+            "--email",
+            "ops@example.com",
+            "--admin",
+            "--must-change-password=false",
+        ]);
+        let token = gitea(&[
+            "admin",
+            "user",
+            "generate-access-token",
+            "--username",
+            &user,
+            "--token-name",
+            "argo-drift",
+            "--scopes",
+            "all",
+            "--raw",
+        ]);
+        let token = token.lines().last().unwrap_or_default().trim().to_string();
+        let log = std::fs::File::create(work.join("web.log")).unwrap();
+        let server = Server::start(
+            Command::new(&binary)
+                .arg("--config")
+                .arg(&ini)
+                .arg("--work-path")
+                .arg(work)
+                .arg("web")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+            port,
+            "gitea did not start",
+        );
+        Gitea {
+            _server: server,
+            url,
+            user,
+            token,
+            _dir: dir,
+        }
+    }
+
+    /// A GET of Gitea's API, `None` on an error status (a repository just pushed answers 404
+    /// until Gitea has processed the push).
+    pub async fn get(&self, path: &str) -> Option<Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", self.url))
+            .header("Authorization", format!("token {}", self.token))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// A call of Gitea's API as its admin: the answer's JSON (null when empty).
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method.clone(), format!("{}/api/v1{path}", self.url))
+            .header("Authorization", format!("token {}", self.token));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A new private repository of the admin with `repo`'s `main` pushed: its clone URL.
+    pub async fn repository(&self, name: &str, repo: &GitRepo) -> String {
+        self.api(
+            reqwest::Method::POST,
+            "/user/repos",
+            Some(json!({"name": name, "private": true, "default_branch": "main"})),
+        )
+        .await;
+        let url = format!("{}/{}/{name}.git", self.url, self.user);
+        let with_token = url.replacen("://", &format!("://{}:{}@", self.user, self.token), 1);
+        repo.git(&["push", "-q", &with_token, "main"]);
+        url
+    }
+}

@@ -22,6 +22,11 @@ if set("argo-drift.io/pending-approval") then
     ["displayName"] = "Approve healing the drift (argo-drift)",
     ["disabled"] = answered
   }
+  actions["adopt-drift"] = {
+    ["iconClass"] = "fa fa-fw fa-code-fork",
+    ["displayName"] = "Keep the live values and propose them to Git (argo-drift)",
+    ["disabled"] = annotations["argo-drift.io/adopt"] == annotations["argo-drift.io/pending-approval"]
+  }
   actions["reject-drift"] = {
     ["iconClass"] = "fa fa-fw fa-ban",
     ["displayName"] = "Reject healing the drift (argo-drift)"
