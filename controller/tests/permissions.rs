@@ -1,6 +1,7 @@
 //! What the shipped ServiceAccounts may do, proven against the real API server with their own
 //! tokens: the RBAC of deploy/base and deploy/hooks and the admission policy of
-//! deploy/base/admission-policy.yaml, installed as shipped. An application namespace's hooks
+//! deploy/base/admission-policy.yaml, installed as shipped — and the same RBAC and policy as the
+//! Helm chart renders them (deploy/helm/argo-drift). An application namespace's hooks
 //! write their own records and nothing else: not Argo CD's settings, not another app's audit
 //! trail, and no Secret of Argo CD's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +17,22 @@ use support::*;
 
 fn shipped(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)).unwrap()
+}
+
+/// How the RBAC and the admission policy under test are installed: the manifests of deploy/base,
+/// or the Helm chart's (deploy/helm/argo-drift) rendered with its defaults.
+#[derive(Debug, Clone, Copy)]
+enum Install {
+    Kustomize,
+    Chart,
+}
+
+/// deploy/base's `file` (rbac.yaml, hooks-rbac.yaml, admission-policy.yaml) as `install` ships it.
+fn installed(file: &str, install: Install) -> String {
+    match install {
+        Install::Kustomize => shipped(&format!("deploy/base/{file}")),
+        Install::Chart => chart_template(&["--show-only", &format!("templates/{file}")]),
+    }
 }
 
 /// The API server's refusal, as (403, message): RBAC refuses with 403, the admission policy
@@ -68,9 +85,9 @@ async fn argo_cd_namespace(client: &kube::Client) -> String {
 /// deploy/base/rbac.yaml in this test's Argo CD namespace and a fresh namespace for argo-drift's
 /// own state, which it returns (the cluster-wide binding renamed after the Argo CD namespace, so
 /// that parallel runs do not rebind one another's).
-async fn install_controller_rbac(client: &kube::Client, argocd: &str) -> String {
+async fn install_controller_rbac(client: &kube::Client, argocd: &str, install: Install) -> String {
     let state = fresh_namespace(client, "argo-drift").await;
-    let rbac = shipped("deploy/base/rbac.yaml")
+    let rbac = installed("rbac.yaml", install)
         .replace("namespace: argocd", &format!("namespace: {argocd}"))
         .replace("namespace: argo-drift", &format!("namespace: {state}"));
     for doc in serde_yaml::Deserializer::from_str(&rbac) {
@@ -126,14 +143,26 @@ async fn policy_in_force(api: &Api<ConfigMap>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_else() {
+    hooks_write_their_own_records(Install::Kustomize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_charts_rbac_the_hooks_write_their_own_records_and_nothing_else() {
+    hooks_write_their_own_records(Install::Chart).await;
+}
+
+async fn hooks_write_their_own_records(install: Install) {
     let client = client().await;
     // The admission policy and the hooks' ClusterRoles, installed as shipped (cluster-wide and
     // idempotent; they only concern ServiceAccounts named argo-drift and argo-drift-hooks).
-    for file in [
-        "deploy/base/admission-policy.yaml",
-        "deploy/base/hooks-rbac.yaml",
-    ] {
-        apply_yaml(&client, "default", &shipped(file), "argo-drift-tests").await;
+    for file in ["admission-policy.yaml", "hooks-rbac.yaml"] {
+        apply_yaml(
+            &client,
+            "default",
+            &installed(file, install),
+            "argo-drift-tests",
+        )
+        .await;
     }
     // Argo CD's namespace with its settings and a cluster Secret, and two app namespaces with
     // the hooks' identity bound as deploy/hooks binds it.
@@ -264,17 +293,26 @@ async fn an_application_namespaces_hooks_write_their_own_records_and_nothing_els
 /// any Secret, an application's objects, a Pod, or any RBAC (no way to escalate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_reads_what_it_compares_and_writes_only_its_own_objects() {
+    controller_permissions(Install::Kustomize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_charts_rbac_the_controller_writes_only_its_own_objects() {
+    controller_permissions(Install::Chart).await;
+}
+
+async fn controller_permissions(install: Install) {
     let client = client().await;
     apply_yaml(
         &client,
         "default",
-        &shipped("deploy/base/admission-policy.yaml"),
+        &installed("admission-policy.yaml", install),
         "argo-drift-tests",
     )
     .await;
     let argocd = argo_cd_namespace(&client).await;
     let shop = fresh_namespace(&client, "shop").await;
-    let state = install_controller_rbac(&client, &argocd).await;
+    let state = install_controller_rbac(&client, &argocd, install).await;
     apply_yaml(
         &client,
         &shop,
@@ -401,7 +439,7 @@ async fn no_application_is_analysed_where_its_report_cannot_be_written() {
     )
     .await;
     let argocd = argo_cd_namespace(&client).await;
-    let state = install_controller_rbac(&client, &argocd).await;
+    let state = install_controller_rbac(&client, &argocd, Install::Kustomize).await;
     let team = fresh_namespace(&client, "team").await;
     let shop = fresh_namespace(&client, "shop").await;
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n";

@@ -1871,3 +1871,43 @@ impl Gitea {
         url
     }
 }
+
+/// The real helm (built from Go modules by `scripts/testenv.sh tools`), with its own
+/// configuration, cache and data directories (nothing of the user's), and `KUBECONFIG` when the
+/// command talks to the cluster. Returns stdout; fails the test with helm's stderr.
+pub fn helm(args: &[&str], cluster: bool) -> String {
+    let (out, err, ok) = helm_output(args, cluster);
+    assert!(ok, "helm {args:?}:\n{out}{err}");
+    out
+}
+
+/// helm's stdout, stderr and whether it succeeded.
+pub fn helm_output(args: &[&str], cluster: bool) -> (String, String, bool) {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let home = HOME.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let binary = exported(&testenv("tools"), "ARGO_DRIFT_TEST_HELM");
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    if cluster {
+        command.env("KUBECONFIG", kubeconfig());
+    }
+    let out = command.output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// deploy/helm/argo-drift rendered by `helm template` with these extra arguments (`-f`, `--set`,
+/// `--show-only`).
+pub fn chart_template(extra: &[&str]) -> String {
+    let chart = root().join("deploy/helm/argo-drift");
+    let mut args = vec!["template", "argo-drift", chart.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    helm(&args, false)
+}
