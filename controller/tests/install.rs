@@ -561,6 +561,11 @@ fn the_charts_files_are_the_projects_own() {
             std::fs::read_to_string(repo("deploy/monitoring/grafana-dashboard.json")).unwrap(),
         ),
         ("argocd-cm.yaml", argocd_cm),
+        (
+            "extension-argo-drift.js",
+            std::fs::read_to_string(repo("deploy/argocd-extension/extension-argo-drift.js"))
+                .unwrap(),
+        ),
     ] {
         let path = files.join(copy);
         if std::env::var_os("ARGO_DRIFT_UPDATE_CHART").is_some() {
@@ -739,6 +744,57 @@ fn the_chart_renders_the_kustomize_base_and_every_option() {
         .unwrap()
         .iter()
         .any(|r| r["apiGroups"][0] == "cert-manager.io"));
+
+    // The drift view in Argo CD's UI: what deploy/argocd-extension adds to argo-drift, and the
+    // Argo CD settings it patches in, as snippets.
+    for doc in documents(&repo("deploy/argocd-extension/ui-api.yaml")) {
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let kind = doc["kind"].as_str().unwrap();
+        assert_eq!(
+            comparable(find(kind, name)),
+            comparable(doc.clone()),
+            "{kind} {name}"
+        );
+    }
+    let patch = &documents(&repo("deploy/argocd-extension/argo-drift-patch.yaml"))[0];
+    let patched = &patch["spec"]["template"]["spec"]["containers"][0];
+    for e in patched["env"].as_array().unwrap() {
+        assert!(
+            env.contains(&(
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string()
+            )),
+            "{e}"
+        );
+    }
+    assert!(container["ports"]
+        .as_array()
+        .unwrap()
+        .contains(&patched["ports"][0]));
+    assert!(
+        find("ConfigMap", "argo-drift-ui-extension")["data"]["extension-argo-drift.js"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                std::fs::read_to_string(repo("deploy/argocd-extension/extension-argo-drift.js"))
+                    .unwrap()
+                    .trim_end()
+            )
+    );
+    for (snippet, patch) in [
+        ("argo-drift-argocd-cm", "argocd-cm-patch.yaml"),
+        ("argo-drift-argocd-rbac-cm", "argocd-rbac-cm-patch.yaml"),
+        (
+            "argo-drift-argocd-cmd-params-cm",
+            "argocd-cmd-params-cm-patch.yaml",
+        ),
+    ] {
+        let ours = find("ConfigMap", snippet);
+        let theirs = &documents(&repo(&format!("deploy/argocd-extension/{patch}")))[0];
+        for (k, v) in theirs["data"].as_object().unwrap() {
+            assert_eq!(&ours["data"][k], v, "{snippet} {k}");
+        }
+    }
 
     // The schema: a wrong value, an unknown key, or a write verb for the extra read rules.
     for (set, says) in [
