@@ -531,11 +531,42 @@ fn object_key(o: &Value) -> (String, String, String) {
     )
 }
 
-/// The chart's copies of the project's files (files/), and the argocd-cm entries of the health
-/// checks and actions, equal to their sources; `ARGO_DRIFT_UPDATE_CHART=1 cargo test` rewrites
-/// them.
+/// The chart's files/ are the project's own: symbolic links to config/policy.yaml, the
+/// monitoring rules and dashboard and the built UI extension (helm includes what they point at,
+/// in a packaged chart too), and the argocd-cm entries of health-checks/ generated as `argo-drift
+/// health configmap` prints them (`ARGO_DRIFT_UPDATE_CHART=1 cargo test` rewrites that one).
 #[test]
 fn the_charts_files_are_the_projects_own() {
+    let files = repo("deploy/helm/argo-drift/files");
+    for (link, source) in [
+        ("policy.yaml", "config/policy.yaml"),
+        (
+            "prometheusrule.yaml",
+            "deploy/monitoring/prometheusrule.yaml",
+        ),
+        (
+            "grafana-dashboard.json",
+            "deploy/monitoring/grafana-dashboard.json",
+        ),
+        (
+            "extension-argo-drift.js",
+            "deploy/argocd-extension/extension-argo-drift.js",
+        ),
+    ] {
+        let path = files.join(link);
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{} is a link to {source}, not a copy",
+            path.display()
+        );
+        assert_eq!(
+            std::fs::canonicalize(&path).unwrap(),
+            std::fs::canonicalize(repo(source)).unwrap()
+        );
+    }
     let entries = argo_drift_controller::health::configmap_entries(&repo("health-checks")).unwrap();
     let map: serde_yaml::Mapping = entries
         .into_iter()
@@ -546,37 +577,15 @@ fn the_charts_files_are_the_projects_own() {
          # controller/tests/install.rs: ARGO_DRIFT_UPDATE_CHART=1 cargo test rewrites it.\n{}",
         serde_yaml::to_string(&map).unwrap()
     );
-    let files = repo("deploy/helm/argo-drift/files");
-    for (copy, source) in [
-        (
-            "policy.yaml",
-            std::fs::read_to_string(repo("config/policy.yaml")).unwrap(),
-        ),
-        (
-            "prometheusrule.yaml",
-            std::fs::read_to_string(repo("deploy/monitoring/prometheusrule.yaml")).unwrap(),
-        ),
-        (
-            "grafana-dashboard.json",
-            std::fs::read_to_string(repo("deploy/monitoring/grafana-dashboard.json")).unwrap(),
-        ),
-        ("argocd-cm.yaml", argocd_cm),
-        (
-            "extension-argo-drift.js",
-            std::fs::read_to_string(repo("deploy/argocd-extension/extension-argo-drift.js"))
-                .unwrap(),
-        ),
-    ] {
-        let path = files.join(copy);
-        if std::env::var_os("ARGO_DRIFT_UPDATE_CHART").is_some() {
-            std::fs::write(&path, &source).unwrap();
-        }
-        assert!(
-            std::fs::read_to_string(&path).unwrap_or_default() == source,
-            "{} is out of date: run ARGO_DRIFT_UPDATE_CHART=1 cargo test --test install",
-            path.display()
-        );
+    let path = files.join("argocd-cm.yaml");
+    if std::env::var_os("ARGO_DRIFT_UPDATE_CHART").is_some() {
+        std::fs::write(&path, &argocd_cm).unwrap();
     }
+    assert!(
+        std::fs::read_to_string(&path).unwrap_or_default() == argocd_cm,
+        "{} is out of date: run ARGO_DRIFT_UPDATE_CHART=1 cargo test --test install",
+        path.display()
+    );
 }
 
 /// `helm lint` passes with the default and the maximal values; with the defaults the chart
@@ -946,10 +955,29 @@ async fn the_chart_installs_upgrades_uninstalls_and_argo_cd_syncs_it() {
     let target = fresh_namespace(&client, "argocd").await;
     let dir = tempfile::tempdir().unwrap();
     let git = GitRepo::new(&dir.path().join("argo-drift"));
+    // The chart as the repository holds it: its links, and the files they point at.
     let chart_dir = repo("deploy/helm/argo-drift");
     for f in walk(&chart_dir) {
-        let relative = f.strip_prefix(repo("")).unwrap().display().to_string();
-        git.write(&relative, &std::fs::read_to_string(&f).unwrap());
+        let relative = f.strip_prefix(repo("")).unwrap();
+        let copy = git.dir.join(relative);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        match std::fs::read_link(&f) {
+            Ok(target) => {
+                let source = std::fs::canonicalize(&f).unwrap();
+                let source = source
+                    .strip_prefix(std::fs::canonicalize(repo("")).unwrap())
+                    .unwrap();
+                git.write(
+                    &source.display().to_string(),
+                    &std::fs::read_to_string(&f).unwrap(),
+                );
+                std::os::unix::fs::symlink(target, &copy).unwrap();
+            }
+            Err(_) => git.write(
+                &relative.display().to_string(),
+                &std::fs::read_to_string(&f).unwrap(),
+            ),
+        }
     }
     let commit = git.commit("the chart");
     let mut app = documents(&repo("examples/self-managed/argo-drift.yaml"))
