@@ -19,6 +19,7 @@
 #   scripts/testenv.sh gitops-diff            build Argo CD's diff engine as a command (benchmarks)
 #   scripts/testenv.sh gitops-engine-source   print the pinned gitops-engine's source directory
 #   scripts/testenv.sh tools                  build helm and kustomize (pinned); prints `export` lines
+#   scripts/testenv.sh kubectl                build kubectl (the API server's release); prints `export`
 #   scripts/testenv.sh forge                  build Gitea (pinned), the forge whose pull-request API
 #                                             (GitHub's request, under /api/v1) adopt is tested on
 #   scripts/testenv.sh promtool               Debian's prometheus package (for promtool); prints
@@ -54,6 +55,7 @@ base_port=${ARGO_DRIFT_TESTENV_PORT:-16443}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$cache/bin
 apiserver=$bin/kube-apiserver-v$K8S_VERSION
+kubectl=$bin/kubectl-v$K8S_VERSION
 argocd=$bin/argocd-v$ARGOCD_VERSION
 argocd_release=$cache/argocd-v$ARGOCD_VERSION-manifests
 tools=$cache/tools-helm-v$HELM_VERSION-kustomize-v$KUSTOMIZE_VERSION
@@ -174,18 +176,30 @@ need_go() {
   command -v go >/dev/null || die "Go is needed to build the test binaries (the machine image has Go 1.26)"
 }
 
-build_apiserver() {
-  [ -x "$apiserver" ] && return 0
+# k8s_build OUT COMMAND: a command of k8s.io/kubernetes (cmd/COMMAND) at the pinned release.
+# k8s.io/kubernetes replaces every k8s.io staging module with its own ./staging copy; outside its
+# repository those are the published modules v0.<minor>.<patch>.
+k8s_build() {
+  local out=$1 command=$2 staging minor=${K8S_VERSION#*.}
   need_go
   mkdir -p "$cache"
-  # k8s.io/kubernetes replaces every k8s.io staging module with its own ./staging copy; outside
-  # its repository those are the published modules v0.<minor>.<patch>.
-  local staging minor=${K8S_VERSION#*.}
   staging=$(module_gomod k8s.io/kubernetes "v$K8S_VERSION" \
     | sed -nE 's#^\s*(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+.*#\t\1 => \1 v0.'"$minor"'#p')
   [ -n "$staging" ] || die "no staging modules found in k8s.io/kubernetes@v$K8S_VERSION's go.mod"
-  gobuild "$apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$(printf 'module argo-drift.io/testenv/kube-apiserver\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n%s\n)' "$K8S_VERSION" "$staging")" \
+  gobuild "$out" "k8s.io/kubernetes/cmd/$command" "$(printf 'module argo-drift.io/testenv/%s\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n%s\n)' "$command" "$K8S_VERSION" "$staging")" \
     local "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+build_apiserver() {
+  [ -x "$apiserver" ] && return 0
+  k8s_build "$apiserver" kube-apiserver
+}
+
+# kubectl of the same release, for the tests that run documented commands (docs/install.md).
+build_kubectl() {
+  [ -x "$kubectl" ] && return 0
+  k8s_build "$kubectl" kubectl
+  drop_gocache
 }
 
 build_argocd() {
@@ -260,6 +274,7 @@ build() {
   build_argocd
   build_tools
   build_forge
+  build_kubectl
 }
 
 # --- the API server ----------------------------------------------------------------------------
@@ -682,6 +697,7 @@ argocd_exports() {
   echo "export ARGO_DRIFT_TEST_ARGOCD_CA=$state/pki/ca.crt"
   echo "export ARGO_DRIFT_TEST_ARGOCD_TOKEN_FILE=$state/argocd/token"
   echo "export ARGO_DRIFT_TEST_ARGOCD_NAMESPACE=$argocd_ns"
+  echo "export ARGO_DRIFT_TEST_ARGOCD_BINARY=$argocd"
   echo "export ARGO_DRIFT_TEST_ARGOCD_APPS_NAMESPACES=$apps_namespaces"
 }
 
@@ -814,6 +830,7 @@ case "${1:-}" in
   gitops-diff) build_gitops_diff; echo "export ARGO_DRIFT_GITOPS_DIFF=$gitops_diff" ;;
   gitops-engine-source) need_go; mkdir -p "$cache"; echo "export ARGO_DRIFT_GITOPS_ENGINE_SOURCE=$(module_dir github.com/argoproj/argo-cd/gitops-engine/v3 "v$ARGOCD_VERSION" "$ARGOCD_GO")" ;;
   tools) need_go; build_tools; echo "export ARGO_DRIFT_TEST_KUSTOMIZE=$tools/kustomize"; echo "export ARGO_DRIFT_TEST_HELM=$tools/helm" ;;
+  kubectl) build_kubectl; echo "export ARGO_DRIFT_TEST_KUBECTL=$kubectl" ;;
   forge) build_forge; echo "export ARGO_DRIFT_TEST_GITEA=$gitea"; echo "export ARGO_DRIFT_TEST_GITEA_ROOT=$gitea_root" ;;
   promtool) need_packages prometheus; echo "export ARGO_DRIFT_PROMTOOL=$(command -v promtool)" ;;
   versions) printf 'kubernetes v%s\nargo-cd v%s\nhelm v%s\nkustomize v%s\ngitea v%s\n' "$K8S_VERSION" "$ARGOCD_VERSION" "$HELM_VERSION" "$KUSTOMIZE_VERSION" "$GITEA_VERSION" ;;

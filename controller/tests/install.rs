@@ -1015,31 +1015,7 @@ async fn the_chart_installs_upgrades_uninstalls_and_argo_cd_syncs_it() {
     // No self-healing copy of the cluster-wide objects may outlive the test: the Application is
     // deleted without its cascade (the test API server never finishes deleting a namespace, so
     // Argo CD's cascade — the finalizer — would wait forever for argo-drift's).
-    let applications = dynamic(&client, &apps, "argoproj.io/v1alpha1", "Application").await;
-    merge(
-        &applications,
-        "argo-drift",
-        "argocd-server",
-        json!({"metadata": {"finalizers": null}}),
-    )
-    .await;
-    applications
-        .delete("argo-drift", &Default::default())
-        .await
-        .unwrap();
-    wait_for(
-        "the self-managed Application deleted with its resources",
-        std::time::Duration::from_secs(60),
-        || async {
-            applications
-                .get_opt("argo-drift")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    delete_application_keeping_resources(&client, &apps, "argo-drift").await;
 }
 
 /// Every file under `dir`, recursively.

@@ -1911,3 +1911,27 @@ pub fn chart_template(extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     helm(&args, false)
 }
+
+/// Delete Application `namespace/name` without Argo CD's cascade (its finalizer cleared first),
+/// and wait until it is gone: the test API server never finishes deleting a namespace, so a
+/// cascade that deletes one would wait forever.
+pub async fn delete_application_keeping_resources(client: &Client, namespace: &str, name: &str) {
+    let apps = dynamic(client, namespace, "argoproj.io/v1alpha1", "Application").await;
+    if apps.get_opt(name).await.unwrap().is_none() {
+        return;
+    }
+    merge(
+        &apps,
+        name,
+        "argocd-server",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    let _ = apps.delete(name, &Default::default()).await;
+    wait_for(
+        &format!("Application {namespace}/{name} deleted"),
+        Duration::from_secs(60),
+        || async { apps.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
