@@ -913,8 +913,9 @@ impl Remediator {
                 .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
                 .unwrap_or_default(),
         };
-        // One branch per drift: pushed once, found again after a restart or by another replica.
-        let branch = format!("argo-drift/adopt/{}-{id}", app.name);
+        // One branch per drift of this app (apps of the same name live in other namespaces):
+        // pushed once, found again after a restart or by another replica.
+        let branch = format!("argo-drift/adopt/{}/{}-{id}", app.namespace, app.name);
         let origin = format!(
             "argo-drift remediation (report {id} of {}/{})",
             app.namespace, app.name

@@ -550,7 +550,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         }
     };
     let pr = wait_for("the pull request", Duration::from_secs(40), || async {
-        pulls("argo-drift/adopt/flags-".into())
+        pulls(format!("argo-drift/adopt/{argocd}/flags-"))
             .await
             .into_iter()
             .next()
@@ -559,7 +559,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     // The branch is named by the drift: the report id the Application carries.
     let branch = pr["head"]["ref"].as_str().unwrap().to_string();
     let id = branch
-        .trim_start_matches("argo-drift/adopt/flags-")
+        .trim_start_matches(&format!("argo-drift/adopt/{argocd}/flags-"))
         .to_string();
     let apps = dynamic(&client, &argocd, "argoproj.io/v1alpha1", "Application").await;
     wait_for(
@@ -660,7 +660,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
             .filter(|b| b["name"]
                 .as_str()
                 .unwrap()
-                .starts_with("argo-drift/adopt/flags-"))
+                .starts_with(&format!("argo-drift/adopt/{argocd}/flags-")))
             .count(),
         1,
         "{branches:#}"
@@ -714,7 +714,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         json!({"metadata": {"annotations": {"argo-drift.io/adopt": id}}}),
     )
     .await;
-    let branch = format!("argo-drift/adopt/limits-{id}");
+    let branch = format!("argo-drift/adopt/{argocd}/limits-{id}");
     let pr = wait_for(
         "the pull request of the answer",
         Duration::from_secs(30),

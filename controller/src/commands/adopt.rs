@@ -27,7 +27,8 @@ pub struct AdoptArgs {
     pub fields: Vec<String>,
     #[command(flatten)]
     pub namespaces: crate::cli::NamespaceArgs,
-    /// The branch to push (default `argo-drift/adopt/<app>-<time>`); never an existing one.
+    /// The branch to push (default `argo-drift/adopt/<namespace>/<app>-<time>`); never an
+    /// existing one.
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
     /// The commit's author.
@@ -170,7 +171,7 @@ pub async fn adopt(
     };
     let branch = args.branch.clone().unwrap_or_else(|| {
         format!(
-            "argo-drift/adopt/{name}-{}",
+            "argo-drift/adopt/{namespace}/{name}-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         )
     });
