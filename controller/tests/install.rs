@@ -856,7 +856,8 @@ async fn the_chart_installs_upgrades_uninstalls_and_argo_cd_syncs_it() {
         "--force-conflicts",
     ];
     install.extend(namespaces.iter().map(String::as_str));
-    helm(&install, true);
+    let said = helm(&install, true);
+    assert!(said.contains("The policy's mode is dry-run"), "{said}");
     let deployments = dynamic(&client, &argocd, "apps/v1", "Deployment").await;
     let d = deployments.get("argo-drift").await.unwrap();
     assert_eq!(d.data["spec"]["replicas"], 2);
@@ -904,7 +905,8 @@ async fn the_chart_installs_upgrades_uninstalls_and_argo_cd_syncs_it() {
         "--force-conflicts",
     ];
     upgrade.extend(namespaces.iter().map(String::as_str));
-    helm(&upgrade, true);
+    let said = helm(&upgrade, true);
+    assert!(said.contains("The policy's mode is observe"), "{said}");
     assert_eq!(
         deployments.get("argo-drift").await.unwrap().data["spec"]["replicas"],
         3
