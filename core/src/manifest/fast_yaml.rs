@@ -1728,7 +1728,13 @@ spec:
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().to_string();
                 if path.is_dir() {
-                    if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    // A Helm chart's templates are Go templates, not YAML.
+                    let chart_templates = name == "templates" && dir.join("Chart.yaml").is_file();
+                    if !name.starts_with('.')
+                        && name != "target"
+                        && name != "node_modules"
+                        && !chart_templates
+                    {
                         dirs.push(path);
                     }
                 } else if name.ends_with(".yaml") || name.ends_with(".yml") {
