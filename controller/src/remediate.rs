@@ -431,18 +431,14 @@ impl Remediator {
             None => None,
         };
         let tier = label(TIER_LABEL);
-        // A rejection wins over everything; adopt over approve (keeping the live values is
-        // the more cautious of the two when both are set).
-        let answer = match (
-            annotation(APPROVE_ANNOTATION),
-            annotation(ADOPT_ANNOTATION),
-            annotation(REJECT_ANNOTATION),
-        ) {
-            (_, _, Some(id)) => Some(Answer::Reject(id)),
-            (_, Some(id), None) => Some(Answer::Adopt(id)),
-            (Some(id), None, None) => Some(Answer::Approve(id)),
-            (None, None, None) => None,
-        };
+        let answer = human_answer(
+            [
+                annotation(REJECT_ANNOTATION).map(Answer::Reject),
+                annotation(ADOPT_ANNOTATION).map(Answer::Adopt),
+                annotation(APPROVE_ANNOTATION).map(Answer::Approve),
+            ],
+            report_id,
+        );
         let heal_now = annotation(HEAL_NOW_ANNOTATION);
         // Prometheus is asked only when the gate can matter: some drift wants an automatic
         // action (or a person asked to heal it now) and the mode decides at all (this runs on
@@ -1321,6 +1317,20 @@ fn operation_view(object: &DynamicObject) -> OperationView {
     OperationView { running, last }
 }
 
+/// The human's answer among the Application's annotations (rejection, adopt, approve, in that
+/// order): the one naming the current report, if any — an earlier report's answer stays on the
+/// Application after it was taken —, else the first (the decision says it is stale). Between
+/// answers to the same report a rejection wins, then adopt over approve (keeping the live
+/// values is the more cautious of the two).
+fn human_answer(answers: [Option<Answer>; 3], report_id: &str) -> Option<Answer> {
+    let answers: Vec<Answer> = answers.into_iter().flatten().collect();
+    answers
+        .iter()
+        .find(|a| a.report_id() == report_id)
+        .or(answers.first())
+        .cloned()
+}
+
 fn outcome(result: &Result<()>) -> &'static str {
     if result.is_ok() {
         "succeeded"
@@ -1401,5 +1411,48 @@ pub async fn watch_workflows(
         {
             tracing::warn!(workflow = %name, error = %e, "could not mark the Workflow as reported");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_to_the_current_report_wins_over_an_earlier_reports_left_behind() {
+        let answer = |reject: Option<&str>, adopt: Option<&str>, approve: Option<&str>| {
+            human_answer(
+                [
+                    reject.map(|i| Answer::Reject(i.into())),
+                    adopt.map(|i| Answer::Adopt(i.into())),
+                    approve.map(|i| Answer::Approve(i.into())),
+                ],
+                "r2",
+            )
+        };
+        // r1's adopt or rejection still on the Application does not hide r2's approval.
+        assert_eq!(
+            answer(None, Some("r1"), Some("r2")),
+            Some(Answer::Approve("r2".into()))
+        );
+        assert_eq!(
+            answer(Some("r1"), None, Some("r2")),
+            Some(Answer::Approve("r2".into()))
+        );
+        // Answers to the same report: reject, then adopt, then approve.
+        assert_eq!(
+            answer(Some("r2"), Some("r2"), Some("r2")),
+            Some(Answer::Reject("r2".into()))
+        );
+        assert_eq!(
+            answer(None, Some("r2"), Some("r2")),
+            Some(Answer::Adopt("r2".into()))
+        );
+        // Only stale answers: the first, which the decision calls stale.
+        assert_eq!(
+            answer(None, Some("r1"), Some("r0")),
+            Some(Answer::Adopt("r1".into()))
+        );
+        assert_eq!(answer(None, None, None), None);
     }
 }

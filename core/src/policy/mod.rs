@@ -769,6 +769,15 @@ pub enum Answer {
     Adopt(String),
 }
 
+impl Answer {
+    /// The report the answer names.
+    pub fn report_id(&self) -> &str {
+        match self {
+            Answer::Approve(id) | Answer::Reject(id) | Answer::Adopt(id) => id,
+        }
+    }
+}
+
 pub struct AppInput<'a> {
     /// `namespace/name`.
     pub app: &'a str,
