@@ -665,6 +665,8 @@ pub struct Running {
     handle: Option<tokio::task::JoinHandle<anyhow::Result<std::process::ExitCode>>>,
     pub admin: String,
     pub repo_cache: tempfile::TempDir,
+    /// Files the controller reads (a token), removed with it.
+    _files: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -682,8 +684,8 @@ impl Running {
         token: &str,
         extra: &[&str],
     ) -> Running {
-        let token_file =
-            std::env::temp_dir().join(format!("argo-drift-test-token-{:x}", rand_u32()));
+        let files = tempfile::tempdir().unwrap();
+        let token_file = files.path().join("argocd-token");
         std::fs::write(&token_file, token).unwrap();
         let mut args = vec![
             "--argocd-server",
@@ -692,7 +694,9 @@ impl Running {
             token_file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Running::start(config, app_namespace, &args).await
+        let mut running = Running::start(config, app_namespace, &args).await;
+        running._files = Some(files);
+        running
     }
 
     /// A controller watching `app_namespace` beside the real Argo CD, using its API (server,
@@ -771,6 +775,7 @@ impl Running {
             handle: Some(handle),
             admin: format!("http://127.0.0.1:{port}"),
             repo_cache,
+            _files: None,
         }
     }
 
