@@ -55,10 +55,8 @@ pub struct Context {
     pub clusters: Clusters,
     pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
-    /// Argo CD repository Secrets (`argocd.argoproj.io/secret-type: repository|repo-creds`).
-    pub repo_secrets: Option<Store<Secret>>,
-    /// Argo CD's `argocd-ssh-known-hosts-cm`.
-    pub known_hosts: Option<Store<ConfigMap>>,
+    /// Argo CD's repository credentials and SSH known hosts.
+    pub git: GitSettings,
     /// Slack, PagerDuty and email, when `--notifications` is given.
     pub notifier: Option<argo_drift_notify::dispatch::Notifier>,
     /// Decisions and actions (a no-op in observe mode).
@@ -82,6 +80,33 @@ pub struct Context {
     argocd_settings: Mutex<Option<(String, Arc<ArgoCdSettings>)>>,
     /// The policy with those settings' tracking, for the settings and policy it was made from.
     effective: Mutex<Option<Effective>>,
+}
+
+/// What Git access Argo CD has configured, as watched: its repository Secrets
+/// (`argocd.argoproj.io/secret-type: repository|repo-creds`) and `argocd-ssh-known-hosts-cm`.
+/// The analyses read repositories with it, and the `adopt` action pushes with it.
+#[derive(Clone, Default)]
+pub struct GitSettings {
+    pub repo_secrets: Option<Store<Secret>>,
+    pub known_hosts: Option<Store<ConfigMap>>,
+}
+
+impl GitSettings {
+    pub fn repo_secrets(&self) -> Vec<Secret> {
+        self.repo_secrets
+            .as_ref()
+            .map(|s| s.state().iter().map(|s| (**s).clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
+    pub fn known_hosts(&self) -> String {
+        self.known_hosts
+            .as_ref()
+            .and_then(|s| s.state().into_iter().next())
+            .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
+            .unwrap_or_default()
+    }
 }
 
 /// The policy an analysis uses: `policy` with Argo CD's tracking `settings` applied.
@@ -117,8 +142,10 @@ impl Context {
             clusters,
             publisher,
             metrics,
-            repo_secrets,
-            known_hosts,
+            git: GitSettings {
+                repo_secrets,
+                known_hosts,
+            },
             notifier,
             remediator,
             pending: Mutex::default(),
@@ -181,15 +208,6 @@ impl Context {
             effective: effective.clone(),
         });
         Ok((effective, settings))
-    }
-
-    /// The `ssh_known_hosts` text of Argo CD's known-hosts ConfigMap (empty when there is none).
-    pub fn known_hosts(&self) -> String {
-        self.known_hosts
-            .as_ref()
-            .and_then(|s| s.state().into_iter().next())
-            .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
-            .unwrap_or_default()
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -788,16 +806,12 @@ fn secret_differences(diffs: &[ResourceDiff]) -> BTreeMap<ResourceKey, BTreeSet<
 
 /// The application's manifests and the revision they were read at.
 async fn desired(app: &Application, ctx: &Context) -> Result<(Vec<Resource>, Option<String>)> {
-    let secrets: Vec<Secret> = ctx
-        .repo_secrets
-        .as_ref()
-        .map(|s| s.state().iter().map(|s| (**s).clone()).collect())
-        .unwrap_or_default();
+    let secrets = ctx.git.repo_secrets();
     let sources = crate::desired::Sources {
         repos: ctx.repos.clone(),
         argocd: ctx.argocd.as_ref(),
         repo_secrets: &secrets,
-        known_hosts: ctx.known_hosts(),
+        known_hosts: ctx.git.known_hosts(),
     };
     sources.render(app, None).await
 }

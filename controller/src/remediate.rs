@@ -153,8 +153,7 @@ pub struct Remediator {
 /// and known hosts (as the analyses read them), the forge for pull requests, the author.
 pub struct Adopter {
     pub repos: std::sync::Arc<crate::repo::Repos>,
-    pub repo_secrets: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Secret>>,
-    pub known_hosts: Option<kube::runtime::reflector::Store<ConfigMap>>,
+    pub git: crate::reconcile::GitSettings,
     pub forge: Option<crate::forge::Forge>,
     /// Name, email.
     pub author: (String, String),
@@ -895,19 +894,12 @@ impl Remediator {
             .first()
             .map(|s| s.repo_url.clone())
             .unwrap_or_default();
-        let secrets: Vec<k8s_openapi::api::core::v1::Secret> = adopter
-            .repo_secrets
-            .as_ref()
-            .map(|s| s.state().iter().map(|s| (**s).clone()).collect())
-            .unwrap_or_default();
         let access = GitAccess {
-            credentials: argo_drift_desired::credentials_for(&secrets, &repo_url),
-            known_hosts: adopter
-                .known_hosts
-                .as_ref()
-                .and_then(|s| s.state().into_iter().next())
-                .and_then(|cm| cm.data.as_ref()?.get("ssh_known_hosts").cloned())
-                .unwrap_or_default(),
+            credentials: argo_drift_desired::credentials_for(
+                &adopter.git.repo_secrets(),
+                &repo_url,
+            ),
+            known_hosts: adopter.git.known_hosts(),
         };
         // One branch per drift of this app (apps of the same name live in other namespaces):
         // pushed once, found again after a restart or by another replica.

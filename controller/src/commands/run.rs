@@ -346,8 +346,10 @@ pub async fn serve(
     ));
     let adopter = crate::remediate::Adopter {
         repos: repos.clone(),
-        repo_secrets: Some(repo_secrets.clone()),
-        known_hosts: Some(known_hosts.clone()),
+        git: crate::reconcile::GitSettings {
+            repo_secrets: Some(repo_secrets.clone()),
+            known_hosts: Some(known_hosts.clone()),
+        },
         forge: crate::forge::Forge::from_args(&args.forge)?,
         author: crate::adopt::parse_author(&args.adopt_author)
             .map_err(|e| anyhow::anyhow!("--adopt-author {e}"))?,
