@@ -648,6 +648,21 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // One adoption carried out, not one per analysis (the branch and the open pull request
+    // would be found again either way: the audit trail says how often it was done).
+    let adoptions = records
+        .list(&kube::api::ListParams::default().labels("audit-type=drift-remediation"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.data?.get("intent.json").cloned())
+        .filter(|i| {
+            let i: serde_json::Value = serde_json::from_str(i).unwrap();
+            i["action"] == "adopt" && i["application"] == format!("{argocd}/flags")
+        })
+        .count();
+    assert_eq!(adoptions, 1);
     assert_eq!(pulls(branch.clone()).await.len(), 1);
     let branches = gitea
         .api(reqwest::Method::GET, "/repos/ops/shop/branches", None)
