@@ -454,13 +454,17 @@ async fn adopt_pushes_over_ssh_only_to_a_known_host() {
 }
 
 /// The policy action `adopt` and the approval answered with adopt, against a real forge
-/// (Gitea, whose API takes GitHub's pull-request request): the controller pushes a branch named
-/// by the drift with Argo CD's repository credentials and opens a pull request into the
-/// repository's default branch; merged, the app rendered from that branch is in sync.
+/// (Gitea, whose API takes GitHub's pull-request request), for apps outside Argo CD's namespace:
+/// the controller pushes a branch named by the drift with the repository credentials of Argo
+/// CD's namespace and opens a pull request into the repository's default branch; merged, the
+/// app rendered from that branch is in sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_forge() {
     let client = client().await;
+    // Argo CD's namespace holds the repository Secret; the Applications live in a namespace
+    // of their own ("apps in any namespace"), where argo-drift keeps their reports too.
     let argocd = fresh_namespace(&client, "argocd").await;
+    let team = fresh_namespace(&client, "apps").await;
     let shop = fresh_namespace(&client, "shop").await;
     let gitea = Gitea::start();
     let dir = tempfile::tempdir().unwrap();
@@ -484,7 +488,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         if let Some(tier) = tier {
             app["metadata"]["labels"]["argo-drift.io/tier"] = json!(tier);
         }
-        apply(&client, &argocd, app, "argocd-server").await;
+        apply(&client, &team, app, "argocd-server").await;
     }
     let policy_text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policy.yaml"),
@@ -495,8 +499,9 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     std::fs::write(&policy, policy_text).unwrap();
     let token_file = dir.path().join("forge-token");
     std::fs::write(&token_file, format!("{}\n", gitea.token)).unwrap();
-    let controller = Running::start(
+    let controller = Running::start_beside(
         &admin_config().await,
+        &team,
         &argocd,
         &[
             "--leader-election",
@@ -517,7 +522,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     for name in ["flags", "limits"] {
         wait_report(
             &client,
-            &argocd,
+            &team,
             name,
             "the first report",
             Duration::from_secs(30),
@@ -550,7 +555,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         }
     };
     let pr = wait_for("the pull request", Duration::from_secs(40), || async {
-        pulls(format!("argo-drift/adopt/{argocd}/flags-"))
+        pulls(format!("argo-drift/adopt/{team}/flags-"))
             .await
             .into_iter()
             .next()
@@ -559,9 +564,9 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     // The branch is named by the drift: the report id the Application carries.
     let branch = pr["head"]["ref"].as_str().unwrap().to_string();
     let id = branch
-        .trim_start_matches(&format!("argo-drift/adopt/{argocd}/flags-"))
+        .trim_start_matches(&format!("argo-drift/adopt/{team}/flags-"))
         .to_string();
-    let apps = dynamic(&client, &argocd, "argoproj.io/v1alpha1", "Application").await;
+    let apps = dynamic(&client, &team, "argoproj.io/v1alpha1", "Application").await;
     wait_for(
         "the report id on the Application",
         Duration::from_secs(20),
@@ -574,13 +579,13 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     assert_eq!(pr["base"]["ref"], "main", "into the default branch: {pr:#}");
     assert_eq!(
         pr["title"],
-        format!("argo-drift: adopt live drift of {argocd}/flags into Git")
+        format!("argo-drift: adopt live drift of {team}/flags into Git")
     );
     let body = pr["body"].as_str().unwrap();
     assert!(body.contains("- data.mode: \"safe\" -> \"fast\""), "{body}");
     assert!(
         body.contains(&format!(
-            "Adopted-by: argo-drift remediation (report {id} of {argocd}/flags)"
+            "Adopted-by: argo-drift remediation (report {id} of {team}/flags)"
         )),
         "{body}"
     );
@@ -597,7 +602,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         "argo-drift <argo-drift@example.com>"
     );
     // Said in an Event, with the pull request; the audit record has it too; the token nowhere.
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &argocd);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &team);
     let event = wait_for(
         "the DriftAdopted Event",
         Duration::from_secs(20),
@@ -623,7 +628,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         "{message}"
     );
     assert!(!message.contains(&gitea.token));
-    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd);
+    let records: Api<ConfigMap> = Api::namespaced(client.clone(), &team);
     let audit = records
         .list(&kube::api::ListParams::default().labels("audit-type=drift-remediation"))
         .await
@@ -659,7 +664,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         .filter_map(|cm| cm.data?.get("intent.json").cloned())
         .filter(|i| {
             let i: serde_json::Value = serde_json::from_str(i).unwrap();
-            i["action"] == "adopt" && i["application"] == format!("{argocd}/flags")
+            i["action"] == "adopt" && i["application"] == format!("{team}/flags")
         })
         .count();
     assert_eq!(adoptions, 1);
@@ -675,7 +680,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
             .filter(|b| b["name"]
                 .as_str()
                 .unwrap()
-                .starts_with(&format!("argo-drift/adopt/{argocd}/flags-")))
+                .starts_with(&format!("argo-drift/adopt/{team}/flags-")))
             .count(),
         1,
         "{branches:#}"
@@ -698,10 +703,10 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     let mut app = application("flags", &url, "flags", &shop, Some(&main));
     app["metadata"]["labels"]["argo-drift.io/mode"] = json!("enforce");
     app["metadata"]["labels"]["argo-drift.io/tier"] = json!("keep");
-    apply(&client, &argocd, app, "argocd-server").await;
+    apply(&client, &team, app, "argocd-server").await;
     let (_, r) = wait_report(
         &client,
-        &argocd,
+        &team,
         "flags",
         "in sync on the merged commit",
         Duration::from_secs(30),
@@ -714,7 +719,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     edit_config_map(&configmaps, "limits", json!({"max": "50"})).await;
     let (_, r) = wait_report(
         &client,
-        &argocd,
+        &team,
         "limits",
         "the approval request",
         Duration::from_secs(30),
@@ -729,7 +734,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
         json!({"metadata": {"annotations": {"argo-drift.io/adopt": id}}}),
     )
     .await;
-    let branch = format!("argo-drift/adopt/{argocd}/limits-{id}");
+    let branch = format!("argo-drift/adopt/{team}/limits-{id}");
     let pr = wait_for(
         "the pull request of the answer",
         Duration::from_secs(30),
@@ -745,7 +750,7 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
     );
     let (_, r) = wait_report(
         &client,
-        &argocd,
+        &team,
         "limits",
         "the approval closed",
         Duration::from_secs(30),
@@ -756,7 +761,8 @@ async fn the_adopt_action_pushes_a_branch_and_opens_a_pull_request_on_a_real_for
 
     // The command opens its pull request the same way; a wrong token is refused by the forge
     // after the push, and said without the token.
-    let mut cli = args("limits", &argocd, "cli-limits", false);
+    let mut cli = args(&format!("{team}/limits"), &argocd, "cli-limits", false);
+    cli.namespaces.state_namespace = team.clone();
     cli.forge = argo_drift_controller::forge::ForgeArgs {
         forge: Some(argo_drift_controller::forge::Kind::Gitea),
         forge_url: Some(gitea.url.clone()),
